@@ -1,0 +1,277 @@
+"""Typed configuration: ``params.yaml`` (+ method profile YAMLs) -> dataclasses, with ``--set key=value`` overrides.
+
+Every section is a dataclass; loading rejects unknown keys naming the full dotted key, and coerces/validates types so
+``--set faces.detect_every=abc`` fails with one clear line. Stages receive only their own section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+# --------------------------------------------------------------------------------------------------- sections
+@dataclass
+class SynthParams:
+    """Built-in offline demo corpus (``data synth``)."""
+
+    out_dir: str = "data/synth"
+    cartoon_videos: int = 6
+    real_videos: int = 4
+    cartoon_identities: int = 24
+    width: int = 640
+    height: int = 360
+    fps: float = 25.0
+    shots_per_video: int = 5
+    shot_seconds: tuple[float, float] = (4.0, 7.0)
+    no_face_shot_prob: float = 0.12
+
+
+@dataclass
+class ScrapeParams:
+    out_dir: str = "data/raw"
+    manifests: list[str] = field(default_factory=lambda: ["manifests/demo.csv"])
+    max_height: int = 720
+    retries: int = 3
+    backoff_s: float = 2.0
+    timeout_s: float = 600.0
+    rate_limit: str | None = None
+    proxy: str | None = None
+    cookies: str | None = None
+    min_success_fraction: float = 0.5
+
+
+@dataclass
+class ShotsParams:
+    out_dir: str = "data/shots"
+    detector: str = "content"  # content | adaptive
+    threshold: float = 27.0
+    adaptive_threshold: float = 3.0
+    min_shot_frames: int = 15
+    downscale_width: int = 160
+
+
+@dataclass
+class FacesParams:
+    out_dir: str = "data/faces"
+    detect_every: int = 5
+    iou_split: float = 0.25
+    max_tube_frames: int = 1500
+    min_frames: int = 64
+    min_face_px: int = 48
+    min_score: float = 0.5
+    max_blur: float = 0.0  # 0 disables the blur filter; otherwise min variance of the Laplacian
+    border_margin: float = 0.0
+    real_detector: str = "retinaface"
+    cartoon_detector: str = "retinaface"
+    landmarks: str = "dlib68"
+
+
+@dataclass
+class AlignParams:
+    out_dir: str = "data/clips"
+    increase: float = 0.4
+    size: int = 256
+    box_mode: str = "fixed"  # fixed | smooth
+    smooth_window: int = 9
+    write_png: bool = False
+    crf: int = 18
+
+
+@dataclass
+class BuildParams:
+    out_dir: str = "data/dataset"
+    test_fraction: float = 0.3
+    pairs_per_task: int = 8
+    pair_frames: int = 32
+    contact_sheet_clips: int = 8
+
+
+@dataclass
+class EvalParams:
+    batch_size: int = 16
+    fid_min_frames: int = 64
+    id_backend: str = "auto"  # auto | arcface | dlib
+    motion_backend: str = "bfm3ddfa"
+
+
+@dataclass
+class RunParams:
+    runs_dir: str = "runs"
+    leaderboard_dir: str = "leaderboard"
+    benchmark: str = "demo"
+    device: str = "auto"
+
+
+@dataclass
+class Params:
+    seed: int = 0
+    workers: int = 0  # 0 = number of cores
+    executor: str = "local"  # local | dask
+    scheduler: str | None = None
+    synth: SynthParams = field(default_factory=SynthParams)
+    scrape: ScrapeParams = field(default_factory=ScrapeParams)
+    shots: ShotsParams = field(default_factory=ShotsParams)
+    faces: FacesParams = field(default_factory=FacesParams)
+    align: AlignParams = field(default_factory=AlignParams)
+    build: BuildParams = field(default_factory=BuildParams)
+    eval: EvalParams = field(default_factory=EvalParams)
+    run: RunParams = field(default_factory=RunParams)
+
+    def n_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------------------------------- machinery
+def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and coercing values to the declared types."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key, value in data.items():
+        dotted = f"{where}{key}"
+        if key not in names:
+            raise ConfigError(f"unknown config key {dotted!r}", hint=f"valid keys here: {', '.join(sorted(names))}")
+        kwargs[key] = coerce(hints[key], value, dotted)
+    return cls(**kwargs)
+
+
+def coerce(tp: Any, value: Any, key: str) -> Any:
+    """Coerce ``value`` to type ``tp`` (dataclass, Optional, list, tuple, dict, scalar) or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+        return from_dict(tp, value, key + ".")  # type: ignore[arg-type]
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(a, value, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise errors[0]
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"config key {key!r} needs {len(args)} values, got {len(value)}")
+            return tuple(coerce(a, v, key) for a, v in zip(args, value))
+        inner = args[0] if args else Any
+        seq = [coerce(inner, v, key) for v in value]
+        return tuple(seq) if origin is tuple else seq
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
+        return {str(k): coerce(args[1] if args else Any, v, f"{key}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"config key {key!r} must be true/false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
+        try:
+            out = tp(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config key {key!r} must be {'an integer' if tp is int else 'a number'}, got {value!r}") from None
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
+        return out
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["a.b=3", "c=[1,2]"]`` -> nested dict; values are parsed as YAML scalars/lists."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"bad --set value {item!r}", hint="use --set key=value, e.g. --set faces.detect_every=10")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not p for p in key.split(".")):
+            raise ConfigError(f"bad --set key in {item!r}", hint="use dotted keys like train.steps=100")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key!r} conflicts with another --set")
+        node[parts[-1]] = value
+    return out
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot parse {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return data
+
+
+def load_params(path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Load ``params.yaml`` (missing file = defaults only when ``path`` is None) and apply ``--set`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = read_yaml(path)
+    elif Path(DEFAULT_PARAMS).is_file():
+        data = read_yaml(DEFAULT_PARAMS)
+    data = deep_merge(data, parse_overrides(list(overrides)))
+    return from_dict(Params, data)
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain dict (tuples as lists) suitable for YAML/JSON."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj

@@ -1,0 +1,97 @@
+"""The interface every reenactment method implements, and the method registry.
+
+A method is an ``nn.Module`` built from its resolved profile config (a plain dict from ``models/profiles/<name>.yaml``
+plus ``--set`` overrides). The generic trainer (``toontalker_bench.train.trainer``) owns seeding, data order,
+checkpoints and logging; the method owns its networks, losses and optimisers.
+
+Tensors: images are float32 in [0, 1], shape ``(B, 3, H, W)`` with ``H == W == cfg["size"]``.
+
+Training batch (from ``toontalker_bench.train.data``): ``{"real": DomainBatch, "cartoon": DomainBatch}`` where a domain
+may be absent when the dataset has none of it, and each ``DomainBatch`` is a dict:
+
+- ``source``, ``driving``: ``(B, 3, H, W)`` two frames of the same clip;
+- ``motion_source``, ``motion_driving``: ``(B, 20)`` pose vectors (17 expression morphs in [0, 1] then yaw, pitch,
+  roll in degrees) — ground truth for the demo corpus, 3DMM-fitted pseudo labels otherwise, NaN where unknown;
+- ``motion_is_true``: ``(B,)`` bool, whether the pose vector is ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+Domain = Literal["real", "cartoon"]
+DOMAINS: tuple[Domain, ...] = ("real", "cartoon")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    trainable: bool = True
+    cross_domain: bool = True          # can animate a source of one domain with a driver of the other
+    self_reenactment: bool = True
+    needs_paired_pose: bool = False    # needs (frame, pose vector) pairs to train
+    needs_driving_ground_truth: bool = False  # oracle baselines only
+
+
+class Method(nn.Module):
+    """Base class. Subclasses set ``name`` and ``capabilities`` and implement the three methods below."""
+
+    name: str = "method"
+    capabilities = Capabilities()
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__()
+        self.cfg = dict(cfg)
+        self.size = int(cfg.get("size", 64))
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, dict[str, torch.Tensor]], step: int) -> dict[str, float]:
+        """One optimisation step (forward, backward, optimiser steps). Returns scalar logs, including ``loss``."""
+        raise NotImplementedError(f"{self.name} is not trainable")
+
+    def optimizer_state(self) -> dict[str, Any]:
+        """Optimiser state dicts, saved beside the weights so ``--resume`` continues exactly."""
+        return {}
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    # -- inference --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def animate(self, source: torch.Tensor, driving: torch.Tensor, *, source_domain: Domain,
+                driving_domain: Domain, relative: bool = True) -> torch.Tensor:
+        """Animate ``source`` ``(3, H, W)`` with ``driving`` frames ``(T, 3, H, W)``; returns ``(T, 3, H, W)``.
+
+        With ``relative=True`` the motion applied is the driving motion relative to ``driving[0]``, so
+        ``driving == source`` repeated must give back (approximately) ``source``.
+        """
+        raise NotImplementedError
+
+    # -- checkpoints ------------------------------------------------------------------------------------------
+    def load_release_checkpoint(self, path: str, trust: bool = False) -> list[str]:
+        """Load an official third-party checkpoint (``.pth``) with strict name/shape checking.
+
+        Returns the list of release keys that could not be mapped (with reasons). Raises CheckpointError on
+        mismatch. Methods without a public release leave this unimplemented.
+        """
+        from ..errors import CheckpointError
+
+        raise CheckpointError(f"method {self.name!r} has no official release checkpoint format",
+                              hint="pass a checkpoint saved by toontalker-bench (.safetensors)")
+
+
+METHODS: Registry[type[Method]] = Registry(
+    "method",
+    modules=(
+        "toontalker_bench.models.baselines",
+        "toontalker_bench.models.toontalker",
+        "toontalker_bench.models.fomm",
+        "toontalker_bench.models.animeceleb",
+    ),
+    entry_point_group="toontalker_bench.methods",
+)
