@@ -1,0 +1,1 @@
+"""Dataset construction: synth (demo corpus), scrape, shots, faces, align, build."""
