@@ -68,13 +68,16 @@ class ShotsParams:
 class FacesParams:
     out_dir: str = "data/faces"
     detect_every: int = 5
+    detect_width: int = 0  # detector input width (frames downscaled for speed); 0 = full resolution
+    link_iou: float = 0.3  # a detection joins a track when its IoU with the track's last box is at least this
+    max_gap: int = 1  # detection passes a track may miss before it ends (the gap is interpolated)
     iou_split: float = 0.25
     max_tube_frames: int = 1500
     min_frames: int = 64
     min_face_px: int = 48
     min_score: float = 0.5
-    max_blur: float = 0.0  # 0 disables the blur filter; otherwise min variance of the Laplacian
-    border_margin: float = 0.0
+    min_sharpness: float = 0.0  # min variance of the Laplacian on the 64 px face patch; 0 disables the blur filter
+    border_margin: float = 0.15  # max fraction of the face box allowed outside the frame
     real_detector: str = "retinaface"
     cartoon_detector: str = "retinaface"
     landmarks: str = "dlib68"

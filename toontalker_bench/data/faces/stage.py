@@ -1,0 +1,428 @@
+"""The ``faces`` stage: shots -> face tubes with per-frame boxes, scores and landmarks.
+
+Each source video is decoded once, front to back. Inside a shot the detector runs every ``detect_every`` frames (and
+on the shot's last frame); detections are linked into tracks and boxes interpolated in between; only the frames since
+the oldest open track's last detection are kept in memory, so landmarks for interpolated frames are computed as soon
+as the next detection confirms the track. Tubes are then split (VoxCeleb's rules) and filtered; every rejected shot or
+tube is recorded with a reason.
+
+Resumable: every finished source writes its tubes' ``tracks/<tube_id>.npz`` and then a part record
+``.parts/<source_id>.json`` (keyed by a hash of the inputs and params); a rerun skips sources whose part matches.
+The final tables are assembled from the parts only, so a killed run leaves nothing a rerun would count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...config import FacesParams, Params, to_dict
+from ...errors import ConfigError, MediaError
+from ...executors import Executor, Failure, make_executor
+from ...io import atomic_path, read_table, write_json, write_table
+from ...video import iter_frames
+from . import track as T
+
+log = logging.getLogger(__name__)
+
+TUBE_COLUMNS = ["tube_id", "source_id", "domain", "identity", "shot", "start_frame", "end_frame", "n_frames",
+                "mean_score", "median_face_px", "detector"]
+REJECT_COLUMNS = ["source_id", "shot", "tube_id", "start_frame", "end_frame", "reason", "detail"]
+GT_MATCH_IOU = 0.3  # a GT box belongs to a tube frame when they overlap at least this much
+SHARP_PX = 64  # face patches are resized to this side before measuring sharpness, so sizes compare
+
+
+@dataclass
+class SourceJob:
+    source: dict[str, Any]
+    shots: list[tuple[int, int, int]]  # (shot, start_frame, end_frame)
+    video: str
+    gt: str  # "" = no ground truth
+    params: FacesParams
+    out_dir: str
+    key: str
+
+
+@dataclass
+class _Open:
+    """Per-track per-frame results, filled as frames are confirmed."""
+
+    boxes: dict[int, np.ndarray] = field(default_factory=dict)
+    lm: dict[int, np.ndarray] = field(default_factory=dict)
+    sharp: list[float] = field(default_factory=list)
+
+
+_CACHE: dict[str, Any] = {}
+
+
+def _detector(name: str):  # noqa: ANN202 - detector object from detect.py
+    from .detect import get_detector
+
+    if ("det", name) not in _CACHE:
+        _CACHE[("det", name)] = get_detector(name)  # type: ignore[index]
+    return _CACHE[("det", name)]  # type: ignore[index]
+
+
+def _landmarker(name: str):  # noqa: ANN202
+    from .landmarks import get_landmarker
+
+    if ("lm", name) not in _CACHE:
+        _CACHE[("lm", name)] = get_landmarker(name)  # type: ignore[index]
+    return _CACHE[("lm", name)]  # type: ignore[index]
+
+
+def detector_for(domain: str, p: FacesParams) -> str:
+    if domain not in ("real", "cartoon"):
+        raise ConfigError(f"unknown domain {domain!r}", hint="domains are real and cartoon")
+    return p.real_detector if domain == "real" else p.cartoon_detector
+
+
+def detect(frame: np.ndarray, name: str, detect_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes ``(N, 4)`` and scores ``(N,)`` in full-frame pixels; detection runs on a copy ``detect_width`` wide."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    scale = 1.0
+    img = frame
+    if 0 < detect_width < w:
+        scale = w / detect_width
+        img = cv2.resize(frame, (detect_width, max(1, round(h / scale))), interpolation=cv2.INTER_AREA)
+    dets = _detector(name).detect(img)
+    if not dets:
+        return np.zeros((0, 4)), np.zeros(0)
+    boxes = np.array([np.asarray(d.box, dtype=np.float64) for d in dets]) * scale
+    scores = np.array([float(d.score) for d in dets])
+    return boxes, scores
+
+
+def landmarks(frame: np.ndarray, boxes: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 68, 2)`` (NaN with a 5-point model) and ``(N, 5, 2)`` landmarks for ``boxes``."""
+    from .landmarks import five_from_68
+
+    pts = np.asarray(_landmarker(name).predict(frame, boxes), dtype=np.float32)
+    if pts.shape[1] == 68:
+        return pts, np.asarray(five_from_68(pts), dtype=np.float32).reshape(len(boxes), 5, 2)
+    return np.full((len(boxes), 68, 2), np.nan, np.float32), pts.reshape(len(boxes), 5, 2)
+
+
+def _patch_sharpness(frame: np.ndarray, box: np.ndarray) -> float:
+    import cv2
+
+    h, w = frame.shape[:2]
+    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+    x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    if x1 - x0 < 3 or y1 - y0 < 3:
+        return 0.0
+    gray = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    return T.sharpness(cv2.resize(gray, (SHARP_PX, SHARP_PX), interpolation=cv2.INTER_AREA))
+
+
+def _load_gt(path: str) -> pd.DataFrame | None:
+    if not path:
+        return None
+    gt = pd.read_parquet(path)
+    return gt.set_index("frame", drop=False)
+
+
+def _gt_arrays(gt: pd.DataFrame | None, frames: np.ndarray, boxes: np.ndarray, fallback_identity: str
+               ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-frame GT box ``(T, 4)`` and motion ``(T, 20)`` where the GT face overlaps the tube (else NaN), and the
+    tube identity (the most frequent matched GT identity, else ``fallback_identity``)."""
+    n = len(frames)
+    gt_box = np.full((n, 4), np.nan, np.float32)
+    motion = np.full((n, 20), np.nan, np.float32)
+    if gt is None:
+        return gt_box, motion, fallback_identity
+    rows = gt.reindex(frames)
+    has = rows["has_face"].fillna(False).to_numpy(dtype=bool)
+    gb = rows[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(dtype=np.float64)
+    match = has & (T.iou(gb, boxes) >= GT_MATCH_IOU)
+    gt_box[match] = gb[match]
+    for i in np.flatnonzero(match):
+        motion[i] = np.asarray(rows["motion"].iloc[i], dtype=np.float32)
+    ids = [str(v) for v in rows["identity"].to_numpy()[match] if isinstance(v, str) and v]
+    identity = Counter(ids).most_common(1)[0][0] if ids else fallback_identity
+    return gt_box, motion, identity
+
+
+class _ShotTracker:
+    """Detect / link / interpolate / landmark one shot, streaming its frames."""
+
+    def __init__(self, shot: int, start: int, end: int, det_name: str, p: FacesParams) -> None:
+        self.shot, self.start, self.end = shot, start, end
+        self.det_name, self.p = det_name, p
+        self.linker = T.Linker(p.link_iou, p.max_gap)
+        self.buffer: dict[int, np.ndarray] = {}
+        self.data: dict[int, _Open] = {}  # id(track) -> per-frame data
+        self.n_detect = 0
+
+    def _is_detect_frame(self, i: int) -> bool:
+        return (i - self.start) % self.p.detect_every == 0 or i == self.end - 1
+
+    def push(self, i: int, frame: np.ndarray) -> None:
+        self.buffer[i] = frame
+        if not self._is_detect_frame(i):
+            return
+        self.n_detect += 1
+        boxes, scores = detect(frame, self.det_name, self.p.detect_width)
+        before = {id(t) for t in self.linker.active}
+        extended = self.linker.step(i, boxes, scores)
+        todo: dict[int, list[tuple[_Open, np.ndarray]]] = {}
+        for tr, prev in extended:
+            seg, _ = T.interpolate([prev, i], [tr.boxes[-2], tr.boxes[-1]])
+            od = self.data[id(tr)]
+            for f, b in zip(range(prev + 1, i + 1), seg[1:]):
+                todo.setdefault(f, []).append((od, b))
+            od.sharp.append(_patch_sharpness(frame, tr.boxes[-1]))
+        for tr in self.linker.active:
+            if id(tr) not in before and id(tr) not in self.data:
+                od = self.data[id(tr)] = _Open()
+                todo.setdefault(i, []).append((od, tr.boxes[-1]))
+                od.sharp.append(_patch_sharpness(frame, tr.boxes[-1]))
+        for f, items in sorted(todo.items()):
+            bx = np.stack([b for _, b in items])
+            lm68, lm5 = landmarks(self.buffer[f], bx, self.p.landmarks)
+            for k, (od, b) in enumerate(items):
+                od.boxes[f] = b
+                od.lm[f] = np.concatenate([lm68[k], lm5[k]])  # (73, 2): 68 then 5
+        keep_from = min((t.frames[-1] for t in self.linker.active), default=i)
+        for f in [f for f in self.buffer if f < keep_from]:
+            del self.buffer[f]
+
+    def finish(self) -> list[tuple[T.Track, _Open]]:
+        tracks = self.linker.finish()
+        self.buffer.clear()
+        return [(t, self.data[id(t)]) for t in tracks]
+
+
+def _tubes_of_shot(job: SourceJob, shot: int, tracked: list[tuple[T.Track, _Open]], width: int, height: int,
+                   det_name: str, gt: pd.DataFrame | None) -> tuple[list[dict], list[dict], dict[str, dict]]:
+    """Split and filter one shot's tracks -> (kept tube rows, reject rows, tube_id -> arrays)."""
+    p = job.params
+    sid = job.source["source_id"]
+    fallback_id = str(job.source.get("identity") or "") or sid
+    kept: list[dict] = []
+    rejects: list[dict] = []
+    arrays: dict[str, dict] = {}
+    k = 0
+    for tr, od in tracked:
+        frames = np.array(sorted(od.boxes), dtype=np.int64)
+        boxes = np.stack([od.boxes[f] for f in frames])
+        lm = np.stack([od.lm[f] for f in frames])
+        det_at = {f: s for f, s in zip(tr.frames, tr.scores)}
+        scores = np.array([det_at.get(int(f), np.nan) for f in frames], dtype=np.float32)
+        detected = np.array([int(f) in det_at for f in frames])
+        sharp = float(np.median(od.sharp)) if od.sharp else 0.0
+        for a, b in T.split_tube(boxes, p.iou_split, p.max_tube_frames):
+            tube_id = f"{sid}-s{shot:03d}-t{k:02d}"
+            k += 1
+            fr, bx = frames[a:b], boxes[a:b]
+            sc = scores[a:b]
+            reason = T.filter_reason(b - a, bx, sc[~np.isnan(sc)], sharp, width=width, height=height,
+                                     min_frames=p.min_frames, min_face_px=p.min_face_px, min_score=p.min_score,
+                                     min_sharpness=p.min_sharpness, border_margin=p.border_margin)
+            if reason:
+                rejects.append({"source_id": sid, "shot": shot, "tube_id": tube_id, "start_frame": int(fr[0]),
+                                "end_frame": int(fr[-1]) + 1, "reason": reason, "detail": ""})
+                continue
+            gt_box, motion, identity = _gt_arrays(gt, fr, bx, fallback_id)
+            arrays[tube_id] = {"frames": fr, "boxes": bx.astype(np.float32), "scores": sc,
+                               "landmarks68": lm[a:b, :68].astype(np.float32),
+                               "landmarks5": lm[a:b, 68:].astype(np.float32), "detected": detected[a:b],
+                               "gt_box": gt_box, "motion": motion}
+            kept.append({"tube_id": tube_id, "source_id": sid, "domain": job.source["domain"], "identity": identity,
+                         "shot": shot, "start_frame": int(fr[0]), "end_frame": int(fr[-1]) + 1, "n_frames": b - a,
+                         "mean_score": float(np.nanmean(sc)) if np.any(~np.isnan(sc)) else float("nan"),
+                         "median_face_px": T.face_px(bx), "detector": det_name})
+    if not tracked:
+        rejects.append({"source_id": sid, "shot": shot, "tube_id": "", "start_frame": -1, "end_frame": -1,
+                        "reason": "no_face", "detail": ""})
+    return kept, rejects, arrays
+
+
+def _shot_reject(job: SourceJob, shot: tuple[int, int, int], reason: str, detail: str = "") -> dict:
+    return {"source_id": job.source["source_id"], "shot": shot[0], "tube_id": "", "start_frame": shot[1],
+            "end_frame": shot[2], "reason": reason, "detail": detail}
+
+
+def process_source(job: SourceJob) -> dict[str, Any]:
+    """Decode one source once and return its part record ``{key, tubes, rejects, stats}`` (npz files written)."""
+    t0 = time.perf_counter()
+    p = job.params
+    det_name = detector_for(job.source["domain"], p)
+    gt = _load_gt(job.gt)
+    out = Path(job.out_dir)
+    shots = sorted(job.shots, key=lambda s: s[1])
+    rejects: list[dict] = [_shot_reject(job, s, "empty_shot") for s in shots if s[2] <= s[1]]
+    shots = [s for s in shots if s[2] > s[1]]
+    tubes: list[dict] = []
+    arrays: dict[str, dict] = {}
+    n_frames = n_detect = 0
+    si = 0
+    cur: _ShotTracker | None = None
+    width = height = 0
+    last = max((s[2] for s in shots), default=0)
+
+    def close(tracker: _ShotTracker) -> None:
+        nonlocal n_detect
+        n_detect += tracker.n_detect
+        kt, rj, ar = _tubes_of_shot(job, tracker.shot, tracker.finish(), width, height, det_name, gt)
+        tubes.extend(kt)
+        rejects.extend(rj)
+        arrays.update(ar)
+
+    error = ""
+    try:
+        for i, frame in enumerate(iter_frames(job.video, 0, last)):
+            n_frames += 1
+            height, width = frame.shape[:2]
+            if cur is not None and i >= cur.end:
+                close(cur)
+                cur = None
+            while si < len(shots) and shots[si][2] <= i:  # overlaps a shot already done
+                rejects.append(_shot_reject(job, shots[si], "overlapping_shot"))
+                si += 1
+            if cur is None and si < len(shots) and shots[si][1] <= i:
+                shot, a, b = shots[si]
+                cur = _ShotTracker(shot, a, b, det_name, p)
+                si += 1
+            if cur is not None:
+                cur.push(i, frame)
+    except MediaError as e:
+        error = str(e)
+    if cur is not None:
+        if error:
+            rejects.append(_shot_reject(job, (cur.shot, cur.start, cur.end), "decode_error", error))
+        else:
+            cur.end = min(cur.end, n_frames)  # video shorter than the shot table says
+            close(cur)
+    rejects += [_shot_reject(job, s, "decode_error" if error else "past_end", error) for s in shots[si:]]
+    for tube_id, arr in arrays.items():
+        with atomic_path(out / "tracks" / f"{tube_id}.npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arr)
+    stats = {"frames": n_frames, "detections": n_detect, "seconds": time.perf_counter() - t0, "width": width,
+             "height": height}
+    part = {"key": job.key, "tubes": tubes, "rejects": rejects, "stats": stats}
+    write_json(out / ".parts" / f"{job.source['source_id']}.json", part)
+    return part
+
+
+def _key(source: dict, shots: list, p: FacesParams) -> str:
+    blob = json.dumps([source, shots, to_dict(p)], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _jobs(params: Params) -> tuple[list[SourceJob], list[dict]]:
+    p = params.faces
+    raw = Path(params.scrape.out_dir)
+    sources = read_table(raw / "sources.parquet", "sources table")
+    shots = read_table(Path(params.shots.out_dir) / "shots.parquet", "shot table")
+    by_src = {sid: [(int(r.shot), int(r.start_frame), int(r.end_frame)) for r in g.itertuples()]
+              for sid, g in shots.groupby("source_id", sort=True)}
+    jobs: list[SourceJob] = []
+    rejects: list[dict] = []
+    for row in sources.sort_values("source_id").to_dict("records"):
+        sid = str(row["source_id"])
+        if row.get("status") != "ok":
+            rejects.append({"source_id": sid, "shot": -1, "tube_id": "", "start_frame": -1, "end_frame": -1,
+                            "reason": "source_failed", "detail": str(row.get("reason") or "")})
+            continue
+        src = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+        detector_for(str(src["domain"]), p)
+        sh = by_src.get(sid, [])
+        if not sh:
+            rejects.append({"source_id": sid, "shot": -1, "tube_id": "", "start_frame": -1, "end_frame": -1,
+                            "reason": "no_shots", "detail": ""})
+            continue
+        gt = str(row.get("gt_path") or "")
+        jobs.append(SourceJob(src, sh, str(raw / str(row["path"])), str(raw / gt) if gt else "", p,
+                              p.out_dir, _key(src, sh, p)))
+    return jobs, rejects
+
+
+def _load_part(out: Path, job: SourceJob) -> dict | None:
+    path = out / ".parts" / f"{job.source['source_id']}.json"
+    try:
+        part = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if part.get("key") != job.key:
+        return None
+    if not all((out / "tracks" / f"{t['tube_id']}.npz").is_file() for t in part["tubes"]):
+        return None
+    return part
+
+
+def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
+    """Run the faces stage; returns (and writes) the report."""
+    t0 = time.perf_counter()
+    p = params.faces
+    if p.detect_every < 1:
+        raise ConfigError(f"faces.detect_every must be >= 1, got {p.detect_every}")
+    out = Path(p.out_dir)
+    jobs, rejects = _jobs(params)
+    parts: dict[str, dict] = {}
+    todo = []
+    for job in jobs:
+        part = _load_part(out, job)
+        if part is None:
+            todo.append(job)
+        else:
+            parts[job.source["source_id"]] = part
+    resumed = len(parts)
+    own = executor is None
+    ex = executor or make_executor(params.executor, params.n_workers(), params.scheduler)
+    try:
+        for job, res in ex.map(process_source, todo, desc="faces"):
+            sid = job.source["source_id"]
+            if isinstance(res, Failure):
+                log.warning("faces: %s failed: %s", sid, res.reason)
+                rejects.append({"source_id": sid, "shot": -1, "tube_id": "", "start_frame": -1, "end_frame": -1,
+                                "reason": "source_error", "detail": res.reason})
+            else:
+                parts[sid] = res
+    finally:
+        if own:
+            ex.close()
+    tubes = [t for sid in sorted(parts) for t in parts[sid]["tubes"]]
+    rejects += [r for sid in sorted(parts) for r in parts[sid]["rejects"]]
+    tube_df = pd.DataFrame(tubes, columns=TUBE_COLUMNS).sort_values("tube_id", kind="stable").reset_index(drop=True)
+    rej_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS).sort_values(
+        ["source_id", "shot", "start_frame", "tube_id", "reason"], kind="stable").reset_index(drop=True)
+    for col in ("shot", "start_frame", "end_frame", "n_frames"):
+        tube_df[col] = tube_df[col].astype("int64")
+    for col in ("shot", "start_frame", "end_frame"):
+        rej_df[col] = rej_df[col].astype("int64")
+    write_table(out / "tubes.parquet", tube_df)
+    write_table(out / "rejects.parquet", rej_df)
+    keep = set(tube_df["tube_id"])
+    for f in (out / "tracks").glob("*.npz") if (out / "tracks").is_dir() else []:
+        if f.stem not in keep:
+            f.unlink()
+    frames = sum(parts[s]["stats"]["frames"] for s in parts)
+    work_s = sum(parts[s]["stats"]["seconds"] for s in parts)
+    report = {
+        "sources": len(jobs), "sources_resumed": resumed, "sources_failed": int((rej_df["reason"] == "source_error")
+                                                                                 .sum()),
+        "tubes": len(tube_df), "tubes_by_domain": {str(k): int(v) for k, v in tube_df.groupby("domain").size().items()},
+        "rejects": {str(k): int(v) for k, v in rej_df.groupby("reason").size().items()},
+        "frames_decoded": frames, "detections": sum(parts[s]["stats"]["detections"] for s in parts),
+        "detectors": {"real": p.real_detector, "cartoon": p.cartoon_detector},
+        "work_seconds": round(work_s, 2), "frames_per_second": round(frames / work_s, 1) if work_s else None,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
+    write_json(out / "report.json", report)
+    log.info("faces: %d tubes from %d sources (%d resumed), %d rejects %s, %d frames in %.1fs (%.1f fps/worker)",
+                report["tubes"], len(jobs), resumed, len(rej_df), report["rejects"], frames,
+                report["wall_seconds"], report["frames_per_second"] or 0)
+    return report
