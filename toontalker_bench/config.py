@@ -90,6 +90,7 @@ class AlignParams:
     size: int = 256
     box_mode: str = "fixed"  # fixed | smooth
     smooth_window: int = 9
+    pad: str = "constant"  # constant (black) | reflect | edge: fills the part of a crop outside the frame
     write_png: bool = False
     crf: int = 18
 

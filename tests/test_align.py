@@ -1,0 +1,151 @@
+"""Align stage: square unstretched crops, coordinates in crop pixels, resumability after a real kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from toontalker_bench.config import Params, to_dict
+from toontalker_bench.data import align
+from toontalker_bench.io import write_table
+from toontalker_bench.video import read_frames, write_video
+
+W, H, R = 320, 180, 30
+
+
+def _disc_video(n: int, centres: np.ndarray) -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    frames = np.full((n, H, W, 3), 90, np.uint8)
+    for i, (cx, cy) in enumerate(centres):
+        frames[i][(xx - cx) ** 2 + (yy - cy) ** 2 <= R * R] = (250, 250, 250)
+    return frames
+
+
+def _mask_stats(img: np.ndarray) -> tuple[float, float, float, float]:
+    m = img.mean(axis=2) > 170
+    ys, xs = np.nonzero(m)
+    return xs.mean(), ys.mean(), float(np.ptp(xs) + 1), float(np.ptp(ys) + 1)
+
+
+@pytest.mark.parametrize("x0,y0,side", [(100, 40, 100), (-25, -25, 120), (225, 85, 120)])
+def test_crop_is_square_and_keeps_a_circle_round(x0: int, y0: int, side: int) -> None:
+    frame = _disc_video(1, np.array([[x0 + side / 2, y0 + side / 2]]))[0]
+    out = align.crop_square(frame, x0, y0, side, 64, "constant")
+    assert out.shape == (64, 64, 3)
+    cx, cy, w, h = _mask_stats(out)
+    expect = 2 * R * 64 / side
+    assert abs(w - h) <= 1.5  # a circle stays a circle: no stretching even when the square leaves the frame
+    assert abs(w - expect) <= 2.5 and abs(h - expect) <= 2.5
+    assert abs(cx - 31.5) <= 1.0 and abs(cy - 31.5) <= 1.0
+
+
+def test_padding_modes() -> None:
+    frame = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    const = align.crop_square(frame, -2, -2, 6, 6, "constant")
+    assert (const[:2] == 0).all() and (const[2:, 2:] == frame[:4, :4]).all()
+    edge = align.crop_square(frame, -2, -2, 6, 6, "edge")
+    assert (edge[0, 2:] == frame[0, :4]).all() and (edge[2:, 0] == frame[:4, 0]).all()
+    refl = align.crop_square(frame, -2, -2, 6, 6, "reflect")
+    assert (refl[0, 2:] == frame[2, :4]).all()  # row -2 mirrors row 2
+
+
+def test_crop_boxes_fixed_and_smooth() -> None:
+    boxes = np.array([[10, 20, 50, 80], [30, 20, 70, 80], [20, 30, 60, 90]], float)  # 40x60 boxes
+    fixed = align.crop_boxes(boxes, 0.5, "fixed", 1)
+    # union 10..70 x 20..90 -> side 70*1.5 = 105 around centre (40, 55)
+    assert (fixed == [[-12, 2, 105]] * 3).all() or (fixed == [[-13, 2, 105]] * 3).all()
+    smooth = align.crop_boxes(boxes, 0.0, "smooth", 1)
+    assert smooth[:, 2].tolist() == [60, 60, 60]
+    assert smooth[0, :2].tolist() == [0, 20]
+
+
+def test_to_crop_maps_box_corners() -> None:
+    crops = np.array([[100, 50, 200], [0, 0, 128]])
+    pts = np.array([[[100, 50], [300, 250]], [[0, 0], [128, 128]]], float)
+    np.testing.assert_allclose(align.to_crop(pts, crops, 256), [[[0, 0], [256, 256]], [[0, 0], [256, 256]]])
+
+
+def _write_inputs(root: Path, n_sources: int = 3, n: int = 40) -> Params:
+    raw, faces = root / "raw", root / "faces"
+    rows, tubes = [], []
+    (faces / "tracks").mkdir(parents=True)
+    for s in range(n_sources):
+        sid = f"src{s}"
+        t = np.arange(n)
+        centres = np.stack([60 + 3 * t + 20 * s, 60 + t], 1).astype(float)
+        write_video(raw / f"{sid}.mp4", _disc_video(n, centres), fps=25.0)
+        rows.append(dict(source_id=sid, domain="cartoon" if s % 2 else "real", identity=f"id{s}", status="ok",
+                         path=f"{sid}.mp4", gt_path="", fps=25.0, width=W, height=H, n_frames=n))
+        a, b = 5, n - 3
+        c = centres[a:b]
+        boxes = np.concatenate([c - R, c + R], 1).astype(np.float32)
+        lm68 = np.repeat(c[:, None, :], 68, 1).astype(np.float32)
+        np.savez(faces / "tracks" / f"{sid}-s000-t00.npz", frames=np.arange(a, b), boxes=boxes, scores=np.ones(b - a, np.float32),
+                 landmarks68=lm68, landmarks5=lm68[:, :5], detected=np.ones(b - a, bool), gt_box=boxes,
+                 motion=np.zeros((b - a, 20), np.float32))
+        tubes.append(dict(tube_id=f"{sid}-s000-t00", source_id=sid, domain=rows[-1]["domain"], identity=f"id{s}",
+                          shot=0, start_frame=a, end_frame=b, n_frames=b - a, mean_score=1.0,
+                          median_face_px=2.0 * R, detector="test"))
+    write_table(raw / "sources.parquet", pd.DataFrame(rows))
+    write_table(faces / "tubes.parquet", pd.DataFrame(tubes))
+    p = Params()
+    p.workers = 1
+    p.scrape.out_dir, p.faces.out_dir, p.align.out_dir = str(raw), str(faces), str(root / "clips")
+    p.align.size, p.align.increase, p.align.box_mode = 64, 0.3, "smooth"
+    p.align.smooth_window = 1
+    return p
+
+
+def test_align_stage_clips_follow_the_face(tmp_path: Path) -> None:
+    p = _write_inputs(tmp_path, n_sources=1)
+    report = align.run(p)
+    assert report["clips"] == 1
+    clips = pd.read_parquet(tmp_path / "clips" / "clips.parquet")
+    row = clips.iloc[0]
+    assert row.n_frames == 32 and row["size"] == 64 and row.crop_size == round(60 * 1.3)
+    frames = read_frames(tmp_path / "clips" / row.path)
+    assert frames.shape == (32, 64, 64, 3)
+    ann = np.load(tmp_path / "clips" / f"{row.clip_id}.npz")
+    for img, lm in zip(frames[::7], ann["landmarks68"][::7]):
+        cx, cy, w, h = _mask_stats(img)
+        assert abs(cx - lm[0, 0]) < 1.5 and abs(cy - lm[0, 1]) < 1.5  # centre landmark lands on the disc centre
+        assert abs(w - h) <= 2
+    np.testing.assert_allclose(ann["gt_box"][:, 2] - ann["gt_box"][:, 0], 60 * 64 / row.crop_size, atol=0.6)
+    assert align.run(p)["sources_resumed"] == 1
+
+
+def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
+    ref = _write_inputs(tmp_path / "ref", n_sources=4)
+    align.run(ref)
+    p = _write_inputs(tmp_path / "kill", n_sources=4)
+    code = ("import sys, json; from toontalker_bench.config import Params, from_dict; from toontalker_bench.data "
+            "import align; align.run(from_dict(Params, json.loads(sys.argv[1])))")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(to_dict(p))], cwd=os.getcwd())
+    parts = Path(p.align.out_dir) / ".parts"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (parts.is_dir() and len(list(parts.glob("*.json"))) >= 1):
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(parts.glob("*.json")))
+    assert 1 <= done_before < 4, "the kill should land part-way"
+    assert not (Path(p.align.out_dir) / "clips.parquet").exists()
+    report = align.run(p)
+    assert report["sources_resumed"] == done_before
+    a = pd.read_parquet(Path(ref.align.out_dir) / "clips.parquet")
+    b = pd.read_parquet(Path(p.align.out_dir) / "clips.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    assert sorted(f.name for f in Path(p.align.out_dir).iterdir() if not f.name.startswith(".")) == sorted(
+        f.name for f in Path(ref.align.out_dir).iterdir() if not f.name.startswith("."))
+    for cid in a.clip_id:
+        np.testing.assert_array_equal(read_frames(Path(ref.align.out_dir) / f"{cid}.mp4"),
+                                      read_frames(Path(p.align.out_dir) / f"{cid}.mp4"))
