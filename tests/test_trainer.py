@@ -1,0 +1,172 @@
+"""The generic trainer on a toy method: resume == uninterrupted, SIGINT saves, accumulation and DDP (gloo, 2 CPU
+processes) give the same weights as one process on the same global batch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from fixtures_dataset import build_fixture_dataset
+from torch import nn
+
+from toontalker_bench.errors import CheckpointError
+from toontalker_bench.models.base import Capabilities, Method
+from toontalker_bench.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from toontalker_bench.train.data import TrainData, load_clips
+from toontalker_bench.train.trainer import latest_checkpoint, train
+
+
+class Toy(Method):
+    """One conv predicting the driving frame from the source; Adam, so optimiser state matters on resume."""
+
+    name = "toy"
+    capabilities = Capabilities()
+
+    def __init__(self, cfg: dict) -> None:
+        super().__init__(cfg)
+        torch.manual_seed(123)
+        self.net = nn.Conv2d(3, 3, 3, padding=1)
+        if cfg.get("optim") == "sgd":  # gradient scale matters (Adam would hide a wrong average)
+            self.opt = torch.optim.SGD(self.net.parameters(), lr=0.1, momentum=0.9)
+        else:
+            self.opt = torch.optim.Adam(self.net.parameters(), lr=1e-2)
+        self.noise = float(cfg.get("noise", 0.0))
+        self.interrupt_at = int(cfg.get("interrupt_at", -1))
+
+    def training_step(self, batch: dict, step: int) -> dict[str, float]:
+        if step == self.interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)
+        self.opt.zero_grad()
+        loss = torch.zeros(())
+        for b in batch.values():
+            src = b["source"] + self.noise * torch.randn_like(b["source"])
+            loss = loss + ((self.net(src) - b["driving"]) ** 2).mean()
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item()}
+
+    def optimizer_state(self) -> dict:
+        return {"opt": self.opt.state_dict()}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        self.opt.load_state_dict(state["opt"])
+
+    def animate(self, source, driving, *, source_domain, driving_domain, relative=True):  # noqa: ANN001
+        return self.net(driving).clamp(0, 1)
+
+
+def _cfg(noise: float = 0.0, optim: str = "adam", **train) -> dict:
+    base = dict(steps=6, batch_size=4, checkpoint_every=2, sample_every=3, log_every=1, tensorboard=False)
+    return {"size": 32, "noise": noise, "optim": optim, "train": {**base, **train}}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> list:
+    root = build_fixture_dataset(tmp_path_factory.mktemp("ds"), size=32, n_frames=12, train_clips=2, test_clips=1)
+    return load_clips(root, "train", 32)
+
+
+def _weights(m: Method) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def _same(a: dict, b: dict, atol: float = 0.0) -> bool:
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=atol, rtol=0) for k in a)
+
+
+def test_sigint_saves_and_resume_equals_uninterrupted(clips: list, tmp_path: Path) -> None:
+    ref = Toy(_cfg(noise=0.05))
+    r_ref = train(ref, TrainData(clips, seed=7), tmp_path / "ref", seed=7)
+    assert r_ref.steps == 6 and not r_ref.interrupted
+
+    first = Toy({**_cfg(noise=0.05), "interrupt_at": 2})  # SIGINT arrives during step index 2
+    r1 = train(first, TrainData(clips, seed=7), tmp_path / "cut", seed=7)
+    assert r1.interrupted and r1.steps == 3
+    ckpt = latest_checkpoint(tmp_path / "cut")
+    assert ckpt is not None and ckpt.name == "step_00000003.safetensors"
+    assert not (tmp_path / "cut" / "checkpoint.safetensors").exists()
+    assert not _same(_weights(first), _weights(ref))
+
+    second = Toy(_cfg(noise=0.05))
+    r2 = train(second, TrainData(clips, seed=7), tmp_path / "cut", seed=7, resume=True)
+    assert r2.steps == 6 and not r2.interrupted
+    assert _same(_weights(second), _weights(ref))  # bit-identical on CPU
+    log_steps = [int(line.split(",")[0]) for line in (tmp_path / "cut" / "train_log.csv").read_text().split()[1:]]
+    assert log_steps == [1, 2, 3, 4, 5, 6]
+    assert (tmp_path / "cut" / "samples" / "step_00000006.png").is_file()
+    # the final checkpoint holds the same weights, and only weights
+    tensors, meta = read_checkpoint(tmp_path / "cut" / "checkpoint.safetensors")
+    assert meta["method"] == "toy" and meta["step"] == "6" and not any(k.startswith("optim.") for k in tensors)
+    third = Toy(_cfg())
+    load_checkpoint(third, tmp_path / "cut" / "checkpoint.safetensors")
+    assert _same(_weights(third), _weights(ref))
+
+
+def test_seed_changes_data_order(clips: list) -> None:
+    a, b = TrainData(clips, seed=1), TrainData(clips, seed=2)
+    assert (a.indices(5, 8, "real") == TrainData(clips, seed=1).indices(5, 8, "real")).all()
+    assert not (a.indices(5, 8, "real") == b.indices(5, 8, "real")).all()
+    assert not (a.indices(5, 8, "real") == a.indices(6, 8, "real")).all()
+
+
+def test_grad_accum_equals_full_batch(clips: list, tmp_path: Path) -> None:
+    full = Toy(_cfg(steps=3, optim="sgd"))
+    train(full, TrainData(clips, seed=3), tmp_path / "full", seed=3)
+    acc = Toy(_cfg(steps=3, grad_accum=2, optim="sgd"))
+    train(acc, TrainData(clips, seed=3), tmp_path / "acc", seed=3)
+    assert _same(_weights(full), _weights(acc), atol=1e-6)
+    assert not _same(_weights(full), _weights(Toy(_cfg())), atol=1e-3)  # training moved the weights
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, clips: list, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    m = Toy(_cfg(steps=3, optim="sgd"))
+    train(m, TrainData(clips, seed=5), out, seed=5, device="cpu")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_equal_single_process(clips: list, tmp_path: Path) -> None:
+    mp.spawn(_ddp_worker, args=(2, _free_port(), clips, str(tmp_path / "ddp")), nprocs=2, join=True)
+    single = Toy(_cfg(steps=3, optim="sgd"))
+    train(single, TrainData(clips, seed=5), tmp_path / "single", seed=5)
+    ddp = Toy(_cfg(steps=3, optim="sgd"))
+    load_checkpoint(ddp, tmp_path / "ddp" / "checkpoint.safetensors")
+    assert _same(_weights(ddp), _weights(single), atol=1e-6)
+    assert not _same(_weights(ddp), _weights(Toy(_cfg())), atol=1e-3)
+
+
+def test_checkpoint_from_other_method_or_shape_is_refused(tmp_path: Path) -> None:
+    toy = Toy(_cfg())
+    save_checkpoint(tmp_path / "toy.safetensors", toy, 0)
+
+    class Other(Toy):
+        name = "other"
+
+    with pytest.raises(CheckpointError, match="saved by method 'toy', not 'other'"):
+        load_checkpoint(Other(_cfg()), tmp_path / "toy.safetensors")
+
+    class Wider(Toy):
+        def __init__(self, cfg: dict) -> None:
+            super().__init__(cfg)
+            self.net = nn.Conv2d(3, 3, 5, padding=2)
+            self.extra = nn.Linear(2, 2)
+
+    with pytest.raises(CheckpointError, match=r"missing: extra.bias, extra.weight; shape differs: net.weight"):
+        load_checkpoint(Wider(_cfg()), tmp_path / "toy.safetensors")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_checkpoint(toy, tmp_path / "bad.safetensors")

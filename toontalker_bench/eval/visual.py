@@ -1,0 +1,56 @@
+"""Pictures of results: sample grids (PNG) and ``source | driving | output`` videos (MP4 + GIF)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..io import atomic_path
+from ..video import write_video
+
+PAD = 2
+
+
+def grid(rows: Sequence[Sequence[np.ndarray]], pad: int = PAD, fill: int = 255) -> np.ndarray:
+    """Tile uint8 ``(H, W, 3)`` images (all the same size) into rows; short rows are padded with ``fill``."""
+    h, w = rows[0][0].shape[:2]
+    ncol = max(len(r) for r in rows)
+    out = np.full((len(rows) * (h + pad) + pad, ncol * (w + pad) + pad, 3), fill, np.uint8)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y:y + h, x:x + w] = img
+    return out
+
+
+def save_png(path: str | Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
+def triptych(source: np.ndarray, driving: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """``(T, H, W, 3)`` frames showing source | driving | output side by side (even sizes for H.264)."""
+    t = len(driving)
+    src = np.broadcast_to(source, (t, *source.shape))
+    frames = np.concatenate([src, driving, output], axis=2)
+    h, w = frames.shape[1:3]
+    return np.ascontiguousarray(frames[:, : h - h % 2, : w - w % 2])
+
+
+def save_clip(stem: str | Path, frames: np.ndarray, fps: float = 12.5, gif_width: int = 384) -> tuple[Path, Path]:
+    """Write ``<stem>.mp4`` (H.264) and a smaller looping ``<stem>.gif``; returns both paths."""
+    from PIL import Image
+
+    stem = Path(stem)
+    mp4, gif = stem.with_suffix(".mp4"), stem.with_suffix(".gif")
+    write_video(mp4, frames, fps=fps)
+    scale = min(1.0, gif_width / frames.shape[2])
+    size = (max(2, int(frames.shape[2] * scale)), max(2, int(frames.shape[1] * scale)))
+    images = [Image.fromarray(f).resize(size, Image.BILINEAR) for f in frames]
+    with atomic_path(gif) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return mp4, gif

@@ -1,0 +1,64 @@
+"""Method profiles: ``models/profiles/<method>.yaml`` with top-level keys ``tiny`` and ``paper``.
+
+A profile is a plain dict handed to the method's constructor (``size`` plus whatever the method reads) and, under the
+``train`` key, the generic trainer's settings (see :class:`toontalker_bench.train.trainer.TrainConfig`).
+``--set key=value`` overrides may only change keys the profile already has, so a typo fails loudly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import deep_merge, parse_overrides
+from ..errors import ConfigError
+from .base import METHODS, Method
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+def method_class(method: str) -> type[Method]:
+    """The registered class for ``method`` (UserError naming the known ones otherwise)."""
+    return METHODS.get(method).factory  # type: ignore[return-value]
+
+
+def _profile_file(method: str) -> dict[str, Any]:
+    cls = method_class(method)
+    path = PROFILE_DIR / f"{method}.yaml"
+    if path.is_file():
+        data = yaml.safe_load(path.read_text()) or {}
+    else:  # third-party methods may ship their profiles as a class attribute
+        data = getattr(cls, "profiles", None) or {}
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"method {method!r} has no profiles", hint=f"add {path} with keys tiny and paper")
+    return data
+
+
+def profile_names(method: str) -> list[str]:
+    return list(_profile_file(method))
+
+
+def load_profile(method: str, profile: str = "tiny",
+                 overrides: list[str] | tuple[str, ...] | dict[str, Any] | None = None) -> dict[str, Any]:
+    """Resolved config for ``method`` / ``profile`` with ``--set``-style overrides applied."""
+    data = _profile_file(method)
+    if profile not in data:
+        raise ConfigError(f"unknown profile {profile!r} for method {method!r}",
+                          hint=f"known profiles: {', '.join(data)}")
+    cfg = dict(data[profile] or {})
+    over = parse_overrides(list(overrides)) if isinstance(overrides, (list, tuple)) else dict(overrides or {})
+    _check_known(cfg, over, method, profile, "")
+    cfg = deep_merge(cfg, over)
+    cfg.setdefault("size", 64)
+    return cfg
+
+
+def _check_known(base: dict[str, Any], over: dict[str, Any], method: str, profile: str, where: str) -> None:
+    for key, value in over.items():
+        if key not in base:
+            known = ", ".join(sorted(where + k for k in base)) or "none"
+            raise ConfigError(f"unknown key {where + key!r} in profile {method}/{profile}", hint=f"known: {known}")
+        if isinstance(value, dict) and isinstance(base[key], dict):
+            _check_known(base[key], value, method, profile, f"{where}{key}.")

@@ -1,0 +1,1 @@
+"""The generic trainer (loop, checkpoints, resume, DDP) and the training data it feeds to methods."""

@@ -1,0 +1,137 @@
+"""Training data: the train split held in memory at the profile's size, sampled as frame pairs per domain.
+
+The sample for step ``s`` comes from a generator seeded with ``(seed, s)``, so the data order depends on nothing but
+the seed and the step: ``--resume`` at step ``s`` sees exactly the batches an uninterrupted run would, and every DDP
+rank draws the same global batch and keeps its own slice of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, DatasetError
+from ..io import read_table
+from ..models.base import DOMAINS
+from ..progress import progress
+from ..video import read_frames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Clip:
+    clip_id: str
+    domain: str
+    frames: np.ndarray  # (T, S, S, 3) uint8
+    motion: np.ndarray  # (T, 20) float32, NaN where unknown
+
+
+def load_clips(dataset_dir: str | Path, split: str, size: int, max_frames: int = 0,
+               domains: tuple[str, ...] = DOMAINS) -> list[Clip]:
+    """Decode every clip of ``split`` resized to ``size``; ``max_frames`` > 0 keeps only each clip's first frames."""
+    root = Path(dataset_dir)
+    table = read_table(root / "clips.parquet", "clip table")
+    table = table[(table["split"] == split) & table["domain"].isin(domains)].sort_values("clip_id")
+    clips = []
+    for row in progress(list(table.itertuples()), desc=f"loading {split} clips", unit="clip"):
+        video = root / row.path
+        end = max_frames or None
+        frames = read_frames(video, 0, end, size=(size, size))
+        npz = video.with_suffix(".npz")
+        motion = np.full((len(frames), 20), np.nan, np.float32)
+        if npz.is_file():
+            with np.load(npz) as z:
+                if "motion" in z:
+                    m = np.asarray(z["motion"], np.float32)[: len(frames)]
+                    motion[: len(m)] = m
+        clips.append(Clip(str(row.clip_id), str(row.domain), frames, motion))
+    return clips
+
+
+class TrainData:
+    """Frame pairs ``(source, driving)`` from one clip, per domain; see the module docstring for the order."""
+
+    def __init__(self, clips: list[Clip], seed: int) -> None:
+        self.seed = int(seed)
+        self.by_domain = {d: [c for c in clips if c.domain == d and len(c.frames) >= 2] for d in DOMAINS}
+        self.by_domain = {d: cs for d, cs in self.by_domain.items() if cs}
+        if not self.by_domain:
+            raise DatasetError("no training clips with at least 2 frames", hint="check the dataset's train split")
+        self.size = next(iter(self.by_domain.values()))[0].frames.shape[1]
+
+    @classmethod
+    def from_dataset(cls, dataset_dir: str | Path, size: int, seed: int, max_frames: int = 0) -> TrainData:
+        return cls(load_clips(dataset_dir, "train", size, max_frames), seed)
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        return tuple(self.by_domain)
+
+    def indices(self, step: int, batch_size: int, domain: str) -> np.ndarray:
+        """``(batch_size, 3)`` rows of (clip, source frame, driving frame) for the global batch of ``step``."""
+        rng = np.random.default_rng([self.seed, int(step), DOMAINS.index(domain)])
+        clips = self.by_domain[domain]
+        ci = rng.integers(0, len(clips), batch_size)
+        out = np.empty((batch_size, 3), np.int64)
+        for k, c in enumerate(ci):
+            n = len(clips[c].frames)
+            out[k] = (c, *rng.choice(n, 2, replace=False))
+        return out
+
+    def batch(self, step: int, batch_size: int, rank: int = 0, world: int = 1) -> dict[str, dict[str, torch.Tensor]]:
+        """This rank's slice of the global batch of ``step`` (``batch_size`` pairs per domain)."""
+        if batch_size % world:
+            raise ConfigError(f"train.batch_size={batch_size} is not divisible by the {world} DDP processes")
+        per = batch_size // world
+        out = {}
+        for domain, clips in self.by_domain.items():
+            rows = self.indices(step, batch_size, domain)[rank * per:(rank + 1) * per]
+            src = np.stack([clips[c].frames[s] for c, s, _ in rows])
+            drv = np.stack([clips[c].frames[d] for c, _, d in rows])
+            ms = np.stack([clips[c].motion[s] for c, s, _ in rows])
+            md = np.stack([clips[c].motion[d] for c, _, d in rows])
+            out[domain] = {
+                "source": to_tensor(src), "driving": to_tensor(drv),
+                "motion_source": torch.from_numpy(ms), "motion_driving": torch.from_numpy(md),
+                "motion_is_true": torch.from_numpy(np.isfinite(ms).all(1) & np.isfinite(md).all(1)),
+            }
+        return out
+
+    def preview(self, n_frames: int = 4) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """A fixed ``(source (3,S,S), driving (T,3,S,S))`` per domain for validation grids: each domain's first clip."""
+        out = {}
+        for domain, clips in self.by_domain.items():
+            frames = clips[0].frames
+            idx = np.linspace(0, len(frames) - 1, n_frames + 1).round().astype(int)
+            out[domain] = (to_tensor(frames[idx[0]]), to_tensor(frames[idx[1:]]))
+        return out
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``(..., H, W, 3)`` -> float ``(..., 3, H, W)`` in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)
+    return t.movedim(-1, -3).contiguous()
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """float ``(..., 3, H, W)`` in [0, 1] -> uint8 ``(..., H, W, 3)``."""
+    return (t.detach().float().clamp(0, 1).movedim(-3, -1) * 255.0).round().byte().cpu().numpy()
+
+
+def move(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) -> dict[str, dict[str, torch.Tensor]]:
+    return {d: {k: v.to(device, non_blocking=True) for k, v in b.items()} for d, b in batch.items()}
+
+
+def split_micro(batch: dict[str, dict[str, torch.Tensor]], n: int) -> list[dict[str, dict[str, torch.Tensor]]]:
+    """Split a batch into ``n`` equal micro-batches (gradient accumulation)."""
+    if n == 1:
+        return [batch]
+    for b in batch.values():
+        if len(b["source"]) % n:
+            raise ConfigError(f"per-process batch of {len(b['source'])} is not divisible by train.grad_accum={n}")
+    return [{d: {k: v.chunk(n)[i] for k, v in b.items()} for d, b in batch.items()} for i in range(n)]
