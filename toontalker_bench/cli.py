@@ -40,10 +40,156 @@ def data() -> None:
     """Dataset construction stages (what `dvc repro` runs)."""
 
 
+WORKERS_HELP = "Parallel worker processes (default: params `workers`, 0 = all cores)."
+
+
+@data.command("scrape")
+@click.option("--manifest", "manifests", multiple=True, metavar="CSV",
+              help="Manifest(s) to fetch (default: scrape.manifests in params.yaml).")
+@click.option("--workers", type=int, default=None, help=WORKERS_HELP)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.pass_context
+def data_scrape(ctx: click.Context, manifests: tuple[str, ...], workers: int | None,
+                overrides: tuple[str, ...]) -> None:
+    """Stage 1: download/copy every manifest source into data/raw (sources.parquet + report.json)."""
+    from .data.scrape import run as scrape
+
+    params = _params(ctx, overrides + ((f"workers={workers}",) if workers is not None else ()))
+    if manifests:
+        params.scrape.manifests = list(manifests)
+    scrape(params)
+
+
+@data.command("shots")
+@click.option("--workers", type=int, default=None, help=WORKERS_HELP)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.pass_context
+def data_shots(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
+    """Stage 2: split every fetched source into shots with PySceneDetect (data/shots/shots.parquet)."""
+    from .data.shots import run as shots
+
+    shots(_params(ctx, overrides + ((f"workers={workers}",) if workers is not None else ())))
+
+
+@data.command("import-manifest")
+@click.option("--format", "fmt", type=click.Choice(["vox", "celebvhq", "hdtf"]), required=True,
+              help="Metadata format: VoxCeleb txt files, CelebV-HQ celebvhq_info.json, HDTF_dataset folder.")
+@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Manifest CSV to write.")
+@click.option("--limit", type=int, default=None, help="Keep only the first N rows.")
+def data_import_manifest(fmt: str, input_path: str, out: str, limit: int | None) -> None:
+    """Turn VoxCeleb / CelebV-HQ / HDTF metadata into a manifest (segments and face boxes included)."""
+    from .data.importers import import_manifest
+
+    res = import_manifest(fmt, input_path, out, limit=limit)
+    click.echo(f"wrote {res['rows']} rows to {res['out']} ({len(res['skipped'])} entries skipped)")
+
+
+# -- data: faces / align / build
+def _run_data_stage(ctx: click.Context, stage: str, workers: int | None, overrides: tuple[str, ...]) -> dict:
+    import importlib
+
+    from .executors import make_executor
+
+    params = _params(ctx, overrides)
+    if workers is not None:
+        params.workers = workers
+    fn = importlib.import_module(f"toontalker_bench.data.{stage}").run
+    with make_executor(params.executor, params.n_workers(), params.scheduler) as ex:
+        return fn(params, ex)
+
+
+_WORKERS = click.option("--workers", type=click.IntRange(min=1), default=None,
+                        help="Worker processes (default: params.yaml `workers`, 0 there = number of cores).")
+
+
+@data.command("faces")
+@_WORKERS
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.pass_context
+def data_faces(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
+    """Detect, track and filter face tubes in every shot (data/faces/)."""
+    _run_data_stage(ctx, "faces.stage", workers, overrides)
+
+
+@data.command("align")
+@_WORKERS
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.pass_context
+def data_align(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
+    """Cut square, aligned 256 px clips out of the face tubes (data/clips/)."""
+    _run_data_stage(ctx, "align", workers, overrides)
+
+
+@data.command("build")
+@click.option("--push-to-hub", "repo", default=None, metavar="REPO",
+              help="Also upload the dataset to the Hugging Face Hub as REPO (needs the network and a login).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.pass_context
+def data_build(ctx: click.Context, repo: str | None, overrides: tuple[str, ...]) -> None:
+    """Split, package and document the dataset (data/dataset/); optionally push it to the Hub."""
+    stats = _run_data_stage(ctx, "build", 1, overrides)
+    click.echo(f"built {stats['clips']} clips ({stats['minutes']} min), params hash {stats['params_hash']}")
+    if repo:
+        from .data.build import push_to_hub
+
+        click.echo(push_to_hub(_params(ctx, overrides).build.out_dir, repo))
+
+
 # ------------------------------------------------------------------------------------------------ assets
 @app.group()
 def assets() -> None:
     """External model files: list, fetch, import, build offline."""
+
+
+@assets.command("list")
+def assets_list() -> None:
+    """Every asset: status (present / buildable / missing / corrupt), size, licence, features that need it."""
+    from .assets import list_table
+
+    click.echo(list_table())
+
+
+@assets.command("fetch")
+@click.argument("name")
+def assets_fetch(name: str) -> None:
+    """Download asset NAME from its recorded URLs and verify its sha256 (needs internet)."""
+    from .assets import fetch
+
+    click.echo(fetch(name))
+
+
+@assets.command("import")
+@click.argument("name")
+@click.argument("path", type=click.Path())
+def assets_import(name: str, path: str) -> None:
+    """Copy a local file (a folder for bfm-3ddfa) in as asset NAME after verifying its sha256."""
+    from .assets import import_file
+
+    click.echo(import_file(name, path))
+
+
+@assets.command("build")
+@click.argument("name", required=False)
+@click.option("--all", "build_all", is_flag=True, help="Build every buildable asset that is not present yet.")
+def assets_build(name: str | None, build_all: bool) -> None:
+    """Build asset NAME offline from files inside installed packages (or --all)."""
+    from . import assets as A
+
+    if bool(name) == build_all:
+        raise UserError("give one asset name or --all", hint="see `toontalker-bench assets list`")
+    for built in A.build_all() if build_all else [A.build(name)]:  # type: ignore[arg-type]
+        click.echo(built)
+
+
+# ------------------------------------------------------------------------------------------------ doctor
+@app.command("doctor")
+@click.option("--short", is_flag=True, help="One line per section.")
+def doctor_cmd(short: bool) -> None:
+    """Versions, device, ffmpeg, every asset's status and licence, and which features are unavailable and why."""
+    from .doctor import doctor
+
+    click.echo(doctor(short))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,33 +42,40 @@ class SynthParams:
 
 @dataclass
 class ScrapeParams:
+    """Stage 1 (``data scrape``): manifests -> data/raw."""
+
     out_dir: str = "data/raw"
     manifests: list[str] = field(default_factory=lambda: ["manifests/demo.csv"])
-    max_height: int = 720
-    retries: int = 3
-    backoff_s: float = 2.0
-    timeout_s: float = 600.0
-    rate_limit: str | None = None
+    max_height: int = 720  # best mp4 at most this tall
+    retries: int = 3  # extra attempts per source, with exponential backoff
+    backoff_s: float = 2.0  # first pause; doubles per attempt
+    timeout_s: float = 900.0  # wall-clock budget per source, all attempts included
+    socket_timeout_s: float = 30.0  # yt-dlp socket_timeout
+    rate_limit: str | None = None  # bytes/s, e.g. "2M"
     proxy: str | None = None
-    cookies: str | None = None
-    min_success_fraction: float = 0.5
+    cookies: str | None = None  # Netscape cookies.txt
+    enable_file_urls: bool = True  # allow file:// sources
+    crf: int = 18  # H.264 quality of re-encoded segments
+    min_success_fraction: float = 0.5  # the stage fails below this fraction of usable sources
 
 
 @dataclass
 class ShotsParams:
+    """Stage 2 (``data shots``): PySceneDetect over each source."""
+
     out_dir: str = "data/shots"
     detector: str = "content"  # content | adaptive
-    threshold: float = 27.0
-    adaptive_threshold: float = 3.0
-    min_shot_frames: int = 15
-    downscale_width: int = 160
+    threshold: float = 27.0  # ContentDetector threshold
+    adaptive_threshold: float = 3.0  # AdaptiveDetector threshold
+    min_shot_frames: int = 15  # detector min_scene_len; shorter shots are dropped and counted
+    downscale_width: int = 160  # frames are analysed at about this width
 
 
 @dataclass
 class FacesParams:
     out_dir: str = "data/faces"
     detect_every: int = 5
-    detect_width: int = 0  # detector input width (frames downscaled for speed); 0 = full resolution
+    detect_max_side: int = 0  # the detector sees frames downscaled to this longer side (speed); 0 = full size
     link_iou: float = 0.3  # a detection joins a track when its IoU with the track's last box is at least this
     max_gap: int = 1  # detection passes a track may miss before it ends (the gap is interpolated)
     iou_split: float = 0.25
@@ -102,6 +109,7 @@ class BuildParams:
     pairs_per_task: int = 8
     pair_frames: int = 32
     contact_sheet_clips: int = 8
+    shard_mb: int = 256  # target size of one parquet shard
 
 
 @dataclass

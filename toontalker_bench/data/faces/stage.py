@@ -61,54 +61,27 @@ class _Open:
     sharp: list[float] = field(default_factory=list)
 
 
-_CACHE: dict[str, Any] = {}
-
-
-def _detector(name: str):  # noqa: ANN202 - detector object from detect.py
-    from .detect import get_detector
-
-    if ("det", name) not in _CACHE:
-        _CACHE[("det", name)] = get_detector(name)  # type: ignore[index]
-    return _CACHE[("det", name)]  # type: ignore[index]
-
-
-def _landmarker(name: str):  # noqa: ANN202
-    from .landmarks import get_landmarker
-
-    if ("lm", name) not in _CACHE:
-        _CACHE[("lm", name)] = get_landmarker(name)  # type: ignore[index]
-    return _CACHE[("lm", name)]  # type: ignore[index]
-
-
 def detector_for(domain: str, p: FacesParams) -> str:
     if domain not in ("real", "cartoon"):
         raise ConfigError(f"unknown domain {domain!r}", hint="domains are real and cartoon")
     return p.real_detector if domain == "real" else p.cartoon_detector
 
 
-def detect(frame: np.ndarray, name: str, detect_width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes ``(N, 4)`` and scores ``(N,)`` in full-frame pixels; detection runs on a copy ``detect_width`` wide."""
-    import cv2
+def detect(frame: np.ndarray, name: str, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes ``(N, 4)`` and scores ``(N,)`` in frame pixels; the detector sees a copy at most ``max_side`` px."""
+    from .detect import get_detector
 
-    h, w = frame.shape[:2]
-    scale = 1.0
-    img = frame
-    if 0 < detect_width < w:
-        scale = w / detect_width
-        img = cv2.resize(frame, (detect_width, max(1, round(h / scale))), interpolation=cv2.INTER_AREA)
-    dets = _detector(name).detect(img)
+    dets = get_detector(name, max_side=max_side).detect(frame)
     if not dets:
         return np.zeros((0, 4)), np.zeros(0)
-    boxes = np.array([np.asarray(d.box, dtype=np.float64) for d in dets]) * scale
-    scores = np.array([float(d.score) for d in dets])
-    return boxes, scores
+    return np.array([np.asarray(d.box, dtype=np.float64) for d in dets]), np.array([float(d.score) for d in dets])
 
 
 def landmarks(frame: np.ndarray, boxes: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 68, 2)`` (NaN with a 5-point model) and ``(N, 5, 2)`` landmarks for ``boxes``."""
-    from .landmarks import five_from_68
+    from .landmarks import five_from_68, get_landmarker
 
-    pts = np.asarray(_landmarker(name).predict(frame, boxes), dtype=np.float32)
+    pts = np.asarray(get_landmarker(name).predict(frame, boxes), dtype=np.float32)
     if pts.shape[1] == 68:
         return pts, np.asarray(five_from_68(pts), dtype=np.float32).reshape(len(boxes), 5, 2)
     return np.full((len(boxes), 68, 2), np.nan, np.float32), pts.reshape(len(boxes), 5, 2)
@@ -173,7 +146,7 @@ class _ShotTracker:
         if not self._is_detect_frame(i):
             return
         self.n_detect += 1
-        boxes, scores = detect(frame, self.det_name, self.p.detect_width)
+        boxes, scores = detect(frame, self.det_name, self.p.detect_max_side)
         before = {id(t) for t in self.linker.active}
         extended = self.linker.step(i, boxes, scores)
         todo: dict[int, list[tuple[_Open, np.ndarray]]] = {}

@@ -1,0 +1,354 @@
+"""The ``build`` stage: aligned clips -> the versioned dataset in ``data/dataset/``.
+
+Identity-disjoint seeded train/test split, the clip table, clip files, a Hugging Face ``DatasetDict`` (``hf/``) and
+self-contained parquet shards (``parquet/``: mp4 and annotation bytes live in the rows), the evaluation protocol,
+DVC metrics and plots, contact sheets and the dataset card. Every file is written atomically; directories are built
+beside their final place and swapped in, so a killed build leaves the previous complete output or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import Params, to_dict
+from ..errors import DatasetError, UserError
+from ..io import read_table, write_json, write_table, write_text
+from ..video import iter_frames
+from .protocol import TASKS, make_pairs
+
+log = logging.getLogger(__name__)
+
+DOMAINS = ("real", "cartoon")
+DATA_SECTIONS = ("synth", "scrape", "shots", "faces", "align", "build")
+
+
+def params_hash(params: Params) -> str:
+    """sha256 (first 16 hex) of the seed and every data-stage params section: names the dataset's recipe."""
+    d = to_dict(params)
+    blob = json.dumps({"seed": d["seed"], **{k: d[k] for k in DATA_SECTIONS}}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def split_identities(clips: pd.DataFrame, test_fraction: float, seed: int,
+                     forced: dict[tuple[str, str], str] | None = None) -> pd.Series:
+    """``train``/``test`` per clip so that no identity is in both splits.
+
+    Per domain, identities (after any ``forced`` ones, keyed ``(domain, identity)``) are taken in a seeded order
+    into the test split until it holds ``test_fraction`` of the domain's clips, keeping at least one identity on each
+    side whenever the domain has two or more.
+    """
+    forced = forced or {}
+    split: dict[tuple[str, str], str] = {}
+    for di, dom in enumerate(DOMAINS):
+        sub = clips[clips["domain"] == dom]
+        counts = sub.groupby("identity").size().sort_index()
+        ids = [i for i in counts.index if (dom, i) not in forced]
+        for i in counts.index:
+            if (dom, i) in forced:
+                split[(dom, i)] = forced[(dom, i)]
+        rng = np.random.default_rng([seed, di])
+        order = [ids[k] for k in rng.permutation(len(ids))]
+        n_test = sum(int(counts[i]) for i in counts.index if split.get((dom, i)) == "test")
+        has_train = any(split.get((dom, i)) == "train" for i in counts.index)
+        target = test_fraction * len(sub)
+        for k, ident in enumerate(order):
+            left = len(order) - k - 1
+            want_test = n_test < target or (n_test == 0 and len(counts) >= 2 and test_fraction > 0)
+            if want_test and (left > 0 or has_train):
+                split[(dom, ident)] = "test"
+                n_test += int(counts[ident])
+            else:
+                split[(dom, ident)] = "train"
+                has_train = True
+    return pd.Series([split[(d, i)] for d, i in zip(clips["domain"], clips["identity"])], index=clips.index,
+                     dtype=object)
+
+
+def _forced_splits(clips: pd.DataFrame, sources: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """Identity splits pinned by the manifests' optional ``split`` column."""
+    if "split" not in sources.columns:
+        return {}
+    pinned = sources.set_index("source_id")["split"].fillna("").astype(str)
+    out: dict[tuple[str, str], str] = {}
+    for r in clips.itertuples():
+        s = pinned.get(r.source_id, "")
+        if s not in ("train", "test"):
+            continue
+        key = (r.domain, r.identity)
+        if out.setdefault(key, s) != s:
+            raise DatasetError(f"identity {r.identity!r} ({r.domain}) is pinned to both train and test by the "
+                               "manifests' split column", hint="give all its sources the same split")
+    return out
+
+
+@contextmanager
+def _atomic_dir(path: Path) -> Iterator[Path]:
+    """Build a directory beside ``path`` and swap it in on success."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _first_frame_png(path: Path) -> bytes:
+    from PIL import Image
+
+    frame = next(iter_frames(path, 0, 1))
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _features():  # noqa: ANN202 - datasets.Features
+    from datasets import Features, Image, Value
+
+    return Features({"clip_id": Value("string"), "domain": Value("string"), "identity": Value("string"),
+                     "source_id": Value("string"), "n_frames": Value("int32"), "fps": Value("float32"),
+                     "license": Value("string"), "first_frame": Image(), "video": Value("binary"),
+                     "annotations": Value("binary")})
+
+
+def _hf_dict(df: pd.DataFrame, root: Path):  # noqa: ANN202 - datasets.DatasetDict
+    from datasets import Dataset, DatasetDict
+
+    out = {}
+    for split in ("train", "test"):
+        sub = df[df["split"] == split]
+        cols: dict[str, list] = {k: [] for k in _features()}
+        for r in sub.itertuples():
+            mp4 = root / r.path
+            cols["clip_id"].append(r.clip_id)
+            cols["domain"].append(r.domain)
+            cols["identity"].append(r.identity)
+            cols["source_id"].append(r.source_id)
+            cols["n_frames"].append(int(r.n_frames))
+            cols["fps"].append(float(r.fps))
+            cols["license"].append(r.license)
+            cols["first_frame"].append({"bytes": _first_frame_png(mp4), "path": None})
+            cols["video"].append(mp4.read_bytes())
+            cols["annotations"].append(mp4.with_suffix(".npz").read_bytes())
+        out[split] = Dataset.from_dict(cols, features=_features())
+    return DatasetDict(out)
+
+
+def _write_parquet_shards(dd, out: Path, shard_mb: int) -> dict[str, list[str]]:  # noqa: ANN001
+    files: dict[str, list[str]] = {}
+    with _atomic_dir(out) as tmp:
+        for split, ds in dd.items():
+            size = sum(len(v) + len(a) for v, a in zip(ds["video"], ds["annotations"])) if len(ds) else 0
+            n = max(1, min(len(ds), -(-size // (shard_mb << 20)))) if len(ds) else 1
+            files[split] = []
+            for i in range(n):
+                name = f"{split}-{i:05d}-of-{n:05d}.parquet"
+                ds.shard(n, i, contiguous=True).to_parquet(str(tmp / name))
+                files[split].append(name)
+    return files
+
+
+def _contact_sheet(df: pd.DataFrame, root: Path, domain: str, n_clips: int, path: Path) -> bool:
+    """Rows of 4 frames (start, 1/3, 2/3, end) from up to ``n_clips`` clips of ``domain``; False if none."""
+    from PIL import Image, ImageDraw
+
+    sub = df[df["domain"] == domain].sort_values(["split", "clip_id"]).head(n_clips)
+    if sub.empty:
+        return False
+    tile = 128
+    sheet = Image.new("RGB", (4 * tile, len(sub) * (tile + 14)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for row, r in enumerate(sub.itertuples()):
+        n = int(r.n_frames)
+        want = sorted({0, n // 3, 2 * n // 3, n - 1})
+        frames = [f for i, f in enumerate(iter_frames(root / r.path)) if i in want]
+        y = row * (tile + 14)
+        draw.text((2, y + 1), f"{r.clip_id} [{r.split}] {r.identity}", fill=(0, 0, 0))
+        for col, f in enumerate(frames):
+            sheet.paste(Image.fromarray(f).resize((tile, tile)), (col * tile, y + 14))
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=".png", delete=False) as f:
+        tmp = Path(f.name)
+    try:
+        sheet.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def _stats(df: pd.DataFrame, faces_rejects: pd.DataFrame, align_report: dict, sources: pd.DataFrame,
+           pairs: pd.DataFrame, phash: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"params_hash": phash, "clips": len(df), "minutes": round(float(
+        (df["n_frames"] / df["fps"]).sum() / 60), 3) if len(df) else 0.0}
+    for dom in DOMAINS:
+        for split in ("train", "test"):
+            sub = df[(df["domain"] == dom) & (df["split"] == split)]
+            out[f"{dom}_{split}"] = {"clips": len(sub), "identities": int(sub["identity"].nunique()),
+                                     "minutes": round(float((sub["n_frames"] / sub["fps"]).sum() / 60), 3)}
+    rej = {str(k): int(v) for k, v in faces_rejects.groupby("reason").size().items()}
+    for k, v in align_report.get("rejects", {}).items():
+        rej[f"align_{k}"] = rej.get(f"align_{k}", 0) + int(v)
+    out["rejects"] = dict(sorted(rej.items()))
+    failed = sources[sources["status"] != "ok"] if "status" in sources.columns else sources.iloc[:0]
+    out["failed_sources"] = len(failed)
+    out["sources"] = len(sources)
+    out["pairs"] = {t: int((pairs["task"] == t).sum()) for t in TASKS}
+    return out
+
+
+def _card(df: pd.DataFrame, sources: pd.DataFrame, stats: dict, shards: dict[str, list[str]], params: Params) -> str:
+    used = sources[sources["source_id"].isin(set(df["source_id"]))].sort_values("source_id")
+    lines = ["---", "configs:", "- config_name: default", "  data_files:"]
+    for split, names in shards.items():
+        lines += [f"  - split: {split}", f"    path: parquet/{split}-*.parquet"]
+    lines += ["license: other", "task_categories:", "- image-to-video", "tags:", "- face-reenactment",
+              "- talking-head", "- cartoon", "---", "", "# toontalker-bench cross-domain talking-face dataset", "",
+              "Square, aligned talking-face clips of real people and cartoon characters, built by the "
+              "`toontalker-bench` pipeline (`dvc repro`: scrape -> shots -> faces -> align -> build).", "",
+              f"- params hash: `{stats['params_hash']}` (seed and every data-stage section of params.yaml)",
+              f"- clips: {stats['clips']} ({stats['minutes']} minutes) from {stats['sources']} sources "
+              f"({stats['failed_sources']} failed to download)",
+              f"- clip size: {params.align.size} px, crop = {1 + params.align.increase:g} x the face box's longer "
+              f"side, box mode `{params.align.box_mode}`, padding `{params.align.pad}`", "",
+              "## Counts", "", "| domain | split | clips | identities | minutes |", "|---|---|---|---|---|"]
+    for dom in DOMAINS:
+        for split in ("train", "test"):
+            s = stats[f"{dom}_{split}"]
+            lines.append(f"| {dom} | {split} | {s['clips']} | {s['identities']} | {s['minutes']} |")
+    lines += ["", "Train and test share no identity (seeded split). Evaluation pairs per task: "
+              + ", ".join(f"{k} {v}" for k, v in stats["pairs"].items()) + " (`protocol/pairs.parquet`).", "",
+              "Rejected during construction (by reason): "
+              + (", ".join(f"{k} {v}" for k, v in stats["rejects"].items()) or "none") + ".", "",
+              "## Sources, licences and attribution", "", "| source | domain | title | licence | attribution | url |",
+              "|---|---|---|---|---|---|"]
+    for r in used.itertuples():
+        lines.append(f"| {r.source_id} | {r.domain} | {_cell(r.title)} | {_cell(r.license)} | "
+                     f"{_cell(r.attribution)} | {_cell(r.url)} |")
+    lines += ["", "Face landmarks come from dlib's 68-point predictor (trained on iBUG 300-W, non-commercial "
+              "licence): check it fits your use.", "",
+              "## Layout", "", "- `clips.parquet`: one row per clip (`split`, crop box, source, identity, licence); "
+              "`clips/<clip_id>.mp4` (H.264) and `clips/<clip_id>.npz` (`landmarks68`, `landmarks5` in crop "
+              "pixels, `motion` ground truth or NaN, `gt_box`, per-frame `crop`).",
+              "- `hf/`: `datasets.DatasetDict` (`load_from_disk`); `parquet/`: the same rows as self-contained "
+              "shards (`video` = mp4 bytes, `annotations` = npz bytes, `first_frame` = PNG).",
+              "- `protocol/pairs.parquet`: fixed evaluation pairs; `stats.json`, `plots/*.csv`: DVC metrics/plots.",
+              "", "## Rebuild", "", "```", "git clone <this repository> && cd toontalker-bench", "make setup",
+              ".venv/bin/dvc repro          # offline demo corpus (manifests/demo.csv)",
+              "# other sources: set scrape.manifests in params.yaml, then dvc repro", "```", ""]
+    return "\n".join(lines)
+
+
+def _cell(v: object) -> str:
+    return str(v if v is not None and v == v else "").replace("|", "\\|").replace("\n", " ")
+
+
+def run(params: Params, executor: object | None = None) -> dict[str, Any]:
+    """Run the build stage (single process: it copies files and writes tables); returns the stats."""
+    del executor  # nothing here is worth a process pool
+    t0 = time.perf_counter()
+    b = params.build
+    out = Path(b.out_dir)
+    clips_dir = Path(params.align.out_dir)
+    clips = read_table(clips_dir / "clips.parquet", "clip table")
+    sources = read_table(Path(params.scrape.out_dir) / "sources.parquet", "sources table")
+    faces_rej = read_table(Path(params.faces.out_dir) / "rejects.parquet", "faces rejects table")
+    align_report = json.loads((clips_dir / "report.json").read_text()) if (clips_dir / "report.json").is_file() \
+        else {}
+    if not 0 <= b.test_fraction < 1:
+        raise DatasetError(f"build.test_fraction must be in [0, 1), got {b.test_fraction}")
+    df = clips.copy()
+    df["split"] = split_identities(df, b.test_fraction, params.seed, _forced_splits(df, sources))
+    meta = sources.set_index("source_id")
+    df["license"] = [str(meta.at[s, "license"]) if s in meta.index else "" for s in df["source_id"]]
+    df["attribution"] = [str(meta.at[s, "attribution"]) if s in meta.index else "" for s in df["source_id"]]
+    df["path"] = "clips/" + df["clip_id"] + ".mp4"
+    df = df.sort_values("clip_id").reset_index(drop=True)
+
+    with _atomic_dir(out / "clips") as tmp:
+        for cid in df["clip_id"]:
+            for ext in (".mp4", ".npz"):
+                _link_or_copy(clips_dir / f"{cid}{ext}", tmp / f"{cid}{ext}")
+    write_table(out / "clips.parquet", df)
+    pairs = make_pairs(df, b.pairs_per_task, b.pair_frames, params.seed)
+    write_table(out / "protocol" / "pairs.parquet", pairs)
+
+    import datasets
+
+    from ..progress import _quiet
+
+    if _quiet():
+        datasets.disable_progress_bars()
+    dd = _hf_dict(df, out)
+    with _atomic_dir(out / "hf") as tmp:
+        dd.save_to_disk(str(tmp))
+    shards = _write_parquet_shards(dd, out / "parquet", b.shard_mb)
+
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    write_text(out / "plots" / "face_size.csv", df[["clip_id", "domain", "split", "median_face_px"]]
+               .to_csv(index=False))
+    lengths = df[["clip_id", "domain", "split", "n_frames"]].assign(seconds=(df["n_frames"] / df["fps"]).round(3))
+    write_text(out / "plots" / "clip_length.csv", lengths.to_csv(index=False))
+    sheets = {d: _contact_sheet(df, out, d, b.contact_sheet_clips, out / f"contact_sheet_{d}.png") for d in DOMAINS}
+    for d, made in sheets.items():
+        if not made:
+            (out / f"contact_sheet_{d}.png").unlink(missing_ok=True)
+
+    stats = _stats(df, faces_rej, align_report, sources, pairs, params_hash(params))
+    missing = [f"{d}_{s}" for d in DOMAINS for s in ("train", "test") if stats[f"{d}_{s}"]["clips"] == 0]
+    write_text(out / "README.md", _card(df, sources, stats, shards, params))
+    write_json(out / "stats.json", stats)
+    log.info("build: %d clips (%s), %d pairs, %.1fs%s", len(df),
+             ", ".join(f"{d}/{s} {stats[f'{d}_{s}']['clips']}" for d in DOMAINS for s in ("train", "test")),
+             len(pairs), time.perf_counter() - t0, f"; empty: {', '.join(missing)}" if missing else "")
+    return stats
+
+
+def push_to_hub(dataset_dir: str | os.PathLike[str], repo: str, private: bool = False) -> str:
+    """Upload ``<dataset_dir>/hf`` and its card to the Hugging Face Hub; returns the repo URL."""
+    from datasets import load_from_disk
+
+    hf = Path(dataset_dir) / "hf"
+    if not hf.is_dir():
+        raise DatasetError(f"no built dataset at {hf}", hint="run `dvc repro` (or `toontalker-bench data build`)")
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("HF_DATASETS_OFFLINE", "") not in (
+            "", "0"):
+        raise UserError(f"cannot push to {repo}: Hugging Face Hub access is switched off (HF_HUB_OFFLINE or "
+                        "HF_DATASETS_OFFLINE is set)", hint="unset them and log in with `hf auth login`")
+    dd = load_from_disk(str(hf))
+    try:
+        dd.push_to_hub(repo, private=private)
+        from huggingface_hub import HfApi
+
+        HfApi().upload_file(path_or_fileobj=str(Path(dataset_dir) / "README.md"), path_in_repo="README.md",
+                            repo_id=repo, repo_type="dataset")
+    except (OSError, ValueError) as e:  # connection errors are OSErrors; bad repo names ValueErrors
+        raise UserError(f"cannot push to {repo}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                        hint="check the network, the repo name and `hf auth login`") from None
+    return f"https://huggingface.co/datasets/{repo}"
