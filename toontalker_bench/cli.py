@@ -109,7 +109,7 @@ _WORKERS = click.option("--workers", type=click.IntRange(min=1), default=None,
 @click.pass_context
 def data_faces(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
     """Detect, track and filter face tubes in every shot (data/faces/)."""
-    _run_data_stage(ctx, "faces.stage", workers, overrides)
+    _run_data_stage(ctx, "faces", workers, overrides)
 
 
 @data.command("align")
