@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from toontalker_bench.data.motion import MORPHS, POSE_DIM
+from toontalker_bench.data.protocol import make_pairs
 from toontalker_bench.io import write_table
 from toontalker_bench.video import write_video
 
-TASKS = ("self_real", "self_cartoon", "real2cartoon", "cartoon2real")
 _MOUTH = MORPHS.index("mouth_open")
 _BLINK_L, _BLINK_R = MORPHS.index("blink_left"), MORPHS.index("blink_right")
 
@@ -114,23 +114,3 @@ def build_fixture_dataset(root: str | Path, size: int = 64, n_frames: int = 24, 
     if with_protocol:
         write_table(root / "protocol" / "pairs.parquet", make_pairs(clips, pairs_per_task, pair_frames, seed))
     return root
-
-
-def make_pairs(clips: pd.DataFrame, pairs_per_task: int, pair_frames: int, seed: int) -> pd.DataFrame:
-    """Seeded protocol pairs from the test split, in the ``protocol/pairs.parquet`` schema."""
-    rng = np.random.default_rng(seed + 1)
-    test = clips[clips.split == "test"]
-    by = {d: test[test.domain == d].reset_index(drop=True) for d in ("real", "cartoon")}
-    rows = []
-    for task, (src_dom, drv_dom) in {"self_real": ("real", "real"), "self_cartoon": ("cartoon", "cartoon"),
-                                     "real2cartoon": ("cartoon", "real"), "cartoon2real": ("real", "cartoon")}.items():
-        if by[src_dom].empty or by[drv_dom].empty:
-            continue
-        for k in range(pairs_per_task):
-            s = by[src_dom].iloc[int(rng.integers(len(by[src_dom])))]
-            d = s if src_dom == drv_dom else by[drv_dom].iloc[int(rng.integers(len(by[drv_dom])))]
-            start = int(rng.integers(0, int(d.n_frames) - pair_frames + 1))
-            rows.append(dict(task=task, pair_id=f"{task}-{k:03d}", source_clip=s.clip_id,
-                             source_frame=start if src_dom == drv_dom else 0, driving_clip=d.clip_id,
-                             driving_start=start, n_frames=pair_frames))
-    return pd.DataFrame(rows)

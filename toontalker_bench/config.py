@@ -118,6 +118,14 @@ class EvalParams:
     fid_min_frames: int = 64
     id_backend: str = "auto"  # auto | arcface | dlib
     motion_backend: str = "bfm3ddfa"
+    tasks: list[str] = field(default_factory=list)  # empty = the four protocol tasks
+    self_metrics: list[str] = field(default_factory=lambda: [
+        "l1", "psnr", "ssim", "lpips", "akd", "csim", "aed_exp", "apd_deg"])
+    cross_metrics: list[str] = field(default_factory=lambda: ["fid", "csim", "aed_exp", "apd_deg"])
+    max_pairs: int = 0  # per task; 0 = every protocol pair
+    max_frames: int = 0  # per pair; 0 = the protocol's n_frames
+    fid_reference_frames: int = 2000  # target-domain test frames FID compares against (evenly sampled)
+    samples: int = 4  # pairs shown in each task's grid and video
 
 
 @dataclass
@@ -126,6 +134,9 @@ class RunParams:
     leaderboard_dir: str = "leaderboard"
     benchmark: str = "demo"
     device: str = "auto"
+    profile: str = "tiny"
+    methods: list[str] = field(default_factory=lambda: ["copy-source", "oracle-driving"])  # the DVC benchmark
+    overrides: list[str] = field(default_factory=list)  # profile --set values applied to every method (sweeps)
 
 
 @dataclass
