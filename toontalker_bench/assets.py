@@ -189,6 +189,21 @@ def status(name: str) -> str:
     return BUILDABLE if _sources_present(a) else MISSING
 
 
+def _human(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.0f} kB"
+
+
+def list_table() -> str:
+    """The ``assets list`` table: name, status, size, licence, features."""
+    rows = [("NAME", "STATUS", "SIZE", "LICENCE", "FEATURES")]
+    rows += [(a.name, status(a.name), _human(a.size), a.licence, "; ".join(a.features)) for a in all_assets()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
+    missing = [a.name for a in all_assets() if status(a.name) in (MISSING, CORRUPT)]
+    lines += [f"{n}: {how_to_get(n)}" for n in missing]
+    return "\n".join(lines)
+
+
 def how_to_get(name: str) -> str:
     """The exact command(s) that make the asset present."""
     a = spec(name)
@@ -289,14 +304,9 @@ def build(name: str) -> Path:
     return final
 
 
-def build_all() -> list[str]:
-    """Build every buildable asset that is not present yet; returns the names built."""
-    built = []
-    for a in all_assets():
-        if a.buildable and status(a.name) != PRESENT:
-            build(a.name)
-            built.append(a.name)
-    return built
+def build_all() -> list[Path]:
+    """Build every buildable asset that is not present yet; returns their paths."""
+    return [build(a.name) for a in all_assets() if a.buildable and status(a.name) != PRESENT]
 
 
 def import_file(name: str, src: str | os.PathLike[str]) -> Path:

@@ -1,0 +1,178 @@
+"""Stage 2, shots: split every fetched source into shots with PySceneDetect -> ``data/shots/shots.parquet``.
+
+Each source is decoded once through PySceneDetect's PyAV backend and analysed at about ``shots.downscale_width``
+pixels wide (the content/adaptive detectors only need coarse HSV/edge statistics). Shots shorter than
+``shots.min_shot_frames`` (including zero-length ones) are dropped and counted; a source that cannot be decoded is a
+recorded failure and the stage goes on. Per-source results are kept in ``parts/<source_id>.json`` so a rerun only
+processes sources that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import Params, ShotsParams, to_dict
+from ..errors import ConfigError, MediaError
+from ..executors import Executor, Failure, make_executor
+from ..io import read_table, write_json, write_table
+from ..video import probe
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = ("source_id", "shot", "start_frame", "end_frame", "start_s", "end_s", "fps")
+DETECTORS = ("content", "adaptive")
+PARTS_DIR = "parts"
+
+
+@dataclass(frozen=True)
+class ShotJob:
+    source_id: str
+    video: str
+    params: ShotsParams
+
+
+def detect_shots(video: str | Path, p: ShotsParams) -> dict[str, Any]:
+    """Run PySceneDetect on one video. Returns ``shots`` [(start, end_exclusive)], ``dropped`` and timing."""
+    from scenedetect import AdaptiveDetector, ContentDetector, SceneManager, open_video
+
+    t0 = time.perf_counter()
+    info = probe(video)  # MediaError for a truncated / non-video file, before PySceneDetect's OpenCV fallback
+    try:
+        stream = open_video(str(video), backend="pyav", suppress_output=True)
+    except Exception as e:  # noqa: BLE001 - scenedetect raises its own VideoOpenFailure / OSError types
+        raise MediaError(f"cannot open video {video}: {e}") from e
+    if p.detector == "content":
+        detector = ContentDetector(threshold=p.threshold, min_scene_len=p.min_shot_frames)
+    else:
+        detector = AdaptiveDetector(adaptive_threshold=p.adaptive_threshold, min_scene_len=p.min_shot_frames)
+    manager = SceneManager()
+    manager.add_detector(detector)
+    manager.auto_downscale = False
+    manager.downscale = max(1, info.width // max(1, p.downscale_width))
+    try:
+        frames = manager.detect_scenes(stream)
+    except Exception as e:  # noqa: BLE001 - a decode error part-way
+        raise MediaError(f"corrupt video {video} during shot detection: {type(e).__name__}: {e}") from e
+    scenes = manager.get_scene_list(start_in_scene=True)
+    shots, dropped = [], 0
+    for start, end in scenes:
+        a, b = int(start.frame_num), int(end.frame_num)
+        if b - a < max(1, p.min_shot_frames):
+            dropped += 1
+        else:
+            shots.append((a, b))
+    return {"shots": shots, "dropped": dropped, "fps": info.fps, "frames": int(frames),
+            "seconds": time.perf_counter() - t0}
+
+
+def _job(job: ShotJob) -> dict[str, Any]:
+    return detect_shots(job.video, job.params)
+
+
+def _fingerprint(video: Path, p: ShotsParams) -> str:
+    st = video.stat()
+    blob = json.dumps([video.name, st.st_size, st.st_mtime_ns, to_dict(p) | {"out_dir": None}], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
+    """Detect shots in every ``ok`` source of ``data/raw/sources.parquet``; returns the report."""
+    t0 = time.perf_counter()
+    p = params.shots
+    if p.detector not in DETECTORS:
+        raise ConfigError(f"unknown shots.detector {p.detector!r}", hint="use content or adaptive")
+    if p.min_shot_frames < 1 or p.downscale_width < 1:
+        raise ConfigError("shots.min_shot_frames and shots.downscale_width must be >= 1")
+    raw = Path(params.scrape.out_dir)
+    sources = read_table(raw / "sources.parquet", "scrape table (sources.parquet)")
+    ok = sources[sources.status == "ok"]
+    out = Path(p.out_dir)
+    parts = out / PARTS_DIR
+
+    results: dict[str, dict[str, Any]] = {}
+    failures: list[dict[str, str]] = []
+    jobs: list[ShotJob] = []
+    for r in ok.itertuples():
+        video = raw / r.path
+        try:
+            fp = _fingerprint(video, p)
+        except OSError:
+            failures.append({"source_id": r.source_id, "reason": f"video missing: {video}"})
+            continue
+        part = _load_part(parts / f"{r.source_id}.json", fp)
+        if part is not None:
+            results[r.source_id] = part
+        else:
+            jobs.append(ShotJob(r.source_id, str(video), p))
+    skipped = len(results)
+
+    own = executor is None
+    ex = executor or make_executor(params.executor, params.n_workers(), params.scheduler)
+    try:
+        for job, res in ex.map(_job, jobs, desc="shots"):
+            if isinstance(res, Failure):
+                failures.append({"source_id": job.source_id, "reason": res.reason})
+                continue
+            res["fingerprint"] = _fingerprint(Path(job.video), p)
+            write_json(parts / f"{job.source_id}.json", res)
+            results[job.source_id] = res
+    finally:
+        if own:
+            ex.close()
+
+    for f in parts.glob("*.json") if parts.is_dir() else ():
+        if f.stem not in results:
+            f.unlink()
+    rows = []
+    for sid in ok.source_id:  # source order of the scrape table, shots in time order: deterministic
+        res = results.get(sid)
+        for i, (a, b) in enumerate(res["shots"] if res else ()):
+            fps = float(res["fps"])
+            rows.append((sid, i, a, b, a / fps, b / fps, fps))
+    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).astype(
+        {"shot": "int64", "start_frame": "int64", "end_frame": "int64", "start_s": "float64", "end_s": "float64",
+         "fps": "float64"})
+    write_table(out / "shots.parquet", table)
+
+    frames = sum(r["frames"] for r in results.values())
+    busy = sum(r["seconds"] for r in results.values())
+    seconds = time.perf_counter() - t0
+    report = {
+        "stage": "shots",
+        "detector": p.detector,
+        "sources": len(ok),
+        "sources_failed_in_scrape": int((sources.status != "ok").sum()),
+        "ok": len(results),
+        "failed": len(failures),
+        "skipped_done": skipped,
+        "shots": len(table),
+        "dropped_short_shots": int(sum(r["dropped"] for r in results.values())),
+        "frames": int(frames),
+        "frames_per_s_per_worker": round(frames / busy, 1) if busy else None,
+        "failures": failures,
+        "seconds": round(seconds, 2),
+    }
+    write_json(out / "report.json", report)
+    log.info("shots: %d shots in %d/%d sources (%d already done, %d failed, %d short shots dropped), "
+             "%d frames at %s frames/s per worker, %.1fs -> %s", len(table), len(results), len(ok), skipped,
+             len(failures), report["dropped_short_shots"], frames, report["frames_per_s_per_worker"], seconds,
+             out / "shots.parquet")
+    return report
+
+
+def _load_part(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    try:
+        part = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(part, dict) or part.get("fingerprint") != fingerprint:
+        return None
+    return part
