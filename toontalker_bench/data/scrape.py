@@ -131,6 +131,8 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     finally:
         if own:
             ex.close()
+    with contextlib.suppress(OSError):  # each group removes its own work folder; this drops the (empty) parent
+        (out / WORK_DIR).rmdir()
 
     table = pd.DataFrame([rows[s.source_id] for s in sources], columns=list(TABLE_COLUMNS))
     table = table.astype({"width": "int64", "height": "int64", "n_frames": "int64", "fps": "float64",
@@ -233,13 +235,14 @@ def fetch_group(group: list[Source], settings: FetchSettings) -> list[dict[str, 
     try:
         try:
             src = _fetch(head, work, settings)
-            info = probe(src)
-            if info.n_frames < 1:
-                raise MediaError("the video has no frames")
-        except MediaError as e:
-            return [_row(s, "failed", f"not a usable video: {e.message}") for s in group]
         except SourceFailed as e:
             return [_row(s, "failed", str(e)) for s in group]
+        try:
+            if probe(src).n_frames < 1:
+                raise MediaError("the video has no frames")
+        except MediaError as e:
+            reason = e.message.replace(str(src), head.url)  # name the source, not a temporary path
+            return [_row(s, "failed", f"not a usable video: {reason}") for s in group]
         rows = []
         for s in group:
             try:
@@ -281,7 +284,7 @@ def _materialise(s: Source, src: Path, out: Path, settings: FetchSettings) -> di
         link_or_copy(src, dest)
     info = probe(dest)
     gt_name = ""
-    gt_src = _gt_beside(src) if s.kind != "remote" else None
+    gt_src = _gt_beside(local_path(s.url, settings.root)) if s.kind != "remote" else None
     if gt_src is not None and gt_src.is_file():
         gt_name = f"{s.source_id}.gt.parquet"
         _carry_ground_truth(gt_src, out / gt_name, first, info.n_frames if s.has_segment else None)
@@ -428,6 +431,8 @@ def ytdlp_options(work: Path, settings: FetchSettings, hook: Any) -> dict[str, A
 
 def download(url: str, work: Path, settings: FetchSettings) -> Path:
     """Download ``url`` into ``work`` with retries (exponential backoff) inside a ``timeout_s`` wall-clock budget."""
+    import yt_dlp  # noqa: F401 - the (slow) first import must not count against the source's budget
+
     deadline = time.monotonic() + settings.timeout_s
     work.mkdir(parents=True, exist_ok=True)
     last = ""

@@ -1,0 +1,205 @@
+"""Scrape stage against a loopback HTTP server, file:// URLs and local paths: real yt-dlp, real PyAV."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_media import truncate, write_plain
+
+from toontalker_bench.cli import main
+from toontalker_bench.config import Params, ScrapeParams
+from toontalker_bench.data.scrape import TABLE_COLUMNS, run
+from toontalker_bench.errors import UserError
+from toontalker_bench.executors import LocalExecutor
+from toontalker_bench.video import probe, read_frames
+
+HEADER = "source_id,url,domain,title,license,attribution,identity,split,start,end\n"
+N_FRAMES = 50
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files plus two misbehaving routes: /short/* (body shorter than Content-Length) and /slow/* (dribbles)."""
+
+    hits: Counter = Counter()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        type(self).hits[self.path] += 1
+        if self.path.startswith(("/short/", "/slow/")):
+            data = (Path(self.directory) / "ok.mp4").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                if self.path.startswith("/short/"):
+                    self.wfile.write(data[: len(data) // 2])
+                    return
+                for i in range(0, len(data), 256):  # ~30 s for the file: far past any test timeout
+                    self.wfile.write(data[i:i + 256])
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                return
+            return
+        super().do_GET()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("media")
+    write_plain(d / "ok.mp4", N_FRAMES)
+    truncate(d / "ok.mp4", d / "trunc.mp4", 0.5)
+    (d / "note.txt").write_text("this is not a video\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def server(media: Path) -> Iterator[str]:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(media)))
+    srv.daemon_threads = True
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _params(tmp_path: Path, manifest: Path, **kw: object) -> Params:
+    base = dict(out_dir=str(tmp_path / "raw"), manifests=[str(manifest)], retries=1, backoff_s=0.05,
+                timeout_s=1.5, socket_timeout_s=1.0, min_success_fraction=0.0)
+    base.update(kw)
+    return Params(workers=1, scrape=ScrapeParams(**base))  # type: ignore[arg-type]
+
+
+def _manifest(tmp_path: Path, rows: list[str]) -> Path:
+    m = tmp_path / "m.csv"
+    m.write_text(HEADER + "".join(f"{r},real,T,CC0,Nobody,,,\n" if r.count(",") == 1 else r + "\n" for r in rows))
+    return m
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_http_sources_ok_and_failures_with_reasons(tmp_path: Path, server: str, media: Path) -> None:
+    m = _manifest(tmp_path, [f"ok,{server}/ok.mp4", f"gone,{server}/missing.mp4", f"trunc,{server}/trunc.mp4",
+                             f"short,{server}/short/x.mp4", f"slow,{server}/slow/x.mp4", f"text,{server}/note.txt"])
+    t0 = time.monotonic()
+    report = run(_params(tmp_path, m), LocalExecutor(1))
+    elapsed = time.monotonic() - t0
+    raw = tmp_path / "raw"
+    table = pd.read_parquet(raw / "sources.parquet")
+    assert tuple(table.columns) == TABLE_COLUMNS
+    assert list(table.source_id) == ["ok", "gone", "trunc", "short", "slow", "text"]  # manifest order
+    by = table.set_index("source_id")
+    assert by.loc["ok", "status"] == "ok" and by.loc["ok", "path"] == "ok.mp4"
+    assert _sha(raw / "ok.mp4") == _sha(media / "ok.mp4")  # a direct file arrives byte for byte
+    assert (by.loc["ok", "width"], by.loc["ok", "height"], by.loc["ok", "n_frames"]) == (160, 96, N_FRAMES)
+    reasons = by.reason.to_dict()
+    assert "404" in reasons["gone"]
+    assert reasons["trunc"].startswith("not a usable video")
+    assert "bytes read" in reasons["short"] and "gave up after 2 attempt(s)" in reasons["short"]
+    assert reasons["slow"].startswith("timed out after 1.5s")
+    assert reasons["text"].startswith("not a usable video")
+    assert (by.status == "failed").sum() == 5 and report["ok"] == 1 and report["failed"] == 5
+    assert {f["source_id"]: f["reason"] for f in report["failures"]} == {k: v for k, v in reasons.items() if v}
+    assert json.loads((raw / "report.json").read_text())["failed"] == 5
+    # a 404 is permanent (one request); a short read is retried once (an attempt makes as many requests as the
+    # successful download of ok.mp4 did: the extractor's probe, then the download)
+    assert _Handler.hits["/missing.mp4"] == 1 and _Handler.hits["/short/x.mp4"] == 2 * _Handler.hits["/ok.mp4"]
+    # only the finished file (+ its archive entry) remains; no partial downloads, no work folders
+    assert sorted(p.name for p in raw.iterdir()) == ["archive", "ok.mp4", "report.json", "sources.parquet"]
+    assert elapsed < 15, elapsed  # the slow source costs ~timeout_s, not its 30 s transfer
+
+
+def test_rerun_skips_archived_sources(tmp_path: Path, server: str) -> None:
+    m = _manifest(tmp_path, [f"a,{server}/ok.mp4?a", f"b,{server}/ok.mp4?b"])
+    run(_params(tmp_path, m), LocalExecutor(1))
+    out = tmp_path / "raw" / "a.mp4"
+    stamp = out.stat().st_mtime_ns
+    hits = dict(_Handler.hits)
+    report = run(_params(tmp_path, m), LocalExecutor(1))
+    assert report["skipped_done"] == 2 and report["ok"] == 2
+    assert dict(_Handler.hits) == hits and out.stat().st_mtime_ns == stamp  # no request, no rewrite
+    # a damaged output is not trusted: it is fetched again
+    out.write_bytes(b"x")
+    report = run(_params(tmp_path, m), LocalExecutor(1))
+    assert report["skipped_done"] == 1 and _Handler.hits["/ok.mp4?a"] == 2 * hits["/ok.mp4?a"]  # one more fetch
+    assert probe(out).n_frames == N_FRAMES
+    # a changed row (now a segment) is redone; a removed row's files disappear
+    m.write_text(HEADER + f"a,{server}/ok.mp4?a,real,T,CC0,Nobody,,,0.4,1.2\n")
+    report = run(_params(tmp_path, m), LocalExecutor(1))
+    assert report["skipped_done"] == 0 and probe(out).n_frames == 20
+    assert not (tmp_path / "raw" / "b.mp4").exists() and not (tmp_path / "raw" / "archive" / "b.json").exists()
+
+
+def test_local_and_file_sources_segments_and_ground_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "videos").mkdir()
+    src = tmp_path / "videos" / "clip.mp4"
+    write_plain(src, N_FRAMES)
+    pd.DataFrame({"frame": np.arange(N_FRAMES), "marker": np.arange(N_FRAMES) * 10}).to_parquet(
+        tmp_path / "videos" / "clip.gt.parquet")
+    m = _manifest(tmp_path, ["whole,videos/clip.mp4", f"viafile,{src.as_uri()}",
+                             "seg,videos/clip.mp4,real,T,CC0,Nobody,,,0.4,1.2", "nofile,videos/none.mp4"])
+    params = _params(tmp_path, m, out_dir="data/raw", min_success_fraction=0.7)
+    params.workers = 2
+    report = run(params)  # the default executor: a process pool (work items and settings must pickle)
+    raw = tmp_path / "data" / "raw"
+    by = pd.read_parquet(raw / "sources.parquet").set_index("source_id")
+    assert report["ok"] == 3 and by.loc["nofile", "reason"] == "local file not found: videos/none.mp4"
+    assert os.stat(raw / "whole.mp4").st_ino == os.stat(src).st_ino  # hard link, no copy
+    assert _sha(raw / "viafile.mp4") == _sha(src)
+    assert by.loc["whole", "gt_path"] == "whole.gt.parquet" and by.loc["viafile", "gt_path"] == "viafile.gt.parquet"
+    # segment [0.4 s, 1.2 s) at 25 fps = source frames 10..29, re-encoded; frame i has grey level 5 * i
+    frames = read_frames(raw / "seg.mp4")
+    assert len(frames) == 20 and by.loc["seg", "n_frames"] == 20
+    assert abs(frames[0].mean() - 50) < 3 and abs(frames[-1].mean() - 145) < 3
+    gt = pd.read_parquet(raw / by.loc["seg", "gt_path"])
+    assert list(gt.frame) == list(range(20)) and list(gt.marker) == [10 * i for i in range(10, 30)]
+
+
+def test_file_urls_can_be_disabled(tmp_path: Path) -> None:
+    write_plain(tmp_path / "v.mp4", 10)
+    m = _manifest(tmp_path, [f"f,{(tmp_path / 'v.mp4').as_uri()}"])
+    run(_params(tmp_path, m, enable_file_urls=False), LocalExecutor(1))
+    t = pd.read_parquet(tmp_path / "raw" / "sources.parquet")
+    assert t.status[0] == "failed" and "file:// urls are disabled" in t.reason[0]
+
+
+def test_below_min_success_fraction_exits_2(tmp_path: Path, server: str, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    m = _manifest(tmp_path, [f"ok,{server}/ok.mp4", f"gone1,{server}/missing1.mp4", f"gone2,{server}/missing2.mp4"])
+    args = ["data", "scrape", "--manifest", str(m), "--workers", "1", "--set", "scrape.out_dir=raw",
+            "--set", "scrape.retries=0", "--set", "scrape.timeout_s=5"]
+    rc = main(args + ["--set", "scrape.min_success_fraction=0.5"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: only 1/3 sources fetched (33% < min_success_fraction 50%)" in err
+    assert "Traceback" not in err and "hint: see raw/report.json" in err
+    assert json.loads((tmp_path / "raw" / "report.json").read_text())["failed"] == 2  # the report is still written
+    assert main(args + ["--set", "scrape.min_success_fraction=0.3"]) == 0
+
+
+def test_bad_settings_are_user_errors(tmp_path: Path) -> None:
+    m = _manifest(tmp_path, ["x,https://example.org/v.mp4"])
+    for kw, needle in [({"rate_limit": "fast"}, "rate_limit"), ({"cookies": str(tmp_path / "none.txt")}, "cookies"),
+                       ({"min_success_fraction": 2.0}, "min_success_fraction")]:
+        with pytest.raises(UserError, match=needle):
+            run(_params(tmp_path, m, **kw), LocalExecutor(1))
+    assert not (tmp_path / "raw").exists()
