@@ -1,0 +1,115 @@
+"""Fit the 3DDFA BFM landmark subspace to 68 2-D landmarks: head rotation and a 10-D expression code.
+
+Model: ``X = mean + W_shp @ alpha + W_exp @ beta`` (68 x 3, BFM units, y up, z towards the camera), projected with a
+scaled orthographic camera ``x = s * R[:2] @ X + t`` after flipping image y to point up. The fit alternates a
+closed-form camera step (least-squares affine camera, projected onto the nearest scaled rotation) with a ridge step
+for ``alpha, beta`` under a Gaussian prior (the 3DDFA parameter whitening statistics), batched over frames.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .base import asset_path
+
+N_SHAPE = 40
+N_EXP = 10
+
+
+@dataclass
+class BFMFit:
+    angles: np.ndarray  # (B, 3) yaw, pitch, roll in degrees (toontalker_bench.data.motion conventions)
+    exp: np.ndarray  # (B, 10) expression code in prior standard deviations
+    shape: np.ndarray  # (B, 40) identity code in prior standard deviations
+    rotation: np.ndarray  # (B, 3, 3)
+    scale: np.ndarray  # (B,) pixels per BFM unit
+    translation: np.ndarray  # (B, 2) pixels, y up
+    residual: np.ndarray  # (B,) RMS landmark error divided by the fitted face size (inter-ocular distance)
+
+
+class BFM:
+    """The 68-point BFM subspace of 3DDFA (files ``u_shp.npy u_exp.npy w_shp_sim.npy w_exp_sim.npy
+    keypoints_sim.npy param_whitening.pkl``)."""
+
+    def __init__(self, root: str | Path | None = None, noise: float = 0.02, iters: int = 15) -> None:
+        root = Path(root) if root is not None else asset_path("bfm-3ddfa", "AED/APD (3DMM fit)")
+        kp = np.load(root / "keypoints_sim.npy")
+        mean = np.load(root / "u_shp.npy") + np.load(root / "u_exp.npy")
+        self.mean = mean[kp].reshape(68, 3).astype(np.float64)
+        w_shp = np.load(root / "w_shp_sim.npy")[kp].reshape(68, 3, -1)
+        w_exp = np.load(root / "w_exp_sim.npy")[kp].reshape(68, 3, -1)
+        with open(root / "param_whitening.pkl", "rb") as f:
+            meta = pickle.load(f)  # noqa: S301 - numeric arrays shipped with the model files
+        mu = np.asarray(meta["param_mean"], np.float64)[12:]
+        sd = np.asarray(meta["param_std"], np.float64)[12:]
+        # Work in whitened coordinates z = (p - mu) / sd so the prior is N(0, I).
+        w = np.concatenate([w_shp, w_exp], axis=2).astype(np.float64)
+        self.mean = self.mean + w @ mu
+        self.basis = w * sd  # (68, 3, 50)
+        iod = np.linalg.norm(self.mean[45] - self.mean[36])
+        self.noise = noise * iod  # landmark noise in BFM units, relative to the inter-ocular distance
+        self.iters = iters
+
+    def fit(self, landmarks: np.ndarray) -> BFMFit:
+        """``landmarks`` (B, 68, 2) image pixels (y down) -> :class:`BFMFit`."""
+        y = np.asarray(landmarks, np.float64).copy()
+        b = len(y)
+        y[..., 1] *= -1
+        z = np.zeros((b, N_SHAPE + N_EXP))
+        yc = y - y.mean(1, keepdims=True)
+        eye = np.eye(N_SHAPE + N_EXP)
+        for _ in range(self.iters):
+            x = self.mean + np.einsum("pck,bk->bpc", self.basis, z)
+            r2, s, t = _camera(x, y, yc)
+            # ridge step: y - t - s R2 mean = s R2 B z  ->  (D^T D / noise^2 + I) z = D^T r / noise^2
+            d = np.einsum("bij,pjk->bpik", r2, self.basis).reshape(b, 136, -1)
+            rhs = ((y - t[:, None]) / s[:, None, None] - np.einsum("bij,pj->bpi", r2, self.mean)).reshape(b, 136)
+            a = np.einsum("bnk,bnl->bkl", d, d) / self.noise**2 + eye
+            z = np.linalg.solve(a, np.einsum("bnk,bn->bk", d, rhs)[..., None] / self.noise**2)[..., 0]
+        x = self.mean + np.einsum("pck,bk->bpc", self.basis, z)
+        r2, s, t = _camera(x, y, yc)
+        proj = s[:, None, None] * np.einsum("bij,bpj->bpi", r2, x) + t[:, None]
+        rms = np.sqrt(((proj - y) ** 2).sum(-1).mean(-1))
+        iod = s * np.linalg.norm(self.mean[45] - self.mean[36])
+        r3 = np.cross(r2[:, 0], r2[:, 1])
+        rot = np.concatenate([r2, r3[:, None]], axis=1)
+        return BFMFit(euler_degrees(rot), z[:, N_SHAPE:], z[:, :N_SHAPE], rot, s, t, rms / iod)
+
+
+def _camera(x: np.ndarray, y: np.ndarray, yc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares affine camera, projected to the nearest scaled orthographic one: rows of R (B,2,3), s, t."""
+    xm = x.mean(1, keepdims=True)
+    xc = x - xm
+    aff = np.linalg.solve(np.einsum("bpi,bpj->bij", xc, xc), np.einsum("bpi,bpj->bij", xc, yc)).transpose(0, 2, 1)
+    u, sv, vt = np.linalg.svd(aff, full_matrices=False)  # (B,2,2), (B,2), (B,2,3)
+    r2 = u @ vt
+    s = sv.mean(1)
+    t = (y.mean(1) - s[:, None] * np.einsum("bij,bj->bi", r2, xm[:, 0]))
+    return r2, s, t
+
+
+def euler_degrees(rot: np.ndarray) -> np.ndarray:
+    """Rotation matrices (model frame: x right, y up, z to the camera) -> yaw, pitch, roll in degrees.
+
+    ``R = Rz(c) @ Ry(b) @ Rx(a)``; yaw = b (face turns to image right), pitch = -a (chin up),
+    roll = -c (clockwise on screen), matching :mod:`toontalker_bench.data.motion`.
+    """
+    b = np.arcsin(np.clip(-rot[:, 2, 0], -1.0, 1.0))
+    a = np.arctan2(rot[:, 2, 1], rot[:, 2, 2])
+    c = np.arctan2(rot[:, 1, 0], rot[:, 0, 0])
+    return np.degrees(np.stack([b, -a, -c], axis=1))
+
+
+def rotation_from_euler(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`euler_degrees` (degrees in, (B, 3, 3) out)."""
+    a, b, c = np.radians(-np.asarray(pitch)), np.radians(np.asarray(yaw)), np.radians(-np.asarray(roll))
+    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
+    one, zero = np.ones_like(a), np.zeros_like(a)
+    rx = np.stack([one, zero, zero, zero, ca, -sa, zero, sa, ca], -1).reshape(-1, 3, 3)
+    ry = np.stack([cb, zero, sb, zero, one, zero, -sb, zero, cb], -1).reshape(-1, 3, 3)
+    rz = np.stack([cc, -sc, zero, sc, cc, zero, zero, zero, one], -1).reshape(-1, 3, 3)
+    return rz @ ry @ rx

@@ -1,0 +1,79 @@
+"""Face boxes and landmarks on evaluation frames (aligned face crops).
+
+Generated frames are square aligned crops, so when the detector misses a frame the crop itself (shrunk by
+``fallback_margin`` on each side) is used as the face box; such frames are counted in ``box_fallback`` and still have
+to pass the 3DMM plausibility check of :mod:`.motion` before a metric uses them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..progress import progress
+
+
+@dataclass
+class FaceTrack:
+    """Per-frame landmarks of one frame sequence. Frames without a usable face have NaN landmarks."""
+
+    landmarks68: np.ndarray  # (T, 68, 2) pixels
+    landmarks5: np.ndarray  # (T, 5, 2) pixels
+    detected: np.ndarray  # (T,) bool: the detector found the face
+    fallback: np.ndarray  # (T,) bool: the crop was used as the box
+    size: int  # frame side in pixels (for normalising distances to 256)
+
+    @property
+    def has_landmarks(self) -> np.ndarray:
+        return np.isfinite(self.landmarks68).all(axis=(1, 2))
+
+
+class FaceAnalyzer:
+    """Detector + 68/5-point landmarker, loaded once and shared by every metric of an evaluation."""
+
+    def __init__(self, detector: str = "retinaface", fallback_margin: float | None = 0.1,
+                 min_score: float = 0.5) -> None:
+        from ..data.faces.detect import get_detector
+        from ..data.faces.landmarks import get_landmarker
+
+        self.detector_name = detector
+        self.fallback_margin = fallback_margin
+        self.min_score = min_score
+        self._detector = get_detector(detector)
+        self._lm68 = get_landmarker("dlib68")
+        self._lm5 = get_landmarker("dlib5")
+
+    @property
+    def backend(self) -> str:
+        fb = "none" if self.fallback_margin is None else f"crop-{self.fallback_margin:g}"
+        return f"{self.detector_name}+dlib68(fallback={fb})"
+
+    def box(self, frame: np.ndarray) -> tuple[np.ndarray | None, bool]:
+        """The most confident face box ``(x0, y0, x1, y1)`` and whether the detector found it."""
+        dets = [d for d in self._detector.detect(frame) if d.score >= self.min_score]
+        if dets:
+            best = max(dets, key=lambda d: (d.score, (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+            return np.asarray(best.box, dtype=np.float64), True
+        if self.fallback_margin is None:
+            return None, False
+        h, w = frame.shape[:2]
+        m = self.fallback_margin
+        return np.array([m * w, m * h, (1 - m) * w, (1 - m) * h]), False
+
+    def track(self, frames: np.ndarray, desc: str = "landmarks") -> FaceTrack:
+        t = len(frames)
+        lm68 = np.full((t, 68, 2), np.nan)
+        lm5 = np.full((t, 5, 2), np.nan)
+        detected = np.zeros(t, bool)
+        fallback = np.zeros(t, bool)
+        for i in progress(range(t), desc=desc):
+            box, found = self.box(frames[i])
+            detected[i] = found
+            if box is None:
+                continue
+            fallback[i] = not found
+            lm68[i] = self._lm68.predict(frames[i], box[None])[0]
+            lm5[i] = self._lm5.predict(frames[i], box[None])[0]
+        return FaceTrack(lm68, lm5, detected, fallback, int(frames.shape[2]))
+

@@ -1,0 +1,249 @@
+"""FID and KID on pytorch-fid's InceptionV3 pool3 features (2048-D).
+
+The network is pytorch-fid's own ``InceptionV3`` (its resize to 299 with bilinear ``align_corners=False`` and its
+``2x - 1`` scaling happen inside the model, once per image); the weights come from the ``fid-inception`` asset, which
+holds pytorch-fid's ``pt_inception-2015-12-05`` state dict. Images enter as ``uint8 / 255`` float32, exactly as
+``torchvision.transforms.ToTensor`` makes them, so the features equal ``python -m pytorch_fid``'s on the same files.
+
+Features are cached on disk under a key made of the images' content hash and the weights' hash, so the real-image
+statistics of a test split are computed once. KID is the unbiased MMD^2 with the cubic polynomial kernel
+``k(x, y) = (x.y / d + 1)^3``, averaged over random subsets (Binkowski et al. 2018).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..io import atomic_path, sha256_file
+from ..progress import progress
+from .base import METRICS, Metric, MetricValue, asset_path
+from .pair import Pair, list_images, load_frames
+
+log = logging.getLogger(__name__)
+
+DIMS = 2048
+WEIGHTS_NAME = "pt_inception-2015-12-05"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TOONTALKER_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "toontalker-bench")
+    return Path(root) / "features" / "fid"
+
+
+@functools.cache
+def _weights_sha(path: str, mtime: float, size: int) -> str:
+    return sha256_file(path)
+
+
+class InceptionExtractor:
+    """Batched pool3 feature extraction with an on-disk cache keyed by content hash + weights hash."""
+
+    def __init__(self, device: str = "cpu", batch_size: int = 50, cache: bool = True) -> None:
+        from ..assets import fid_inception_model
+
+        path = asset_path("fid-inception", "FID/KID")
+        st = path.stat()
+        self.weights_sha = _weights_sha(str(path), st.st_mtime, st.st_size)
+        self.weights_file = path.name
+        model = fid_inception_model(feature="FID/KID")
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
+        self.batch_size = batch_size
+        self.cache = cache
+        self.backend = f"pytorch-fid-inception-v3:{WEIGHTS_NAME}:sha256={self.weights_sha[:12]}"
+
+    # -- forward --------------------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div(255)
+        x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)[0].flatten(1).cpu().numpy()
+
+    def _run(self, batches: Iterator[np.ndarray], total: int, desc: str) -> np.ndarray:
+        out = np.empty((total, DIMS), dtype=np.float32)
+        i = 0
+        with progress(total=total, desc=desc, unit="img") as bar:
+            for b in batches:
+                out[i:i + len(b)] = self._forward(b)
+                i += len(b)
+                bar.update(len(b))
+        return out
+
+    # -- cache ----------------------------------------------------------------------------------------------------
+    def _cached(self, content_sha: str, compute) -> np.ndarray:  # noqa: ANN001 - () -> np.ndarray
+        if not self.cache:
+            return compute()
+        f = cache_dir() / f"{content_sha}-{self.weights_sha[:16]}.npy"
+        if f.is_file():
+            log.info("FID features from cache %s", f)
+            return np.load(f)
+        feats = compute()
+        with atomic_path(f) as tmp:
+            np.save(tmp, feats)
+        return feats
+
+    # -- public ---------------------------------------------------------------------------------------------------
+    def features(self, frames: np.ndarray, desc: str = "inception") -> np.ndarray:
+        """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 2048)``."""
+        frames = np.ascontiguousarray(frames)
+        sha = hashlib.sha256(str(frames.shape).encode() + frames.data).hexdigest()
+        bs = self.batch_size
+        return self._cached(sha, lambda: self._run((frames[i:i + bs] for i in range(0, len(frames), bs)),
+                                                    len(frames), desc))
+
+    def features_of_path(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """A folder of images (decoded in a thread pool while the network runs) or a video file."""
+        p = Path(path)
+        if not p.is_dir():
+            return self.features(load_frames(p), desc=f"inception {p.name}")
+        files = list_images(p)
+        h = hashlib.sha256()
+        for f in files:  # content hash: bytes of every file in sorted-name order
+            h.update(sha256_file(f).encode())
+        return self._cached(h.hexdigest(), lambda: self._run(self._decode_batches(files), len(files),
+                                                              f"inception {p.name}"))
+
+    def _decode_batches(self, files: list[Path]) -> Iterator[np.ndarray]:
+        from .pair import read_image
+
+        bs = self.batch_size
+        chunks = [files[i:i + bs] for i in range(0, len(files), bs)]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            def load(chunk: list[Path]) -> np.ndarray:
+                imgs = [read_image(io.BytesIO(f.read_bytes())) for f in chunk]
+                if len({im.shape for im in imgs}) > 1:
+                    from ..errors import MediaError
+
+                    raise MediaError(f"images of different resolutions in {chunk[0].parent}",
+                                     hint="resize all frames to one size")
+                return np.stack(imgs)
+
+            pending = pool.submit(load, chunks[0]) if chunks else None
+            for k in range(len(chunks)):
+                batch = pending.result()
+                pending = pool.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
+                yield batch
+
+
+@functools.cache
+def extractor(device: str = "cpu", batch_size: int = 50) -> InceptionExtractor:
+    return InceptionExtractor(device, batch_size)
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = feats.astype(np.float64)
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``; a singular product is regularised with ``eps * I``."""
+    from scipy import linalg
+
+    diff = mu1 - mu2
+    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    if not np.isfinite(covmean).all():
+        off = np.eye(len(sigma1)) * eps
+        covmean = linalg.sqrtm((sigma1 + off) @ (sigma2 + off))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"FID: imaginary component {np.max(np.abs(covmean.imag))} in the covariance root")
+        covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
+    return frechet_distance(*statistics(a), *statistics(b))
+
+
+def kid_from_features(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
+                      seed: int = 0) -> tuple[float, float]:
+    """Unbiased MMD^2 (cubic polynomial kernel) averaged over ``subsets`` random subsets: (mean, std)."""
+    rng = np.random.default_rng(seed)
+    m = min(len(a), len(b), subset_size)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    d = a.shape[1]
+    vals = []
+    for _ in range(subsets):
+        x = a64[rng.choice(len(a), m, replace=False)]
+        y = b64[rng.choice(len(b), m, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+                    - 2 * kxy.mean())
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def fid_paths(a: str | os.PathLike[str], b: str | os.PathLike[str], device: str = "cpu",
+              batch_size: int = 50) -> dict[str, MetricValue]:
+    """Dataset-level FID and KID between two folders (or videos) of frames."""
+    ext = extractor(device, batch_size)
+    fa, fb = ext.features_of_path(a), ext.features_of_path(b)
+    return _fid_kid(fa, fb, ext.backend, min_frames=2)
+
+
+def _fid_kid(fa: np.ndarray, fb: np.ndarray, backend: str, min_frames: int) -> dict[str, MetricValue]:
+    n = min(len(fa), len(fb))
+    extra = {"n_generated": len(fa), "n_real": len(fb)}
+    if n < max(min_frames, 2):
+        reason = f"FID/KID need at least {max(min_frames, 2)} frames per side, got {len(fa)} and {len(fb)}"
+        return {k: MetricValue(k, None, backend, n, dict(extra), reason) for k in ("fid", "kid")}
+    kid, kid_std = kid_from_features(fa, fb)
+    return {"fid": MetricValue("fid", fid_from_features(fa, fb), backend, n, dict(extra)),
+            "kid": MetricValue("kid", kid, backend, n, {**extra, "std": kid_std})}
+
+
+class _DistributionMetric(Metric):
+    """Generated frames of every pair against driving (real) frames of every pair."""
+
+    def __init__(self, device: str = "cpu", batch_size: int = 50, min_frames: int = 64) -> None:
+        self.device, self.batch_size, self.min_frames = device, batch_size, min_frames
+        super().__init__()
+
+    def reset(self) -> None:
+        super().reset()
+        self._gen: list[np.ndarray] = []
+        self._real: list[np.ndarray] = []
+
+    def update(self, pair: Pair) -> None:
+        ext = extractor(self.device, self.batch_size)
+        self.backend = ext.backend
+        key = ("inception",)
+        if key not in pair._cache:
+            pair._cache[key] = (ext.features(pair.frames("generated"), "inception (generated)"),
+                                ext.features(pair.frames("driving"), "inception (driving)"))
+        g, r = pair._cache[key]
+        self._gen.append(g)
+        self._real.append(r)
+
+    def compute(self) -> MetricValue:
+        if not self._gen:
+            return MetricValue(self.name, None, self.backend, 0, {}, "no pairs")
+        out = _fid_kid(np.concatenate(self._gen), np.concatenate(self._real), self.backend, self.min_frames)
+        return out[self.name]
+
+
+@METRICS.register("fid", direction="lower")
+class FID(_DistributionMetric):
+    """Fréchet distance between pool3 feature Gaussians of generated and real (driving) frames."""
+
+    name, direction = "fid", "lower"
+
+
+@METRICS.register("kid", direction="lower")
+class KID(_DistributionMetric):
+    """Unbiased kernel inception distance (cubic polynomial kernel) of generated vs real (driving) frames."""
+
+    name, direction = "kid", "lower"

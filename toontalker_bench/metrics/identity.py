@@ -1,0 +1,164 @@
+"""Identity metrics from face embeddings.
+
+``csim``: cosine similarity between the source face's embedding and each generated frame's, averaged per pair, then
+over pairs. ``aed_id``: FOMM's "AED" — mean L2 distance between unit embeddings of generated and driving frames.
+Embedding backends (``ID_BACKENDS``): ``arcface`` (insightface ``buffalo_l`` recognition model, faces aligned with
+``norm_crop`` from 5 points derived from the 68 landmarks) when the ``arcface-buffalo_l`` asset is present, otherwise
+``dlib-resnet128`` (dlib's ResNet face descriptor, aligned with its 5-point shape predictor). The backend name is
+part of every result.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ..errors import AssetError
+from ..registry import Registry
+from .base import METRICS, Metric, MetricValue, asset_path, video_mean
+from .pair import Pair, Which
+
+
+class Embedder:
+    name = "embedder"
+    dim = 0
+
+    def embed(self, pair: Pair, which: Which) -> np.ndarray:
+        """Unit-norm embeddings ``(T, D)``; NaN rows where the frame has no usable face."""
+        key = ("embed", self.name, which)
+        if key not in pair._cache:
+            track = pair.faces(which)
+            ok = pair.motion(which, "bfm3ddfa").ok
+            frames = pair.frames(which)
+            out = np.full((len(frames), self.dim), np.nan)
+            if ok.any():
+                idx = np.flatnonzero(ok)
+                e = self.embed_frames(frames[idx], track.landmarks68[idx], track.landmarks5[idx])
+                out[idx] = e / np.linalg.norm(e, axis=1, keepdims=True)
+            pair._cache[key] = out
+        return pair._cache[key]
+
+    def embed_frames(self, frames: np.ndarray, lm68: np.ndarray, lm5: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+ID_BACKENDS: Registry[type[Embedder]] = Registry("identity backend")
+
+
+@ID_BACKENDS.register("dlib-resnet128", "dlib ResNet 128-D face descriptor (offline default)")
+class DlibEmbedder(Embedder):
+    name, dim = "dlib-resnet128", 128
+
+    def __init__(self) -> None:
+        import dlib
+
+        self._net = dlib.face_recognition_model_v1(str(asset_path("dlib-resnet128", "CSIM (dlib backend)")))
+
+    def embed_frames(self, frames: np.ndarray, lm68: np.ndarray, lm5: np.ndarray) -> np.ndarray:
+        import dlib
+
+        chips = []
+        for f, pts in zip(frames, lm5):
+            x0, y0 = pts.min(0)
+            x1, y1 = pts.max(0)
+            shape = dlib.full_object_detection(dlib.rectangle(int(x0), int(y0), int(x1) + 1, int(y1) + 1),
+                                               [dlib.point(int(round(x)), int(round(y))) for x, y in pts])
+            chips.append(dlib.get_face_chip(np.ascontiguousarray(f), shape, size=150, padding=0.25))
+        return np.asarray(self._net.compute_face_descriptor(chips), dtype=np.float64)
+
+
+@ID_BACKENDS.register("arcface", "insightface buffalo_l ArcFace (w600k_r50) on norm_crop 112x112 faces")
+class ArcFaceEmbedder(Embedder):
+    name, dim = "arcface", 512
+
+    def __init__(self) -> None:
+        import onnxruntime as ort
+
+        root = asset_path("arcface-buffalo_l", "CSIM (ArcFace backend)")
+        model = next(iter(sorted(root.rglob("w600k_r50.onnx"))), None) if root.is_dir() else root
+        if model is None or not model.is_file():
+            raise AssetError(f"arcface-buffalo_l asset at {root} has no w600k_r50.onnx",
+                             hint="re-import the buffalo_l model pack")
+        self._sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        self._input = self._sess.get_inputs()[0].name
+
+    def embed_frames(self, frames: np.ndarray, lm68: np.ndarray, lm5: np.ndarray) -> np.ndarray:
+        from insightface.utils.face_align import norm_crop
+
+        from ..data.faces.landmarks import five_from_68
+
+        pts = five_from_68(lm68)
+        crops = np.stack([norm_crop(np.ascontiguousarray(f), p) for f, p in zip(frames, pts)])
+        blob = ((crops.astype(np.float32) - 127.5) / 127.5).transpose(0, 3, 1, 2)  # RGB, as insightface feeds it
+        return np.asarray(self._sess.run(None, {self._input: blob})[0], dtype=np.float64)
+
+
+@functools.cache
+def embedder(name: str = "auto") -> Embedder:
+    """``auto``: ArcFace when its asset is present, dlib ResNet-128 otherwise."""
+    if name in ("auto", "arcface"):
+        try:
+            return ID_BACKENDS.create("arcface")
+        except AssetError:
+            if name == "arcface":
+                raise
+    return ID_BACKENDS.create("dlib-resnet128" if name in ("auto", "dlib") else name)
+
+
+class _IdentityMetric(Metric):
+    def __init__(self, id_backend: str = "auto") -> None:
+        self.id_backend = id_backend
+        super().__init__()
+
+    def reset(self) -> None:
+        super().reset()
+        self._missed = 0
+        self._total = 0
+        self._reasons: list[str] = []
+
+    def compute(self) -> MetricValue:
+        extra = {"face_miss_rate": self._missed / self._total if self._total else None, "frames_missed": self._missed,
+                 "pairs_without_source_face": len(self._reasons)}
+        return video_mean(self.name, self._per_video, self.backend, self._n_frames, extra,
+                          reason=self._reasons[0] if self._reasons else "no generated frame had a usable face")
+
+
+@METRICS.register("csim", direction="higher")
+class CSIM(_IdentityMetric):
+    """Mean cosine similarity between the source face's embedding and each generated frame's."""
+
+    name, direction = "csim", "higher"
+
+    def update(self, pair: Pair) -> None:
+        emb = embedder(self.id_backend)
+        self.backend = emb.name
+        src = emb.embed(pair, "source")[0]
+        gen = emb.embed(pair, "generated")
+        ok = np.isfinite(gen).all(1)
+        self._total += len(ok)
+        self._missed += int((~ok).sum())
+        if not np.isfinite(src).all():
+            self._reasons.append(f"pair {pair.pair_id or '?'}: no face found in the source image")
+            return
+        if ok.any():
+            self._per_video.append(float((gen[ok] @ src).mean()))
+            self._n_frames += int(ok.sum())
+
+
+@METRICS.register("aed_id", direction="lower")
+class AEDId(_IdentityMetric):
+    """FOMM's "AED": mean L2 distance between unit identity embeddings of generated and driving frames."""
+
+    name, direction = "aed_id", "lower"
+
+    def update(self, pair: Pair) -> None:
+        emb = embedder(self.id_backend)
+        self.backend = emb.name
+        gen, drv = emb.embed(pair, "generated"), emb.embed(pair, "driving")
+        ok = np.isfinite(gen).all(1) & np.isfinite(drv).all(1)
+        self._total += len(ok)
+        self._missed += int((~ok).sum())
+        if ok.any():
+            self._per_video.append(float(np.linalg.norm(gen[ok] - drv[ok], axis=1).mean()))
+            self._n_frames += int(ok.sum())

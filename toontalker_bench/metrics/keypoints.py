@@ -1,0 +1,40 @@
+"""Average keypoint distance (AKD): mean Euclidean distance between the 68 dlib landmarks of generated and driving
+frames, in pixels at 256x256 (frames of another size are scaled to 256). Frames without a usable face on either side
+are excluded and counted in ``extra['face_miss_rate']``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import METRICS, Metric, MetricValue, video_mean
+from .pair import Pair
+
+
+@METRICS.register("akd", direction="lower")
+class AKD(Metric):
+    """Mean 68-point landmark distance between generated and driving frames, pixels at 256."""
+
+    name, direction = "akd", "lower"
+
+    def reset(self) -> None:
+        super().reset()
+        self._missed = 0
+        self._total = 0
+        self.backend = ""
+
+    def update(self, pair: Pair) -> None:
+        gen, drv = pair.faces("generated"), pair.faces("driving")
+        # The 3DMM plausibility check decides which landmark sets are faces, consistently with AED/APD.
+        ok = pair.motion("generated", "bfm3ddfa").ok & pair.motion("driving", "bfm3ddfa").ok
+        self.backend = pair.analyzer.backend if pair.analyzer is not None else ""
+        self._total += len(ok)
+        self._missed += int((~ok).sum())
+        if ok.any():
+            d = np.linalg.norm(gen.landmarks68[ok] - drv.landmarks68[ok], axis=-1).mean(axis=1)
+            self._per_video.append(float(d.mean() * 256.0 / gen.size))
+            self._n_frames += int(ok.sum())
+
+    def compute(self) -> MetricValue:
+        extra = {"face_miss_rate": self._missed / self._total if self._total else None, "frames_missed": self._missed}
+        return video_mean(self.name, self._per_video, self.backend, self._n_frames, extra,
+                          reason="no frame had a usable face in both generated and driving")

@@ -1,0 +1,137 @@
+"""Evaluation inputs: frame loading with clear errors, and the per-pair context that caches face analyses."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from ..errors import MediaError, UserError
+
+if TYPE_CHECKING:
+    from .faces import FaceAnalyzer, FaceTrack
+    from .motion import MotionEstimate
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
+Which = Literal["generated", "driving", "source"]
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Sorted image files of ``folder``; any other regular file is an error (a stray file silently changes FID)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise MediaError(f"empty folder: {folder}", hint="point at a folder of PNG/JPEG frames or an mp4 file")
+    bad = [p.name for p in files if p.suffix.lower() not in IMAGE_EXTENSIONS]
+    if bad:
+        raise MediaError(f"non-image file in {folder}: {bad[0]} ({len(bad)} in all)",
+                         hint=f"keep only {', '.join(IMAGE_EXTENSIONS)} files there")
+    return files
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise MediaError(f"cannot read image {path}: {e}", hint="re-export the frame as PNG") from None
+
+
+def load_frames(path: str | os.PathLike[str], what: str = "frames") -> np.ndarray:
+    """A folder of images, an mp4 or a single image -> uint8 ``(T, H, W, 3)``; all frames must share one size."""
+    from ..video import read_frames
+
+    p = Path(path)
+    if p.is_dir():
+        files = list_images(p)
+        frames, names = [read_image(f) for f in files], [f.name for f in files]
+    elif p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+        return read_frames(p)
+    elif p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+        frames, names = [read_image(p)], [p.name]
+    elif p.exists():
+        raise MediaError(f"{what} must be a folder of images, an image or a video, got {p}")
+    else:
+        raise MediaError(f"{what} not found: {p}")
+    shapes = {f.shape for f in frames}
+    if len(shapes) > 1:
+        first = frames[0].shape
+        odd = next(n for n, f in zip(names, frames) if f.shape != first)
+        raise MediaError(f"frames of different resolutions in {p}: {odd} is {_wh(frames[names.index(odd)])}, "
+                         f"{names[0]} is {_wh(frames[0])}", hint="resize all frames to one size")
+    return np.stack(frames)
+
+
+def _wh(f: np.ndarray) -> str:
+    return f"{f.shape[1]}x{f.shape[0]}"
+
+
+@dataclass
+class Pair:
+    """One evaluation pair. ``generated``/``driving``: uint8 ``(T, H, W, 3)``; ``source``: uint8 ``(H, W, 3)``.
+
+    Face tracks and motion estimates are computed once per pair and shared by every metric (AKD, AED, APD use the
+    same landmarks). ``coefficients`` optionally holds user-supplied 3DMM coefficients per sequence.
+    """
+
+    generated: np.ndarray
+    driving: np.ndarray | None = None
+    source: np.ndarray | None = None
+    pair_id: str = ""
+    analyzer: FaceAnalyzer | None = None
+    coefficients: dict[str, np.ndarray] = field(default_factory=dict)
+    _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.generated = _as_frames(self.generated, "generated")
+        if self.driving is not None:
+            self.driving = _as_frames(self.driving, "driving")
+            if len(self.driving) != len(self.generated):
+                raise UserError(f"pair {self.pair_id or '?'}: {len(self.generated)} generated frames but "
+                                f"{len(self.driving)} driving frames", hint="generated and driving must align 1:1")
+            if self.driving.shape[1:] != self.generated.shape[1:]:
+                raise UserError(f"pair {self.pair_id or '?'}: generated frames are {_wh(self.generated[0])} but "
+                                f"driving frames are {_wh(self.driving[0])}", hint="resize both to the same size")
+        if self.source is not None:
+            self.source = np.asarray(self.source)
+            if self.source.ndim == 4:
+                self.source = self.source[0]
+
+    def frames(self, which: Which) -> np.ndarray:
+        arr = getattr(self, which)
+        if arr is None:
+            raise UserError(f"pair {self.pair_id or '?'} has no {which} frames", hint=f"pass --{which}")
+        return arr if which != "source" else arr[None]
+
+    def faces(self, which: Which) -> FaceTrack:
+        key = ("faces", which)
+        if key not in self._cache:
+            if self.analyzer is None:
+                from .faces import FaceAnalyzer
+
+                self.analyzer = FaceAnalyzer()
+            self._cache[key] = self.analyzer.track(self.frames(which), desc=f"landmarks ({which})")
+        return self._cache[key]
+
+    def motion(self, which: Which, backend: str) -> MotionEstimate:
+        key = ("motion", which, backend)
+        if key not in self._cache:
+            from .motion import motion_backend
+
+            self._cache[key] = motion_backend(backend).estimate(self, which)
+        return self._cache[key]
+
+
+def _as_frames(a: np.ndarray, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim != 4 or a.shape[-1] != 3 or a.dtype != np.uint8:
+        raise UserError(f"{what} frames must be uint8 (T, H, W, 3), got {a.dtype} {a.shape}")
+    if len(a) == 0:
+        raise UserError(f"no {what} frames")
+    return a
