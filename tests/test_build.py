@@ -159,8 +159,11 @@ def test_build_card_stats_pairs_and_rerun(tmp_path: Path) -> None:
     pairs = pd.read_parquet(out / "protocol" / "pairs.parquet")
     assert stats["pairs"] == pairs.groupby("task").size().to_dict()
     assert (out / "contact_sheet_real.png").is_file() and (out / "contact_sheet_cartoon.png").is_file()
-    sizes = pd.read_csv(out / "plots" / "face_size.csv")
-    assert len(sizes) == 10 and set(sizes.columns) == {"clip_id", "domain", "split", "median_face_px"}
+    sizes = pd.read_csv(out / "plots" / "face_size.csv")  # every fixture face is 50 px: bin [48, 64)
+    assert list(sizes.columns) == ["face_px", "real", "cartoon"]
+    assert sizes.set_index("face_px").loc[48].tolist() == [5, 5] and sizes[["real", "cartoon"]].sum().sum() == 10
+    lengths = pd.read_csv(out / "plots" / "clip_length.csv")  # 12 frames at 25 fps = 0.48 s: bin 0
+    assert lengths.set_index("seconds").loc[0].tolist() == [5, 5]
     first = {f.name: f.read_bytes() for f in [out / "clips.parquet", out / "protocol" / "pairs.parquet",
                                                out / "stats.json", out / "README.md"]}
     build.run(p)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..config import Params, to_dict
 from ..errors import DatasetError, UserError
-from ..io import read_table, write_json, write_table, write_text
+from ..io import read_table, write_bytes, write_json, write_table, write_text
 from ..video import iter_frames
 from .protocol import TASKS, make_pairs
 
@@ -175,32 +175,39 @@ def _write_parquet_shards(dd, out: Path, shard_mb: int) -> dict[str, list[str]]:
     return files
 
 
-def _contact_sheet(df: pd.DataFrame, root: Path, domain: str, n_clips: int, path: Path) -> bool:
-    """Rows of 4 frames (start, 1/3, 2/3, end) from up to ``n_clips`` clips of ``domain``; False if none."""
+def _contact_sheet(df: pd.DataFrame, root: Path, domain: str, n_clips: int, path: Path) -> None:
+    """Rows of 4 frames (start, 1/3, 2/3, end) from up to ``n_clips`` clips of ``domain`` (a note if none)."""
     from PIL import Image, ImageDraw
 
     sub = df[df["domain"] == domain].sort_values(["split", "clip_id"]).head(n_clips)
-    if sub.empty:
-        return False
     tile = 128
-    sheet = Image.new("RGB", (4 * tile, len(sub) * (tile + 14)), (255, 255, 255))
+    sheet = Image.new("RGB", (4 * tile, max(1, len(sub)) * (tile + 14)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
+    if sub.empty:
+        draw.text((4, 4), f"no {domain} clips in this build", fill=(0, 0, 0))
     for row, r in enumerate(sub.itertuples()):
         n = int(r.n_frames)
         want = sorted({0, n // 3, 2 * n // 3, n - 1})
-        frames = [f for i, f in enumerate(iter_frames(root / r.path)) if i in want]
+        frames = [f for i, f in enumerate(iter_frames(root / r.path, 0, n)) if i in want]
         y = row * (tile + 14)
         draw.text((2, y + 1), f"{r.clip_id} [{r.split}] {r.identity}", fill=(0, 0, 0))
         for col, f in enumerate(frames):
             sheet.paste(Image.fromarray(f).resize((tile, tile)), (col * tile, y + 14))
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.tmp-", suffix=".png", delete=False) as f:
-        tmp = Path(f.name)
-    try:
-        sheet.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return True
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    write_bytes(path, buf.getvalue())
+
+
+def histogram(df: pd.DataFrame, values: pd.Series, width: float, name: str) -> str:
+    """CSV of clip counts per domain in bins of ``width`` (column ``name`` = bin start) — a DVC plot."""
+    top = float(values.max()) if len(values) else 0.0
+    edges = np.arange(0, top + width, width) if top > 0 else np.array([0.0])
+    rows = {name: edges}
+    for dom in DOMAINS:
+        v = values[df["domain"] == dom].to_numpy(dtype=float)
+        idx = np.clip((v // width).astype(int), 0, len(edges) - 1)
+        rows[dom] = np.bincount(idx, minlength=len(edges))
+    return pd.DataFrame(rows).to_csv(index=False)
 
 
 def _stats(df: pd.DataFrame, faces_rejects: pd.DataFrame, align_report: dict, sources: pd.DataFrame,
@@ -310,15 +317,10 @@ def run(params: Params, executor: object | None = None) -> dict[str, Any]:
         dd.save_to_disk(str(tmp))
     shards = _write_parquet_shards(dd, out / "parquet", b.shard_mb)
 
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    write_text(out / "plots" / "face_size.csv", df[["clip_id", "domain", "split", "median_face_px"]]
-               .to_csv(index=False))
-    lengths = df[["clip_id", "domain", "split", "n_frames"]].assign(seconds=(df["n_frames"] / df["fps"]).round(3))
-    write_text(out / "plots" / "clip_length.csv", lengths.to_csv(index=False))
-    sheets = {d: _contact_sheet(df, out, d, b.contact_sheet_clips, out / f"contact_sheet_{d}.png") for d in DOMAINS}
-    for d, made in sheets.items():
-        if not made:
-            (out / f"contact_sheet_{d}.png").unlink(missing_ok=True)
+    write_text(out / "plots" / "face_size.csv", histogram(df, df["median_face_px"], 16, "face_px"))
+    write_text(out / "plots" / "clip_length.csv", histogram(df, df["n_frames"] / df["fps"], 1, "seconds"))
+    for d in DOMAINS:
+        _contact_sheet(df, out, d, b.contact_sheet_clips, out / f"contact_sheet_{d}.png")
 
     stats = _stats(df, faces_rej, align_report, sources, pairs, params_hash(params))
     missing = [f"{d}_{s}" for d in DOMAINS for s in ("train", "test") if stats[f"{d}_{s}"]["clips"] == 0]
