@@ -344,6 +344,8 @@ def fetch(name: str, timeout: float = 60.0) -> Path:
             return _ensure_unpacked(a, final)
         except OSError as e:  # URLError is an OSError
             errors.append(f"{url}: {getattr(e, 'reason', e)}")
+        except AssetError as e:  # a wrong or truncated download: try the next URL
+            errors.append(f"{url}: {e.message}")
     raise AssetError(f"cannot download asset {name!r}: {'; '.join(errors)}",
                      hint=f"copy the file in with `{CLI} assets import {name} /path/to/{a.filename}`")
 
@@ -408,8 +410,7 @@ def convert_torchscript(ts_path: str | os.PathLike[str]) -> dict:
     import torch
     from torchvision.models.inception import BasicConv2d
 
-    ts = torch.jit.load(str(ts_path), map_location="cpu")
-    src = ts.state_dict()
+    src = _load_torchscript(ts_path).state_dict()
     layers = [k.removesuffix(".weight") for k in src if k.endswith(".weight")]
     targets = [(n, m) for n, m in _bare_fid_inception().named_modules() if isinstance(m, BasicConv2d)]
     if len(layers) != len(targets):
@@ -455,13 +456,23 @@ def fid_inception_model(state: dict | None = None, feature: str = "FID"):  # noq
         return pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
 
 
-def max_feature_difference(state: dict, ts_path: str | os.PathLike[str], n: int = 2, seed: int = 0) -> float:
+def _load_torchscript(ts_path: str | os.PathLike[str]):  # noqa: ANN202 - torch.jit.ScriptModule
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": the file is TorchScript
+        return torch.jit.load(str(ts_path), map_location="cpu").eval()
+
+
+def max_feature_difference(state: dict, ts_path: str | os.PathLike[str], n: int = 1, seed: int = 0) -> float:
     """Max |difference| of 2048-D pool3 features, converted model vs TorchScript, on fixed random 299x299 input."""
     import torch
 
     x = torch.rand(n, 3, 299, 299, generator=torch.Generator().manual_seed(seed))
     model = fid_inception_model(state)
-    ts = torch.jit.load(str(ts_path), map_location="cpu").eval()
+    ts = _load_torchscript(ts_path)
     with torch.no_grad():
         ours = model(x)[0].reshape(n, 2048)
         ref = ts(2 * x - 1).reshape(n, 2048)  # the TorchScript takes TF's [-1, 1] range, InceptionV3 maps [0,1] there
