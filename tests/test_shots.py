@@ -1,0 +1,105 @@
+"""Shots stage: real PySceneDetect on generated multi-shot videos with known cuts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from helpers_media import truncate, write_multishot
+
+from toontalker_bench.cli import main
+from toontalker_bench.config import Params, ScrapeParams, ShotsParams
+from toontalker_bench.data.scrape import TABLE_COLUMNS as SOURCE_COLUMNS
+from toontalker_bench.data.shots import TABLE_COLUMNS, detect_shots, run
+from toontalker_bench.errors import ConfigError, MediaError
+from toontalker_bench.executors import LocalExecutor
+from toontalker_bench.io import write_table
+
+LENGTHS = (40, 55, 30, 45, 6)  # the last shot is shorter than min_shot_frames (15): dropped and counted
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[int]]]:
+    d = tmp_path_factory.mktemp("shots_media")
+    out = {"a": (d / "a.mp4", write_multishot(d / "a.mp4", LENGTHS, seed=1)),
+           "b": (d / "b.mp4", write_multishot(d / "b.mp4", (70, 35, 50), size=(256, 144), seed=2)),
+           "one": (d / "one.mp4", write_multishot(d / "one.mp4", (60,), seed=3))}
+    truncate(d / "a.mp4", d / "broken.mp4", 0.6)
+    return out
+
+
+@pytest.mark.parametrize("detector", ["content", "adaptive"])
+def test_cuts_found_within_two_frames(videos: dict[str, tuple[Path, list[int]]], detector: str) -> None:
+    for name, (path, cuts) in videos.items():
+        res = detect_shots(path, ShotsParams(detector=detector))
+        found = [a for a, _ in res["shots"][1:]]
+        expected = [c for c in cuts if c < sum(LENGTHS) - LENGTHS[-1]] if name == "a" else cuts
+        assert len(found) == len(expected), (name, found, expected)
+        assert all(abs(f - c) <= 2 for f, c in zip(found, expected)), (name, found, expected)
+        starts_ends = [x for shot in res["shots"] for x in shot]
+        assert starts_ends == sorted(starts_ends) and res["shots"][0][0] == 0
+    assert detect_shots(videos["a"][0], ShotsParams(detector=detector))["dropped"] == 1
+
+
+def _sources(tmp_path: Path, videos: dict[str, tuple[Path, list[int]]]) -> Path:
+    """A scrape table by hand: three good sources, one that scrape accepted but is corrupt, one failed row."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rows = []
+    for sid, src in [("a", videos["a"][0]), ("b", videos["b"][0]), ("one", videos["one"][0]),
+                     ("broken", videos["a"][0].parent / "broken.mp4"), ("dead", None)]:
+        if src is not None:
+            (raw / f"{sid}.mp4").write_bytes(src.read_bytes())
+        row = {c: "" for c in SOURCE_COLUMNS} | {"source_id": sid, "domain": "cartoon", "status": "ok",
+                                                  "path": f"{sid}.mp4", "start": float("nan"),
+                                                  "end": float("nan"), "width": 0, "height": 0, "fps": 25.0,
+                                                  "n_frames": 0}
+        if src is None:
+            row |= {"status": "failed", "reason": "HTTP Error 404", "path": ""}
+        rows.append(row)
+    write_table(raw / "sources.parquet", pd.DataFrame(rows))
+    return raw
+
+
+def test_stage_table_report_failures_and_resume(tmp_path: Path, videos: dict[str, tuple[Path, list[int]]]) -> None:
+    raw = _sources(tmp_path, videos)
+    params = Params(workers=1, scrape=ScrapeParams(out_dir=str(raw)), shots=ShotsParams(out_dir=str(tmp_path / "s")))
+    report = run(params, LocalExecutor(1))
+    table = pd.read_parquet(tmp_path / "s" / "shots.parquet")
+    assert tuple(table.columns) == TABLE_COLUMNS
+    assert (report["sources"], report["ok"], report["failed"], report["sources_failed_in_scrape"]) == (4, 3, 1, 1)
+    assert report["failures"][0]["source_id"] == "broken" and "broken" in report["failures"][0]["reason"]
+    assert report["dropped_short_shots"] == 1
+    assert list(table.groupby("source_id", sort=False).size().items()) == [("a", 4), ("b", 3), ("one", 1)]
+    a = table[table.source_id == "a"]
+    assert list(a.shot) == [0, 1, 2, 3] and (a.end_frame.iloc[:-1].values == a.start_frame.iloc[1:].values).all()
+    assert a.start_s.tolist() == pytest.approx((a.start_frame / 25.0).tolist()) and (a.fps == 25.0).all()
+    assert (table.end_frame - table.start_frame >= 15).all()
+    assert report["frames"] == sum(LENGTHS) + 155 + 60
+    rep_file = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert rep_file["shots"] == len(table) == 8
+
+    again = run(params, LocalExecutor(1))
+    assert again["skipped_done"] == 3 and pd.read_parquet(tmp_path / "s" / "shots.parquet").equals(table)
+    # new detector settings invalidate the finished parts
+    params.shots.min_shot_frames = 5
+    third = run(params, LocalExecutor(1))
+    assert third["skipped_done"] == 0 and third["dropped_short_shots"] == 0 and third["shots"] == 9
+
+
+def test_cli_verb_and_bad_config(tmp_path: Path, videos: dict[str, tuple[Path, list[int]]],
+                                 monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    _sources(tmp_path, videos)
+    assert main(["data", "shots", "--workers", "2", "--set", "scrape.out_dir=raw", "--set", "shots.out_dir=s"]) == 0
+    assert len(pd.read_parquet(tmp_path / "s" / "shots.parquet")) == 8
+    assert main(["data", "shots", "--set", "scrape.out_dir=raw", "--set", "shots.detector=magic"]) == 2
+    assert "unknown shots.detector 'magic'" in capsys.readouterr().err
+    assert main(["data", "shots", "--set", "scrape.out_dir=nowhere"]) == 2
+    assert "sources.parquet" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        run(Params(shots=ShotsParams(min_shot_frames=0)))
+    with pytest.raises(MediaError):
+        detect_shots(videos["a"][0].parent / "broken.mp4", ShotsParams())
