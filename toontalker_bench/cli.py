@@ -40,6 +40,35 @@ def data() -> None:
     """Dataset construction stages (what `dvc repro` runs)."""
 
 
+@data.command("synth")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: params synth.out_dir, data/synth).")
+@click.option("--seed", type=int, default=None, help="Random seed (default: params `seed`).")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
+@click.option("--contact-sheet", type=click.Path(dir_okay=False), default=None,
+              help="Also write a contact-sheet PNG of the corpus to this path.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.pass_context
+def data_synth(ctx: click.Context, out_dir: str | None, seed: int | None, workers: int | None,
+               contact_sheet: str | None, overrides: tuple[str, ...]) -> None:
+    """Generate the built-in demo corpus (cartoon + real talking heads with ground truth) and manifests/demo.csv."""
+    from .data.synth import run as synth
+    from .data.synth import write_contact_sheet
+
+    extra = tuple(f"{k}={v}" for k, v in (("synth.out_dir", out_dir), ("seed", seed), ("workers", workers)) if v is not None)
+    params = _params(ctx, overrides + extra)
+    report = synth(params)
+    click.echo(f"synth: {report['videos']} videos ({report['generated']} generated, {report['skipped']} skipped, "
+               f"{len(report['failed'])} failed), {report['minutes']} min of video, identities {report['identities']}, "
+               f"{report['wall_s']} s")
+    if contact_sheet:
+        write_contact_sheet(params.synth.out_dir, contact_sheet)
+        click.echo(f"contact sheet: {contact_sheet}")
+    if report["failed"]:
+        raise UserError(f"{len(report['failed'])} synth videos failed: {sorted(report['failed'])}",
+                        hint="see the log above; rerun to retry only those")
+
+
 WORKERS_HELP = "Parallel worker processes (default: params `workers`, 0 = all cores)."
 
 
@@ -190,6 +219,68 @@ def doctor_cmd(short: bool) -> None:
     from .doctor import doctor
 
     click.echo(doctor(short))
+
+
+# ------------------------------------------------------------------------------------------------ evaluate
+@app.group()
+def evaluate() -> None:
+    """Metrics on generated frames, metric validation, benchmark runs."""
+
+
+@evaluate.command("metrics")
+@click.option("--generated", required=True, type=click.Path(), help="Generated frames: folder of images or a video.")
+@click.option("--driving", type=click.Path(), default=None, help="Driving (target) frames, aligned 1:1 with generated.")
+@click.option("--source", type=click.Path(), default=None, help="Source image (or folder/video: its first frame).")
+@click.option("--metrics", "metric_names", default=None,
+              help="Comma-separated: fid,kid,csim,aed_id,aed_exp,apd_deg,face_miss_rate,l1,psnr,ssim,lpips,akd "
+                   "(default: all but aed_id).")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 or auto (default: run.device).")
+@click.option("--batch-size", type=int, default=None, help="Network batch size (default: eval.batch_size).")
+@click.option("--id-backend", default=None, help="auto, arcface or dlib-resnet128 (default: eval.id_backend).")
+@click.option("--motion-backend", default=None, help="bfm3ddfa or deep3d (default: eval.motion_backend).")
+@click.option("--coeffs-generated", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="deep3d backend: (T, 257) .npy coefficients of the generated frames.")
+@click.option("--coeffs-driving", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="deep3d backend: (T, 257) .npy coefficients of the driving frames.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
+@click.pass_context
+def evaluate_metrics(ctx: click.Context, generated: str, driving: str | None, source: str | None,
+                     metric_names: str | None, device: str | None, batch_size: int | None, id_backend: str | None,
+                     motion_backend: str | None, coeffs_generated: str | None, coeffs_driving: str | None,
+                     json_out: str | None) -> None:
+    """Compute metrics of one generated sequence against its driving frames and source image."""
+    from .io import write_json
+    from .metrics.api import evaluate_paths
+
+    p = _params(ctx)
+    coeffs = {k: v for k, v in (("generated", coeffs_generated), ("driving", coeffs_driving)) if v}
+    res = evaluate_paths(generated, driving, source, metric_names, coeffs, device=device or p.run.device,
+                         batch_size=batch_size or p.eval.batch_size, id_backend=id_backend or p.eval.id_backend,
+                         motion_backend=motion_backend or p.eval.motion_backend, fid_min_frames=p.eval.fid_min_frames)
+    for v in res.values():
+        shown = f"{v.value:.6g}" if v.value is not None else f"n/a ({v.reason})"
+        click.echo(f"{v.name:<15} {shown:<14} backend={v.backend} n={v.n}")
+    if json_out:
+        write_json(json_out, {k: v.to_dict() for k, v in res.items()})
+
+
+@evaluate.command("validate-metrics")
+@click.option("--out", default="docs/metrics-validation.md", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--dataset", "dataset_dir", default=None, type=click.Path(),
+              help="Built dataset (default: build.out_dir when it exists, else the demo corpus synth.out_dir).")
+@click.option("--max-clips", type=int, default=12, show_default=True, help="Clips per domain.")
+@click.option("--frames-per-clip", type=int, default=24, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the figures as JSON.")
+@click.pass_context
+def evaluate_validate_metrics(ctx: click.Context, out: str, dataset_dir: str | None, max_clips: int,
+                              frames_per_clip: int, device: str, json_out: str | None) -> None:
+    """Measure the metrics against the demo corpus's known motion and identities; write the validation report."""
+    from .metrics.validate import run as validate
+
+    report = validate(_params(ctx), out=out, dataset_dir=dataset_dir, max_clips=max_clips,
+                      frames_per_clip=frames_per_clip, device=device, json_out=json_out)
+    click.echo(f"wrote {out} ({report['n_frames']} frames from {report['n_clips']} clips)")
 
 
 def main(argv: list[str] | None = None) -> int:
