@@ -162,7 +162,8 @@ def test_fetch_downloads_decompresses_and_verifies(home: Path, tmp_path: Path,
     finally:
         server.shutdown()
     assert _sha(p) == _sha(src) and A.status("dlib-mmod-detector") == A.PRESENT
-    assert [f.name for f in p.parent.iterdir()] == [p.name]  # the wrong download left nothing behind
+    # the wrong download left nothing behind (the lock file stays)
+    assert sorted(f.name for f in p.parent.iterdir()) == [".dlib-mmod-detector.lock", p.name]
 
 
 # ----------------------------------------------------------------------------------------------------- CLI
@@ -182,7 +183,7 @@ def test_cli_corrupt_import_exits_2_and_writes_nothing(home: Path, tmp_path: Pat
     assert main(["assets", "import", "retinaface", str(bad)]) == 2
     assert "does not match" in capsys.readouterr().err
     cache = A.path_of("retinaface").parent
-    assert not cache.exists() or list(cache.iterdir()) == []
+    assert [f.name for f in cache.iterdir()] == [".retinaface.lock"]
     assert main(["assets", "import", "retinaface", str(tmp_path / "nope.onnx")]) == 2
 
 
@@ -209,3 +210,33 @@ def test_cli_build_list_and_doctor(home: Path, capsys: pytest.CaptureFixture[str
     assert "ffmpeg" in out and "device:" in out and "non-commercial" in out
     assert "FID" not in out.split("unavailable features:")[1]  # fid-inception stands in for the original file
     assert main(["doctor", "--short"]) == 0
+
+
+def test_require_builds_on_first_use_with_a_log_line(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="toontalker_bench.assets"):
+        p = A.require("dlib-landmarks5", "landmarks")
+    assert "building it offline (first use)" in caplog.text
+    assert _sha(p) == _sha(_package_file("face_recognition_models", "models/shape_predictor_5_face_landmarks.dat"))
+
+
+def test_zip_asset_is_unpacked_next_to_the_verified_zip(home: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import zipfile
+
+    pack = tmp_path / "buffalo_l.zip"
+    with zipfile.ZipFile(pack, "w") as z:  # insightface packs hold the .onnx files at the top level
+        z.writestr("det_10g.onnx", b"detector")
+        z.writestr("w600k_r50.onnx", b"recogniser")
+    real_spec = A.spec
+
+    def spec(name: str) -> A.Asset:  # the same asset, recorded with this stand-in pack's digest
+        a = real_spec(name)
+        return dataclasses.replace(a, sha256=_sha(pack)) if name == "arcface-buffalo_l" else a
+
+    monkeypatch.setattr(A, "spec", spec)
+    out = A.import_file("arcface-buffalo_l", pack)
+    assert out == A.path_of("arcface-buffalo_l").with_suffix("") and out.name == "buffalo_l"
+    assert (out / "det_10g.onnx").read_bytes() == b"detector" and (out / "w600k_r50.onnx").read_bytes() == b"recogniser"
+    assert A.require("arcface-buffalo_l") == out

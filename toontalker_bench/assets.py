@@ -238,15 +238,45 @@ def require(name: str, feature: str = "") -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ obtaining
+def _cache_dir_error(d: Path, e: OSError) -> AssetError:
+    return AssetError(f"cannot write to the asset cache {d}: {e.strerror or e}",
+                      hint="set TOONTALKER_HOME (or TORCH_HOME for torch-hub files) to a writable folder")
+
+
 @contextlib.contextmanager
-def _staging(a: Asset, final: Path) -> Iterator[Path]:
-    """A temporary path beside ``final``; on success it is verified and moved onto ``final``, else removed."""
+def _locked(a: Asset, final: Path) -> Iterator[None]:
+    """One writer per asset across processes (stage workers may all reach a first-use build at once)."""
+    from filelock import FileLock
+
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(final.parent / f".{a.name}.lock"))
+        lock.acquire()
+    except OSError as e:
+        raise _cache_dir_error(final.parent, e) from e
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p)
+    else:
+        p.unlink()
+
+
+@contextlib.contextmanager
+def _staging(a: Asset, final: Path) -> Iterator[Path]:
+    """A temporary path beside ``final``; on success it is verified and moved onto ``final``, else removed.
+
+    Call inside :func:`_locked`.
+    """
+    try:
         tmp_dir = Path(tempfile.mkdtemp(prefix=f".{a.name}.tmp-", dir=final.parent))
     except OSError as e:
-        raise AssetError(f"cannot write to the asset cache {final.parent}: {e.strerror}",
-                         hint="set TOONTALKER_HOME (or TORCH_HOME for torch-hub files) to a writable folder") from e
+        raise _cache_dir_error(final.parent, e) from e
     tmp = tmp_dir / a.filename
     try:
         yield tmp
@@ -255,7 +285,9 @@ def _staging(a: Asset, final: Path) -> Iterator[Path]:
             raise AssetError(f"asset {a.name!r}: sha256 {got or 'of nothing'} does not match the recorded {a.sha256}",
                              hint="the file is corrupt, truncated or another version; nothing was installed")
         if final.exists():
-            _move_aside(final)
+            _remove(final) if _verified(a, final) else _move_aside(final)
+        if a.unpack and _unpacked(final).is_dir():
+            shutil.rmtree(_unpacked(final))  # may stem from an earlier, different file
         os.chmod(tmp, (0o777 if tmp.is_dir() else 0o666) & ~_UMASK)
         os.replace(tmp, final)
     finally:
@@ -291,15 +323,19 @@ def build(name: str) -> Path:
         raise AssetError(f"asset {name!r} is built from {missing[0].package}/{missing[0].relpath}, which is not "
                          "installed", hint=f"pip install {a.pip}")
     final = path_of(name)
-    t0 = time.perf_counter()
-    with _staging(a, final) as tmp:
-        for s in a.sources:
-            src = s.path()
-            assert src is not None
-            if _file_sha(src) != s.sha256:
-                raise AssetError(f"asset {name!r}: source {src} has another sha256 than recorded",
-                                 hint=f"reinstall the recorded version: pip install --force-reinstall {a.pip}")
-        a.builder(a, tmp)  # type: ignore[misc]
+    with _locked(a, final):
+        if _verified(a, final):
+            log.info("asset %s is already present at %s", name, final)
+            return final
+        t0 = time.perf_counter()
+        with _staging(a, final) as tmp:
+            for s in a.sources:
+                src = s.path()
+                assert src is not None
+                if _file_sha(src) != s.sha256:
+                    raise AssetError(f"asset {name!r}: source {src} has another sha256 than recorded",
+                                     hint=f"reinstall the recorded version: pip install --force-reinstall {a.pip}")
+            a.builder(a, tmp)  # type: ignore[misc]
     log.info("built asset %s -> %s in %.1f s", name, final, time.perf_counter() - t0)
     return final
 
@@ -317,7 +353,7 @@ def import_file(name: str, src: str | os.PathLike[str]) -> Path:
         kind = "directory" if a.is_dir else "file"
         raise AssetError(f"cannot import {name!r}: {src} is not a {kind}", hint=f"expected {a.filename}")
     final = path_of(name)
-    with _staging(a, final) as tmp:
+    with _locked(a, final), _staging(a, final) as tmp:
         if a.is_dir:
             tmp.mkdir()
             for n, _ in a.files:
@@ -336,16 +372,17 @@ def fetch(name: str, timeout: float = 60.0) -> Path:
         raise AssetError(f"asset {name!r} has no download source", hint=how_to_get(name))
     final = path_of(name)
     errors = []
-    for url in a.urls:
-        try:
-            with _staging(a, final) as tmp:
-                _download(url, tmp, timeout)
-            log.info("fetched asset %s from %s -> %s", name, url, final)
-            return _ensure_unpacked(a, final)
-        except OSError as e:  # URLError is an OSError
-            errors.append(f"{url}: {getattr(e, 'reason', e)}")
-        except AssetError as e:  # a wrong or truncated download: try the next URL
-            errors.append(f"{url}: {e.message}")
+    with _locked(a, final):
+        for url in a.urls:
+            try:
+                with _staging(a, final) as tmp:
+                    _download(url, tmp, timeout)
+                log.info("fetched asset %s from %s -> %s", name, url, final)
+                return _ensure_unpacked(a, final)
+            except OSError as e:  # URLError is an OSError
+                errors.append(f"{url}: {getattr(e, 'reason', e)}")
+            except AssetError as e:  # a wrong or truncated download: try the next URL
+                errors.append(f"{url}: {e.message}")
     raise AssetError(f"cannot download asset {name!r}: {'; '.join(errors)}",
                      hint=f"copy the file in with `{CLI} assets import {name} /path/to/{a.filename}`")
 
