@@ -128,7 +128,7 @@ def test_http_sources_ok_and_failures_with_reasons(tmp_path: Path, server: str, 
 
 
 def test_rerun_skips_archived_sources(tmp_path: Path, server: str) -> None:
-    m = _manifest(tmp_path, [f"a,{server}/ok.mp4?a", f"b,{server}/ok.mp4?b"])
+    m = _manifest(tmp_path, [f"a,{server}/ok.mp4?a", f"a.v2,{server}/ok.mp4?b"])
     run(_params(tmp_path, m), LocalExecutor(1))
     out = tmp_path / "raw" / "a.mp4"
     stamp = out.stat().st_mtime_ns
@@ -145,7 +145,8 @@ def test_rerun_skips_archived_sources(tmp_path: Path, server: str) -> None:
     m.write_text(HEADER + f"a,{server}/ok.mp4?a,real,T,CC0,Nobody,,,0.4,1.2\n")
     report = run(_params(tmp_path, m), LocalExecutor(1))
     assert report["skipped_done"] == 0 and probe(out).n_frames == 20
-    assert not (tmp_path / "raw" / "b.mp4").exists() and not (tmp_path / "raw" / "archive" / "b.json").exists()
+    assert not (tmp_path / "raw" / "a.v2.mp4").exists() and not (tmp_path / "raw" / "archive" / "a.v2.json").exists()
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["a.mp4", "archive", "report.json", "sources.parquet"]
 
 
 def test_local_and_file_sources_segments_and_ground_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -190,10 +190,9 @@ def _row(s: Source, status: str, reason: str = "", media: dict[str, Any] | None 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:
     """Drop outputs of sources that are no longer listed (or now fail), so the directory matches the table."""
-    for pattern in ("*.mp4", "*.gt.parquet", f"{ARCHIVE_DIR}/*.json"):
+    for pattern, suffix in (("*.mp4", ".mp4"), ("*.gt.parquet", ".gt.parquet"), (f"{ARCHIVE_DIR}/*.json", ".json")):
         for f in out.glob(pattern):
-            sid = f.name.split(".")[0] if not f.name.startswith(".") else None
-            if sid is not None and f.name.removeprefix(sid) in (".mp4", ".gt.parquet", ".json") and sid not in keep:
+            if not f.name.startswith(".") and f.name.removesuffix(suffix) not in keep:  # "." = in-flight temp
                 f.unlink()
 
 
