@@ -71,6 +71,7 @@ def test_build_all_offline_matches_package_files(home: Path) -> None:
 
 
 @pytest.mark.slow  # ~5 s alone, 30+ s on a loaded 2-core machine
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_fid_inception_build_matches_torchscript_features(home: Path) -> None:
     import torch
 

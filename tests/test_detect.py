@@ -99,9 +99,12 @@ def test_dlib68_landmarks_fall_inside_the_box_and_on_the_eyes(face: str) -> None
     _, eyes, mouth, width = FACES[face]
     five = five_from_68(l68[0])
     np.testing.assert_allclose(five[[0, 1, 3, 4]], np.array(eyes + mouth, np.float32), atol=0.12 * width)
-    l5 = get_landmarker("dlib5").predict(img, box[None])
-    assert l5.shape == (1, 5, 2)
-    assert (l5[0] >= box[:2] - margin).all() and (l5[0] <= box[2:] + margin).all()
+    l5 = get_landmarker("dlib5").predict(img, box[None])[0]
+    assert (l5 >= box[:2] - margin).all() and (l5 <= box[2:] + margin).all()
+    # dlib's 5-point order: image-right eye outer, inner corner; image-left eye outer, inner corner; nose base
+    np.testing.assert_allclose(l5[:2].mean(0), eyes[1], atol=0.12 * width)
+    np.testing.assert_allclose(l5[2:4].mean(0), eyes[0], atol=0.12 * width)
+    assert l5[0, 0] > l5[1, 0] > l5[3, 0] > l5[2, 0] and l5[4, 1] > max(eyes[0][1], eyes[1][1])
 
 
 def test_five_from_68_order() -> None:

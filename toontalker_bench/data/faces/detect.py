@@ -9,7 +9,9 @@ Built-ins (the ``DETECTORS`` registry):
 
 Scores are each detector's own confidence: a probability for RetinaFace and animeface, an SVM / MMOD margin for the
 dlib detectors (0 is dlib's default decision threshold). Every detector can run on a downscaled copy of the frame
-(``max_side``) and maps boxes and landmarks back to full-frame pixels.
+(``max_side``) and maps boxes and landmarks back to full-frame pixels. ``threads`` sets onnxruntime's intra-op threads
+for RetinaFace (default 1, so stage workers do not oversubscribe cores); dlib (built without BLAS) and animeface
+always run on one thread.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 ``dlib68`` follows the iBUG 300-W 68-point convention (0-16 jaw, 17-26 brows, 27-35 nose, 36-47 eyes, 48-67 mouth).
 :func:`five_from_68` reduces it to the ArcFace/insightface 5 points.
+
+``dlib5`` returns dlib's own 5 points, which are NOT the ArcFace 5 (it has no mouth corners): the outer and inner
+corner of the image-right eye, the outer and inner corner of the image-left eye, then the base of the nose.
 """
 
 from __future__ import annotations
