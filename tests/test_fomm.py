@@ -190,11 +190,11 @@ def _batch(size: int, n: int = 4, seed: int = 0) -> dict[str, dict[str, torch.Te
 def test_training_reduces_reconstruction_loss(tiny: FOMM) -> None:
     batch = _batch(tiny.size)
     first = tiny.training_step(batch, 0)
-    assert tiny.cfg["perceptual_backend"] in ("vgg19", "l1_ssim")
+    assert tiny.cfg["reconstruction_backend"].startswith(("vgg19", "multiscale-l1"))
     for step in range(1, 25):
         logs = tiny.training_step(batch, step)
     assert set(first) >= {"loss", "reconstruction", "equivariance_value", "equivariance_jacobian"}
-    assert logs["reconstruction"] < 0.8 * first["reconstruction"]  # measured 0.35x after 25 steps
+    assert logs["reconstruction"] < 0.8 * first["reconstruction"]  # measured 0.35-0.5x after 25 steps
 
 
 def test_checkpoint_round_trip_and_animate(tiny: FOMM, tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ release (it was trained with PyTorch 1.0, whose ``grid_sample`` aligned corners)
 
 from __future__ import annotations
 
-import logging
-import math
 from typing import Any
 
 import torch
@@ -21,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
+from ..train.checkpoint import load_torch_file
+from ..train.losses import ReconstructionLoss
 from .base import METHODS, Capabilities, Domain, Method
 
-log = logging.getLogger(__name__)
 
 KP = dict[str, torch.Tensor]  # {"value": (B, K, 2), "jacobian": (B, K, 2, 2)}
 
@@ -379,102 +378,6 @@ def equivariance_losses(kp_detector: nn.Module, kp_driving: KP, driving: torch.T
     return out
 
 
-# ----------------------------------------------------------------------------------------------- losses
-def _gaussian_window(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
-    ax = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
-    g = torch.exp(-ax.square() / (2 * sigma**2))
-    g = g / g.sum()
-    return torch.outer(g, g).expand(like.shape[1], 1, size, size)
-
-
-def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM (Wang et al. 2004, Gaussian window, valid region) of images in [0, 1]."""
-    win = _gaussian_window(window, sigma, x)
-    c = x.shape[1]
-    mu_x, mu_y = F.conv2d(x, win, groups=c), F.conv2d(y, win, groups=c)
-    sxx = F.conv2d(x * x, win, groups=c) - mu_x.square()
-    syy = F.conv2d(y * y, win, groups=c) - mu_y.square()
-    sxy = F.conv2d(x * y, win, groups=c) - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
-    den = (mu_x.square() + mu_y.square() + c1) * (sxx + syy + c2)
-    return (num / den).mean()
-
-
-class ImagePyramid(nn.Module):
-    def __init__(self, scales: list[float], channels: int = 3) -> None:
-        super().__init__()
-        self.scales = list(scales)
-        self.downs = nn.ModuleList(AntiAliasInterpolation2d(channels, s) for s in self.scales)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [down(x) for down in self.downs]
-
-
-class PyramidReconstructionLoss(nn.Module):
-    """Multi-scale reconstruction loss: VGG19 perceptual (FOMM's) when the weights are present, else L1 + SSIM.
-
-    ``backend`` says which one runs: ``vgg19`` or ``l1_ssim`` (SSIM only at scales of at least 16 px).
-    """
-
-    def __init__(self, scales: list[float], backend: str = "auto") -> None:
-        super().__init__()
-        self.pyramid = ImagePyramid(scales)
-        self.vgg: nn.Module | None = None
-        if backend in ("auto", "vgg19"):
-            self.vgg = _load_vgg19(required=backend == "vgg19")
-        self.backend = "vgg19" if self.vgg is not None else "l1_ssim"
-
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        total = prediction.new_zeros(())
-        for p, t in zip(self.pyramid(prediction), self.pyramid(target.detach())):
-            if self.vgg is not None:
-                total = total + sum((a - b.detach()).abs().mean() for a, b in zip(self.vgg(p), self.vgg(t)))
-            else:
-                total = total + (p - t).abs().mean()
-                if min(p.shape[2:]) >= 16:
-                    total = total + 0.5 * (1 - ssim(p, t, window=min(11, p.shape[2] // 2 * 2 - 1)))
-        return total
-
-
-def _load_vgg19(required: bool) -> nn.Module | None:
-    """torchvision VGG19 (ImageNet) from the local torch hub cache, sliced at relu1_1..relu5_1; None if absent."""
-    import torchvision
-
-    weights = torchvision.models.VGG19_Weights.IMAGENET1K_V1
-    path = f"{torch.hub.get_dir()}/checkpoints/{weights.url.rsplit('/', 1)[-1]}"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        if required:
-            from ..errors import AssetError
-
-            raise AssetError(f"VGG19 weights not found at {path}",
-                             hint="download them once with torchvision (online) or use perceptual=l1_ssim") from None
-        log.info("VGG19 weights not present; reconstruction loss falls back to multi-scale L1 + SSIM")
-        return None
-    vgg = torchvision.models.vgg19()
-    vgg.load_state_dict(state)
-    return _VggSlices(vgg.features)
-
-
-class _VggSlices(nn.Module):
-    def __init__(self, features: nn.Sequential) -> None:
-        super().__init__()
-        cuts = [0, 2, 7, 12, 21, 30]
-        self.slices = nn.ModuleList(features[a:b] for a, b in zip(cuts, cuts[1:]))
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
-        self.requires_grad_(False)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        out, x = [], (x - self.mean) / self.std
-        for s in self.slices:
-            x = s(x)
-            out.append(x)
-        return out
-
-
 # ----------------------------------------------------------------------------------------------- the method
 def normalize_kp(kp_source: KP, kp_driving: KP, kp_driving_initial: KP) -> KP:
     """Relative motion: driving displacement and Jacobian change w.r.t. the first driving frame, applied to the source."""
@@ -507,15 +410,15 @@ class FOMM(Method):
                                       **cfg["kp_detector_params"])
         gen = dict(cfg["generator_params"])
         self.generator = OcclusionAwareGenerator(num_channels=channels, num_kp=num_kp, **gen)
-        train = cfg.get("train_params", {})
-        self.loss_weights = dict(train.get("loss_weights", {}))
-        self.transform_params = dict(train.get("transform_params", {}))
+        loss = cfg.get("loss", {})
+        self.loss_weights = dict(loss.get("weights", {}))
+        self.transform_params = dict(loss.get("transform_params", {}))
         # held outside the module tree: loss networks are not part of the method's checkpoint
-        self._loss = [PyramidReconstructionLoss(train.get("scales", [1, 0.5, 0.25, 0.125]),
-                                                str(train.get("perceptual", "auto")))]
-        self.cfg["perceptual_backend"] = self._loss[0].backend  # recorded in the run's resolved config
+        self._loss = [ReconstructionLoss(str(loss.get("reconstruction", "auto")), float(loss.get("ssim", 1.0)),
+                                         int(loss.get("scales", 4)))]
+        self.cfg["reconstruction_backend"] = self._loss[0].backend  # recorded in the run's resolved config
         self.discriminator: Discriminator | None = None
-        lr = float(train.get("lr", 2e-4))
+        lr = float(cfg.get("lr", 2e-4))
         self.opt = torch.optim.Adam(list(self.kp_detector.parameters()) + list(self.generator.parameters()),
                                     lr=lr, betas=(0.5, 0.999))
         self.opt_d: torch.optim.Optimizer | None = None
@@ -538,7 +441,7 @@ class FOMM(Method):
         pred = generated["prediction"]
         w = self.loss_weights
         recon = self._loss[0].to(driving.device)
-        losses = {"reconstruction": float(w.get("perceptual", 10.0)) * recon(pred, driving)}
+        losses = {"reconstruction": float(w.get("reconstruction", 10.0)) * recon(pred, driving)}
         if float(w.get("equivariance_value", 0)) or float(w.get("equivariance_jacobian", 0)):
             tps = RandomTPS(driving.shape[0], like=driving, **self.transform_params)
             eq = equivariance_losses(self.kp_detector, kp_driving, driving, tps)
@@ -605,7 +508,7 @@ class FOMM(Method):
     # -- checkpoints ------------------------------------------------------------------------------------------
     def load_release_checkpoint(self, path: str, trust: bool = False) -> list[str]:
         """Load the official ``vox-cpk.pth.tar`` (or any release with ``generator`` / ``kp_detector`` state dicts)."""
-        ckpt = _torch_load(path, trust)
+        ckpt = load_torch_file(path, trust)
         if not isinstance(ckpt, dict) or not all(k in ckpt for k in RELEASE_NAME_MAP):
             found = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
             raise CheckpointError(f"{path} is not a FOMM release checkpoint (found keys {found})",
@@ -615,18 +518,6 @@ class FOMM(Method):
             module: nn.Module = getattr(self, attr)
             notes += _load_strict(module, ckpt[release_key], release_key, path)
         return notes
-
-
-def _torch_load(path: str, trust: bool) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=not trust)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
-    except Exception as e:  # torch raises UnpicklingError (or RuntimeError) for objects outside the safe set
-        if trust:
-            raise CheckpointError(f"cannot read {path}: {str(e).splitlines()[0]}") from None
-        raise CheckpointError(f"{path} holds objects beyond plain tensors ({str(e).splitlines()[0][:120]})",
-                              hint="if you trust its origin, pass --trust-checkpoint to load the full pickle") from None
 
 
 def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, path: str) -> list[str]:
