@@ -283,6 +283,155 @@ def evaluate_validate_metrics(ctx: click.Context, out: str, dataset_dir: str | N
     click.echo(f"wrote {out} ({report['n_frames']} frames from {report['n_clips']} clips)")
 
 
+# ------------------------------------------------------------------------------------------------ benchmark harness
+_TASKS_HELP = "Tasks to evaluate: self_real, self_cartoon, real2cartoon, cartoon2real (repeat or comma-separate; " \
+              "default: every task the method supports)."
+_HSET_HELP = ("Override a method profile key (train.steps=50, size=128) or a params.yaml key (eval.max_pairs=2, "
+              "run.device=cpu); repeatable.")
+
+
+def _harness_params(ctx: click.Context, sets: tuple[str, ...]):  # noqa: ANN202
+    from .runs import split_overrides
+
+    to_params, to_profile = split_overrides(sets)
+    return _params(ctx, tuple(to_params)), to_profile
+
+
+def _task_list(tasks: tuple[str, ...]) -> list[str]:
+    return [t for item in tasks for t in item.replace(",", " ").split()]
+
+
+@app.command("methods")
+def methods_cmd() -> None:
+    """List the registered reenactment methods, their capabilities and profiles."""
+    from .models.base import METHODS
+    from .models.registry import profile_names
+
+    for entry in METHODS:
+        cap = entry.factory.capabilities  # type: ignore[attr-defined]
+        kind = "trainable" if cap.trainable else "fixed"
+        scope = "self+cross" if cap.cross_domain else "self only"
+        try:
+            profiles = ",".join(profile_names(entry.name))
+        except UserError as e:
+            profiles = f"none ({e.message})"
+        click.echo(f"{entry.name:<16} {kind:<9} {scope:<10} profiles={profiles:<12} {entry.summary}")
+
+
+@app.command("train")
+@click.option("--method", required=True, help="Registered method (see `toontalker-bench methods`).")
+@click.option("--profile", default=None, help="Profile name (default: run.profile, i.e. tiny).")
+@click.option("--run-id", default=None, help="Run directory name under runs/<method>/ (default: a new id).")
+@click.option("--resume", is_flag=True, help="Continue --run-id from its newest checkpoint.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_HSET_HELP)
+@click.pass_context
+def train_cmd(ctx: click.Context, method: str, profile: str | None, run_id: str | None, resume: bool,
+              sets: tuple[str, ...]) -> None:
+    """Train a method on the dataset's train split (torchrun-compatible: DDP when WORLD_SIZE > 1)."""
+    from .runs import train_only
+
+    if resume and not run_id:
+        raise UserError("--resume needs --run-id", hint="ls runs/<method>/ to find it")
+    params, profile_sets = _harness_params(ctx, sets)
+    run_dir, rec = train_only(params, method, profile, profile_sets, run_id, resume)
+    click.echo(f"{run_dir}: {rec['steps']} steps in {rec['train_seconds']:.1f} s")
+    if rec["interrupted"]:
+        raise click.exceptions.Exit(130)
+
+
+@evaluate.command("run")
+@click.option("--method", required=True, help="Registered method.")
+@click.option("--run-id", default=None, help="Run under runs/<method>/ to evaluate (default: a new id).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint (.safetensors, or a release .pth the method can load; default: the run's own).")
+@click.option("--profile", default=None, help="Profile, when the run directory has no config.yaml.")
+@click.option("--tasks", multiple=True, help=_TASKS_HELP)
+@click.option("--trust-checkpoint", is_flag=True, help="Allow a full pickle .pth (runs code from the file).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_HSET_HELP)
+@click.pass_context
+def evaluate_run_cmd(ctx: click.Context, method: str, run_id: str | None, checkpoint: str | None,
+                     profile: str | None, tasks: tuple[str, ...], trust_checkpoint: bool, sets: tuple[str, ...]) -> None:
+    """Evaluate a checkpoint on the protocol pairs: metrics.json, pairs.csv, sample grids and videos."""
+    from .runs import evaluate_run, new_run_id, resolve, run_dir_for
+
+    params, profile_sets = _harness_params(ctx, sets)
+    run_dir = run_dir_for(params, method, run_id or new_run_id())
+    cfg = None
+    if profile_sets or not (run_dir / "config.yaml").is_file():
+        _, cfg, profile = resolve(params, method, profile, profile_sets)
+    metrics = evaluate_run(params, method, run_dir, checkpoint, _task_list(tasks), trust_checkpoint, cfg, profile)
+    for task, values in metrics.items():
+        click.echo(f"{task:<13} " + "  ".join(f"{m}={'n/a' if v is None else f'{v:.4g}'}" for m, v in values.items()))
+    click.echo(f"results in {run_dir}")
+
+
+@app.command("run")
+@click.option("--method", required=True, help="Registered method (see `toontalker-bench methods`).")
+@click.option("--profile", default=None, help="Profile name (default: run.profile, i.e. tiny).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None, help="Skip training; evaluate this.")
+@click.option("--tasks", multiple=True, help=_TASKS_HELP)
+@click.option("--resume", "resume", default=None, metavar="RUN_ID", help="Continue an interrupted run.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow a full pickle .pth (runs code from the file).")
+@click.option("--no-publish", is_flag=True, help="Do not add the results to the leaderboard.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_HSET_HELP)
+@click.pass_context
+def run_cmd(ctx: click.Context, method: str, profile: str | None, checkpoint: str | None, tasks: tuple[str, ...],
+            resume: str | None, trust_checkpoint: bool, no_publish: bool, sets: tuple[str, ...]) -> None:
+    """Train (unless --checkpoint) -> evaluate -> runs/<method>/<run-id>/ -> leaderboard."""
+    from .runs import run
+
+    params, profile_sets = _harness_params(ctx, sets)
+    out = run(params, method, profile, checkpoint, _task_list(tasks), profile_sets, resume, trust_checkpoint,
+              publish=not no_publish)
+    if out.interrupted:
+        click.echo(f"interrupted; checkpoint saved. Continue with: toontalker-bench run --method {method} "
+                   f"--resume {out.run_id}", err=True)
+        raise click.exceptions.Exit(130)
+    for task, values in out.metrics.items():
+        click.echo(f"{task:<13} " + "  ".join(f"{m}={'n/a' if v is None else f'{v:.4g}'}" for m, v in values.items()))
+    click.echo(f"run {out.run_id}: {out.run_dir}" + (f" -> {out.leaderboard}" if out.leaderboard else ""))
+
+
+@app.group()
+def leaderboard() -> None:
+    """Published results: show, render README.md/index.html, publish a run."""
+
+
+@leaderboard.command("show")
+@click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.pass_context
+def leaderboard_show(ctx: click.Context, benchmark: str | None) -> None:
+    """Print the newest result per method and task."""
+    from .publish import show
+
+    p = _params(ctx)
+    click.echo(show(p.run.leaderboard_dir, benchmark or p.run.benchmark))
+
+
+@leaderboard.command("render")
+@click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.pass_context
+def leaderboard_render(ctx: click.Context, benchmark: str | None) -> None:
+    """Write leaderboard/README.md, index.html and plots/ from the CSV."""
+    from .publish import render
+
+    p = _params(ctx)
+    md, page = render(p.run.leaderboard_dir, benchmark or p.run.benchmark)
+    click.echo(f"wrote {md} and {page}")
+
+
+@leaderboard.command("publish")
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A finished run directory.")
+@click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.pass_context
+def leaderboard_publish(ctx: click.Context, run_dir: str, benchmark: str | None) -> None:
+    """Add (or replace) a run's rows in the leaderboard CSV and re-render the pages."""
+    from .publish import publish_run
+
+    p = _params(ctx)
+    click.echo(f"published to {publish_run(run_dir, p.run.leaderboard_dir, benchmark or p.run.benchmark)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; bugs keep their traceback."""
     try:
