@@ -48,8 +48,8 @@ socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Point the asset cache at a session-wide temp folder unless the developer set one explicitly."""
-    if "TOONTALKER_TEST_HOME" in os.environ:
-        monkeypatch.setenv("TOONTALKER_HOME", os.environ["TOONTALKER_TEST_HOME"])
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Asset cache in a session temp folder (set TOONTALKER_TEST_HOME to reuse one across runs)."""
+    home = os.environ.get("TOONTALKER_TEST_HOME") or str(tmp_path_factory.mktemp("toontalker-home"))
+    os.environ["TOONTALKER_HOME"] = home
