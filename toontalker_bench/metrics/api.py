@@ -128,9 +128,9 @@ def evaluate_paths(generated: str | os.PathLike[str], driving: str | os.PathLike
     coeffs = {k: np.load(v) for k, v in (coefficients or {}).items()}
     ev = Evaluator(names, **options)
     pair = ev.pair(gen, drv, src, Path(generated).name, coeffs)
-    if ev.options["backend"] == "bfm3ddfa" and any(n in FACE_METRICS for n in names):
+    if any(n in FACE_METRICS for n in names):
         for which in ("generated", "driving", "source"):
-            if getattr(pair, which) is not None and not pair.motion(which, "bfm3ddfa").ok.any():
+            if getattr(pair, which) is not None and not pair.faces(which).has_landmarks.any():
                 where = {"generated": generated, "driving": driving, "source": source}[which]
                 raise MediaError(f"no face found in any {which} frame ({where})",
                                  hint="the face metrics need face crops; check the input or drop face metrics")

@@ -1,8 +1,13 @@
 """Face boxes and landmarks on evaluation frames (aligned face crops).
 
-Generated frames are square aligned crops, so when the detector misses a frame the crop itself (shrunk by
-``fallback_margin`` on each side) is used as the face box; such frames are counted in ``box_fallback`` and still have
-to pass the 3DMM plausibility check of :mod:`.motion` before a metric uses them.
+Generated frames are square aligned crops. A detection scoring ``min_score`` or more gives the face box. When the best
+detection only reaches ``fallback_min_score`` (weak evidence of a face, typical of stylised cartoon faces), the crop
+itself shrunk by ``fallback_margin`` on each side is the box, and the frame is counted in ``box_fallback``. Below
+that, the frame has no face and every face metric excludes it and counts it in ``face_miss_rate``.
+
+Measured with RetinaFace on 256 px crops: random noise <= 0.021, non-face photos (skimage coffee, chelsea, rocket,
+immunohistochemistry) <= 0.142, synthetic backgrounds <= 0.012, procedural cartoon faces >= 0.203 (24 renders, 22 of
+them above 0.7); hence ``fallback_min_score = 0.18``.
 """
 
 from __future__ import annotations
@@ -33,29 +38,31 @@ class FaceAnalyzer:
     """Detector + 68/5-point landmarker, loaded once and shared by every metric of an evaluation."""
 
     def __init__(self, detector: str = "retinaface", fallback_margin: float | None = 0.1,
-                 min_score: float = 0.5) -> None:
+                 min_score: float = 0.5, fallback_min_score: float = 0.18) -> None:
         from ..data.faces.detect import get_detector
         from ..data.faces.landmarks import get_landmarker
 
         self.detector_name = detector
         self.fallback_margin = fallback_margin
         self.min_score = min_score
-        self._detector = get_detector(detector)
+        self.fallback_min_score = fallback_min_score
+        opts = {"score_threshold": min(min_score, fallback_min_score)} if detector == "retinaface" else {}
+        self._detector = get_detector(detector, **opts)
         self._lm68 = get_landmarker("dlib68")
         self._lm5 = get_landmarker("dlib5")
 
     @property
     def backend(self) -> str:
-        fb = "none" if self.fallback_margin is None else f"crop-{self.fallback_margin:g}"
+        fb = "none" if self.fallback_margin is None else f"crop-{self.fallback_margin:g}@{self.fallback_min_score:g}"
         return f"{self.detector_name}+dlib68(fallback={fb})"
 
     def box(self, frame: np.ndarray) -> tuple[np.ndarray | None, bool]:
         """The most confident face box ``(x0, y0, x1, y1)`` and whether the detector found it."""
-        dets = [d for d in self._detector.detect(frame) if d.score >= self.min_score]
-        if dets:
-            best = max(dets, key=lambda d: (d.score, (d.box[2] - d.box[0]) * (d.box[3] - d.box[1])))
+        dets = self._detector.detect(frame)
+        best = max(dets, key=lambda d: d.score, default=None)
+        if best is not None and best.score >= self.min_score:
             return np.asarray(best.box, dtype=np.float64), True
-        if self.fallback_margin is None:
+        if self.fallback_margin is None or best is None or best.score < self.fallback_min_score:
             return None, False
         h, w = frame.shape[:2]
         m = self.fallback_margin

@@ -29,7 +29,7 @@ class Embedder:
         key = ("embed", self.name, which)
         if key not in pair._cache:
             track = pair.faces(which)
-            ok = pair.motion(which, "bfm3ddfa").ok
+            ok = track.has_landmarks
             frames = pair.frames(which)
             out = np.full((len(frames), self.dim), np.nan)
             if ok.any():

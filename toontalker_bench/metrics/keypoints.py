@@ -24,8 +24,7 @@ class AKD(Metric):
 
     def update(self, pair: Pair) -> None:
         gen, drv = pair.faces("generated"), pair.faces("driving")
-        # The 3DMM plausibility check decides which landmark sets are faces, consistently with AED/APD.
-        ok = pair.motion("generated", "bfm3ddfa").ok & pair.motion("driving", "bfm3ddfa").ok
+        ok = gen.has_landmarks & drv.has_landmarks
         self.backend = pair.analyzer.backend if pair.analyzer is not None else ""
         self._total += len(ok)
         self._missed += int((~ok).sum())

@@ -52,12 +52,10 @@ def motion_backend(name: str) -> MotionBackend:
 class BFMLandmarkBackend(MotionBackend):
     name = "bfm3ddfa"
 
-    def __init__(self, max_residual: float = 0.12) -> None:
+    def __init__(self) -> None:
         from .bfm import BFM
 
         self.bfm = BFM()
-        # A fit whose RMS landmark error exceeds this fraction of the inter-ocular distance is not a face.
-        self.max_residual = max_residual
 
     def estimate(self, pair: Pair, which: Which) -> MotionEstimate:
         track = pair.faces(which)
@@ -73,12 +71,10 @@ class BFMLandmarkBackend(MotionBackend):
         if has.any():
             fit = self.bfm.fit(landmarks68[has])
             angles[has], exp[has], residual[has] = fit.angles, fit.exp, fit.residual
-        ok = has & (residual <= self.max_residual)
-        angles[~ok] = np.nan
-        exp[~ok] = np.nan
         extra = dict(extra or {})
-        extra["rejected_fit"] = int((has & ~ok).sum())
-        return MotionEstimate(angles, exp, ok, self.name, extra)
+        if has.any():
+            extra["fit_residual_median"] = float(np.median(residual[has]))
+        return MotionEstimate(angles, exp, has, self.name, extra)
 
 
 @MOTION_BACKENDS.register("deep3d", "user-supplied Deep3DFaceRecon coefficients (257-D: 80 id, 64 exp, 80 tex, "
