@@ -1,0 +1,111 @@
+"""Leaderboard CSV: concurrent appends, re-publish replaces, schema validation, corrupt file left untouched."""
+
+from __future__ import annotations
+
+import csv
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from toontalker_bench.cli import main
+from toontalker_bench.errors import LeaderboardError
+from toontalker_bench.publish import PROVENANCE, metric_directions, publish_rows, read_leaderboard, read_rows, render_markdown
+
+
+def row(run_id: str, method: str = "m", task: str = "self_real", l1: float | None = 0.1, psnr: float = 20.0) -> dict:
+    r = {k: "" for k in PROVENANCE}
+    r.update(run_id=run_id, method=method, profile="tiny", task=task, dataset_version="sha256:x", code_commit="abc",
+             seed=0, steps=10, train_seconds=1.5, device="cpu", date="2026-01-01T00:00:00Z", size=64,
+             l1=l1, l1_backend="numpy", psnr=psnr, psnr_backend="numpy")
+    return r
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    for i in range(n):
+        publish_rows(path, [row(f"w{worker}-r{i}", method=f"m{worker}", l1=worker + i / 100)])
+
+
+def test_eight_processes_append_fifty_rows_each(tmp_path: Path) -> None:
+    path = tmp_path / "board.csv"
+    metric_directions()  # import the metric registry once, before forking, not in each writer
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(path), w, 50)) for w in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    rows, metrics = read_rows(path)
+    assert len(rows) == 400 and metrics == {"l1", "psnr"}
+    assert {r["run_id"] for r in rows} == {f"w{w}-r{i}" for w in range(8) for i in range(50)}
+    with open(path, newline="") as f:  # plain csv module agrees
+        assert sum(1 for _ in csv.DictReader(f)) == 400
+    assert not list(tmp_path.glob(".board.csv.tmp-*"))
+
+
+def test_republish_replaces_rows_of_that_run(tmp_path: Path) -> None:
+    path = tmp_path / "board.csv"
+    publish_rows(path, [row("a", task="self_real", l1=0.5), row("a", task="self_cartoon", l1=0.6)])
+    publish_rows(path, [row("b", l1=0.2)])
+    assert publish_rows(path, [row("a", task="self_real", l1=0.3)]) == 2
+    df = read_leaderboard(path)
+    assert sorted(df["run_id"]) == ["a", "b"]
+    assert df.set_index("run_id").loc["a", "l1"] == pytest.approx(0.3)
+
+
+def test_new_metric_columns_widen_the_schema(tmp_path: Path) -> None:
+    path = tmp_path / "board.csv"
+    publish_rows(path, [row("a")])
+    r = row("b", task="real2cartoon")
+    r.update(fid=12.5, fid_backend="pt_inception-2015-12-05")
+    publish_rows(path, [r])
+    df = read_leaderboard(path).set_index("run_id")
+    assert df.loc["b", "fid"] == 12.5 and df.loc["a", "fid"] != df.loc["a", "fid"]  # NaN for the older row
+    with pytest.raises(LeaderboardError, match="unknown metric 'bogus'"):
+        publish_rows(path, [{**row("c"), "bogus": 1.0, "bogus_backend": "x"}])
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    ("garbage\n", "header lacks columns"),
+    (None, "fields, expected"),
+    ("psnr-not-a-number", "psnr must be a number"),
+    ("bad-task", "unknown task 'nonsense'"),
+])
+def test_corrupt_csv_is_refused_and_left_untouched(tmp_path: Path, corrupt: str | None, message: str,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "leaderboard" / "demo.csv"
+    publish_rows(path, [row("a")])
+    text = path.read_text()
+    if corrupt == "garbage\n":
+        text = corrupt + text
+    elif corrupt is None:
+        text += "x,y\n"
+    elif corrupt == "psnr-not-a-number":
+        text = text.replace(",20.0,", ",twenty,")
+    else:
+        text = text.replace(",self_real,", ",nonsense,")
+    path.write_text(text)
+    before = path.read_bytes()
+    with pytest.raises(LeaderboardError, match=message):
+        publish_rows(path, [row("b")])
+    # through the CLI: one line, exit 2, file unchanged
+    run_dir = tmp_path / "runs" / "m" / "b"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text('{"run_id": "b", "method": "m", "profile": "tiny"}')
+    (run_dir / "metrics_detail.json").write_text('{"size": 64, "tasks": {"self_real": {"l1": {"value": 0.1}}}}')
+    code = main(["--set", f"run.leaderboard_dir={path.parent}", "leaderboard", "publish", "--run", str(run_dir)])
+    err = capsys.readouterr().err
+    assert code == 2 and message.split("'")[0] in err and "Traceback" not in err
+    assert path.read_bytes() == before
+
+
+def test_markdown_marks_best_and_direction(tmp_path: Path) -> None:
+    path = tmp_path / "board.csv"
+    publish_rows(path, [row("a", method="alpha", l1=0.30, psnr=25.0), row("b", method="beta", l1=0.10, psnr=22.0),
+                        row("o", method="oracle-driving", l1=0.0, psnr=100.0)])
+    md = render_markdown(read_leaderboard(path), "demo")
+    assert "| method | profile | l1 ↓ | psnr ↑ |" in md
+    lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert "**0.1**" in lines["beta"] and "**25**" in lines["alpha"]  # the oracle is not counted as best
+    assert "**" not in lines["*oracle-driving*"]
