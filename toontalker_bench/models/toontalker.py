@@ -152,8 +152,10 @@ class ToonTalker(Method):
         self.r1_every = int(lw.get("r1_every", 16))
         self.domain_weight = {d: float(cfg.get("domain_weight", {}).get(d, 1.0)) for d in DOMAINS}
         self.stage1_steps = int(cfg.get("stage1_steps", 0))
-        self.rec_loss = ReconstructionLoss(str(lw.get("reconstruction", "auto")), float(lw.get("ssim", 1.0)))
-        self.cfg["reconstruction_backend"] = self.rec_loss.backend
+        # held outside the module tree: the loss network is not part of the method's checkpoint
+        self._rec = [ReconstructionLoss(str(lw.get("reconstruction", "auto")), float(lw.get("ssim", 1.0)),
+                                        int(lw.get("scales", 3)))]
+        self.cfg["reconstruction_backend"] = self._rec[0].backend
         betas = tuple(float(b) for b in cfg.get("betas", (0.0, 0.99)))
         lr = float(cfg.get("lr", 2e-3))
         self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=lr, betas=betas)
@@ -204,6 +206,7 @@ class ToonTalker(Method):
         stage = 1 if step < self.stage1_steps else 2
         logs: dict[str, float] = {"stage": float(stage)}
         total = torch.zeros((), device=next(self.parameters()).device)
+        rec_loss = self._rec[0].to(total.device)
         enc: dict[str, dict[str, Any]] = {}
         fakes: dict[str, list[torch.Tensor]] = {d: [] for d in batch}
         for dom, b in batch.items():
@@ -214,7 +217,7 @@ class ToonTalker(Method):
             c_src, c_s, c_d = g.canon_src(m_s), g.canon_drv(m_s), g.canon_drv(m_d)
             feats = g.appearance(xs)
             out = g.decode(c_src + c_d, feats)
-            rec = self.rec_loss((out + 1) / 2, b["driving"])
+            rec = rec_loss((out + 1) / 2, b["driving"])
             total = total + self.w["rec"] * self.domain_weight[dom] * rec
             logs[f"rec_{dom}"] = float(rec.detach())
             fakes[dom].append(out)

@@ -1,0 +1,130 @@
+"""Training step time (forward + backward + optimiser steps), inference frames/s and peak memory of registered methods.
+
+Driven by the method registry: any method name with a profile YAML works (``--methods toontalker,fomm``); each
+(method, profile) runs in its own subprocess so the peak-memory figure (max RSS on CPU, ``max_memory_allocated`` on
+CUDA) belongs to it alone. Inputs are random images of the profile's size for both domains. Results are merged into
+``benchmarks/results/models.json`` keyed by method/profile/device, so runs for different methods do not overwrite
+each other. The machine's load average is recorded before and after each measurement: on a shared CPU, timings are
+only as good as the machine was quiet.
+
+    python -m benchmarks.models [--methods toontalker] [--profiles tiny,paper] [--device cpu] [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results" / "models.json"
+
+# Per-profile measurement sizes: pairs per domain in a training step and driving frames for inference. The paper
+# profiles' batch sizes are GPU-sized, so CPU measurements use batch 1 and say so in the record.
+BATCH = {"tiny": None, "paper": 1}  # None = the profile's train.batch_size
+FRAMES = {"tiny": 16, "paper": 4}
+
+
+def measure(method: str, profile: str, device: str, steps: int) -> dict[str, Any]:
+    """Build ``method`` with ``profile`` and time its training step and ``animate`` on ``device``."""
+    import torch
+
+    from toontalker_bench.models.registry import load_profile, method_class
+
+    torch.manual_seed(0)
+    cfg = load_profile(method, profile)
+    model = method_class(method)(cfg).to(device)
+    size = int(cfg.get("size", 64))
+    batch_size = BATCH.get(profile) or int(cfg.get("train", {}).get("batch_size", 4))
+    caps = model.capabilities
+    domains = ("real", "cartoon")
+    batch = {d: {"source": torch.rand(batch_size, 3, size, size, device=device),
+                 "driving": torch.rand(batch_size, 3, size, size, device=device),
+                 "motion_source": torch.zeros(batch_size, 20, device=device),
+                 "motion_driving": torch.zeros(batch_size, 20, device=device),
+                 "motion_is_true": torch.ones(batch_size, dtype=torch.bool, device=device)} for d in domains}
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    load = [os.getloadavg()[0]]
+    step_times = []
+    if caps.trainable:
+        for step in range(steps + 1):  # the first step warms up and is not counted
+            sync()
+            t = time.perf_counter()
+            # a step index past any warm-up stage, so the full loss (e.g. stage 2) is timed
+            model.training_step(batch, 10 ** 6 + step)
+            sync()
+            if step:
+                step_times.append(time.perf_counter() - t)
+    n_frames = FRAMES.get(profile, 8)
+    src = torch.rand(3, size, size, device=device)
+    drv = torch.rand(n_frames, 3, size, size, device=device)
+    drv_dom = "real" if caps.cross_domain else "cartoon"
+    model.eval()
+    model.animate(src, drv[:2], source_domain="cartoon", driving_domain=drv_dom)  # warm-up
+    sync()
+    t = time.perf_counter()
+    model.animate(src, drv, source_domain="cartoon", driving_domain=drv_dom)
+    sync()
+    infer_s = time.perf_counter() - t
+    load.append(os.getloadavg()[0])
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2 ** 20
+        peak_kind = "cuda max_memory_allocated"
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak_kind = "process max RSS"
+    return {
+        "method": method, "profile": profile, "device": device, "size": size,
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+        "train_batch_per_domain": batch_size if caps.trainable else None,
+        "train_step_s_median": round(statistics.median(step_times), 4) if step_times else None,
+        "train_step_s_all": [round(s, 4) for s in step_times],
+        "animate_frames": n_frames, "animate_fps": round(n_frames / infer_s, 3),
+        "peak_memory_mib": round(peak, 1), "peak_memory_kind": peak_kind,
+        "torch_threads": torch.get_num_threads(), "load_avg_1min_before_after": [round(x, 2) for x in load],
+        "torch": torch.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", default="toontalker", help="comma-separated registered method names")
+    ap.add_argument("--profiles", default="tiny,paper")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up step)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--one", nargs=2, metavar=("METHOD", "PROFILE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.one:  # child process: one measurement, JSON on stdout
+        print(json.dumps(measure(args.one[0], args.one[1], args.device, args.steps)))
+        return 0
+    from toontalker_bench.io import write_json
+
+    records = json.loads(args.out.read_text())["results"] if args.out.is_file() else []
+    for method in [m for m in args.methods.split(",") if m]:
+        for profile in [p for p in args.profiles.split(",") if p]:
+            cmd = [sys.executable, "-m", "benchmarks.models", "--one", method, profile, "--device", args.device,
+                   "--steps", str(args.steps)]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1])
+            if proc.returncode:
+                print(proc.stderr[-2000:], file=sys.stderr)
+                return proc.returncode
+            rec = json.loads(proc.stdout.strip().splitlines()[-1])
+            print(json.dumps(rec))
+            records = [r for r in records if (r["method"], r["profile"], r["device"]) != (method, profile, args.device)]
+            records.append(rec)
+    records.sort(key=lambda r: (r["method"], r["profile"], r["device"]))
+    write_json(args.out, {"results": records})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
