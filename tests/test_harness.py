@@ -1,0 +1,142 @@
+"""`run` end to end on the fixture dataset with the sanity baselines, and the bad inputs that must exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_dataset import build_fixture_dataset
+
+from toontalker_bench.cli import main
+from toontalker_bench.video import read_frames
+
+FAST = ["--set", "eval.self_metrics=[l1,psnr,ssim]", "--set", "eval.cross_metrics=[l1]"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fixture_dataset(tmp_path_factory.mktemp("ds"), size=64, n_frames=16, pairs_per_task=2,
+                                 pair_frames=6)
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # runs/ and leaderboard/ land here; no params.yaml -> defaults
+    return tmp_path
+
+
+def cli(dataset: Path, *args: str) -> int:
+    return main(["--set", f"build.out_dir={dataset}", *FAST, *args])
+
+
+def _expected_copy_source_l1(dataset: Path, task: str) -> float:
+    """Mean over pairs of per-pair mean |driving - source| / 255, computed straight from the clip files."""
+    pairs = pd.read_parquet(dataset / "protocol" / "pairs.parquet")
+    per_pair = []
+    for p in pairs[pairs.task == task].itertuples():
+        src = read_frames(dataset / "clips" / f"{p.source_clip}.mp4")[p.source_frame].astype(np.float64)
+        drv = read_frames(dataset / "clips" / f"{p.driving_clip}.mp4")[p.driving_start:p.driving_start + p.n_frames]
+        per_pair.append(np.abs(drv.astype(np.float64) - src).mean() / 255.0)
+    return float(np.mean(per_pair))
+
+
+def test_baselines_end_to_end(dataset: Path, work: Path, capsys: pytest.CaptureFixture) -> None:
+    assert cli(dataset, "run", "--method", "copy-source") == 0
+    assert cli(dataset, "run", "--method", "oracle-driving") == 0
+    runs = {m: next((work / "runs" / m).iterdir()) for m in ("copy-source", "oracle-driving")}
+
+    copy = json.loads((runs["copy-source"] / "metrics.json").read_text())
+    assert set(copy) == {"self_real", "self_cartoon", "real2cartoon", "cartoon2real"}
+    for task in ("self_real", "self_cartoon"):
+        assert copy[task]["l1"] == pytest.approx(_expected_copy_source_l1(dataset, task), rel=1e-6)  # float32 sums
+        assert copy[task]["l1"] > 0.005 and copy[task]["psnr"] < 60 and copy[task]["ssim"] < 0.99
+
+    oracle = json.loads((runs["oracle-driving"] / "metrics.json").read_text())
+    assert set(oracle) == {"self_real", "self_cartoon"}  # self-reenactment only
+    for task in oracle:
+        assert oracle[task]["l1"] == 0.0
+        assert oracle[task]["psnr"] == 100.0  # identical frames: the metrics package's 100 dB cap
+        assert oracle[task]["ssim"] == pytest.approx(1.0)
+
+    rd = runs["copy-source"]
+    for name in ("config.yaml", "train.json", "run.json", "checkpoint.safetensors", "metrics_detail.json"):
+        assert (rd / name).is_file(), name
+    table = pd.read_csv(rd / "pairs.csv")
+    assert len(table) == 8 and set(table.task) == set(copy)
+    for task in copy:
+        for ext in ("png", "mp4", "gif"):
+            assert (rd / "samples" / f"{task}.{ext}").stat().st_size > 0
+    video = read_frames(rd / "samples" / "self_real.mp4")
+    assert video.shape == (6, 2 * 64, 3 * 64, 3)  # two sample pairs stacked, source | driving | output
+    info = json.loads((rd / "run.json").read_text())
+    assert info["dataset_version"].startswith("sha256:") and info["steps"] == 0 and info["profile"] == "tiny"
+
+    board = pd.read_csv(work / "leaderboard" / "demo.csv")
+    assert len(board) == 6 and set(board.method) == {"copy-source", "oracle-driving"}
+    assert set(board.l1_backend.dropna()) == {"numpy"}
+    assert (work / "leaderboard" / "README.md").is_file() and (work / "leaderboard" / "index.html").is_file()
+    assert cli(dataset, "leaderboard", "show") == 0
+    assert "oracle-driving" in capsys.readouterr().out
+
+    before = (work / "leaderboard" / "demo.csv").read_text()
+    assert cli(dataset, "leaderboard", "publish", "--run", str(rd)) == 0  # same run id: rows replaced
+    after = pd.read_csv(work / "leaderboard" / "demo.csv")
+    assert len(after) == 6 and len(before.splitlines()) == 7
+
+
+def test_evaluate_given_checkpoint_and_wrong_method_checkpoint(dataset: Path, work: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    assert cli(dataset, "train", "--method", "copy-source", "--run-id", "c1") == 0
+    ckpt = work / "runs" / "copy-source" / "c1" / "checkpoint.safetensors"
+    assert cli(dataset, "evaluate", "run", "--method", "copy-source", "--run-id", "c1", "--tasks",
+               "self_real") == 0
+    assert set(json.loads((ckpt.parent / "metrics.json").read_text())) == {"self_real"}
+    capsys.readouterr()
+    assert cli(dataset, "run", "--method", "oracle-driving", "--checkpoint", str(ckpt)) == 2
+    err = capsys.readouterr().err
+    assert "saved by method 'copy-source', not 'oracle-driving'" in err and "Traceback" not in err
+    assert not (work / "leaderboard" / "demo.csv").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--method", "nope"], "unknown method 'nope'"),
+    (["run", "--method", "copy-source", "--profile", "huge"], "unknown profile 'huge'"),
+    (["run", "--method", "copy-source", "--tasks", "self_real,dance"], "unknown task 'dance'"),
+    (["run", "--method", "oracle-driving", "--tasks", "real2cartoon"], "cannot do cross-domain task"),
+    (["run", "--method", "copy-source", "--set", "sizee=3"], "unknown key 'sizee'"),
+    (["run", "--method", "copy-source", "--set", "eval.self_metrics=[l1,psnrr]"], "unknown metric 'psnrr'"),
+    (["run", "--method", "copy-source", "--checkpoint", "missing.safetensors"], "checkpoint not found"),
+    (["run", "--method", "copy-source", "--resume", "../x"], "bad run id"),
+])
+def test_bad_input_exits_2_with_one_line(dataset: Path, work: Path, capsys: pytest.CaptureFixture,
+                                         args: list[str], message: str) -> None:
+    assert cli(dataset, *args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.startswith("error: ")
+    assert not (work / "leaderboard").exists() and not (work / "runs").exists()
+
+
+def test_dataset_problems_exit_2(tmp_path: Path, work: Path, capsys: pytest.CaptureFixture) -> None:
+    real_only = build_fixture_dataset(tmp_path / "real_only", n_frames=10, pair_frames=4, domains=("real",),
+                                      train_clips=1, test_clips=1, pairs_per_task=1)
+    assert cli(real_only, "run", "--method", "copy-source") == 2
+    assert "no pairs for task 'self_cartoon'" in capsys.readouterr().err
+    no_protocol = build_fixture_dataset(tmp_path / "np", n_frames=10, train_clips=1, test_clips=1,
+                                        with_protocol=False)
+    assert cli(no_protocol, "run", "--method", "copy-source") == 2
+    assert "evaluation protocol not found" in capsys.readouterr().err
+    assert cli(tmp_path / "absent", "run", "--method", "copy-source") == 2
+    assert "dataset directory not found" in capsys.readouterr().err
+    assert not (work / "leaderboard").exists()
+
+
+def test_corrupt_leaderboard_stops_run_before_work(dataset: Path, work: Path, capsys: pytest.CaptureFixture) -> None:
+    board = work / "leaderboard" / "demo.csv"
+    board.parent.mkdir()
+    board.write_text("run_id,method\n1,2,3\n")
+    assert cli(dataset, "run", "--method", "copy-source") == 2
+    assert "header lacks columns" in capsys.readouterr().err
+    assert board.read_text() == "run_id,method\n1,2,3\n" and not (work / "runs").exists()
