@@ -1,0 +1,145 @@
+"""The rendered leaderboard page in real headless Chromium, driven over the DevTools protocol on loopback: it loads
+with no console errors or failed resources, and clicking a column header reorders the rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from toontalker_bench.publish import PROVENANCE, publish_rows, render
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _row(run_id: str, method: str, l1: float, psnr: float, gif: str) -> dict:
+    r = {k: "" for k in PROVENANCE}
+    r.update(run_id=run_id, method=method, profile="tiny", task="self_real", dataset_version="sha256:x",
+             code_commit="abc", seed=0, steps=5, train_seconds=2.0, device="cpu", date="2026-01-01T00:00:00Z",
+             size=64, sample_gif=gif, l1=l1, l1_backend="numpy", psnr=psnr, psnr_backend="numpy")
+    return r
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's websocket."""
+
+    def __init__(self, ws_url: str) -> None:
+        import websocket
+
+        self.ws = websocket.create_connection(ws_url, timeout=60, suppress_origin=True)
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    def wait_for(self, event: str, timeout: float = 60.0) -> None:
+        end = time.monotonic() + timeout
+        while not any(e.get("method") == event for e in self.events):
+            if time.monotonic() > end:
+                raise TimeoutError(event)
+            self.events.append(json.loads(self.ws.recv()))
+
+    def js(self, expression: str) -> Any:
+        res = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in res:
+            raise RuntimeError(res["exceptionDetails"])
+        return res["result"].get("value")
+
+    def errors(self) -> list[str]:
+        out = []
+        for e in self.events:
+            m, p = e.get("method"), e.get("params", {})
+            if m == "Runtime.exceptionThrown":
+                out.append(str(p["exceptionDetails"]))
+            elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                out.append(str(p.get("args")))
+            elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
+                out.append(p["entry"].get("text", ""))
+        return out
+
+
+@pytest.fixture
+def chromium(tmp_path: Path):  # noqa: ANN201
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install -y chromium); the page test needs it")
+    profile = tmp_path / "chromium-profile"
+    proc = subprocess.Popen([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                             "--no-first-run", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+                             "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port_file = profile / "DevToolsActivePort"
+        end = time.monotonic() + 90
+        while not (port_file.is_file() and port_file.read_text().strip()):
+            if proc.poll() is not None or time.monotonic() > end:
+                pytest.fail(f"Chromium did not open its DevTools port (exit status {proc.poll()})")
+            time.sleep(0.2)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=30) as r:
+            pages = [t for t in json.load(r) if t["type"] == "page"]
+        client = DevTools(pages[0]["webSocketDebuggerUrl"])
+        yield client
+        client.ws.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_page_loads_clean_and_sorts(tmp_path: Path, chromium: DevTools) -> None:
+    board = tmp_path / "leaderboard"
+    rows = []
+    for i, (method, l1, psnr) in enumerate([("beta", 0.20, 21.0), ("alpha", 0.05, 30.0), ("gamma", 0.12, 25.0)]):
+        gif = f"samples/{method}.gif"
+        frames = [Image.fromarray(np.full((16, 48, 3), 40 * k + 20 * i, np.uint8)) for k in range(3)]
+        (board / "samples").mkdir(parents=True, exist_ok=True)
+        frames[0].save(board / gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+        rows.append(_row(f"r{i}", method, l1, psnr, gif))
+    publish_rows(board / "demo.csv", rows)
+    _, page = render(board, "demo")
+
+    dt = chromium
+    for domain in ("Page", "Runtime", "Log"):
+        dt.call(f"{domain}.enable")
+    dt.call("Page.navigate", url=page.resolve().as_uri())
+    dt.wait_for("Page.loadEventFired")
+    order = "Array.from(document.querySelectorAll('#self_real tbody tr')).map(r => r.cells[0].textContent)"
+    assert dt.js(order) == ["alpha", "beta", "gamma"]  # rendered sorted by method name
+    assert dt.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)") is True
+    assert dt.js("document.images.length") == 4  # three sample GIFs + the bar chart
+
+    dt.js("document.querySelector('#self_real th[data-col=l1]').click()")
+    assert dt.js(order) == ["alpha", "gamma", "beta"]  # l1 ascending: 0.05, 0.12, 0.20
+    dt.js("document.querySelector('#self_real th[data-col=l1]').click()")
+    assert dt.js(order) == ["beta", "gamma", "alpha"]
+    assert dt.js("document.querySelector('#self_real th[data-col=l1]').getAttribute('aria-sort')") == "descending"
+    dt.js("document.querySelector('#self_real th[data-col=psnr]').click()")
+    assert dt.js(order) == ["beta", "gamma", "alpha"]  # psnr ascending: 21, 25, 30
+    dt.js("document.querySelector('#self_real th[data-col=method]').click()")
+    assert dt.js(order) == ["alpha", "beta", "gamma"]
+    assert dt.js("document.querySelector('#self_real td.best').textContent") in ("0.05", "30")
+    time.sleep(0.3)  # let late console/log events arrive
+    dt.js("1")
+    assert dt.errors() == []
