@@ -73,3 +73,77 @@ def test_sharpness_orders_sharp_over_blurred() -> None:
     blurred = (sharp + np.roll(sharp, 1, 0) + np.roll(sharp, 1, 1) + np.roll(sharp, (1, 1), (0, 1))) / 4
     assert T.sharpness(sharp) > 4 * T.sharpness(blurred)
     assert T.sharpness(np.full((64, 64), 7.0)) == 0.0
+
+
+# ------------------------------------------------------------------------------------------ the faces stage
+def _faces_inputs(root):  # noqa: ANN001, ANN202 - Path -> Params
+    """One real-photo video (face drifting 1 px / 4 frames in shot 0, no face in shot 1), a zero-length shot, an
+    empty (corrupt) file and a source the scrape stage could not fetch."""
+    import cv2
+    import pandas as pd
+    from skimage import data
+
+    from toontalker_bench.config import Params
+    from toontalker_bench.io import write_table
+    from toontalker_bench.video import write_video
+
+    face = cv2.resize(data.astronaut(), (300, 300), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(130):
+        f = np.full((360, 640, 3), 70, np.uint8)
+        if i < 100:
+            x = 100 + i // 4
+            f[30:330, x:x + 300] = face
+        frames.append(f)
+    raw = root / "raw"
+    write_video(raw / "vid.mp4", frames, fps=25.0)
+    (raw / "bad.mp4").parent.mkdir(parents=True, exist_ok=True)
+    (raw / "bad.mp4").write_bytes(b"")
+    base = dict(url="", title="", license="", attribution="", split="", start=0.0, end=0.0, reason="", gt_path="",
+                width=640, height=360, fps=25.0, n_frames=130)
+    write_table(raw / "sources.parquet", pd.DataFrame([
+        {**base, "source_id": "bad", "domain": "real", "identity": "", "status": "ok", "path": "bad.mp4"},
+        {**base, "source_id": "gone", "domain": "cartoon", "identity": "", "status": "failed", "path": "",
+         "reason": "HTTP Error 404"},
+        {**base, "source_id": "vid", "domain": "real", "identity": "astronaut", "status": "ok", "path": "vid.mp4"}]))
+    shots = [("vid", 0, 0, 100), ("vid", 1, 100, 130), ("vid", 2, 130, 130), ("bad", 0, 0, 50)]
+    write_table(root / "shots" / "shots.parquet", pd.DataFrame(
+        [dict(source_id=s, shot=k, start_frame=a, end_frame=b, start_s=a / 25, end_s=b / 25, fps=25.0)
+         for s, k, a, b in shots]))
+    p = Params()
+    p.workers = 1
+    p.scrape.out_dir, p.shots.out_dir, p.faces.out_dir = str(raw), str(root / "shots"), str(root / "faces")
+    p.faces.detect_every, p.faces.detect_max_side, p.faces.min_frames = 5, 320, 64
+    return p
+
+
+def test_faces_stage_tubes_rejects_and_resume(tmp_path) -> None:  # noqa: ANN001
+    import pandas as pd
+
+    from toontalker_bench.data.faces import run
+
+    p = _faces_inputs(tmp_path)
+    report = run(p)
+    tubes = pd.read_parquet(tmp_path / "faces" / "tubes.parquet")
+    assert tubes[["tube_id", "start_frame", "end_frame", "n_frames", "identity"]].values.tolist() == [
+        ["vid-s000-t00", 0, 100, 100, "astronaut"]]
+    z = np.load(tmp_path / "faces" / "tracks" / "vid-s000-t00.npz")
+    assert z["boxes"].shape == (100, 4) and z["landmarks68"].shape == (100, 68, 2)
+    assert z["landmarks5"].shape == (100, 5, 2) and not np.isnan(z["landmarks68"]).any()
+    assert z["detected"].nonzero()[0].tolist() == list(range(0, 100, 5)) + [99]
+    centres = (z["boxes"][:, :2] + z["boxes"][:, 2:]) / 2
+    assert abs((centres[99, 0] - centres[0, 0]) - 99 // 4) <= 3  # the box follows the pasted photo
+    assert abs(centres[99, 1] - centres[0, 1]) <= 3
+    assert (z["boxes"][:, 0] >= 100).all() and (z["boxes"][:, 2] <= 100 + 24 + 300).all()
+    # landmarks sit inside their box on every (also interpolated) frame
+    lm = z["landmarks68"]
+    assert ((lm[..., 0] > z["boxes"][:, None, 0] - 15) & (lm[..., 0] < z["boxes"][:, None, 2] + 15)).all()
+    rej = pd.read_parquet(tmp_path / "faces" / "rejects.parquet")
+    got = sorted(zip(rej.source_id, rej.shot, rej.reason))
+    assert got == [("bad", 0, "decode_error"), ("gone", -1, "source_failed"), ("vid", 1, "no_face"),
+                   ("vid", 2, "empty_shot")]
+    assert "bad.mp4" in rej[rej.source_id == "bad"].detail.iloc[0]
+    assert report["rejects"] == {"decode_error": 1, "empty_shot": 1, "no_face": 1, "source_failed": 1}
+    first = (tmp_path / "faces" / "tubes.parquet").read_bytes()
+    again = run(p)
+    assert again["sources_resumed"] == 2 and (tmp_path / "faces" / "tubes.parquet").read_bytes() == first

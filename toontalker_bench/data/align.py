@@ -210,8 +210,11 @@ def _jobs(params: Params) -> list[AlignJob]:
         rows = [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
                 for r in g.sort_values("tube_id").to_dict("records")]
         src = sources.loc[sid]
-        blob = json.dumps([rows, to_dict(p), str(src["path"]), float(src["fps"])], sort_keys=True, default=str)
-        jobs.append(AlignJob(str(sid), str(raw / str(src["path"])), float(src["fps"]), rows, str(faces), p,
+        video = raw / str(src["path"])
+        st = video.stat() if video.exists() else None
+        blob = json.dumps([rows, to_dict(p) | {"out_dir": None}, str(src["path"]), float(src["fps"]),
+                           [st.st_size, st.st_mtime_ns] if st else None], sort_keys=True, default=str)
+        jobs.append(AlignJob(str(sid), str(video), float(src["fps"]), rows, str(faces), p,
                              hashlib.sha256(blob.encode()).hexdigest()[:16]))
     return jobs
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -290,8 +291,10 @@ def process_source(job: SourceJob) -> dict[str, Any]:
     return part
 
 
-def _key(source: dict, shots: list, p: FacesParams) -> str:
-    blob = json.dumps([source, shots, to_dict(p)], sort_keys=True, default=str)
+def _key(source: dict, shots: list, p: FacesParams, files: list[str]) -> str:
+    """Names the inputs of one source's work: its row, shots, params (not out_dir) and files' size/mtime."""
+    stats = [[f, *(lambda s: (s.st_size, s.st_mtime_ns))(os.stat(f))] if os.path.exists(f) else [f] for f in files]
+    blob = json.dumps([source, shots, to_dict(p) | {"out_dir": None}, stats], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -317,9 +320,9 @@ def _jobs(params: Params) -> tuple[list[SourceJob], list[dict]]:
             rejects.append({"source_id": sid, "shot": -1, "tube_id": "", "start_frame": -1, "end_frame": -1,
                             "reason": "no_shots", "detail": ""})
             continue
-        gt = str(row.get("gt_path") or "")
-        jobs.append(SourceJob(src, sh, str(raw / str(row["path"])), str(raw / gt) if gt else "", p,
-                              p.out_dir, _key(src, sh, p)))
+        gt = str(raw / str(row["gt_path"])) if row.get("gt_path") else ""
+        video = str(raw / str(row["path"]))
+        jobs.append(SourceJob(src, sh, video, gt, p, p.out_dir, _key(src, sh, p, [video, gt] if gt else [video])))
     return jobs, rejects
 
 
