@@ -66,8 +66,8 @@ class BFM:
             x = self.mean + np.einsum("pck,bk->bpc", self.basis, z)
             r2, s, t = _camera(x, y, yc)
             # ridge step: y - t - s R2 mean = s R2 B z  ->  (D^T D / noise^2 + I) z = D^T r / noise^2
-            d = np.einsum("bij,pjk->bpik", r2, self.basis).reshape(b, 136, -1)
-            rhs = ((y - t[:, None]) / s[:, None, None] - np.einsum("bij,pj->bpi", r2, self.mean)).reshape(b, 136)
+            d = np.einsum("bij,pjk->bpik", r2, self.basis).reshape(b, -1, N_SHAPE + N_EXP)
+            rhs = ((y - t[:, None]) / s[:, None, None] - np.einsum("bij,pj->bpi", r2, self.mean)).reshape(b, -1)
             a = np.einsum("bnk,bnl->bkl", d, d) / self.noise**2 + eye
             z = np.linalg.solve(a, np.einsum("bnk,bn->bk", d, rhs)[..., None] / self.noise**2)[..., 0]
         x = self.mean + np.einsum("pck,bk->bpc", self.basis, z)
@@ -92,24 +92,28 @@ def _camera(x: np.ndarray, y: np.ndarray, yc: np.ndarray) -> tuple[np.ndarray, n
     return r2, s, t
 
 
-def euler_degrees(rot: np.ndarray) -> np.ndarray:
-    """Rotation matrices (model frame: x right, y up, z to the camera) -> yaw, pitch, roll in degrees.
+_FLIP_Y = np.diag([1.0, -1.0, 1.0])
 
-    ``R = Rz(c) @ Ry(b) @ Rx(a)``; yaw = b (face turns to image right), pitch = -a (chin up),
-    roll = -c (clockwise on screen), matching :mod:`toontalker_bench.data.motion`.
+
+def euler_degrees(rot: np.ndarray) -> np.ndarray:
+    """Rotations in the BFM frame (x right, y up, z to the camera) -> yaw, pitch, roll in degrees.
+
+    The project's convention (:mod:`toontalker_bench.data.motion`, :func:`toontalker_bench.data.cartoon.rotation`) is
+    ``R = R_roll @ R_pitch @ R_yaw`` in image axes (y down): yaw > 0 moves the nose to the image's right, pitch > 0
+    lifts the chin, roll > 0 turns the face clockwise on screen.
     """
-    b = np.arcsin(np.clip(-rot[:, 2, 0], -1.0, 1.0))
-    a = np.arctan2(rot[:, 2, 1], rot[:, 2, 2])
-    c = np.arctan2(rot[:, 1, 0], rot[:, 0, 0])
-    return np.degrees(np.stack([b, -a, -c], axis=1))
+    r = _FLIP_Y @ rot @ _FLIP_Y
+    pitch = np.arcsin(np.clip(r[:, 2, 1], -1.0, 1.0))
+    yaw = np.arctan2(-r[:, 2, 0], r[:, 2, 2])
+    roll = np.arctan2(-r[:, 0, 1], r[:, 1, 1])
+    return np.degrees(np.stack([yaw, pitch, roll], axis=1))
 
 
 def rotation_from_euler(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`euler_degrees` (degrees in, (B, 3, 3) out)."""
-    a, b, c = np.radians(-np.asarray(pitch)), np.radians(np.asarray(yaw)), np.radians(-np.asarray(roll))
-    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
-    one, zero = np.ones_like(a), np.zeros_like(a)
-    rx = np.stack([one, zero, zero, zero, ca, -sa, zero, sa, ca], -1).reshape(-1, 3, 3)
-    ry = np.stack([cb, zero, sb, zero, one, zero, -sb, zero, cb], -1).reshape(-1, 3, 3)
-    rz = np.stack([cc, -sc, zero, sc, cc, zero, zero, zero, one], -1).reshape(-1, 3, 3)
-    return rz @ ry @ rx
+    """Inverse of :func:`euler_degrees`: degrees in, (B, 3, 3) BFM-frame rotations out."""
+    y, p, r = (np.radians(np.atleast_1d(np.asarray(v, np.float64))) for v in (yaw, pitch, roll))
+    one, zero = np.ones_like(y), np.zeros_like(y)
+    ry = np.stack([np.cos(y), zero, np.sin(y), zero, one, zero, -np.sin(y), zero, np.cos(y)], -1).reshape(-1, 3, 3)
+    rp = np.stack([one, zero, zero, zero, np.cos(p), -np.sin(p), zero, np.sin(p), np.cos(p)], -1).reshape(-1, 3, 3)
+    rr = np.stack([np.cos(r), -np.sin(r), zero, np.sin(r), np.cos(r), zero, zero, zero, one], -1).reshape(-1, 3, 3)
+    return _FLIP_Y @ (rr @ rp @ ry) @ _FLIP_Y
