@@ -20,7 +20,7 @@ from helpers_media import truncate, write_plain
 
 from toontalker_bench.cli import main
 from toontalker_bench.config import Params, ScrapeParams
-from toontalker_bench.data.scrape import TABLE_COLUMNS, run
+from toontalker_bench.data.scrape import TABLE_COLUMNS, FetchSettings, SourceFailed, download, run
 from toontalker_bench.errors import UserError
 from toontalker_bench.executors import LocalExecutor
 from toontalker_bench.video import probe, read_frames
@@ -205,3 +205,15 @@ def test_bad_settings_are_user_errors(tmp_path: Path) -> None:
         with pytest.raises(UserError, match=needle):
             run(_params(tmp_path, m, **kw), LocalExecutor(1))
     assert not (tmp_path / "raw").exists()
+
+
+def test_option_like_url_handed_to_ytdlp_is_only_a_bad_url(tmp_path: Path) -> None:
+    """Defence in depth behind manifest validation: yt-dlp's API never parses a URL as an option."""
+    marker = tmp_path / "pwned"
+    settings = FetchSettings.from_params(ScrapeParams(out_dir=str(tmp_path / "raw"), retries=0, timeout_s=30),
+                                         root=tmp_path)
+    for url in (f"--exec touch {marker}", f"-o{marker}", f"--output {marker} https://127.0.0.1:9/x.mp4"):
+        with pytest.raises(SourceFailed, match="is not a valid URL"):
+            download(url, tmp_path / "raw" / ".work" / "x", settings)
+    assert not marker.exists()
+    assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == ["raw", "raw/.work", "raw/.work/x"]
