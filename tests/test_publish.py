@@ -109,3 +109,25 @@ def test_markdown_marks_best_and_direction(tmp_path: Path) -> None:
     lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
     assert "**0.1**" in lines["beta"] and "**25**" in lines["alpha"]  # the oracle is not counted as best
     assert "**" not in lines["*oracle-driving*"]
+
+
+def test_dataset_version_from_dvc_lock_or_content(tmp_path: Path) -> None:
+    import hashlib
+
+    from toontalker_bench.publish import dataset_version
+
+    ds = tmp_path / "data" / "dataset"
+    (ds / "protocol").mkdir(parents=True)
+    (ds / "clips.parquet").write_bytes(b"clips")
+    (ds / "protocol" / "pairs.parquet").write_bytes(b"pairs")
+    content = "sha256:" + hashlib.sha256(b"clips" + b"pairs").hexdigest()[:16]
+    assert dataset_version(ds, tmp_path / "no.lock") == content
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(f"schema: '2.0'\nstages:\n  build:\n    outs:\n    - path: {ds}\n      md5: abc123.dir\n")
+    assert dataset_version(ds, lock) == "dvc:abc123.dir"
+    lock.write_text(f"stages:\n  build:\n    outs:\n    - path: {ds}/clips\n      md5: d1.dir\n"
+                    f"    - path: {ds}/clips.parquet\n      md5: m2\n    - path: {ds}x\n      md5: other\n")
+    v = dataset_version(ds, lock)
+    assert v.startswith("dvc:") and v != dataset_version(ds, tmp_path / "no.lock")
+    lock.write_text(lock.read_text().replace("m2", "m3"))
+    assert dataset_version(ds, lock) != v

@@ -48,11 +48,15 @@ def dataset_version(dataset_dir: str | Path, lock_file: str | Path = "dvc.lock")
             stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
         except yaml.YAMLError:
             stages = {}
-        want = {str(dataset_dir).rstrip("/"), dataset_dir.as_posix().rstrip("/")}
-        for stage in stages.values():
-            for out in stage.get("outs", []) if isinstance(stage, dict) else []:
-                if str(out.get("path", "")).rstrip("/") in want and out.get("md5"):
-                    return f"dvc:{out['md5']}"
+        root = dataset_dir.as_posix().rstrip("/")
+        found = sorted((str(out["path"]).rstrip("/"), str(out["md5"]))
+                       for stage in stages.values() if isinstance(stage, dict)
+                       for out in stage.get("outs", []) if out.get("md5")
+                       and (str(out.get("path", "")).rstrip("/") + "/").startswith(root + "/"))
+        if len(found) == 1 and found[0][0] == root:
+            return f"dvc:{found[0][1]}"
+        if found:  # the dataset is several DVC outputs: hash their md5s
+            return "dvc:" + hashlib.sha256(json.dumps(found).encode()).hexdigest()[:16]
     h = hashlib.sha256()
     for rel in ("clips.parquet", "protocol/pairs.parquet"):
         p = dataset_dir / rel
