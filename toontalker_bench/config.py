@@ -29,15 +29,17 @@ class SynthParams:
     """Built-in offline demo corpus (``data synth``)."""
 
     out_dir: str = "data/synth"
-    cartoon_videos: int = 6
-    real_videos: int = 4
+    manifest: str = "manifests/demo.csv"  # written by the synth run; rows point at out_dir
+    cartoon_videos: int = 7
+    real_videos: int = 3
     cartoon_identities: int = 24
     width: int = 640
     height: int = 360
     fps: float = 25.0
-    shots_per_video: int = 5
-    shot_seconds: tuple[float, float] = (4.0, 7.0)
-    no_face_shot_prob: float = 0.12
+    shots_per_video: int = 4
+    shot_seconds: tuple[float, float] = (3.2, 4.6)
+    no_face_shot_prob: float = 0.1  # fraction of shots without a face (at most one per video)
+    include_carphone: bool = True  # also ship the unmodified carphone clip (NaN motion)
 
 
 @dataclass
