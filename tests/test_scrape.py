@@ -40,6 +40,9 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         type(self).hits[self.path] += 1
+        if self.path.startswith("/busy"):
+            self.send_error(429, "Too Many Requests")
+            return
         if self.path.startswith(("/short/", "/slow/")):
             data = (Path(self.directory) / "ok.mp4").read_bytes()
             self.send_response(200)
@@ -99,14 +102,15 @@ def _sha(p: Path) -> str:
 
 def test_http_sources_ok_and_failures_with_reasons(tmp_path: Path, server: str, media: Path) -> None:
     m = _manifest(tmp_path, [f"ok,{server}/ok.mp4", f"gone,{server}/missing.mp4", f"trunc,{server}/trunc.mp4",
-                             f"short,{server}/short/x.mp4", f"slow,{server}/slow/x.mp4", f"text,{server}/note.txt"])
+                             f"short,{server}/short/x.mp4", f"slow,{server}/slow/x.mp4", f"text,{server}/note.txt",
+                             f"busy,{server}/busy.mp4"])
     t0 = time.monotonic()
     report = run(_params(tmp_path, m), LocalExecutor(1))
     elapsed = time.monotonic() - t0
     raw = tmp_path / "raw"
     table = pd.read_parquet(raw / "sources.parquet")
     assert tuple(table.columns) == TABLE_COLUMNS
-    assert list(table.source_id) == ["ok", "gone", "trunc", "short", "slow", "text"]  # manifest order
+    assert list(table.source_id) == ["ok", "gone", "trunc", "short", "slow", "text", "busy"]  # manifest order
     by = table.set_index("source_id")
     assert by.loc["ok", "status"] == "ok" and by.loc["ok", "path"] == "ok.mp4"
     assert _sha(raw / "ok.mp4") == _sha(media / "ok.mp4")  # a direct file arrives byte for byte
@@ -117,12 +121,14 @@ def test_http_sources_ok_and_failures_with_reasons(tmp_path: Path, server: str, 
     assert "bytes read" in reasons["short"] and "gave up after 2 attempt(s)" in reasons["short"]
     assert reasons["slow"].startswith(f"timed out after {TIMEOUT_S:g}s")
     assert reasons["text"].startswith("not a usable video")
-    assert (by.status == "failed").sum() == 5 and report["ok"] == 1 and report["failed"] == 5
+    assert "429" in reasons["busy"]
+    assert (by.status == "failed").sum() == 6 and report["ok"] == 1 and report["failed"] == 6
     assert {f["source_id"]: f["reason"] for f in report["failures"]} == {k: v for k, v in reasons.items() if v}
-    assert json.loads((raw / "report.json").read_text())["failed"] == 5
-    # a 404 is permanent (one request); a short read is retried once (an attempt makes as many requests as the
+    assert json.loads((raw / "report.json").read_text())["failed"] == 6
+    # a 404 is permanent (one request); a short read and a 429 are retried once (an attempt makes as many requests as the
     # successful download of ok.mp4 did: the extractor's probe, then the download)
     assert _Handler.hits["/missing.mp4"] == 1 and _Handler.hits["/short/x.mp4"] == 2 * _Handler.hits["/ok.mp4"]
+    assert _Handler.hits["/busy.mp4"] == 2  # 429 (too many requests) is worth a retry, 404 is not
     # only the finished file (+ its archive entry) remains; no partial downloads, no work folders
     assert sorted(p.name for p in raw.iterdir()) == ["archive", "ok.mp4", "report.json", "sources.parquet"]
     assert elapsed < 12, elapsed  # the slow source costs ~timeout_s, not its 15 s transfer

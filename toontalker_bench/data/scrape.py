@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import threading
 import time
@@ -362,7 +363,8 @@ def cut_segment(src: Path, dest: Path, start: float, end: float | None, crf: int
 
 
 # --------------------------------------------------------------------------------------------------- yt-dlp
-_PERMANENT = ("HTTP Error 4", "is not a valid URL", "Unsupported URL", "Video unavailable", "Private video",
+_CLIENT_ERROR = re.compile(r"HTTP Error 4(?!08|29)\d\d")  # 4xx except timeout / too many requests: no retry
+_PERMANENT = ("is not a valid URL", "Unsupported URL", "Video unavailable", "Private video",
               "not available", "has been removed", "copyright", "Requested format is not available",
               "Sign in to confirm your age", "members-only", "file:// URLs are disabled")
 
@@ -443,7 +445,7 @@ def download(url: str, work: Path, settings: FetchSettings) -> Path:
             raise SourceFailed(f"timed out after {settings.timeout_s:g}s (scrape.timeout_s)") from None
         except SourceFailed as e:
             last = str(e)
-            if any(k.lower() in last.lower() for k in _PERMANENT):
+            if _CLIENT_ERROR.search(last) or any(k.lower() in last.lower() for k in _PERMANENT):
                 raise
         pause = settings.backoff_s * 2 ** attempt
         if attempt == settings.retries or time.monotonic() + pause >= deadline:
