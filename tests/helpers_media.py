@@ -53,3 +53,18 @@ def truncate(src: str | Path, dest: str | Path, fraction: float = 0.5) -> Path:
     data = Path(src).read_bytes()
     Path(dest).write_bytes(data[: int(len(data) * fraction)])
     return Path(dest)
+
+
+def remux_faststart(src: str | Path, dest: str | Path) -> Path:
+    """Copy ``src`` into an mp4 whose index (moov) comes first, as web videos are; truncating it leaves a file
+    whose header still promises every frame."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dest), "w", format="mp4", options={"movflags": "faststart"}) as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.dts is None:
+                continue
+            packet.stream = stream
+            out.mux(packet)
+    return Path(dest)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_media import truncate, write_plain
+from helpers_media import remux_faststart, truncate, write_plain
 
 from toontalker_bench.cli import main
 from toontalker_bench.config import Params, ScrapeParams
@@ -163,14 +163,19 @@ def test_local_and_file_sources_segments_and_ground_truth(tmp_path: Path, monkey
     write_plain(src, N_FRAMES)
     pd.DataFrame({"frame": np.arange(N_FRAMES), "marker": np.arange(N_FRAMES) * 10}).to_parquet(
         tmp_path / "videos" / "clip.gt.parquet")
+    truncate(remux_faststart(src, tmp_path / "fast.mp4"), tmp_path / "videos" / "cut.mp4", 0.6)
     m = _manifest(tmp_path, ["whole,videos/clip.mp4", f"viafile,{src.as_uri()}",
-                             "seg,videos/clip.mp4,real,T,CC0,Nobody,,,0.4,1.2", "nofile,videos/none.mp4"])
-    params = _params(tmp_path, m, out_dir="data/raw", min_success_fraction=0.7)
+                             "seg,videos/clip.mp4,real,T,CC0,Nobody,,,0.4,1.2", "nofile,videos/none.mp4",
+                             "cut,videos/cut.mp4"])
+    params = _params(tmp_path, m, out_dir="data/raw", min_success_fraction=0.6)
     params.workers = 2
     report = run(params)  # the default executor: a process pool (work items and settings must pickle)
     raw = tmp_path / "data" / "raw"
     by = pd.read_parquet(raw / "sources.parquet").set_index("source_id")
     assert report["ok"] == 3 and by.loc["nofile", "reason"] == "local file not found: videos/none.mp4"
+    # its header promises 50 frames, the data holds fewer: caught by demuxing, not only by probing
+    assert by.loc["cut", "reason"].startswith("not a usable video: truncated video videos/cut.mp4: ")
+    assert report["failures_by_kind"] == {"missing local file": 1, "not a video or corrupt": 1}
     assert os.stat(raw / "whole.mp4").st_ino == os.stat(src).st_ino  # hard link, no copy
     assert _sha(raw / "viafile.mp4") == _sha(src)
     assert by.loc["whole", "gt_path"] == "whole.gt.parquet" and by.loc["viafile", "gt_path"] == "viafile.gt.parquet"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers_media import truncate, write_multishot
+from helpers_media import remux_faststart, truncate, write_multishot
 
 from toontalker_bench.cli import main
 from toontalker_bench.config import Params, ScrapeParams, ShotsParams
@@ -27,6 +27,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, li
            "b": (d / "b.mp4", write_multishot(d / "b.mp4", (70, 35, 50), size=(256, 144), seed=2)),
            "one": (d / "one.mp4", write_multishot(d / "one.mp4", (60,), seed=3))}
     truncate(d / "a.mp4", d / "broken.mp4", 0.6)
+    truncate(remux_faststart(d / "a.mp4", d / "fast.mp4"), d / "cut_short.mp4", 0.6)
     return out
 
 
@@ -103,3 +104,6 @@ def test_cli_verb_and_bad_config(tmp_path: Path, videos: dict[str, tuple[Path, l
         run(Params(shots=ShotsParams(min_shot_frames=0)))
     with pytest.raises(MediaError):
         detect_shots(videos["a"][0].parent / "broken.mp4", ShotsParams())
+    # the header of a cut-short faststart mp4 still lists every frame; decoding ends early and that is an error
+    with pytest.raises(MediaError, match=r"decoding stopped at frame \d+ of 176"):
+        detect_shots(videos["a"][0].parent / "cut_short.mp4", ShotsParams())

@@ -157,7 +157,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         "ok_by_domain": {d: int(((table.domain == d) & (table.status == "ok")).sum()) for d in ("cartoon", "real")},
         "frames_ok": int(table.loc[table.status == "ok", "n_frames"].sum()),
         "failures": [{"source_id": r.source_id, "url": r.url, "reason": r.reason} for r in failed.itertuples()],
-        "failures_by_reason": _reason_counts(failed.reason),
+        "failures_by_kind": _reason_counts(failed.reason),
         "seconds": round(seconds, 2),
     }
     write_json(out / "report.json", report)
@@ -171,10 +171,21 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     return report
 
 
+_KINDS = (("timed out", "timeout"), ("not a usable video", "not a video or corrupt"),
+          ("more expected", "incomplete download"), ("local file not found", "missing local file"),
+          ("holds no frames", "empty segment"), ("is not a valid URL", "invalid url"))
+
+
+def failure_kind(reason: str) -> str:
+    """A coarse class of a failure reason for counting (the reasons themselves name URLs and numbers)."""
+    http = re.search(r"HTTP Error (\d{3})", reason)
+    if http:
+        return f"http {http.group(1)}"
+    return next((kind for needle, kind in _KINDS if needle in reason), "other")
+
+
 def _reason_counts(reasons: pd.Series) -> dict[str, int]:
-    """Failure counts keyed by the reason's first clause (URLs and numbers vary, the kind of failure does not)."""
-    keys = reasons.map(lambda r: r.split(":")[0][:80])
-    return {k: int(v) for k, v in keys.value_counts().sort_index().items()}
+    return {k: int(v) for k, v in reasons.map(failure_kind).value_counts().sort_index().items()}
 
 
 def _row(s: Source, status: str, reason: str = "", media: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -201,7 +212,7 @@ def _remove_stale(out: Path, keep: set[str]) -> None:
 def _fingerprint(s: Source, settings: FetchSettings) -> str:
     """What the output of ``s`` depends on; local files add their size and mtime (and their ground truth's)."""
     parts: list[Any] = [s.url, None if math.isnan(s.start) else s.start, None if math.isnan(s.end) else s.end,
-                        settings.max_height]
+                        settings.max_height, settings.crf if s.has_segment else None]
     if s.kind != "remote":
         path = local_path(s.url, settings.root)
         for f in (path, _gt_beside(path)):
@@ -216,8 +227,9 @@ def _archived(s: Source, out: Path, settings: FetchSettings) -> dict[str, Any] |
     entry_path = out / ARCHIVE_DIR / f"{s.source_id}.json"
     try:
         entry = json.loads(entry_path.read_text())
-        video = out / entry["path"]
-        if entry["fingerprint"] != _fingerprint(s, settings) or video.stat().st_size != entry["size"]:
+        if entry["path"] != f"{s.source_id}.mp4" or entry["gt_path"] not in ("", f"{s.source_id}.gt.parquet"):
+            return None
+        if entry["fingerprint"] != _fingerprint(s, settings) or (out / entry["path"]).stat().st_size != entry["size"]:
             return None
         if entry["gt_path"] and not (out / entry["gt_path"]).is_file():
             return None
@@ -238,8 +250,7 @@ def fetch_group(group: list[Source], settings: FetchSettings) -> list[dict[str, 
         except SourceFailed as e:
             return [_row(s, "failed", str(e)) for s in group]
         try:
-            if probe(src).n_frames < 1:
-                raise MediaError("the video has no frames")
+            check_complete(src)
         except MediaError as e:
             reason = e.message.replace(str(src), head.url)  # name the source, not a temporary path
             return [_row(s, "failed", f"not a usable video: {reason}") for s in group]
@@ -253,6 +264,26 @@ def fetch_group(group: list[Source], settings: FetchSettings) -> list[dict[str, 
         return rows
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def check_complete(path: Path) -> None:
+    """Raise :class:`MediaError` unless ``path`` is a video whose every indexed frame is present in the file.
+
+    Probing alone trusts the header: an mp4 with its index first ("faststart", as served on the web) that was cut
+    short still claims all its frames. Demuxing (no decoding) every packet catches that at I/O speed.
+    """
+    import av
+
+    info = probe(path)
+    try:
+        with av.open(str(path)) as c:
+            present = sum(1 for packet in c.demux(c.streams.video[0]) if packet.size)
+    except (av.error.FFmpegError, OSError) as e:  # type: ignore[attr-defined]
+        raise MediaError(f"unreadable video data in {path}: {e}") from e
+    if present < 1:
+        raise MediaError(f"no frames in {path}")
+    if present < info.n_frames:
+        raise MediaError(f"truncated video {path}: {present} of {info.n_frames} frames present")
 
 
 def _fetch(s: Source, work: Path, settings: FetchSettings) -> Path:

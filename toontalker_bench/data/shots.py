@@ -61,6 +61,8 @@ def detect_shots(video: str | Path, p: ShotsParams) -> dict[str, Any]:
         frames = manager.detect_scenes(stream)
     except Exception as e:  # noqa: BLE001 - a decode error part-way
         raise MediaError(f"corrupt video {video} during shot detection: {type(e).__name__}: {e}") from e
+    if frames < info.n_frames * 0.99 - 1:  # PySceneDetect stops quietly at a truncated file's end of data
+        raise MediaError(f"corrupt video {video}: decoding stopped at frame {frames} of {info.n_frames}")
     scenes = manager.get_scene_list(start_in_scene=True)
     shots, dropped = [], 0
     for start, end in scenes:
