@@ -49,7 +49,7 @@ def test_split_fraction_and_single_identity() -> None:
     split = build.split_identities(clips, 0.3, 0)
     real = clips.domain == "real"
     frac = (split[real] == "test").mean()
-    assert 0.3 <= frac < 0.3 + 4 / real.sum()  # stops at the first identity reaching the target
+    assert abs(frac - 0.3) <= 2 / real.sum()  # within half the largest identity (4 clips) of the target
     assert (split[~real] == "train").all()  # one identity: it cannot be on both sides, it trains
 
 

@@ -47,9 +47,10 @@ def split_identities(clips: pd.DataFrame, test_fraction: float, seed: int,
                      forced: dict[tuple[str, str], str] | None = None) -> pd.Series:
     """``train``/``test`` per clip so that no identity is in both splits.
 
-    Per domain, identities (after any ``forced`` ones, keyed ``(domain, identity)``) are taken in a seeded order
-    into the test split until it holds ``test_fraction`` of the domain's clips, keeping at least one identity on each
-    side whenever the domain has two or more.
+    Per domain, identities (after any ``forced`` ones, keyed ``(domain, identity)``) are visited in a seeded order;
+    each goes to test when that brings the test share of the domain's clips closer to ``test_fraction`` (the first
+    always does when ``test_fraction > 0``), keeping at least one identity on each side whenever the domain has two
+    or more.
     """
     forced = forced or {}
     split: dict[tuple[str, str], str] = {}
@@ -66,11 +67,12 @@ def split_identities(clips: pd.DataFrame, test_fraction: float, seed: int,
         has_train = any(split.get((dom, i)) == "train" for i in counts.index)
         target = test_fraction * len(sub)
         for k, ident in enumerate(order):
-            left = len(order) - k - 1
-            want_test = n_test < target or (n_test == 0 and len(counts) >= 2 and test_fraction > 0)
-            if want_test and (left > 0 or has_train):
+            c = int(counts[ident])
+            closer = abs(n_test + c - target) < abs(n_test - target)
+            want_test = test_fraction > 0 and (n_test == 0 or closer)
+            if want_test and (len(order) - k - 1 > 0 or has_train):
                 split[(dom, ident)] = "test"
-                n_test += int(counts[ident])
+                n_test += c
             else:
                 split[(dom, ident)] = "train"
                 has_train = True
