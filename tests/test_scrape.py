@@ -7,6 +7,9 @@ import hashlib
 import http.server
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -40,6 +43,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         type(self).hits[self.path] += 1
+        if self.path.startswith("/once-slow/") and type(self).hits[self.path] == 1:
+            time.sleep(60)  # the first request hangs (the test kills the scrape meanwhile); later ones are served
+            return
+        if self.path.startswith("/once-slow/"):
+            self.path = "/ok.mp4"
         if self.path.startswith("/busy"):
             self.send_error(429, "Too Many Requests")
             return
@@ -228,3 +236,49 @@ def test_option_like_url_handed_to_ytdlp_is_only_a_bad_url(tmp_path: Path) -> No
             download(url, tmp_path / "raw" / ".work" / "x", settings)
     assert not marker.exists()
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")] == ["raw", "raw/.work", "raw/.work/x"]
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): _sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path, server: str) -> None:
+    """kill -9 in the middle of a scrape, rerun: same table, same files as a run that was never interrupted."""
+    runs = {}
+    for name in ("killed", "clean"):
+        d = tmp_path / name
+        (d / "videos").mkdir(parents=True)
+        for i in range(3):
+            write_plain(d / "videos" / f"v{i}.mp4", 20 + 10 * i)
+        m = _manifest(d, [f"v{i},videos/v{i}.mp4" for i in range(3)] + [f"web,{server}/once-slow/{name}.mp4"])
+        cmd = [sys.executable, "-m", "toontalker_bench", "data", "scrape", "--manifest", str(m), "--workers", "1",
+               "--set", "scrape.out_dir=raw", "--set", "scrape.timeout_s=120"]
+        if name == "clean":
+            _Handler.hits[f"/once-slow/{name}.mp4"] = 1  # served at once: this run is never interrupted
+        else:
+            proc = subprocess.Popen(cmd, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    start_new_session=True)
+            deadline = time.monotonic() + 60
+            while _Handler.hits[f"/once-slow/{name}.mp4"] == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)  # local sources come first; the web source now hangs on its first request
+            assert proc.poll() is None, "scrape ended before it could be killed"
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            assert not (d / "raw" / "sources.parquet").exists() and (d / "raw" / "archive" / "v2.json").exists()
+        subprocess.run(cmd, cwd=d, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        runs[name] = d / "raw"
+    killed, clean = (pd.read_parquet(runs[k] / "sources.parquet") for k in ("killed", "clean"))
+    killed.url, clean.url = killed.url.str.replace("killed", "X"), clean.url.str.replace("clean", "X")
+    assert killed.equals(clean) and (killed.status == "ok").all()
+    tree_k, tree_c = _tree(runs["killed"]), _tree(runs["clean"])
+    tree_k.pop("report.json"), tree_c.pop("report.json")  # timings and the skipped count differ by design
+    tree_k.pop("sources.parquet"), tree_c.pop("sources.parquet")  # compared above (the URLs differ)
+    assert tree_k.keys() == tree_c.keys()
+    for f in tree_k:
+        if f.startswith("archive/"):  # fingerprints hold the URL or the source file's time stamp; the rest is equal
+            entry_k, entry_c = (json.loads((runs[k] / f).read_text()) for k in ("killed", "clean"))
+            entry_k.pop("fingerprint"), entry_c.pop("fingerprint")
+            assert entry_k == entry_c, f
+        else:
+            assert tree_k[f] == tree_c[f], f

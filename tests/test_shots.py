@@ -82,6 +82,15 @@ def test_stage_table_report_failures_and_resume(tmp_path: Path, videos: dict[str
     rep_file = json.loads((tmp_path / "s" / "report.json").read_text())
     assert rep_file["shots"] == len(table) == 8
 
+    files = sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*"))
+    # what a kill -9 part-way leaves: no table yet, one source unfinished, temporaries of atomic writes
+    for f in ("shots.parquet", "report.json", "parts/b.json"):
+        (tmp_path / "s" / f).unlink()
+    (tmp_path / "s" / ".shots.parquet.tmp-k1ll3d.parquet").write_bytes(b"half")
+    (tmp_path / "s" / "parts" / ".b.json.tmp-k1ll3d.json").write_bytes(b"{")
+    again = run(params, LocalExecutor(1))
+    assert again["skipped_done"] == 2 and pd.read_parquet(tmp_path / "s" / "shots.parquet").equals(table)
+    assert sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*")) == files
     again = run(params, LocalExecutor(1))
     assert again["skipped_done"] == 3 and pd.read_parquet(tmp_path / "s" / "shots.parquet").equals(table)
     # new detector settings invalidate the finished parts

@@ -108,6 +108,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     sources = read_manifests(p.manifests, root=settings.root)
     out = Path(p.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clear_partial_files(out)
 
     rows: dict[str, dict[str, Any]] = {}
     pending: dict[str, list[Source]] = {}
@@ -132,8 +133,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     finally:
         if own:
             ex.close()
-    with contextlib.suppress(OSError):  # each group removes its own work folder; this drops the (empty) parent
-        (out / WORK_DIR).rmdir()
+    shutil.rmtree(out / WORK_DIR, ignore_errors=True)  # partial downloads of a killed run for URLs now gone
 
     table = pd.DataFrame([rows[s.source_id] for s in sources], columns=list(TABLE_COLUMNS))
     table = table.astype({"width": "int64", "height": "int64", "n_frames": "int64", "fps": "float64",
@@ -198,6 +198,14 @@ def _row(s: Source, status: str, reason: str = "", media: dict[str, Any] | None 
         "width": int(media.get("width", 0)), "height": int(media.get("height", 0)),
         "fps": float(media.get("fps", 0.0)), "n_frames": int(media.get("n_frames", 0)), "box": s.box_text(),
     }
+
+
+def clear_partial_files(folder: Path) -> None:
+    """Delete temporaries that a killed run left behind (``toontalker_bench.io.atomic_path`` names them
+    ``.<name>.tmp-*``), so a resumed run ends with exactly the files of an uninterrupted one."""
+    for f in folder.rglob(".*.tmp-*"):
+        if f.is_file():
+            f.unlink()
 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:

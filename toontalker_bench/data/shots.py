@@ -24,6 +24,7 @@ from ..errors import ConfigError, MediaError
 from ..executors import Executor, Failure, make_executor
 from ..io import read_table, write_json, write_table
 from ..video import probe
+from .scrape import clear_partial_files
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     ok = sources[sources.status == "ok"]
     out = Path(p.out_dir)
     parts = out / PARTS_DIR
+    if out.is_dir():
+        clear_partial_files(out)
 
     results: dict[str, dict[str, Any]] = {}
     failures: list[dict[str, str]] = []
