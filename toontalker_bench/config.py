@@ -77,7 +77,7 @@ class ShotsParams:
 class FacesParams:
     out_dir: str = "data/faces"
     detect_every: int = 5
-    detect_max_side: int = 0  # the detector sees frames downscaled to this longer side (speed); 0 = full size
+    detect_max_side: int = 320  # the detector sees frames downscaled to this longer side (speed); 0 = full size
     link_iou: float = 0.3  # a detection joins a track when its IoU with the track's last box is at least this
     max_gap: int = 1  # detection passes a track may miss before it ends (the gap is interpolated)
     iou_split: float = 0.25
