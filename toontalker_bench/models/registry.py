@@ -49,10 +49,20 @@ def load_profile(method: str, profile: str = "tiny",
                           hint=f"known profiles: {', '.join(data)}")
     cfg = dict(data[profile] or {})
     over = parse_overrides(list(overrides)) if isinstance(overrides, (list, tuple)) else dict(overrides or {})
-    _check_known(cfg, over, method, profile, "")
+    _check_known(_with_trainer_defaults(cfg), over, method, profile, "")
     cfg = deep_merge(cfg, over)
     cfg.setdefault("size", 64)
     return cfg
+
+
+def _with_trainer_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` plus every trainer key (``train.*``) a profile may leave at its default, for override checking."""
+    import dataclasses
+
+    from ..train.trainer import TrainConfig
+
+    defaults = {f.name: None for f in dataclasses.fields(TrainConfig)}
+    return {**cfg, "train": {**defaults, **(cfg.get("train") or {})}}
 
 
 def _check_known(base: dict[str, Any], over: dict[str, Any], method: str, profile: str, where: str) -> None:
