@@ -189,7 +189,7 @@ def expression(ch: Character, m: np.ndarray) -> Expr:
         happy = m[M["eye_happy"]]
         top0 = -(1 + 0.3 * wide)
         bot = 1 - 0.75 * happy
-        closed = 0.55 * bot
+        closed = 0.9 * bot
         tops.append(float(top0 + (closed - top0) * blink))
         bots.append(float(bot))
         dys.append(float(-0.13 * m[M[f"brow_up_{side}"]] + 0.07 * m[M[f"brow_down_{side}"]]))

@@ -30,7 +30,7 @@ from .motion import MORPHS, POSE_DIM
 
 log = logging.getLogger(__name__)
 
-RENDER_VERSION = "1"  # bump when rendering changes, so finished videos are regenerated
+RENDER_VERSION = "2"  # bump when rendering changes, so finished videos are regenerated
 HASH_KEY = b"toontalker.synth_hash"
 MANIFEST_COLUMNS = ("source_id", "url", "domain", "title", "license", "attribution", "identity", "split", "start", "end")
 CARTOON_LICENSE = "CC0-1.0"
