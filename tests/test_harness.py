@@ -181,3 +181,44 @@ def test_animate_crops_faces_and_pastes_back(work: Path, capsys: pytest.CaptureF
     assert "no face found in" in capsys.readouterr().err and not (work / "x.mp4").exists()
     assert main(["animate", "--method", "oracle-driving", "--source", str(source), "--driving", str(driving),
                  "--out", str(work / "x.mp4")]) == 2
+
+
+def _eval_worker(rank: int, world: int, port: int, dataset: str, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from toontalker_bench.config import EvalParams
+    from toontalker_bench.eval.runner import evaluate
+    from toontalker_bench.models.baselines import CopySource
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    dist.init_process_group("gloo")
+    ep = EvalParams(self_metrics=["l1", "psnr", "ssim"], cross_metrics=["l1"])
+    evaluate(CopySource({"size": 64}), dataset, out, ep, ["self_real", "self_cartoon", "real2cartoon"])
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_evaluation_sharded_over_two_ranks_equals_one_process(dataset: Path, tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from toontalker_bench.config import EvalParams
+    from toontalker_bench.eval.runner import evaluate
+    from toontalker_bench.models.baselines import CopySource
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_eval_worker, args=(2, port, str(dataset), str(tmp_path / "ddp")), nprocs=2, join=True)
+    ep = EvalParams(self_metrics=["l1", "psnr", "ssim"], cross_metrics=["l1"])
+    evaluate(CopySource({"size": 64}), dataset, tmp_path / "one", ep, ["self_real", "self_cartoon", "real2cartoon"])
+    one = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert json.loads((tmp_path / "ddp" / "metrics.json").read_text()) == one
+    assert (tmp_path / "ddp" / "pairs.csv").read_text() == (tmp_path / "one" / "pairs.csv").read_text()
+    for task in one:  # the sample grids show the same pairs
+        assert (tmp_path / "ddp" / "samples" / f"{task}.png").read_bytes() == \
+            (tmp_path / "one" / "samples" / f"{task}.png").read_bytes()
+    assert len(pd.read_csv(tmp_path / "one" / "pairs.csv")) == 6

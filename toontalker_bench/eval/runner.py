@@ -216,10 +216,11 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
             if dist_names:
                 local_feats.append(_features(generated, ep, mdev))
             if len(samples) < ep.samples:
-                samples.append((source, driving, generated))
+                samples.append((row.pair_id, source, driving, generated))
             n_frames_total += n
         gathered = [r for part in _gather(local_rows, world) for r in part]
         feats = [f for part in _gather(local_feats, world) for f in part]
+        samples = sorted((x for part in _gather(samples, world) for x in part), key=lambda x: x[0])[:ep.samples]
         if rank != 0:
             continue
         gathered.sort(key=lambda r: r["pair_id"])
@@ -233,7 +234,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         rows.extend({**{k: r[k] for k in ("task", "pair_id", "source_clip", "driving_clip", "n_frames")},
                      **{m: r[m]["value"] for m in per_pair}} for r in gathered)
         if samples:
-            _write_samples(out_dir / "samples", task, samples)
+            _write_samples(out_dir / "samples", task, [x[1:] for x in samples])
     seconds = time.perf_counter() - t0
     table = pd.DataFrame(rows)
     if rank == 0:
