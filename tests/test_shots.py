@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers_media import remux_faststart, truncate, write_multishot
+from helpers_media import multishot_frames, remux_faststart, truncate, write_multishot
 
 from toontalker_bench.cli import main
 from toontalker_bench.config import Params, ScrapeParams, ShotsParams
@@ -42,6 +42,23 @@ def test_cuts_found_within_two_frames(videos: dict[str, tuple[Path, list[int]]],
         starts_ends = [x for shot in res["shots"] for x in shot]
         assert starts_ends == sorted(starts_ends) and res["shots"][0][0] == 0
     assert detect_shots(videos["a"][0], ShotsParams(detector=detector))["dropped"] == 1
+
+
+def test_other_pixel_formats_take_the_generic_path(tmp_path: Path) -> None:
+    """yuv444p frames are not subsampled from the planes but converted by PyAV; the cuts are the same."""
+    import av
+
+    lengths = (30, 40, 35)
+    with av.open(str(tmp_path / "v444.mp4"), "w") as c:
+        st = c.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = 330, 190, "yuv444p"
+        for f in multishot_frames(lengths, size=(330, 190), seed=4):
+            for pkt in st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+    res = detect_shots(tmp_path / "v444.mp4", ShotsParams(downscale_width=80))
+    assert [a for a, _ in res["shots"]] == [0, 30, 70] and res["frames"] == sum(lengths)
 
 
 def _sources(tmp_path: Path, videos: dict[str, tuple[Path, list[int]]]) -> Path:

@@ -40,14 +40,55 @@ class ShotJob:
     params: ShotsParams
 
 
+def open_subsampled(video: str | Path, step: int):  # noqa: ANN201 - a scenedetect VideoStream
+    """PySceneDetect's PyAV stream handing out frames subsampled ``step`` times in each direction.
+
+    The frames are taken straight from the decoded YUV planes (every ``step``-th sample) and converted to BGR at the
+    small size. Converting every full frame to BGR and then resizing (what ``SceneManager.downscale`` does) costs as
+    much as decoding; this costs about a sixth of it, and hard cuts look the same at 160 pixels either way.
+    """
+    import cv2
+    import numpy as np
+    from scenedetect.backends.pyav import VideoStreamAv
+
+    class SubsampledStream(VideoStreamAv):
+        def __init__(self) -> None:
+            super().__init__(str(video), suppress_output=True)
+            w, h = super().frame_size
+            self._small = (max(2, w // step // 2 * 2), max(2, h // step // 2 * 2))
+
+        @property
+        def frame_size(self) -> tuple[int, int]:
+            return self._small
+
+        def read(self, decode: bool = True) -> np.ndarray | bool:
+            got = super().read(decode=False)
+            if got is False or not decode:
+                return got
+            frame = self._frame
+            w, h = self._small
+            if frame.format.name != "yuv420p":
+                return frame.to_ndarray(format="bgr24", width=w, height=h)
+
+            def plane(i: int, rows: int, cols: int) -> np.ndarray:
+                pl = frame.planes[i]
+                return np.frombuffer(pl, np.uint8).reshape(-1, pl.line_size)[::step, ::step][:rows, :cols]
+
+            i420 = np.concatenate([plane(0, h, w).ravel(), plane(1, h // 2, w // 2).ravel(),
+                                   plane(2, h // 2, w // 2).ravel()])
+            return cv2.cvtColor(i420.reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_I420)
+
+    return SubsampledStream()
+
+
 def detect_shots(video: str | Path, p: ShotsParams) -> dict[str, Any]:
     """Run PySceneDetect on one video. Returns ``shots`` [(start, end_exclusive)], ``dropped`` and timing."""
-    from scenedetect import AdaptiveDetector, ContentDetector, SceneManager, open_video
+    from scenedetect import AdaptiveDetector, ContentDetector, SceneManager
 
     t0 = time.perf_counter()
     info = probe(video)  # MediaError for a truncated / non-video file, before PySceneDetect's OpenCV fallback
     try:
-        stream = open_video(str(video), backend="pyav", suppress_output=True)
+        stream = open_subsampled(video, max(1, info.width // max(1, p.downscale_width)))
     except Exception as e:  # noqa: BLE001 - scenedetect raises its own VideoOpenFailure / OSError types
         raise MediaError(f"cannot open video {video}: {e}") from e
     if p.detector == "content":
@@ -57,7 +98,7 @@ def detect_shots(video: str | Path, p: ShotsParams) -> dict[str, Any]:
     manager = SceneManager()
     manager.add_detector(detector)
     manager.auto_downscale = False
-    manager.downscale = max(1, info.width // max(1, p.downscale_width))
+    manager.downscale = 1  # the stream already hands out small frames
     try:
         frames = manager.detect_scenes(stream)
     except Exception as e:  # noqa: BLE001 - a decode error part-way
