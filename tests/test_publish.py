@@ -10,7 +10,8 @@ import pytest
 
 from toontalker_bench.cli import main
 from toontalker_bench.errors import LeaderboardError
-from toontalker_bench.publish import PROVENANCE, metric_directions, publish_rows, read_leaderboard, read_rows, render_markdown
+from toontalker_bench.publish import (PROVENANCE, metric_directions, publish_rows, read_leaderboard, read_rows,
+                                      render_markdown)
 
 
 def row(run_id: str, method: str = "m", task: str = "self_real", l1: float | None = 0.1, psnr: float = 20.0) -> dict:
