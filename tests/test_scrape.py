@@ -23,7 +23,7 @@ from helpers_media import remux_faststart, truncate, write_plain
 
 from toontalker_bench.cli import main
 from toontalker_bench.config import Params, ScrapeParams
-from toontalker_bench.data.scrape import TABLE_COLUMNS, FetchSettings, SourceFailed, download, run
+from toontalker_bench.data.scrape import TABLE_COLUMNS, FetchSettings, SourceFailed, download, run, ytdlp_options
 from toontalker_bench.errors import UserError
 from toontalker_bench.executors import LocalExecutor
 from toontalker_bench.video import probe, read_frames
@@ -282,3 +282,16 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path, server: str) -
             assert entry_k == entry_c, f
         else:
             assert tree_k[f] == tree_c[f], f
+
+
+def test_ytdlp_options_pass_settings_through(tmp_path: Path) -> None:
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n")
+    p = ScrapeParams(out_dir=str(tmp_path), max_height=480, rate_limit="2M", proxy="socks5://127.0.0.1:1080",
+                     cookies=str(cookies), socket_timeout_s=7.0, enable_file_urls=False)
+    opts = ytdlp_options(tmp_path / "w", FetchSettings.from_params(p), hook=print)
+    assert opts["ratelimit"] == 2 * 1024 * 1024 and opts["proxy"] == "socks5://127.0.0.1:1080"
+    assert opts["cookiefile"] == str(cookies) and opts["socket_timeout"] == 7.0 and opts["enable_file_urls"] is False
+    assert "[height<=?480]" in opts["format"] and "720" not in opts["format"]
+    assert Path(opts["ffmpeg_location"]).is_file() and opts["default_search"] == "error"
+    assert opts["outtmpl"] == str(tmp_path / "w" / "video.%(ext)s") and opts["progress_hooks"] == [print]
