@@ -1,7 +1,8 @@
 """Stage 2, shots: split every fetched source into shots with PySceneDetect -> ``data/shots/shots.parquet``.
 
-Each source is decoded once through PySceneDetect's PyAV backend and analysed at about ``shots.downscale_width``
-pixels wide (the content/adaptive detectors only need coarse HSV/edge statistics). Shots shorter than
+Each source is decoded once through PySceneDetect's PyAV backend; the detectors see frames subsampled to about
+``shots.downscale_width`` pixels wide, taken straight from the decoded YUV planes (they only need coarse HSV
+statistics, and full-size colour conversion would cost as much as decoding). Shots shorter than
 ``shots.min_shot_frames`` (including zero-length ones) are dropped and counted; a source that cannot be decoded is a
 recorded failure and the stage goes on. Per-source results are kept in ``parts/<source_id>.json`` so a rerun only
 processes sources that changed.
