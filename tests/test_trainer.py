@@ -6,6 +6,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,8 @@ from toontalker_bench.models.base import Capabilities, Method
 from toontalker_bench.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from toontalker_bench.train.data import TrainData, load_clips
 from toontalker_bench.train.trainer import latest_checkpoint, train
+
+TESTS = Path(__file__).parent
 
 
 class Toy(Method):
@@ -170,3 +175,50 @@ def test_checkpoint_from_other_method_or_shape_is_refused(tmp_path: Path) -> Non
     (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_checkpoint(toy, tmp_path / "bad.safetensors")
+
+
+class SlowToy(Toy):
+    """The toy at a pace a test can interrupt from outside (registered as ``toy`` only in the CLI subprocess)."""
+
+    name = "toy"
+    profiles = {"tiny": {"size": 32, "noise": 0.05, "train": dict(steps=24, batch_size=4, checkpoint_every=100,
+                                                                 sample_every=100, log_every=1, tensorboard=True)}}
+
+    def training_step(self, batch: dict, step: int) -> dict[str, float]:
+        time.sleep(0.15)
+        return super().training_step(batch, step)
+
+
+_CLI = ("import sys; sys.path.insert(0, sys.argv[1]); import test_trainer; "
+        "from toontalker_bench.models.base import METHODS; METHODS.register('toy')(test_trainer.SlowToy); "
+        "from toontalker_bench.cli import main; sys.exit(main(sys.argv[2:]))")
+
+
+def _cli(cwd: Path, dataset: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _CLI, str(TESTS), "--set", f"build.out_dir={dataset}", "train",
+                             "--method", "toy", *args], cwd=cwd, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_cli_sigint_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
+    dataset = build_fixture_dataset(tmp_path / "ds", size=32, n_frames=12, train_clips=2, test_clips=1)
+    full = _cli(tmp_path, dataset, "--run-id", "full")
+    cut = _cli(tmp_path, dataset, "--run-id", "cut")
+    log = tmp_path / "runs" / "toy" / "cut" / "train_log.csv"
+    end = time.monotonic() + 240
+    while not (log.is_file() and len(log.read_text().splitlines()) >= 4):  # header + 3 steps
+        assert cut.poll() is None and time.monotonic() < end, cut.stderr.read() if cut.poll() is not None else ""
+        time.sleep(0.1)
+    cut.send_signal(signal.SIGINT)
+    assert cut.wait(120) == 130, cut.stderr.read()
+    ckpts = sorted((tmp_path / "runs" / "toy" / "cut" / "checkpoints").glob("step_*.safetensors"))
+    assert len(ckpts) == 1 and 3 <= int(ckpts[0].stem.split("_")[1]) < 24
+    assert not (tmp_path / "runs" / "toy" / "cut" / "checkpoint.safetensors").exists()
+    resumed = _cli(tmp_path, dataset, "--run-id", "cut", "--resume")
+    assert resumed.wait(240) == 0, resumed.stderr.read()
+    assert full.wait(240) == 0, full.stderr.read()
+    a, meta_a = read_checkpoint(tmp_path / "runs" / "toy" / "cut" / "checkpoint.safetensors")
+    b, meta_b = read_checkpoint(tmp_path / "runs" / "toy" / "full" / "checkpoint.safetensors")
+    assert meta_a["step"] == meta_b["step"] == "24"
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "runs" / "toy" / "cut" / "tensorboard").is_dir()

@@ -336,7 +336,9 @@ def train_cmd(ctx: click.Context, method: str, profile: str | None, run_id: str 
     run_dir, rec = train_only(params, method, profile, profile_sets, run_id, resume)
     click.echo(f"{run_dir}: {rec['steps']} steps in {rec['train_seconds']:.1f} s")
     if rec["interrupted"]:
-        raise click.exceptions.Exit(130)
+        click.echo(f"interrupted; checkpoint saved. Continue with: toontalker-bench train --method {method} "
+                   f"--run-id {run_dir.name} --resume", err=True)
+        raise click.exceptions.Abort()  # main() prints "aborted" and exits 130
 
 
 @evaluate.command("run")
@@ -386,7 +388,7 @@ def run_cmd(ctx: click.Context, method: str, profile: str | None, checkpoint: st
     if out.interrupted:
         click.echo(f"interrupted; checkpoint saved. Continue with: toontalker-bench run --method {method} "
                    f"--resume {out.run_id}", err=True)
-        raise click.exceptions.Exit(130)
+        raise click.exceptions.Abort()  # main() prints "aborted" and exits 130
     for task, values in out.metrics.items():
         click.echo(f"{task:<13} " + "  ".join(f"{m}={'n/a' if v is None else f'{v:.4g}'}" for m, v in values.items()))
     click.echo(f"run {out.run_id}: {out.run_dir}" + (f" -> {out.leaderboard}" if out.leaderboard else ""))
