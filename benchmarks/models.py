@@ -38,6 +38,7 @@ def measure(method: str, profile: str, device: str, steps: int) -> dict[str, Any
 
     from toontalker_bench.models.registry import load_profile, method_class
 
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # imports alone
     torch.manual_seed(0)
     cfg = load_profile(method, profile)
     model = method_class(method)(cfg).to(device)
@@ -88,6 +89,7 @@ def measure(method: str, profile: str, device: str, steps: int) -> dict[str, Any
         "train_step_s_all": [round(s, 4) for s in step_times],
         "animate_frames": n_frames, "animate_fps": round(n_frames / infer_s, 3),
         "peak_memory_mib": round(peak, 1), "peak_memory_kind": peak_kind,
+        "rss_after_imports_mib": round(rss_before, 1),
         "torch_threads": torch.get_num_threads(), "load_avg_1min_before_after": [round(x, 2) for x in load],
         "torch": torch.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
