@@ -48,7 +48,8 @@ def _weights_sha(path: str, mtime: float, size: int) -> str:
 class InceptionExtractor:
     """Batched pool3 feature extraction with an on-disk cache keyed by content hash + weights hash."""
 
-    def __init__(self, device: str = "cpu", batch_size: int = 50, cache: bool = True) -> None:
+    def __init__(self, device: str = "cpu", batch_size: int = 50, cache: bool = True,
+                 cache_root: str | os.PathLike[str] | None = None) -> None:
         from ..assets import fid_inception_model
 
         path = asset_path("fid-inception", "FID/KID")
@@ -60,6 +61,7 @@ class InceptionExtractor:
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.cache = cache
+        self.cache_root = Path(cache_root) if cache_root is not None else cache_dir()
         self.backend = f"pytorch-fid-inception-v3:{WEIGHTS_NAME}:sha256={self.weights_sha[:12]}"
 
     # -- forward --------------------------------------------------------------------------------------------------
@@ -83,7 +85,7 @@ class InceptionExtractor:
     def _cached(self, content_sha: str, compute) -> np.ndarray:  # noqa: ANN001 - () -> np.ndarray
         if not self.cache:
             return compute()
-        f = cache_dir() / f"{content_sha}-{self.weights_sha[:16]}.npy"
+        f = self.cache_root / f"{content_sha}-{self.weights_sha[:16]}.npy"
         if f.is_file():
             log.info("FID features from cache %s", f)
             return np.load(f)
