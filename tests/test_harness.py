@@ -222,3 +222,10 @@ def test_evaluation_sharded_over_two_ranks_equals_one_process(dataset: Path, tmp
         assert (tmp_path / "ddp" / "samples" / f"{task}.png").read_bytes() == \
             (tmp_path / "one" / "samples" / f"{task}.png").read_bytes()
     assert len(pd.read_csv(tmp_path / "one" / "pairs.csv")) == 6
+
+
+def test_methods_lists_baselines_with_profiles(capsys: pytest.CaptureFixture) -> None:
+    assert main(["methods"]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
+    assert "fixed" in lines["copy-source"] and "self+cross" in lines["copy-source"]
+    assert "self only" in lines["oracle-driving"] and "profiles=tiny,paper" in lines["oracle-driving"]

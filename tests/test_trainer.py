@@ -222,3 +222,18 @@ def test_cli_sigint_then_resume_matches_uninterrupted(tmp_path: Path) -> None:
     assert meta_a["step"] == meta_b["step"] == "24"
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert (tmp_path / "runs" / "toy" / "cut" / "tensorboard").is_dir()
+
+
+class _NotATensor:
+    pass
+
+
+def test_third_party_pth_weights_only_unless_trusted(tmp_path: Path) -> None:
+    from toontalker_bench.train.checkpoint import load_torch_file
+
+    torch.save({"w": torch.ones(2)}, tmp_path / "plain.pth")
+    assert torch.equal(load_torch_file(tmp_path / "plain.pth")["w"], torch.ones(2))
+    torch.save({"w": torch.ones(2), "obj": _NotATensor()}, tmp_path / "pickle.pth")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_torch_file(tmp_path / "pickle.pth")
+    assert isinstance(load_torch_file(tmp_path / "pickle.pth", trust=True)["obj"], _NotATensor)
