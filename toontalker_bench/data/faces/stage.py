@@ -204,11 +204,13 @@ def _tubes_of_shot(job: SourceJob, shot: int, tracked: list[tuple[T.Track, _Open
             reason = T.filter_reason(b - a, bx, sc[~np.isnan(sc)], sharp, width=width, height=height,
                                      min_frames=p.min_frames, min_face_px=p.min_face_px, min_score=p.min_score,
                                      min_sharpness=p.min_sharpness, border_margin=p.border_margin)
+            gt_box, motion, identity = _gt_arrays(gt, fr, bx, fallback_id)
+            if not reason and gt is not None and np.isnan(gt_box[:, 0]).all():
+                reason = "not_in_ground_truth"  # a face the demo annotations do not know (e.g. in the background)
             if reason:
                 rejects.append({"source_id": sid, "shot": shot, "tube_id": tube_id, "start_frame": int(fr[0]),
                                 "end_frame": int(fr[-1]) + 1, "reason": reason, "detail": ""})
                 continue
-            gt_box, motion, identity = _gt_arrays(gt, fr, bx, fallback_id)
             arrays[tube_id] = {"frames": fr, "boxes": bx.astype(np.float32), "scores": sc,
                                "landmarks68": lm[a:b, :68].astype(np.float32),
                                "landmarks5": lm[a:b, 68:].astype(np.float32), "detected": detected[a:b],
