@@ -8,6 +8,9 @@ How accumulation and DDP reach inside a method's step: the trainer finds the met
 attributes (directly, or in a dict/list attribute) and, while a step runs, defers their ``step()`` until the last
 micro-batch (``zero_grad()`` is a no-op while a step is deferred). Before the real step the gradients are averaged
 over DDP ranks (all-reduce) and over micro-batches — the same numbers as one process on the whole global batch.
+One caveat with ``grad_accum`` > 1: while an optimiser's step is pending its gradients keep accumulating, so a GAN
+whose generator loss also back-propagates into the discriminator should freeze the discriminator's parameters
+(``requires_grad_(False)``) during the generator pass, as is good practice anyway.
 Each step re-seeds torch from ``(seed, step, rank)``, so random augmentation or noise inside a method is reproducible
 across ``--resume``.
 
@@ -321,6 +324,7 @@ def train(method: Method, data: TrainData, run_dir: str | Path, *, seed: int = 0
             batch = move(data.batch(step, tc.batch_size, rank, world), dev)
             method.zero_grad(set_to_none=True)
             micro = split_micro(batch, tc.grad_accum)
+            deferred.optimizers = find_optimizers(method)  # a method may create its optimisers lazily
             out: dict[str, float] = {}
             for i, mb in enumerate(micro):
                 torch.manual_seed(_step_seed(seed, step, rank, i))
