@@ -1,4 +1,4 @@
-"""AnimeCeleb-style pose-vector animator (Kim et al., ECCV 2022 "AnimeCeleb"; PIRenderer-like) — method ``animeceleb``.
+"""AnimeCeleb-style pose-vector animator (Kim et al., ECCV 2022; PIRenderer-like) — method ``animeceleb``.
 
 The generator is driven by an explicit 20-D pose vector (17 expression morphs in [0, 1] + yaw/pitch/roll in degrees,
 :mod:`toontalker_bench.data.motion`), not by an image:

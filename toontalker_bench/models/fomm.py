@@ -380,7 +380,7 @@ def equivariance_losses(kp_detector: nn.Module, kp_driving: KP, driving: torch.T
 
 # ----------------------------------------------------------------------------------------------- the method
 def normalize_kp(kp_source: KP, kp_driving: KP, kp_driving_initial: KP) -> KP:
-    """Relative motion: driving displacement and Jacobian change w.r.t. the first driving frame, applied to the source."""
+    """Relative motion: the driving displacement and Jacobian change w.r.t. the first driving frame, on the source."""
     out = {"value": kp_driving["value"] - kp_driving_initial["value"] + kp_source["value"]}
     if "jacobian" in kp_driving:
         change = kp_driving["jacobian"] @ torch.linalg.inv(kp_driving_initial["jacobian"])
