@@ -122,18 +122,15 @@ def _distribution(name: str, gen: np.ndarray, ref: np.ndarray, ep: EvalParams) -
 
 # ------------------------------------------------------------------------------------------------ frames
 class _Frames:
-    """Decoded protocol frames at the method's size, cached per clip."""
+    """Protocol frames decoded at the method's size."""
 
     def __init__(self, root: Path, clips: pd.DataFrame, size: int) -> None:
         self.root, self.size = root, size
         self.paths = dict(zip(clips["clip_id"], clips["path"]))
         self.clips = clips
-        self._cache: dict[str, np.ndarray] = {}
 
-    def clip(self, clip_id: str) -> np.ndarray:
-        if clip_id not in self._cache:
-            self._cache[clip_id] = read_frames(self.root / self.paths[clip_id], size=(self.size, self.size))
-        return self._cache[clip_id]
+    def window(self, clip_id: str, start: int, n: int) -> np.ndarray:
+        return read_frames(self.root / self.paths[clip_id], start, start + n, size=(self.size, self.size))
 
     def reference(self, domain: str, n: int) -> np.ndarray:
         """``n`` test frames of ``domain``, evenly spaced over all its test clips (fewer if there are fewer)."""
@@ -185,7 +182,6 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
     t0 = time.perf_counter()
     results: dict[str, dict[str, MetricValue]] = {}
     rows: list[dict[str, Any]] = []
-    n_frames_total = 0
     for task in tasks:
         src_dom, drv_dom = TASKS[task]
         tp = pairs[pairs["task"] == task]
@@ -203,8 +199,8 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         local_rows, local_feats, samples = [], [], []
         for row in progress(mine, desc=f"{method.name} {task}", unit="pair"):
             n = int(row.n_frames) if not ep.max_frames else min(int(row.n_frames), ep.max_frames)
-            source = frames.clip(row.source_clip)[int(row.source_frame)]
-            driving = frames.clip(row.driving_clip)[int(row.driving_start):int(row.driving_start) + n]
+            source = frames.window(row.source_clip, int(row.source_frame), 1)[0]
+            driving = frames.window(row.driving_clip, int(row.driving_start), n)
             out = method.animate(to_tensor(source).to(device), to_tensor(driving).to(device),
                                  source_domain=src_dom, driving_domain=drv_dom, relative=True)
             generated = to_uint8(out)
@@ -217,7 +213,6 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
                 local_feats.append(_features(generated, ep, mdev))
             if len(samples) < ep.samples:
                 samples.append((row.pair_id, source, driving, generated))
-            n_frames_total += n
         gathered = [r for part in _gather(local_rows, world) for r in part]
         feats = [f for part in _gather(local_feats, world) for f in part]
         samples = sorted((x for part in _gather(samples, world) for x in part), key=lambda x: x[0])[:ep.samples]
@@ -238,7 +233,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
     seconds = time.perf_counter() - t0
     table = pd.DataFrame(rows)
     if rank == 0:
-        _write_results(out_dir, method, results, table, seconds, n_frames_total * world)
+        _write_results(out_dir, method, results, table, seconds, int(table["n_frames"].sum()) if len(table) else 0)
     return EvalResult(results, table, seconds, out_dir)
 
 
