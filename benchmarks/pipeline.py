@@ -12,7 +12,6 @@ and every library runs single-threaded.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile

@@ -4,7 +4,10 @@ Each source video is decoded once, front to back. Inside a shot the detector run
 on the shot's last frame); detections are linked into tracks and boxes interpolated in between; only the frames since
 the oldest open track's last detection are kept in memory, so landmarks for interpolated frames are computed as soon
 as the next detection confirms the track. Tubes are then split (VoxCeleb's rules) and filtered; every rejected shot or
-tube is recorded with a reason.
+tube is recorded with a reason. In ``tracks/<tube_id>.npz``, ``scores`` is NaN on tracked (interpolated) frames;
+``landmarks68``/``landmarks5`` are computed on every frame; ``frames`` holds the absolute frame indices, and for demo
+sources ``gt_box``/``motion`` carry the ground truth wherever the GT face overlaps the tube (else NaN). The tube's
+identity is the most frequent matched GT identity, else the manifest's identity, else the source id.
 
 Resumable: every finished source writes its tubes' ``tracks/<tube_id>.npz`` and then a part record
 ``.parts/<source_id>.json`` (keyed by a hash of the inputs and params); a rerun skips sources whose part matches.
