@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +30,20 @@ def small_params(tmp: Path, *extra: str):  # noqa: ANN201
     return load_params(None, SMALL + [f"synth.out_dir={tmp}", f"synth.manifest={tmp}/demo.csv", *extra])
 
 
+def synth_cli(out: Path) -> dict:
+    """Run ``data synth`` through the CLI in a fresh interpreter (libraries loaded by other tests, e.g.
+    onnxruntime, change the process's floating-point state and with it x264's bit-exact output)."""
+    args = [a for s in SMALL for a in ("--set", s)]
+    args += ["data", "synth", "--out", str(out)]  # --out alone sends the manifest to OUT/demo.csv
+    res = subprocess.run([sys.executable, "-m", "toontalker_bench", *args], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return json.loads((out / "report.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("synth")
-    return out, synth.run(small_params(out))
+    return out, synth_cli(out)
 
 
 def gt_of(out: Path, name: str) -> pd.DataFrame:
@@ -135,11 +148,18 @@ def test_cartoon_skin_lies_inside_the_box(corpus: tuple[Path, dict]) -> None:
 
 def test_determinism_and_resume(corpus: tuple[Path, dict], tmp_path: Path) -> None:
     out, _ = corpus
-    again = synth.run(small_params(tmp_path))
+    again = synth_cli(tmp_path)
     for name in ("cartoon_000", "real_000", "real_carphone"):
         pd.testing.assert_frame_equal(gt_of(out, name), gt_of(tmp_path, name))
-        np.testing.assert_array_equal(read_frames(out / f"{name}.mp4", 0, 1), read_frames(tmp_path / f"{name}.mp4", 0, 1))
-    assert (out / "demo.csv").read_bytes() == (tmp_path / "demo.csv").read_bytes()
+        # libx264 here is not bit-reproducible across processes on some content (measured: mean |diff| <= 0.41 per
+        # frame on real_000, 0 on the cartoon), so the encoded videos are compared within codec noise ...
+        a, b = read_frames(out / f"{name}.mp4").astype(np.float32), read_frames(tmp_path / f"{name}.mp4").astype(np.float32)
+        assert a.shape == b.shape and np.abs(a - b).mean(axis=(1, 2, 3)).max() < 1.5
+    for video in synth.plan(small_params(tmp_path))[:2]:  # ... and the rendered frames bit for bit
+        first = [next(synth._shot_frames(video, video.shots[0], 0))[0] for _ in range(2)]
+        np.testing.assert_array_equal(*first)
+    rel = lambda p: (p / "demo.csv").read_text().replace(str(p), "OUT")  # noqa: E731 - urls name the out dir
+    assert rel(out) == rel(tmp_path)
     rerun = synth.run(small_params(tmp_path))
     assert rerun["skipped"] == 3 and rerun["generated"] == 0 and rerun["frames"] == again["frames"]
     other = synth.plan(small_params(tmp_path, "seed=1"))

@@ -30,7 +30,7 @@ from .motion import MORPHS, POSE_DIM
 
 log = logging.getLogger(__name__)
 
-RENDER_VERSION = "2"  # bump when rendering changes, so finished videos are regenerated
+RENDER_VERSION = "3"  # bump when rendering changes, so finished videos are regenerated
 HASH_KEY = b"toontalker.synth_hash"
 MANIFEST_COLUMNS = ("source_id", "url", "domain", "title", "license", "attribution", "identity", "split", "start", "end")
 CARTOON_LICENSE = "CC0-1.0"
@@ -281,7 +281,7 @@ def render_video(job: tuple[Video, str, int]) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ..video import VideoWriter
+    from ..video import write_video
 
     video, out_dir, seed = job
     out = Path(out_dir)
@@ -312,13 +312,14 @@ def render_video(job: tuple[Video, str, int]) -> dict[str, Any]:
             add(f, 0, video.shots[0].identity, True, None, None, None)
         n, fps = info.n_frames, info.fps
     else:
-        n, fps = 0, video.fps
-        with VideoWriter(mp4, fps=video.fps, crf=20) as wr:
+        def frames():  # noqa: ANN202 - records the GT row of each frame as it is encoded
             for si, shot in enumerate(video.shots):
                 for img, lm, box, motion in _shot_frames(video, shot, seed):
-                    wr.write(img)
-                    add(n, si, shot.identity, lm is not None, box, lm, motion)
-                    n += 1
+                    add(len(cols["frame"]), si, shot.identity, lm is not None, box, lm, motion)
+                    yield img
+
+        # write_video pins the encoder to one thread: x264's output depends on its thread count
+        n, fps = write_video(mp4, frames(), fps=video.fps, crf=20), video.fps
     schema = pa.schema([("frame", pa.int64()), ("shot", pa.int32()), ("identity", pa.string()), ("domain", pa.string()),
                         ("has_face", pa.bool_()), ("box_x0", pa.float64()), ("box_y0", pa.float64()),
                         ("box_x1", pa.float64()), ("box_y1", pa.float64()), ("landmarks", pa.list_(pa.float64())),
