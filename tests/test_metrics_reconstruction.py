@@ -59,3 +59,19 @@ def test_lpips_without_backbone_is_absent_with_reason(tmp_path, monkeypatch) -> 
     v = m.compute()
     reconstruction.lpips_alex.cache_clear()
     assert v.value is None and "lpips-alex" in v.reason and v.backend.startswith("lpips-alex")
+
+
+def test_evaluator_aggregates_are_means_of_per_pair_values() -> None:
+    from toontalker_bench.metrics.api import Evaluator
+
+    rng = np.random.default_rng(2)
+    ev = Evaluator(["l1", "ssim"], device="cpu")
+    per_pair = []
+    for t in (2, 5):
+        drv = rng.integers(0, 256, (t, 16, 16, 3)).astype(np.uint8)
+        gen = np.clip(drv + rng.normal(0, 10 * t, drv.shape), 0, 255).astype(np.uint8)
+        per_pair.append(ev.evaluate_pair(ev.pair(gen, drv)))
+    agg = ev.compute()
+    for name in ("l1", "ssim"):
+        assert agg[name].value == pytest.approx(np.mean([p[name].value for p in per_pair]))
+        assert agg[name].n == 7 and agg[name].extra["n_videos"] == 2

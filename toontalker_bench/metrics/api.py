@@ -86,7 +86,7 @@ class Evaluator:
             one = self._make(name)
             one.update(pair)
             out[name] = one.compute()
-            self.aggregates[name].update(pair)
+            self.aggregates[name].merge(one)
         return out
 
     def compute(self) -> dict[str, MetricValue]:

@@ -57,6 +57,20 @@ class Metric:
     def compute(self) -> MetricValue:
         return video_mean(self.name, self._per_video, self.backend, self._n_frames)
 
+    def merge(self, other: Metric) -> None:
+        """Add another instance's accumulated state (lists are concatenated, counts added, unset fields taken)."""
+        for key, value in vars(other).items():
+            if not key.startswith("_"):
+                continue
+            mine = getattr(self, key, None)
+            if isinstance(value, list):
+                mine.extend(value)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                setattr(self, key, mine + value)
+            elif mine is None:
+                setattr(self, key, value)
+        self.backend = other.backend or self.backend
+
 
 def video_mean(name: str, per_video: list[float], backend: str, n_frames: int,
                extra: dict[str, Any] | None = None, reason: str = "no pair had a usable frame") -> MetricValue:

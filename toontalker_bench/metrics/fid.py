@@ -193,18 +193,20 @@ def fid_paths(a: str | os.PathLike[str], b: str | os.PathLike[str], device: str 
     """Dataset-level FID and KID between two folders (or videos) of frames."""
     ext = extractor(device, batch_size)
     fa, fb = ext.features_of_path(a), ext.features_of_path(b)
-    return _fid_kid(fa, fb, ext.backend, min_frames=2)
+    return {k: distribution_value(k, fa, fb, ext.backend, min_frames=2) for k in ("fid", "kid")}
 
 
-def _fid_kid(fa: np.ndarray, fb: np.ndarray, backend: str, min_frames: int) -> dict[str, MetricValue]:
+def distribution_value(name: str, fa: np.ndarray, fb: np.ndarray, backend: str, min_frames: int) -> MetricValue:
+    """``fid`` or ``kid`` of generated features ``fa`` vs real features ``fb``; None below ``min_frames`` per side."""
     n = min(len(fa), len(fb))
-    extra = {"n_generated": len(fa), "n_real": len(fb)}
+    extra: dict[str, float] = {"n_generated": len(fa), "n_real": len(fb)}
     if n < max(min_frames, 2):
-        reason = f"FID/KID need at least {max(min_frames, 2)} frames per side, got {len(fa)} and {len(fb)}"
-        return {k: MetricValue(k, None, backend, n, dict(extra), reason) for k in ("fid", "kid")}
-    kid, kid_std = kid_from_features(fa, fb)
-    return {"fid": MetricValue("fid", fid_from_features(fa, fb), backend, n, dict(extra)),
-            "kid": MetricValue("kid", kid, backend, n, {**extra, "std": kid_std})}
+        reason = f"{name.upper()} needs at least {max(min_frames, 2)} frames per side, got {len(fa)} and {len(fb)}"
+        return MetricValue(name, None, backend, n, extra, reason)
+    if name == "fid":
+        return MetricValue(name, fid_from_features(fa, fb), backend, n, extra)
+    kid, extra["std"] = kid_from_features(fa, fb)
+    return MetricValue(name, kid, backend, n, extra)
 
 
 class _DistributionMetric(Metric):
@@ -233,8 +235,8 @@ class _DistributionMetric(Metric):
     def compute(self) -> MetricValue:
         if not self._gen:
             return MetricValue(self.name, None, self.backend, 0, {}, "no pairs")
-        out = _fid_kid(np.concatenate(self._gen), np.concatenate(self._real), self.backend, self.min_frames)
-        return out[self.name]
+        return distribution_value(self.name, np.concatenate(self._gen), np.concatenate(self._real), self.backend,
+                                  self.min_frames)
 
 
 @METRICS.register("fid", direction="lower")

@@ -96,7 +96,8 @@ def load_synth_clips(root: Path, max_clips: int, frames_per_clip: int) -> list[C
         if not video.is_file():
             continue
         wanted = []
-        for (shot, identity), rows in gt[gt["has_face"]].groupby(["shot", "identity"], sort=True):
+        usable = gt["has_face"] & np.isfinite(gt[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(float)).all(1)
+        for (shot, identity), rows in gt[usable].groupby(["shot", "identity"], sort=True):
             domain = str(rows["domain"].iloc[0])
             if len(per_domain.get(domain, [])) + len([w for w in wanted if w[2] == domain]) >= max_clips:
                 continue
