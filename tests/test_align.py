@@ -107,6 +107,7 @@ def _write_inputs(root: Path, n_sources: int = 3, n: int = 40) -> Params:
 
 def test_align_stage_clips_follow_the_face(tmp_path: Path) -> None:
     p = _write_inputs(tmp_path, n_sources=1)
+    p.align.write_png = True
     report = align.run(p)
     assert report["clips"] == 1
     clips = pd.read_parquet(tmp_path / "clips" / "clips.parquet")
@@ -120,6 +121,11 @@ def test_align_stage_clips_follow_the_face(tmp_path: Path) -> None:
         assert abs(cx - lm[0, 0]) < 1.5 and abs(cy - lm[0, 1]) < 1.5  # centre landmark lands on the disc centre
         assert abs(w - h) <= 2
     np.testing.assert_allclose(ann["gt_box"][:, 2] - ann["gt_box"][:, 0], 60 * 64 / row.crop_size, atol=0.6)
+    from PIL import Image
+
+    pngs = sorted((tmp_path / "clips" / f"{row.clip_id}.png").iterdir())
+    assert len(pngs) == 32
+    assert np.abs(np.asarray(Image.open(pngs[5])).astype(int) - frames[5]).mean() < 3  # same frame, before H.264
     assert align.run(p)["sources_resumed"] == 1
 
 
