@@ -352,7 +352,7 @@ def push_to_hub(dataset_dir: str | os.PathLike[str], repo: str, private: bool = 
 
         HfApi().upload_file(path_or_fileobj=str(Path(dataset_dir) / "README.md"), path_in_repo="README.md",
                             repo_id=repo, repo_type="dataset")
-    except (OSError, ValueError) as e:  # connection errors are OSErrors; bad repo names ValueErrors
+    except Exception as e:  # noqa: BLE001 - network, auth and repo-name errors come from requests/httpx/hub types
         raise UserError(f"cannot push to {repo}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
                         hint="check the network, the repo name and `hf auth login`") from None
     return f"https://huggingface.co/datasets/{repo}"
