@@ -94,13 +94,18 @@ def _save_config(run_dir: Path, method: str, profile: str, cfg: dict[str, Any], 
     write_text(run_dir / CONFIG_FILE, yaml.safe_dump(doc, sort_keys=False))
 
 
-def _load_config(run_dir: Path, method: str) -> tuple[str, dict[str, Any]]:
+def _load_doc(run_dir: Path, method: str) -> dict[str, Any]:
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"no run to resume at {run_dir}", hint="check --method and the run id (ls runs/<method>)")
     doc = yaml.safe_load(path.read_text())
     if doc.get("method") != method:
         raise ConfigError(f"run {run_dir} belongs to method {doc.get('method')!r}, not {method!r}")
+    return doc
+
+
+def _load_config(run_dir: Path, method: str) -> tuple[str, dict[str, Any]]:
+    doc = _load_doc(run_dir, method)
     return doc["profile"], doc["config"]
 
 
@@ -113,10 +118,14 @@ def train_only(params: Params, method: str, profile: str | None = None, override
     from .train.trainer import FINAL_CHECKPOINT, train, train_config
 
     cls, cfg, profile = resolve(params, method, profile, overrides)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not run_id:
+        raise ConfigError("under torchrun every process needs the same run directory", hint="pass --run-id NAME")
     run_id = run_id or new_run_id()
     run_dir = run_dir_for(params, method, run_id)
-    if resume:
-        profile, cfg = _load_config(run_dir, method)
+    seed = params.seed
+    if resume:  # the run's own config and seed, so the data order continues unchanged
+        doc = _load_doc(run_dir, method)
+        profile, cfg, seed = doc["profile"], doc["config"], int(doc["params"]["seed"])
     dataset = Path(params.build.out_dir)
     device = _device(params)
     model = cls(cfg)
@@ -127,13 +136,12 @@ def train_only(params: Params, method: str, profile: str | None = None, override
         _save_config(run_dir, method, profile, cfg, params, overrides)
         save_checkpoint(run_dir / FINAL_CHECKPOINT, model, 0, with_optimizer=False)
     else:
-        train_config(cfg)  # bad train.* keys fail before the data is loaded
+        tc = train_config(cfg)  # bad train.* keys fail before the data is loaded
         _check_train_domains(dataset, cls)
         if not resume:
             _save_config(run_dir, method, profile, cfg, params, overrides)
-        tc = train_config(cfg)
-        data = TrainData.from_dataset(dataset, model.size, params.seed, tc.max_frames_per_clip)
-        res = train(model, data, run_dir, seed=params.seed, device=device, resume=resume)
+        data = TrainData.from_dataset(dataset, model.size, seed, tc.max_frames_per_clip)
+        res = train(model, data, run_dir, seed=seed, device=device, resume=resume)
         before = _read_json(run_dir / "train.json").get("train_seconds", 0.0) if resume else 0.0
         record.update(steps=res.steps, train_seconds=round(before + res.seconds, 3),
                       world_size=res.world_size, interrupted=res.interrupted)
@@ -170,7 +178,8 @@ def evaluate_run(params: Params, method: str, run_dir: Path, checkpoint: str | P
     device = _device(params)
     result = evaluate(model, dataset, run_dir, params.eval, chosen, device)
     train_rec = _read_json(run_dir / "train.json")
-    info = {"run_id": run_dir.name, "method": method, "profile": profile, "seed": params.seed,
+    info = {"run_id": run_dir.name, "method": method, "profile": profile,
+            "seed": int(_load_doc(run_dir, method)["params"]["seed"]),
             "steps": int(train_rec.get("steps", 0)), "train_seconds": float(train_rec.get("train_seconds", 0.0)),
             "device": train_rec.get("device") or _device_name(device), "date": now_iso(),
             "dataset_version": dataset_version(dataset), "code_commit": code_commit(), "size": model.size,
