@@ -108,16 +108,11 @@ def _features(frames: np.ndarray, ep: EvalParams, device: str) -> np.ndarray:
     return extractor(device, ep.batch_size).features(frames, "inception")
 
 
-def _distribution(name: str, gen: np.ndarray, ref: np.ndarray, ep: EvalParams) -> MetricValue:
-    from ..metrics.fid import WEIGHTS_NAME, fid_from_features, kid_from_features
+def _distribution(name: str, gen: np.ndarray, ref: np.ndarray, ep: EvalParams, device: str) -> MetricValue:
+    """FID/KID of a task's outputs against the target domain's test frames (Inception features)."""
+    from ..metrics.fid import distribution_value, extractor
 
-    n = min(len(gen), len(ref))
-    extra = {"n_generated": len(gen), "n_reference": len(ref)}
-    if n < max(ep.fid_min_frames, 2):
-        return MetricValue(name, None, WEIGHTS_NAME, n, extra, f"{name.upper()} needs at least "
-                           f"{max(ep.fid_min_frames, 2)} frames per side, got {len(gen)} and {len(ref)}")
-    value = fid_from_features(gen, ref) if name == "fid" else kid_from_features(gen, ref)[0]
-    return MetricValue(name, float(value), WEIGHTS_NAME, n, extra)
+    return distribution_value(name, gen, ref, extractor(device, ep.batch_size).backend, ep.fid_min_frames)
 
 
 # ------------------------------------------------------------------------------------------------ frames
@@ -224,7 +219,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
             ref = _features(frames.reference(src_dom, ep.fid_reference_frames), ep, mdev)
             gen = np.concatenate(feats) if feats else np.zeros((0, 2048), np.float32)
             for m in dist_names:
-                task_values[m] = _distribution(m, gen, ref, ep)
+                task_values[m] = _distribution(m, gen, ref, ep, mdev)
         results[task] = {m: task_values[m] for m in names}
         rows.extend({**{k: r[k] for k in ("task", "pair_id", "source_clip", "driving_clip", "n_frames")},
                      **{m: r[m]["value"] for m in per_pair}} for r in gathered)
