@@ -27,7 +27,7 @@ SMALL = ["synth.cartoon_videos=1", "synth.real_videos=1", "synth.shots_per_video
 
 
 def small_params(tmp: Path, *extra: str):  # noqa: ANN201
-    return load_params(None, SMALL + [f"synth.out_dir={tmp}", f"synth.manifest={tmp}/demo.csv", *extra])
+    return load_params(None, SMALL + [f"synth.out_dir={tmp}", *extra])  # manifest: <tmp>/demo.csv
 
 
 def synth_cli(out: Path) -> dict:
@@ -173,6 +173,8 @@ def test_default_manifest_is_committed_and_current() -> None:
     rows = synth.manifest_rows(videos, params.synth.out_dir)
     committed = list(csv.DictReader(open(Path(__file__).parents[1] / "manifests" / "demo.csv")))
     assert committed == rows
+    assert synth.manifest_path(params.synth) == Path("manifests/demo.csv")
+    assert synth.manifest_path(small_params(Path("/x/y")).synth) == Path("/x/y/demo.csv")  # trial runs keep theirs
     assert sum(v.domain == "cartoon" for v in videos) >= 6
     cartoon_ids = {s.identity for v in videos for s in v.shots if v.domain == "cartoon" and s.identity}
     assert len(cartoon_ids) >= 24

@@ -53,14 +53,11 @@ def data() -> None:
 def data_synth(ctx: click.Context, out_dir: str | None, seed: int | None, workers: int | None,
                contact_sheet: str | None, overrides: tuple[str, ...]) -> None:
     """Generate the built-in demo corpus (cartoon + real talking heads with ground truth) and manifests/demo.csv."""
-    from .config import SynthParams
     from .data.synth import run as synth
     from .data.synth import write_contact_sheet
 
     extra = tuple(f"{k}={v}" for k, v in (("synth.out_dir", out_dir), ("seed", seed), ("workers", workers)) if v is not None)
     params = _params(ctx, overrides + extra)
-    if out_dir is not None and params.synth.manifest == SynthParams().manifest:
-        params.synth.manifest = str(Path(out_dir) / "demo.csv")
     report = synth(params)
     click.echo(f"synth: {report['videos']} videos ({report['generated']} generated, {report['skipped']} skipped, "
                f"{len(report['failed'])} failed), {report['minutes']} min of video, identities {report['identities']}, "

@@ -29,7 +29,7 @@ class SynthParams:
     """Built-in offline demo corpus (``data synth``)."""
 
     out_dir: str = "data/synth"
-    manifest: str = "manifests/demo.csv"  # written by the synth run; rows point at out_dir
+    manifest: str = "manifests/demo.csv"  # written by the synth run (<out_dir>/demo.csv when out_dir is not the default)
     cartoon_videos: int = 7
     real_videos: int = 3
     cartoon_identities: int = 24

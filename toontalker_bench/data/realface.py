@@ -299,6 +299,36 @@ def _remap(img: np.ndarray, sl: tuple[slice, slice], fn) -> np.ndarray:  # noqa:
     return cv2.remap(img, sx.astype(np.float32), sy.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
+def _fill_mouth(img: np.ndarray, lm: np.ndarray, jaw: float) -> None:
+    """Paint the opened mouth (inner-lip polygon) in place: dark throat shading down to the tongue, upper teeth."""
+    import cv2
+
+    poly = lm[60:68]
+    x0, y0 = np.floor(poly.min(0)).astype(int) - 3
+    x1, y1 = np.ceil(poly.max(0)).astype(int) + 4
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, img.shape[1]), min(y1, img.shape[0])
+    if x1 <= x0 or y1 <= y0:
+        return
+    origin = np.array([x0, y0])
+
+    def mask(points: np.ndarray) -> np.ndarray:
+        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(m, [np.round((points - origin) * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
+        return cv2.GaussianBlur(m, (0, 0), 0.7).astype(np.float32)[..., None] / 255
+
+    roi = img[y0:y1, x0:x1].astype(np.float32)
+    yy = np.arange(y0, y1, dtype=np.float32)[:, None, None]
+    depth = np.clip((yy - poly[:, 1].min()) / max(1.3 * jaw, 1.0), 0, 1)
+    inner = np.array([38, 10, 14], np.float32) * (1 - depth) + np.array([105, 38, 45], np.float32) * depth ** 2
+    a = mask(poly) * 0.95
+    roi = roi * (1 - a) + inner * a
+    upper = poly[[0, 1, 2, 3, 4]]
+    teeth = np.concatenate([upper, (upper + [0, min(0.3 * jaw, 0.35 * np.ptp(poly[:, 0]) / 2)])[::-1]])
+    t = mask(teeth) * a * 0.85
+    roi = roi * (1 - t) + np.array([222, 214, 200], np.float32) * t
+    img[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)
+
+
 def animate_frame(base: np.ndarray, lm: np.ndarray, motion: np.ndarray, shift: np.ndarray,
                   zoom: float) -> tuple[np.ndarray, np.ndarray]:
     """One frame: expression edit then head pose of ``base`` (uint8 RGB, face landmarks ``lm``). Returns (frame, lm)."""
@@ -312,16 +342,8 @@ def animate_frame(base: np.ndarray, lm: np.ndarray, motion: np.ndarray, shift: n
     sl = _roi(c[0], c[1], 0.9 * face_w, 1.1 * face_w, w, h)
     edited[sl] = _remap(base, sl, ex.back)
     lm_e = ex.forward(lm)
-    if ex.jaw > 0.5:  # dark mouth interior in the jaw gap
-        poly = lm_e[60:68]
-        mask = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
-        a = cv2.GaussianBlur(mask, (0, 0), 0.8).astype(np.float32)[..., None] / 255 * 0.92
-        yy = np.arange(h, dtype=np.float32)[:, None, None]
-        top = float(poly[:, 1].min())
-        shade = np.clip((yy - top) / max(ex.jaw, 1.0), 0, 1)
-        inner = np.array([45, 14, 18], np.float32) * (1 - 0.5 * shade) + np.array([120, 50, 55], np.float32) * 0.5 * shade
-        edited = (edited * (1 - a) + inner * a).astype(np.uint8)
+    if ex.jaw > 0.5:
+        _fill_mouth(edited, lm_e, ex.jaw)
     pose = HeadPose(lm, float(motion[17]), float(motion[18]), float(motion[19]), shift, zoom)
     rx = 2.0 * pose.radii[0] * pose.b * zoom + abs(shift[0])
     ry = 2.0 * pose.b * zoom + abs(shift[1])

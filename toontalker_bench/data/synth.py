@@ -30,7 +30,7 @@ from .motion import MORPHS, POSE_DIM
 
 log = logging.getLogger(__name__)
 
-RENDER_VERSION = "3"  # bump when rendering changes, so finished videos are regenerated
+RENDER_VERSION = "4"  # bump when rendering changes, so finished videos are regenerated
 HASH_KEY = b"toontalker.synth_hash"
 MANIFEST_COLUMNS = ("source_id", "url", "domain", "title", "license", "attribution", "identity", "split", "start", "end")
 CARTOON_LICENSE = "CC0-1.0"
@@ -368,6 +368,16 @@ def manifest_rows(videos: list[Video], out_dir: str) -> list[dict[str, str]]:
     return rows
 
 
+def manifest_path(sp: SynthParams) -> Path:
+    """Where the manifest goes: ``synth.manifest``, except that a corpus written elsewhere than the default
+    ``out_dir`` keeps its manifest beside it (``<out_dir>/demo.csv``) unless ``synth.manifest`` was changed too,
+    so trying the generator out never rewrites the committed ``manifests/demo.csv``."""
+    default = SynthParams()
+    if sp.manifest == default.manifest and Path(sp.out_dir) != Path(default.out_dir):
+        return Path(sp.out_dir) / "demo.csv"
+    return Path(sp.manifest)
+
+
 def write_manifest(path: str | Path, rows: list[dict[str, str]]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
@@ -412,13 +422,13 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         seconds += n / fps
         per_domain[v.domain] += n / fps
         ids[v.domain] |= {i for i in meta.column("identity").to_pylist() if i}
-    write_manifest(sp.manifest, manifest_rows([v for v in videos if v.name not in failed], sp.out_dir))
+    write_manifest(manifest_path(sp), manifest_rows([v for v in videos if v.name not in failed], sp.out_dir))
     report = {
         "videos": len(videos), "generated": len(todo) - len(failed), "skipped": len(videos) - len(todo),
         "failed": failed, "frames": int(frames), "seconds": round(seconds, 2), "minutes": round(seconds / 60, 2),
         "seconds_per_domain": {k: round(v, 2) for k, v in per_domain.items()},
         "identities": {k: len(v) for k, v in ids.items()}, "wall_s": round(time.perf_counter() - t0, 2),
-        "manifest": sp.manifest,
+        "manifest": str(manifest_path(sp)),
     }
     write_json(out / "report.json", report)
     log.info("synth: %d videos (%d generated, %d skipped, %d failed), %.1f min of video, %s identities, %.1f s",
