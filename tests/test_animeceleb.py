@@ -179,7 +179,7 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     fresh = _make(seed=7)
     assert load_checkpoint(fresh, path, optimizer=True) == 3
     assert torch.equal(fresh.label_counts, model.label_counts)
-    assert fresh.pose_labels() == "true"
+    assert fresh.cfg["pose_labels"] == "true"
     src = _batch(seed=9)["real"]["source"]
     a = model.animate(src[0], src, source_domain="real", driving_domain="cartoon")
     b = fresh.animate(src[0], src, source_domain="real", driving_domain="cartoon")

@@ -237,6 +237,7 @@ class AnimeCeleb(Method):
         self.pose_maps = nn.ModuleDict({d: PoseVectorMap(ridge=float(cfg.get("pose_map_ridge", 1e-3)))
                                         for d in DOMAINS})
         self.register_buffer("label_counts", torch.zeros(2, dtype=torch.int64))  # (true, pseudo) samples seen
+        self.register_load_state_dict_post_hook(lambda module, _keys: module._record_labels())
         loss = cfg.get("loss", {})
         self.weights = dict(loss.get("weights", {"warp": 1.0, "edit": 1.0}))
         self._loss = [ReconstructionLoss(str(loss.get("reconstruction", "auto")), float(loss.get("ssim", 1.0)),
@@ -254,6 +255,10 @@ class AnimeCeleb(Method):
     def pose_labels(self) -> str:
         true, pseudo = (int(v) for v in self.label_counts)
         return "none" if not true + pseudo else "true" if not pseudo else "pseudo" if not true else "mixed"
+
+    def _record_labels(self) -> None:
+        """Keep ``cfg["pose_labels"]`` (what run configs and rows show) in step with the checkpointed counts."""
+        self.cfg["pose_labels"] = self.pose_labels()
 
     # -- training ---------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], step: int) -> dict[str, float]:
@@ -273,7 +278,7 @@ class AnimeCeleb(Method):
             losses[f"{domain}_edit"] = float(self.weights.get("edit", 1.0)) * recon(out["prediction"], target)
             if self.fit_every and step % self.fit_every == 0:
                 self._accumulate_pose_map(domain, b["driving"][keep], md[keep])
-        self.cfg["pose_labels"] = self.pose_labels()
+        self._record_labels()
         if not losses:
             raise UserError("animeceleb got a training batch without any pose vector",
                             hint="it needs ground-truth or 3DMM pseudo pose vectors (motion_*) for training clips")
