@@ -147,3 +147,25 @@ def test_faces_stage_tubes_rejects_and_resume(tmp_path) -> None:  # noqa: ANN001
     first = (tmp_path / "faces" / "tubes.parquet").read_bytes()
     again = run(p)
     assert again["sources_resumed"] == 2 and (tmp_path / "faces" / "tubes.parquet").read_bytes() == first
+
+
+def test_ground_truth_follows_the_tube() -> None:
+    import pandas as pd
+
+    from toontalker_bench.data.faces.stage import _gt_arrays
+
+    box = [10.0, 10, 50, 50]
+    gt = pd.DataFrame({"frame": range(4), "has_face": [True, True, True, False],
+                       "identity": ["ann", "ann", "ann", ""],
+                       "box_x0": [10, 200, np.nan, np.nan], "box_y0": [10, 10, np.nan, np.nan],
+                       "box_x1": [50, 240, np.nan, np.nan], "box_y1": [50, 50, np.nan, np.nan],
+                       "motion": [np.full(20, k, np.float32) for k in range(4)]}).set_index("frame", drop=False)
+    boxes = np.tile(box, (4, 1))
+    gt_box, motion, identity, known = _gt_arrays(gt, np.arange(4), boxes, "fallback")
+    assert known and identity == "ann"
+    np.testing.assert_array_equal(gt_box[0], box)
+    assert np.isnan(gt_box[1:]).all()  # frame 1: GT face elsewhere; 2: no box; 3: no face
+    assert motion[0, 0] == 0 and np.isnan(motion[1]).all() and motion[2, 0] == 2 and np.isnan(motion[3]).all()
+    elsewhere = np.tile([300.0, 10, 340, 50], (4, 1))
+    assert _gt_arrays(gt.iloc[[0, 1, 3]], np.array([0, 1, 3]), elsewhere[:3], "fb")[3] is False
+    assert _gt_arrays(None, np.arange(4), boxes, "fb")[2:] == ("fb", True)

@@ -111,24 +111,27 @@ def _load_gt(path: str) -> pd.DataFrame | None:
 
 
 def _gt_arrays(gt: pd.DataFrame | None, frames: np.ndarray, boxes: np.ndarray, fallback_identity: str
-               ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Per-frame GT box ``(T, 4)`` and motion ``(T, 20)`` where the GT face overlaps the tube (else NaN), and the
-    tube identity (the most frequent matched GT identity, else ``fallback_identity``)."""
+               ) -> tuple[np.ndarray, np.ndarray, str, bool]:
+    """Ground truth along a tube: per-frame GT box ``(T, 4)`` where the GT face overlaps the tube, motion ``(T, 20)``
+    where the GT face is the tube's face (overlapping, or annotated without a box), both NaN elsewhere; the identity
+    (most frequent such GT identity, else ``fallback_identity``); and whether the GT knows this face at all."""
     n = len(frames)
     gt_box = np.full((n, 4), np.nan, np.float32)
     motion = np.full((n, 20), np.nan, np.float32)
     if gt is None:
-        return gt_box, motion, fallback_identity
+        return gt_box, motion, fallback_identity, True
     rows = gt.reindex(frames)
     has = rows["has_face"].fillna(False).to_numpy(dtype=bool)
     gb = rows[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(dtype=np.float64)
-    match = has & (T.iou(gb, boxes) >= GT_MATCH_IOU)
+    boxed = ~np.isnan(gb).any(axis=1)
+    match = has & boxed & (T.iou(np.where(boxed[:, None], gb, 0), boxes) >= GT_MATCH_IOU)
     gt_box[match] = gb[match]
-    for i in np.flatnonzero(match):
+    same = match | (has & ~boxed)
+    for i in np.flatnonzero(same):
         motion[i] = np.asarray(rows["motion"].iloc[i], dtype=np.float32)
-    ids = [str(v) for v in rows["identity"].to_numpy()[match] if isinstance(v, str) and v]
+    ids = [str(v) for v in rows["identity"].to_numpy()[same] if isinstance(v, str) and v]
     identity = Counter(ids).most_common(1)[0][0] if ids else fallback_identity
-    return gt_box, motion, identity
+    return gt_box, motion, identity, bool(same.any())
 
 
 class _ShotTracker:
@@ -207,8 +210,8 @@ def _tubes_of_shot(job: SourceJob, shot: int, tracked: list[tuple[T.Track, _Open
             reason = T.filter_reason(b - a, bx, sc[~np.isnan(sc)], sharp, width=width, height=height,
                                      min_frames=p.min_frames, min_face_px=p.min_face_px, min_score=p.min_score,
                                      min_sharpness=p.min_sharpness, border_margin=p.border_margin)
-            gt_box, motion, identity = _gt_arrays(gt, fr, bx, fallback_id)
-            if not reason and gt is not None and np.isnan(gt_box[:, 0]).all():
+            gt_box, motion, identity, known = _gt_arrays(gt, fr, bx, fallback_id)
+            if not reason and not known:
                 reason = "not_in_ground_truth"  # a face the demo annotations do not know (e.g. in the background)
             if reason:
                 rejects.append({"source_id": sid, "shot": shot, "tube_id": tube_id, "start_frame": int(fr[0]),
