@@ -329,13 +329,16 @@ def methods_cmd() -> None:
 def train_cmd(ctx: click.Context, method: str, profile: str | None, run_id: str | None, resume: bool,
               sets: tuple[str, ...]) -> None:
     """Train a method on the dataset's train split (torchrun-compatible: DDP when WORLD_SIZE > 1)."""
+    import os
+
     from .runs import train_only
 
     if resume and not run_id:
         raise UserError("--resume needs --run-id", hint="ls runs/<method>/ to find it")
     params, profile_sets = _harness_params(ctx, sets)
     run_dir, rec = train_only(params, method, profile, profile_sets, run_id, resume)
-    click.echo(f"{run_dir}: {rec['steps']} steps in {rec['train_seconds']:.1f} s")
+    if os.environ.get("RANK", "0") == "0":  # one summary line under torchrun
+        click.echo(f"{run_dir}: {rec['steps']} steps in {rec['train_seconds']:.1f} s")
     if rec["interrupted"]:
         click.echo(f"interrupted; checkpoint saved. Continue with: toontalker-bench train --method {method} "
                    f"--run-id {run_dir.name} --resume", err=True)
