@@ -122,7 +122,8 @@ def ray_cast(u: np.ndarray, v: np.ndarray, R: np.ndarray, centre: np.ndarray, ra
     cover = np.clip(0.5 + edge / px, 0, 1)
     P = [R[0, i] * uu + R[1, i] * vv + R[2, i] * w + centre[i] for i in range(3)]  # R^T q
     n = [Mq[i, 0] * uu + Mq[i, 1] * vv + Mq[i, 2] * w for i in range(3)]  # ellipsoid gradient (normal direction)
-    light = (LIGHT[0] * n[0] + LIGHT[1] * n[1] + LIGHT[2] * n[2]) / np.maximum(np.sqrt(n[0] ** 2 + n[1] ** 2 + n[2] ** 2), 1e-6)
+    norm = np.maximum(np.sqrt(n[0] ** 2 + n[1] ** 2 + n[2] ** 2), 1e-6)
+    light = (LIGHT[0] * n[0] + LIGHT[1] * n[1] + LIGHT[2] * n[2]) / norm
     return Hit(P[0], P[1], P[2], light, cover, edge)
 
 

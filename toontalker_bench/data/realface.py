@@ -117,7 +117,8 @@ def photo_landmarks(name: str) -> np.ndarray:
     if not faces:
         raise MediaError(f"no face found in photo {name!r}", hint="the demo photos should always have one; reinstall")
     face = max(faces, key=lambda r: r.width() * r.height())
-    pred = dlib.shape_predictor(str(_package_file("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat")))
+    model = _package_file("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat")
+    pred = dlib.shape_predictor(str(model))
     shape = pred(img, face)
     return np.array([[p.x, p.y] for p in shape.parts()], np.float64)
 
@@ -382,7 +383,8 @@ def render_shot(shot: Any, w: int, h: int, fps: float) -> Iterator[tuple[np.ndar
         for t in range(shot.n_frames):
             f = f0 * (1.05 + 0.15 * t / max(shot.n_frames - 1, 1))
             A = np.array([[f, 0, w / 2 - f * cx], [0, f, h / 2 - f * cy]], np.float32)
-            yield cv2.warpAffine(img, A, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101), None, None, None
+            frame = cv2.warpAffine(img, A, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+            yield frame, None, None, None
         return
     base, lm = _frame_photo(shot.source, rng, w, h)
     motion = talking_motion(rng, shot.n_frames, fps, yaw=20.0, pitch=9.0, roll=7.0)
