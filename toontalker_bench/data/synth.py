@@ -184,7 +184,8 @@ class Video:
 
     def key(self) -> str:
         """Hash of everything that determines the output bytes."""
-        blob = json.dumps({"v": RENDER_VERSION, **asdict(self)}, sort_keys=True).encode()
+        spec = {**asdict(self), "copy_of": Path(self.copy_of).name}  # not the install location: same hash everywhere
+        blob = json.dumps({"v": RENDER_VERSION, **spec}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
