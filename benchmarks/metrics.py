@@ -50,8 +50,9 @@ def per_metric(frames: int) -> dict[str, dict[str, float]]:
         t0 = time.perf_counter()
         v = ev.evaluate_pair(pair)[name]
         dt = time.perf_counter() - t0
-        out[name] = {"seconds": round(dt, 3), "images_per_s": round(len(gen) / dt, 2), "value": v.value,
-                     "backend": v.backend, "reason": v.reason}
+        speed = round(len(gen) / dt, 2) if v.value is not None else None  # no rate for a metric that did not run
+        out[name] = {"seconds": round(dt, 3), "images_per_s": speed, "value": v.value, "backend": v.backend,
+                     "reason": v.reason}
         print(f"{name:<15} {len(gen) / dt:8.2f} img/s  ({v.value if v.value is not None else v.reason})")
     return out
 
