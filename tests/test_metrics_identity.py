@@ -31,8 +31,8 @@ def test_csim_same_identity_above_different_identity(faces) -> None:
     a, b = same.compute(), other.compute()
     assert a.backend == b.backend and a.backend in ("arcface", "dlib-resnet128")
     assert a.n == 3 and a.extra["face_miss_rate"] == 0
-X
-    assert a.value > 0.93 and a.value - b.value > 0.05, (a.value, b.value)
+    # dlib-resnet128, measured: same identity 0.986, astronaut source vs carphone frames 0.819
+    assert a.value > 0.95 and a.value - b.value > 0.1, (a.value, b.value)
 
 
 def test_aed_id_is_zero_for_identical_frames(faces) -> None:
