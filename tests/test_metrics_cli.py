@@ -42,7 +42,8 @@ def _error(capsys, argv: list[str]) -> str:
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2, err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
+    logs = ("DEBUG ", "INFO ", "WARNING ")  # stdlib logging lines (e.g. an asset built on first use) are not the error
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(logs)]
     assert lines[0].startswith("error: ") and all(ln.startswith(("error: ", "hint: ")) for ln in lines), err
     return lines[0]
 
