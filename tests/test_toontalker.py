@@ -129,7 +129,7 @@ def test_reconstruction_of_source_improves_with_training() -> None:
     for step in range(25):
         m.training_step(batch, step)
     after = err()
-    # measured: 0.46 -> 0.13 after 25 steps (seed 0)
+    # measured: 0.69 -> 0.10 after 25 steps (seed 0)
     assert after < 0.5 * before, (before, after)
 
 

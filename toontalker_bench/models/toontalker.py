@@ -26,6 +26,9 @@ from .blocks import (Discriminator, EqualLinear, FuseSFT, QueryDecoderLayer, Sty
 log = logging.getLogger(__name__)
 
 
+MASK_INIT_LOGIT = 3.0  # sigmoid(3) = 0.95: the warped source feature dominates at initialisation
+
+
 class Synthesis(nn.Module):
     """StyleGAN2-style decoder: per scale two styled convs, a flow+mask head that warps the source feature of that
     scale and fuses it with the decoder feature, and an RGB skip computed from the warped feature."""
@@ -49,6 +52,10 @@ class Synthesis(nn.Module):
             if res >= 64:  # the release refines warped features with SFT from 64 px up
                 self.sft.append(FuseSFT(cout, style_dim))
             cin = cout
+        for head in self.to_flows:  # start from an identity warp with open masks (see docs: departures)
+            nn.init.zeros_(head.conv.weight)
+            with torch.no_grad():
+                head.bias[0, 2] = MASK_INIT_LOGIT
         self.n_codes = 2 * len(self.resolutions) + 2
 
     def forward(self, codes: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
