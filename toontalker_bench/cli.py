@@ -471,7 +471,7 @@ def animate_cmd(ctx: click.Context, method: str, checkpoint: str | None, source:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors print one line and exit 2; bugs keep their traceback."""
     try:
-        app.main(args=argv, prog_name="toontalker-bench", standalone_mode=False)
+        rv = app.main(args=argv, prog_name="toontalker-bench", standalone_mode=False)
     except UserError as e:
         click.echo(f"error: {e.message}", err=True)
         if e.hint:
@@ -485,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except click.exceptions.Exit as e:
         return e.exit_code
-    return 0
+    return rv if isinstance(rv, int) else 0  # standalone_mode=False returns ctx.exit()'s code
 
 
 def run() -> None:
