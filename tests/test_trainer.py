@@ -237,3 +237,19 @@ def test_third_party_pth_weights_only_unless_trusted(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="refused"):
         load_torch_file(tmp_path / "pickle.pth")
     assert isinstance(load_torch_file(tmp_path / "pickle.pth", trust=True)["obj"], _NotATensor)
+
+
+def test_train_log_widens_header_for_terms_logged_later(tmp_path):
+    """A second training stage that logs new terms keeps them in train_log.csv (earlier rows get blanks)."""
+    import csv
+
+    from toontalker_bench.train.trainer import _Logs
+
+    logs = _Logs(tmp_path, 0, tensorboard=False)
+    logs.write(1, {"loss": 1.0})
+    logs.write(2, {"loss": 0.5, "analogy": 0.25})
+    logs.write(3, {"loss": 0.4})
+    with open(tmp_path / "train_log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["step"] for r in rows] == ["1", "2", "3"]
+    assert [r["analogy"] for r in rows] == ["", "0.25", ""]

@@ -239,8 +239,14 @@ class _Logs:
         new = self.fields is None
         if new:
             self.fields = list(row)
+        elif any(k not in self.fields for k in row):
+            # a later training stage logs new terms: widen the header instead of dropping them
+            with open(self.path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.fields += [k for k in row if k not in self.fields]
+            self._rewrite(rows)
         with open(self.path, "a", newline="") as f:
-            w = csv.DictWriter(f, self.fields, extrasaction="ignore")
+            w = csv.DictWriter(f, self.fields, restval="")
             if new:
                 w.writeheader()
             w.writerow(row)
