@@ -41,7 +41,7 @@ def triptych(source: np.ndarray, driving: np.ndarray, output: np.ndarray) -> np.
     return np.ascontiguousarray(frames[:, : h - h % 2, : w - w % 2])
 
 
-def save_clip(stem: str | Path, frames: np.ndarray, fps: float = 12.5, gif_width: int = 384) -> tuple[Path, Path]:
+def save_clip(stem: str | Path, frames: np.ndarray, fps: float = 12.5, gif_width: int = 256) -> tuple[Path, Path]:
     """Write ``<stem>.mp4`` (H.264) and a smaller looping ``<stem>.gif``; returns both paths."""
     from PIL import Image
 
