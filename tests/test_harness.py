@@ -229,3 +229,15 @@ def test_methods_lists_baselines_with_profiles(capsys: pytest.CaptureFixture) ->
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()}
     assert "fixed" in lines["copy-source"] and "self+cross" in lines["copy-source"]
     assert "self only" in lines["oracle-driving"] and "profiles=tiny,paper" in lines["oracle-driving"]
+
+
+def test_run_records_the_commit_that_trained(dataset: Path, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tree may change while a long run trains; the row names the commit read when training started."""
+    from toontalker_bench import publish
+
+    commits = iter(["commit-at-train-start", "commit-later", "commit-later", "commit-later"])
+    monkeypatch.setattr(publish, "code_commit", lambda: next(commits))
+    assert cli(dataset, "run", "--method", "copy-source", "--tasks", "self_real") == 0
+    run_dir = next((work / "runs" / "copy-source").iterdir())
+    assert json.loads((run_dir / "train.json").read_text())["code_commit"] == "commit-at-train-start"
+    assert json.loads((run_dir / "run.json").read_text())["code_commit"] == "commit-at-train-start"

@@ -113,10 +113,12 @@ def train_only(params: Params, method: str, profile: str | None = None, override
                run_id: str | None = None, resume: bool = False) -> tuple[Path, dict[str, Any]]:
     """Train into ``runs/<method>/<run_id>`` (a no-op checkpoint for parameter-free methods); returns the run dir
     and the training record (also written to ``train.json``)."""
+    from .publish import code_commit
     from .train.checkpoint import save_checkpoint
     from .train.data import TrainData
     from .train.trainer import FINAL_CHECKPOINT, train, train_config
 
+    commit = code_commit()  # the code that trains, read before anything can change the tree
     cls, cfg, profile = resolve(params, method, profile, overrides)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not run_id:
         raise ConfigError("under torchrun every process needs the same run directory", hint="pass --run-id NAME")
@@ -130,7 +132,8 @@ def train_only(params: Params, method: str, profile: str | None = None, override
     device = _device(params)
     model = cls(cfg)
     record: dict[str, Any] = {"run_id": run_id, "profile": profile, "steps": 0, "train_seconds": 0.0,
-                              "device": _device_name(device), "world_size": 1, "interrupted": False}
+                              "device": _device_name(device), "world_size": 1, "interrupted": False,
+                              "code_commit": commit}
     if not cls.capabilities.trainable:
         load_clips(dataset)  # the dataset must exist even when there is nothing to learn
         _save_config(run_dir, method, profile, cfg, params, overrides)
@@ -159,6 +162,7 @@ def evaluate_run(params: Params, method: str, run_dir: Path, checkpoint: str | P
     from .train.checkpoint import load_checkpoint
     from .train.trainer import FINAL_CHECKPOINT
 
+    commit = code_commit()  # read at the start: the tree may change while a long evaluation runs
     cls = method_class(method)
     if cfg is None and (run_dir / CONFIG_FILE).is_file():
         profile, cfg = _load_config(run_dir, method)
@@ -182,7 +186,9 @@ def evaluate_run(params: Params, method: str, run_dir: Path, checkpoint: str | P
             "seed": int(_load_doc(run_dir, method)["params"]["seed"]),
             "steps": int(train_rec.get("steps", 0)), "train_seconds": float(train_rec.get("train_seconds", 0.0)),
             "device": train_rec.get("device") or _device_name(device), "date": now_iso(),
-            "dataset_version": dataset_version(dataset), "code_commit": code_commit(), "size": model.size,
+            "dataset_version": dataset_version(dataset), "size": model.size,
+            # the training commit when this run trained; an evaluation-only run names the evaluating code
+            "code_commit": train_rec.get("code_commit") or commit,
             "checkpoint": str(ckpt), "tasks": chosen, "eval_seconds": round(result.seconds, 3)}
     if _rank() == 0:
         write_json(run_dir / "run.json", info)
