@@ -31,6 +31,7 @@ class Toy(Method):
 
     name = "toy"
     capabilities = Capabilities()
+    optimizer_slots = {"opt": "opt"}
 
     def __init__(self, cfg: dict) -> None:
         super().__init__(cfg)
@@ -54,12 +55,6 @@ class Toy(Method):
         loss.backward()
         self.opt.step()
         return {"loss": loss.item()}
-
-    def optimizer_state(self) -> dict:
-        return {"opt": self.opt.state_dict()}
-
-    def load_optimizer_state(self, state: dict) -> None:
-        self.opt.load_state_dict(state["opt"])
 
     def animate(self, source, driving, *, source_domain, driving_domain, relative=True):  # noqa: ANN001
         return self.net(driving).clamp(0, 1)

@@ -226,6 +226,7 @@ class DomainGenerator(nn.Module):
 class AnimeCeleb(Method):
     name = "animeceleb"
     capabilities = Capabilities(trainable=True, cross_domain=True, self_reenactment=True, needs_paired_pose=True)
+    optimizer_slots = {"adam": "opt"}
 
     def __init__(self, cfg: dict[str, Any], pose_estimator: PoseEstimator | None = None) -> None:
         super().__init__(cfg)
@@ -293,12 +294,6 @@ class AnimeCeleb(Method):
         feats = self.estimator(frames)
         added = self.pose_maps[domain].update(feats, poses.detach().cpu().numpy())
         log.debug("pose map %s: +%d pairs (%d in all)", domain, added, int(self.pose_maps[domain].n))
-
-    def optimizer_state(self) -> dict[str, Any]:
-        return {"adam": self.opt.state_dict()}
-
-    def load_optimizer_state(self, state: dict[str, Any]) -> None:
-        self.opt.load_state_dict(state["adam"])
 
     # -- inference --------------------------------------------------------------------------------------------
     def estimate_pose(self, frames: torch.Tensor, domain: Domain) -> torch.Tensor:

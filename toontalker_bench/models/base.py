@@ -54,12 +54,20 @@ class Method(nn.Module):
         """One optimisation step (forward, backward, optimiser steps). Returns scalar logs, including ``loss``."""
         raise NotImplementedError(f"{self.name} is not trainable")
 
+    #: checkpoint key -> attribute holding a ``torch.optim.Optimizer`` (the attribute may be absent or None, e.g. an
+    #: optional discriminator). The keys are part of the checkpoint format: keep them stable.
+    optimizer_slots: dict[str, str] = {}
+
     def optimizer_state(self) -> dict[str, Any]:
         """Optimiser state dicts, saved beside the weights so ``--resume`` continues exactly."""
-        return {}
+        return {key: opt.state_dict() for key, attr in self.optimizer_slots.items()
+                if (opt := getattr(self, attr, None)) is not None}
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
-        pass
+        for key, attr in self.optimizer_slots.items():
+            opt = getattr(self, attr, None)
+            if opt is not None and key in state:
+                opt.load_state_dict(state[key])
 
     # -- inference --------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -400,6 +400,7 @@ class FOMM(Method):
 
     name = "fomm"
     capabilities = Capabilities(trainable=True, cross_domain=True, self_reenactment=True)
+    optimizer_slots = {"generator": "opt", "discriminator": "opt_d"}
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
@@ -470,17 +471,6 @@ class FOMM(Method):
             logs["disc_gan"] = float(d_loss.detach())
         logs["loss"] = float(loss.detach())
         return logs
-
-    def optimizer_state(self) -> dict[str, Any]:
-        state = {"generator": self.opt.state_dict()}
-        if self.opt_d is not None:
-            state["discriminator"] = self.opt_d.state_dict()
-        return state
-
-    def load_optimizer_state(self, state: dict[str, Any]) -> None:
-        self.opt.load_state_dict(state["generator"])
-        if self.opt_d is not None and "discriminator" in state:
-            self.opt_d.load_state_dict(state["discriminator"])
 
     # -- inference --------------------------------------------------------------------------------------------
     @torch.no_grad()

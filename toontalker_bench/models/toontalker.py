@@ -148,6 +148,7 @@ class ToonTalker(Method):
 
     name = "toontalker"
     capabilities = Capabilities(trainable=True, cross_domain=True, self_reenactment=True)
+    optimizer_slots = {"g": "opt_g", "d": "opt_d"}
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
@@ -289,17 +290,6 @@ class ToonTalker(Method):
         loss.backward()
         self.opt_d.step()
         return logs
-
-    def optimizer_state(self) -> dict[str, Any]:
-        state = {"g": self.opt_g.state_dict()}
-        if self.opt_d is not None:
-            state["d"] = self.opt_d.state_dict()
-        return state
-
-    def load_optimizer_state(self, state: dict[str, Any]) -> None:
-        self.opt_g.load_state_dict(state["g"])
-        if self.opt_d is not None and "d" in state:
-            self.opt_d.load_state_dict(state["d"])
 
     # -- official release -------------------------------------------------------------------------------------
     def load_release_checkpoint(self, path: str, trust: bool = False) -> list[str]:
