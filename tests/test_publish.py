@@ -132,3 +132,20 @@ def test_dataset_version_from_dvc_lock_or_content(tmp_path: Path) -> None:
     assert v.startswith("dvc:") and v != dataset_version(ds, tmp_path / "no.lock")
     lock.write_text(lock.read_text().replace("m2", "m3"))
     assert dataset_version(ds, lock) != v
+
+
+def test_file_without_pose_labels_reads_and_gains_the_column(tmp_path: Path) -> None:
+    """A leaderboard written before `pose_labels` existed still reads; the next publish adds the column."""
+    path = tmp_path / "board.csv"
+    old = [c for c in PROVENANCE if c != "pose_labels"]
+    header = old + ["l1", "l1_backend"]
+    values = {**row("old"), "l1": "0.2"}
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([header, [values[c] for c in header]])
+    rows, _ = read_rows(path)
+    assert rows[0]["pose_labels"] == "" and rows[0]["l1"] == "0.2"
+    publish_rows(path, [{**row("new", method="animeceleb"), "pose_labels": "pseudo"}])
+    with open(path, newline="") as f:
+        written = list(csv.DictReader(f))
+    assert [r["pose_labels"] for r in written] == ["", "pseudo"]
+    assert "animeceleb (pseudo pose labels)" in render_markdown(read_leaderboard(path), "demo")

@@ -32,7 +32,10 @@ from .io import atomic_path, write_text
 log = logging.getLogger(__name__)
 
 PROVENANCE = ("run_id", "method", "profile", "task", "dataset_version", "code_commit", "seed", "steps",
-              "train_seconds", "device", "date", "size", "sample_gif")
+              "train_seconds", "device", "date", "size", "sample_gif", "pose_labels")
+#: provenance columns added after files were first written: an older file without them reads as empty cells and
+#: gains the column at its next publish
+ADDED_PROVENANCE = ("pose_labels",)
 INT_COLUMNS = ("seed", "steps", "size")
 LOCK_TIMEOUT_S = 300.0
 UPPER_BOUNDS = ("oracle-driving",)  # shown for scale, never "best"
@@ -109,6 +112,14 @@ def _check_header(header: list[str], path: Path) -> set[str]:
     return metrics
 
 
+def _with_added(header: list[str], added: list[str]) -> list[str]:
+    """An older header with the later provenance columns inserted where they belong."""
+    if not added:
+        return header
+    n_old = len([c for c in PROVENANCE if c not in added])
+    return [c for c in PROVENANCE if c in header[:n_old] or c in added] + header[n_old:]
+
+
 def _check_row(row: dict[str, str], metrics: set[str], path: Path, line: int) -> None:
     where = f"{path}:{line}"
     for c in ("run_id", "method", "task"):
@@ -136,13 +147,14 @@ def read_rows(path: str | Path) -> tuple[list[dict[str, str]], set[str]]:
         text = path.read_text(encoding="utf-8")
         reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, [])
-        metrics = _check_header(header, path)
+        added = [c for c in ADDED_PROVENANCE if header and c not in header]
+        metrics = _check_header(_with_added(header, added), path)
         rows = []
         for line, values in enumerate(reader, start=2):
             if len(values) != len(header):
                 raise LeaderboardError(f"{path}:{line}: {len(values)} fields, expected {len(header)}",
                                        hint="restore the file from git or fix that line")
-            row = dict(zip(header, values))
+            row = dict(zip(header, values)) | dict.fromkeys(added, "")
             _check_row(row, metrics, path, line)
             rows.append(row)
     except (UnicodeDecodeError, csv.Error) as e:
@@ -254,6 +266,11 @@ def _task_table(df: pd.DataFrame, task: str, directions: dict[str, str]) -> tupl
     return t, metrics, best
 
 
+def _method_label(method: str, pose_labels: str) -> str:
+    """The method name, plus where its training pose vectors came from for methods trained on them."""
+    return f"{method} ({pose_labels} pose labels)" if pose_labels else method
+
+
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
@@ -277,7 +294,8 @@ def render_markdown(df: pd.DataFrame, benchmark: str) -> str:
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join("---" for _ in head) + "|")
         for r in t.itertuples():
-            cells = [f"*{r.method}*" if r.method in UPPER_BOUNDS else r.method, r.profile]
+            label = _method_label(r.method, r.pose_labels)
+            cells = [f"*{label}*" if r.method in UPPER_BOUNDS else label, r.profile]
             for m in metrics:
                 v = getattr(r, m)
                 s = _fmt(v)
@@ -376,7 +394,8 @@ def render_html(df: pd.DataFrame, benchmark: str, plots: list[str]) -> str:
                  '<th class="t" data-col="run_id">run</th>', '<th class="t">sample</th>']
         body = []
         for r in t.itertuples():
-            cells = [f'<td class="t">{e(r.method)}</td>', f'<td class="t">{e(r.profile)}</td>']
+            cells = [f'<td class="t">{e(_method_label(r.method, r.pose_labels))}</td>',
+                     f'<td class="t">{e(r.profile)}</td>']
             for m in metrics:
                 v = getattr(r, m)
                 num = "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else repr(float(v))
@@ -423,6 +442,7 @@ def show(leaderboard_dir: str | Path, benchmark: str) -> str:
         t, metrics, _ = _task_table(df, task, directions)
         if t.empty:
             continue
+        t = t.assign(method=[_method_label(m, p) for m, p in zip(t["method"], t["pose_labels"])])
         view = t[["method", "profile", *metrics]].rename(columns={m: f"{m}{_arrow(directions[m])}" for m in metrics})
         lines += [f"== {task}", view.to_string(index=False, float_format=lambda x: f"{x:.4g}"), ""]
     return "\n".join(lines)

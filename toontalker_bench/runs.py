@@ -143,7 +143,10 @@ def train_only(params: Params, method: str, profile: str | None = None, override
         _check_train_domains(dataset, cls)
         if not resume:
             _save_config(run_dir, method, profile, cfg, params, overrides)
-        data = TrainData.from_dataset(dataset, model.size, seed, tc.max_frames_per_clip)
+        data = TrainData.from_dataset(dataset, model.size, seed, tc.max_frames_per_clip,
+                                      pseudo_pose=cls.capabilities.needs_paired_pose)
+        if data.pose_label_counts:
+            record["pose_label_counts"] = data.pose_label_counts
         res = train(model, data, run_dir, seed=seed, device=device, resume=resume)
         before = _read_json(run_dir / "train.json").get("train_seconds", 0.0) if resume else 0.0
         record.update(steps=res.steps, train_seconds=round(before + res.seconds, 3),
@@ -189,7 +192,9 @@ def evaluate_run(params: Params, method: str, run_dir: Path, checkpoint: str | P
             "dataset_version": dataset_version(dataset), "size": model.size,
             # the training commit when this run trained; an evaluation-only run names the evaluating code
             "code_commit": train_rec.get("code_commit") or commit,
-            "checkpoint": str(ckpt), "tasks": chosen, "eval_seconds": round(result.seconds, 3)}
+            "checkpoint": str(ckpt), "tasks": chosen, "eval_seconds": round(result.seconds, 3),
+            # methods trained on pose vectors: were they ground truth, 3DMM pseudo labels, or both
+            "pose_labels": model.cfg.get("pose_labels", "") if cls.capabilities.needs_paired_pose else ""}
     if _rank() == 0:
         write_json(run_dir / "run.json", info)
     return {t: {m: v.value for m, v in ms.items()} for t, ms in result.metrics.items()}

@@ -29,6 +29,7 @@ class Clip:
     domain: str
     frames: np.ndarray  # (T, S, S, 3) uint8
     motion: np.ndarray  # (T, 20) float32, NaN where unknown
+    motion_true: bool = True  # False: pseudo pose vectors (3DMM fit), see :mod:`.pseudo_pose`
 
 
 def load_clips(dataset_dir: str | Path, split: str, size: int, max_frames: int = 0,
@@ -63,10 +64,19 @@ class TrainData:
         if not self.by_domain:
             raise DatasetError("no training clips with at least 2 frames", hint="check the dataset's train split")
         self.size = next(iter(self.by_domain.values()))[0].frames.shape[1]
+        self.pose_label_counts: dict[str, int] = {}
 
     @classmethod
-    def from_dataset(cls, dataset_dir: str | Path, size: int, seed: int, max_frames: int = 0) -> TrainData:
-        return cls(load_clips(dataset_dir, "train", size, max_frames), seed)
+    def from_dataset(cls, dataset_dir: str | Path, size: int, seed: int, max_frames: int = 0,
+                     pseudo_pose: bool = False) -> TrainData:
+        """The train split; ``pseudo_pose`` fills clips without ground-truth motion with 3DMM pseudo labels."""
+        clips = load_clips(dataset_dir, "train", size, max_frames)
+        data = cls(clips, seed)
+        if pseudo_pose:
+            from .pseudo_pose import fill_pseudo_pose
+
+            data.pose_label_counts = fill_pseudo_pose(clips)
+        return data
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -95,10 +105,11 @@ class TrainData:
             drv = np.stack([clips[c].frames[d] for c, _, d in rows])
             ms = np.stack([clips[c].motion[s] for c, s, _ in rows])
             md = np.stack([clips[c].motion[d] for c, _, d in rows])
+            true = np.array([clips[c].motion_true for c, _, _ in rows])
             out[domain] = {
                 "source": to_tensor(src), "driving": to_tensor(drv),
                 "motion_source": torch.from_numpy(ms), "motion_driving": torch.from_numpy(md),
-                "motion_is_true": torch.from_numpy(np.isfinite(ms).all(1) & np.isfinite(md).all(1)),
+                "motion_is_true": torch.from_numpy(np.isfinite(ms).all(1) & np.isfinite(md).all(1) & true),
             }
         return out
 
