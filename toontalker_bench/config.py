@@ -90,6 +90,7 @@ class FacesParams:
     real_detector: str = "retinaface"
     cartoon_detector: str = "retinaface"
     landmarks: str = "dlib68"
+    landmarks_every: int = 1  # landmark model every k frames, linearly interpolated between; 1 = every frame
 
 
 @dataclass

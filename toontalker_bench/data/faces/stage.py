@@ -5,9 +5,10 @@ on the shot's last frame); detections are linked into tracks and boxes interpola
 the oldest open track's last detection are kept in memory, so landmarks for interpolated frames are computed as soon
 as the next detection confirms the track. Tubes are then split (VoxCeleb's rules) and filtered; every rejected shot or
 tube is recorded with a reason. In ``tracks/<tube_id>.npz``, ``scores`` is NaN on tracked (interpolated) frames;
-``landmarks68``/``landmarks5`` are computed on every frame; ``frames`` holds the absolute frame indices, and for demo
-sources ``gt_box``/``motion`` carry the ground truth wherever the GT face overlaps the tube (else NaN). The tube's
-identity is the most frequent matched GT identity, else the manifest's identity, else the source id.
+``landmarks68``/``landmarks5`` come from the landmark model on every frame (with ``landmarks_every`` = k > 1: on every
+k-th frame of the shot and on detection frames, linearly interpolated in between); ``frames`` holds the absolute frame
+indices, and for demo sources ``gt_box``/``motion`` carry the ground truth wherever the GT face overlaps the tube (else
+NaN). The tube's identity is the most frequent matched GT identity, else the manifest's identity, else the source id.
 
 Resumable: every finished source writes its tubes' ``tracks/<tube_id>.npz`` and then a part record
 ``.parts/<source_id>.json`` (keyed by a hash of the inputs and params); a rerun skips sources whose part matches.
@@ -16,6 +17,7 @@ The final tables are assembled from the parts only, so a killed run leaves nothi
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -134,6 +136,18 @@ def _gt_arrays(gt: pd.DataFrame | None, frames: np.ndarray, boxes: np.ndarray, f
     return gt_box, motion, identity, bool(same.any())
 
 
+def _fill_landmarks(lm: dict[int, np.ndarray], frames: list[int]) -> None:
+    """Landmarks of ``frames`` (sorted) linearly interpolated from the nearest frames either side that have them.
+
+    Both neighbours exist: a track's previous frame and the detection frame that extends it always get landmarks.
+    """
+    known = sorted(lm)
+    for f in frames:
+        j = bisect.bisect(known, f)
+        a, b = known[j - 1], known[j]
+        lm[f] = (lm[a] + (lm[b] - lm[a]) * np.float32((f - a) / (b - a))).astype(np.float32)
+
+
 class _ShotTracker:
     """Detect / link / interpolate / landmark one shot, streaming its frames."""
 
@@ -168,12 +182,20 @@ class _ShotTracker:
                 od = self.data[id(tr)] = _Open()
                 todo.setdefault(i, []).append((od, tr.boxes[-1]))
                 od.sharp.append(_patch_sharpness(frame, tr.boxes[-1]))
+        pending: dict[int, tuple[_Open, list[int]]] = {}  # id(od) -> frames whose landmarks are interpolated
         for f, items in sorted(todo.items()):
+            for od, b in items:
+                od.boxes[f] = b
+            if f != i and (f - self.start) % self.p.landmarks_every:
+                for od, _ in items:
+                    pending.setdefault(id(od), (od, []))[1].append(f)
+                continue
             bx = np.stack([b for _, b in items])
             lm68, lm5 = landmarks(self.buffer[f], bx, self.p.landmarks)
-            for k, (od, b) in enumerate(items):
-                od.boxes[f] = b
+            for k, (od, _) in enumerate(items):
                 od.lm[f] = np.concatenate([lm68[k], lm5[k]])  # (73, 2): 68 then 5
+        for od, frames in pending.values():
+            _fill_landmarks(od.lm, frames)
         keep_from = min((t.frames[-1] for t in self.linker.active), default=i)
         for f in [f for f in self.buffer if f < keep_from]:
             del self.buffer[f]
@@ -353,6 +375,9 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     p = params.faces
     if p.detect_every < 1:
         raise ConfigError(f"faces.detect_every must be >= 1, got {p.detect_every}")
+    if p.landmarks_every < 1:
+        raise ConfigError(f"faces.landmarks_every must be >= 1, got {p.landmarks_every}",
+                          hint="1 runs the landmark model on every frame")
     out = Path(p.out_dir)
     jobs, rejects = _jobs(params)
     parts: dict[str, dict] = {}
