@@ -5,9 +5,10 @@ Driven by the method registry: any method name with a profile YAML works (``--me
 CUDA) belongs to it alone. Inputs are random images of the profile's size for both domains. Results are merged into
 ``benchmarks/results/models.json`` keyed by method/profile/device, so runs for different methods do not overwrite
 each other. The machine's load average is recorded before and after each measurement: on a shared CPU, timings are
-only as good as the machine was quiet.
+only as good as the machine was quiet. Step time is the median of ``--steps`` steps and inference frames/s the median of
+``--repeats`` ``animate`` calls, each after one untimed warm-up.
 
-    python -m benchmarks.models [--methods toontalker] [--profiles tiny,paper] [--device cpu] [--steps 3]
+    python -m benchmarks.models [--methods toontalker] [--profiles tiny,paper] [--device cpu] [--steps 3] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .common import cpu_model
+
 RESULTS = Path(__file__).parent / "results" / "models.json"
 
 # Per-profile measurement sizes: pairs per domain in a training step and driving frames for inference. The paper
@@ -32,8 +35,9 @@ BATCH = {"tiny": None, "paper": 1}  # None = the profile's train.batch_size
 FRAMES = {"tiny": 16, "paper": 4}
 
 
-def measure(method: str, profile: str, device: str, steps: int) -> dict[str, Any]:
-    """Build ``method`` with ``profile`` and time its training step and ``animate`` on ``device``."""
+def measure(method: str, profile: str, device: str, steps: int, repeats: int = 3) -> dict[str, Any]:
+    """Build ``method`` with ``profile`` and time its training step (``steps`` times) and ``animate`` (``repeats``
+    times) on ``device``; medians are reported with every value."""
     import torch
 
     from toontalker_bench.models.registry import load_profile, method_class
@@ -69,11 +73,13 @@ def measure(method: str, profile: str, device: str, steps: int) -> dict[str, Any
     drv_dom = "real" if caps.cross_domain else "cartoon"
     model.eval()
     model.animate(src, drv[:2], source_domain="cartoon", driving_domain=drv_dom)  # warm-up
-    sync()
-    t = time.perf_counter()
-    model.animate(src, drv, source_domain="cartoon", driving_domain=drv_dom)
-    sync()
-    infer_s = time.perf_counter() - t
+    infer_s = []
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        model.animate(src, drv, source_domain="cartoon", driving_domain=drv_dom)
+        sync()
+        infer_s.append(time.perf_counter() - t)
     load.append(os.getloadavg()[0])
     if device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated() / 2 ** 20
@@ -87,11 +93,12 @@ def measure(method: str, profile: str, device: str, steps: int) -> dict[str, Any
         "train_batch_per_domain": batch_size if caps.trainable else None,
         "train_step_s_median": round(statistics.median(step_times), 4) if step_times else None,
         "train_step_s_all": [round(s, 4) for s in step_times],
-        "animate_frames": n_frames, "animate_fps": round(n_frames / infer_s, 3),
+        "animate_frames": n_frames, "animate_fps": round(n_frames / statistics.median(infer_s), 3),
+        "animate_fps_all": [round(n_frames / t, 3) for t in infer_s],
         "peak_memory_mib": round(peak, 1), "peak_memory_kind": peak_kind,
         "rss_after_imports_mib": round(rss_before, 1),
         "torch_threads": torch.get_num_threads(), "load_avg_1min_before_after": [round(x, 2) for x in load],
-        "torch": torch.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "torch": torch.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform(), "cpu": cpu_model(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -102,11 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profiles", default="tiny,paper")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=3, help="timed training steps (after one warm-up step)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed animate calls (after one warm-up call)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--one", nargs=2, metavar=("METHOD", "PROFILE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:  # child process: one measurement, JSON on stdout
-        print(json.dumps(measure(args.one[0], args.one[1], args.device, args.steps)))
+        print(json.dumps(measure(args.one[0], args.one[1], args.device, args.steps, args.repeats)))
         return 0
     from toontalker_bench.io import write_json
 
@@ -114,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     for method in [m for m in args.methods.split(",") if m]:
         for profile in [p for p in args.profiles.split(",") if p]:
             cmd = [sys.executable, "-m", "benchmarks.models", "--one", method, profile, "--device", args.device,
-                   "--steps", str(args.steps)]
+                   "--steps", str(args.steps), "--repeats", str(args.repeats)]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1])
             if proc.returncode:
                 print(proc.stderr[-2000:], file=sys.stderr)

@@ -4,16 +4,18 @@ Each video (generated: a real photograph of a face — skimage's ``astronaut``, 
 over a textured background, with hard cuts between shots) is decoded once on its own, then run through the three
 stages' per-source functions exactly as the pipeline does (each stage decodes the video once). Reported per video:
 decode-only frames/s, pipeline frames/s and their ratio, plus each stage's seconds. The process is pinned to one CPU
-and every library runs single-threaded.
+and every library runs single-threaded. Each round times decode-only and then the pipeline once per
+``faces.landmarks_every`` value, so every ratio compares timings taken back to back; figures are medians over
+``--repeats`` rounds (after one warm-up round), with n, min, max and every value kept. Peak memory is the process's
+max RSS (cumulative: the 720p rows include the 360p runs).
 
-    python -m benchmarks.pipeline [--seconds 10] [--out benchmarks/results/pipeline.json]
+    python -m benchmarks.pipeline [--seconds 10] [--repeats 5] [--landmarks-every 1,5] [--out ...pipeline.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -96,6 +98,9 @@ def pipeline(path: Path, work: Path, params) -> dict:  # noqa: ANN001 - Params
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--repeats", type=int, default=5, help="timed rounds per video (after one warm-up round)")
+    ap.add_argument("--landmarks-every", default="1,5",
+                    help="faces.landmarks_every values to time, comma-separated (1 = the exact default)")
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default="benchmarks/results/pipeline.json")
     args = ap.parse_args(argv)
@@ -104,28 +109,45 @@ def main(argv: list[str] | None = None) -> dict:
     from toontalker_bench.config import load_params
     from toontalker_bench.io import write_json
 
+    from .common import load_avg, machine, peak_rss_mib, summary
+
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     cv2.setNumThreads(1)
     params = load_params(args.params if Path(args.params).is_file() else None)
-    results = []
+    variants = [int(k) for k in args.landmarks_every.split(",") if k]
+    report: dict = {"benchmark": "pipeline", "cores_used": 1, "machine": machine(), "repeats": args.repeats,
+                    "detect_every": params.faces.detect_every, "detect_max_side": params.faces.detect_max_side,
+                    "real_detector": params.faces.real_detector, "align_size": params.align.size, "results": []}
     with tempfile.TemporaryDirectory() as tmp:
         for w, h in ((640, 360), (1280, 720)):
             video = Path(tmp) / f"{h}p.mp4"
             make_video(video, w, h, args.seconds)
-            decode_only(video)  # warm caches and model loads are not what we measure
-            pipeline(video, Path(tmp) / f"warm{h}", params)
-            dec = decode_only(video)
-            res = pipeline(video, Path(tmp) / f"run{h}", params)
-            results.append({"video": f"{w}x{h}", "decode_fps": round(dec, 1), "pipeline_fps": res["fps"],
-                            "ratio": round(res["fps"] / dec, 3), **res})
-            print(f"{w}x{h}: decode {dec:.0f} fps, shots+faces+align {res['fps']:.0f} fps, "
-                  f"ratio {res['fps'] / dec:.2f} (shots {res['shots_s']}s faces {res['faces_s']}s "
-                  f"align {res['align_s']}s, {res['clips']} clips)")
-    report = {"benchmark": "pipeline", "cores": 1, "python": platform.python_version(),
-              "machine": platform.machine(), "detect_every": params.faces.detect_every,
-              "detect_max_side": params.faces.detect_max_side, "real_detector": params.faces.real_detector,
-              "align_size": params.align.size, "results": results}
+            runs: dict[int, list[dict]] = {k: [] for k in variants}
+            decode: list[float] = []
+            for r in range(args.repeats + 1):  # round 0 warms caches and model loads and is not counted
+                dec = decode_only(video)
+                for k in variants:
+                    params.faces.landmarks_every = k
+                    res = pipeline(video, Path(tmp) / f"r{h}-{r}-{k}", params)
+                    if r:
+                        runs[k].append({**res, "ratio": res["fps"] / dec})
+                if r:
+                    decode.append(dec)
+            for k, rs in runs.items():
+                row = {"video": f"{w}x{h}", "frames": rs[0]["frames"], "landmarks_every": k,
+                       "shots": rs[0]["shots"], "tubes": rs[0]["tubes"], "clips": rs[0]["clips"],
+                       "decode_fps": summary(decode, 1), "pipeline_fps": summary([x["fps"] for x in rs], 1),
+                       "ratio": summary([x["ratio"] for x in rs]),
+                       **{f"{st}_s": summary([x[f"{st}_s"] for x in rs]) for st in ("shots", "faces", "align")},
+                       "peak_rss_mib_so_far": peak_rss_mib(), "load_avg_after": load_avg()}
+                report["results"].append(row)
+                print(f"{w}x{h} landmarks_every={k}: decode {row['decode_fps']['median']:.0f} fps, shots+faces+align "
+                      f"{row['pipeline_fps']['median']:.0f} fps, ratio {row['ratio']['median']:.3f} "
+                      f"(median of {args.repeats}; shots {row['shots_s']['median']}s faces {row['faces_s']['median']}s"
+                      f" align {row['align_s']['median']}s, {row['clips']} clips)", flush=True)
+    report["peak_rss_mib"] = peak_rss_mib()
+    report["load_avg_end"] = load_avg()
     write_json(args.out, report)
     return report
 

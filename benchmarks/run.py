@@ -1,45 +1,124 @@
-"""Run every benchmark script and merge their JSON into ``benchmarks/results/results.json`` (``make bench``).
+"""Run the benchmark scripts, merge their JSON into ``benchmarks/results.json`` and print a markdown table (``make bench``).
 
 Each script measures its own ratios against a reference in the same run (decode-only for the pipeline, pytorch-fid's
-code path for FID); this runner only sequences them, records the machine, and prints one summary table.
+code path for FID) and reports medians of repeated runs; this runner only sequences them, records the machine and its
+load, and prints one table for the README's "Performance" section. ``--only`` runs a subset; the other scripts' last
+JSON is merged as it is (each names its own date), and the table marks those rows as from an earlier run.
+
+    python -m benchmarks.run [--only pipeline,metrics] [--model-profiles tiny,paper]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+from .common import load_avg, machine
 
 RESULTS = Path("benchmarks/results")
-SCRIPTS = {
-    "pipeline": ["benchmarks.pipeline"],
-    "metrics": ["benchmarks.metrics"],
-    "models": ["benchmarks.models", "--methods", "toontalker,fomm,animeceleb", "--profiles", "tiny,paper"],
-}
+MERGED = Path("benchmarks/results.json")
 
 
-def main() -> int:
-    merged: dict[str, object] = {
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count()},
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+def _scripts(model_profiles: str) -> dict[str, list[str]]:
+    return {
+        "pipeline": ["benchmarks.pipeline"],
+        "metrics": ["benchmarks.metrics", "--n", "200"],
+        "models": ["benchmarks.models", "--methods", "toontalker,fomm,animeceleb", "--profiles", model_profiles],
+        "demo": ["benchmarks.demo"],
     }
+
+
+def _med(x: Any) -> Any:
+    return x["median"] if isinstance(x, dict) else x
+
+
+def table(res: dict[str, Any]) -> str:
+    """The README table: machine, then one row per figure (medians; n repeats)."""
+    m = res["machine"]
+    rows = [("machine", f"{m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, torch {m['torch']}, "
+                        f"Python {m['python']}; load avg {m['load_avg'][0]} at start, {res['load_avg_end'][0]} at end")]
+    stale = set(res.get("from_earlier_run", []))
+
+    def mark(name: str) -> str:
+        return " (earlier run)" if name in stale else ""
+
+    pipe = res.get("pipeline")
+    if pipe:
+        for r in pipe["results"]:
+            k = r.get("landmarks_every", 1)
+            knob = "exact default" if k == 1 else f"faces.landmarks_every={k}"
+            rows.append((f"pipeline (shots+faces+align) vs decode-only, {r['video']}, 1 core, {knob}{mark('pipeline')}",
+                         f"{_med(r['ratio']):.3f}× ({_med(r['pipeline_fps']):.0f} vs {_med(r['decode_fps']):.0f} "
+                         f"frames/s; faces {_med(r['faces_s'])} s, shots {_med(r['shots_s'])} s, align "
+                         f"{_med(r['align_s'])} s per {r['frames']} frames; median of {r['ratio']['n']})"))
+        rows.append((f"pipeline benchmark peak memory{mark('pipeline')}", f"{pipe['peak_rss_mib']:.0f} MiB max RSS"))
+    met = res.get("metrics")
+    if met:
+        speeds = ", ".join(f"{k} {_med(v['images_per_s']):.1f}" for k, v in met["per_metric"].items()
+                           if v["images_per_s"] is not None)
+        skipped = ", ".join(k for k, v in met["per_metric"].items() if v["images_per_s"] is None)
+        rows.append((f"metric throughput, images/s, CPU{mark('metrics')}",
+                     speeds + (f" (not run: {skipped}, asset missing)" if skipped else "")
+                     + f"; median of {met.get('repeats', 1)}"))
+        f = met["fid_features"]
+        rows.append((f"FID features vs pytorch-fid's code path, {f['n_images']} images{mark('metrics')}",
+                     f"{_med(f['ratio']):.2f}× faster ({f['images_per_s_ours']} vs {f['images_per_s_pytorch_fid']} "
+                     f"images/s; median of {f.get('repeats', 1)}); cached {f['ratio_cached']}×"))
+        if "peak_rss_mib" in met:
+            rows.append((f"metrics benchmark peak memory{mark('metrics')}", f"{met['peak_rss_mib']:.0f} MiB max RSS"))
+    for r in (res.get("models") or {}).get("results", []):
+        step = r.get("train_step_s_median")
+        rows.append((f"{r['method']} / {r['profile']} on {r['device']}{mark('models')}",
+                     (f"train step {step} s (batch {r['train_batch_per_domain']}/domain, median of "
+                      f"{len(r['train_step_s_all'])}); " if step is not None else "not trainable; ")
+                     + f"inference {r['animate_fps']} frames/s; peak {r['peak_memory_mib']:.0f} MiB "
+                       f"({r['peak_memory_kind']})"))
+    demo = res.get("demo")
+    rows.append((f"`make demo` wall time{mark('demo')}",
+                 f"{demo['wall_s'] / 60:.1f} min ({demo['source']})" if demo else
+                 "not measured in this run (BENCH_DEMO=1 or BENCH_DEMO_LOG=<log>, see benchmarks/demo.py)"))
+    return "\n".join(["| what | figure |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default="", help="comma-separated subset of: pipeline, metrics, models, demo")
+    ap.add_argument("--model-profiles", default="tiny,paper")
+    args = ap.parse_args(argv)
+    from toontalker_bench.io import write_json
+
+    scripts = _scripts(args.model_profiles)
+    only = [s for s in args.only.split(",") if s] or list(scripts)
+    unknown = sorted(set(only) - set(scripts))
+    if unknown:
+        ap.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(scripts)}")
+    merged: dict[str, Any] = {"machine": machine(), "from_earlier_run": []}
     failed = []
-    for name, argv in SCRIPTS.items():
-        print(f"== {name}: python -m {' '.join(argv)}", flush=True)
-        t0 = time.perf_counter()
-        rc = subprocess.call([sys.executable, "-m", *argv])
-        merged[f"{name}_wall_s"] = round(time.perf_counter() - t0, 1)
+    for name, argv_ in scripts.items():
         path = RESULTS / f"{name}.json"
-        if rc != 0 or not path.is_file():
-            failed.append(name)
+        fresh = False
+        if name in only:
+            print(f"== {name}: python -m {' '.join(argv_)}", flush=True)
+            before = path.stat().st_mtime_ns if path.is_file() else None
+            t0 = time.perf_counter()
+            if subprocess.call([sys.executable, "-m", *argv_]) != 0:
+                failed.append(name)
+            merged[f"{name}_wall_s"] = round(time.perf_counter() - t0, 1)
+            fresh = path.is_file() and path.stat().st_mtime_ns != before
+        if not path.is_file():
             continue
+        if not fresh:  # not run, failed, or measured nothing (demo): the earlier JSON, which names its own date
+            merged["from_earlier_run"].append(name)
         merged[name] = json.loads(path.read_text())
-    (RESULTS / "results.json").write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
-    print(f"wrote {RESULTS / 'results.json'}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    merged["load_avg_end"] = load_avg()
+    write_json(MERGED, merged)
+    print(f"wrote {MERGED}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    print(table(merged))
     return 1 if failed else 0
 
 
