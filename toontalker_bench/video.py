@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -91,23 +92,50 @@ def read_frames(path: str | os.PathLike[str], start: int = 0, end: int | None = 
     return np.stack(frames)
 
 
+# x264's x86 kernels pinned to x86-64-v2 (SSE4.2). Its AVX-512 kernels read uninitialised heap memory with
+# macroblock-tree rate control and B-frames on (measured with x264 core 165: the same frames encode to different bytes
+# in different processes; pinning MALLOC_PERTURB_ makes them repeat), and the float kernels differ between instruction
+# sets, so the bytes would also depend on the CPU. On this pinned set the output is identical to the AVX2 set's and it
+# is available on every x86-64 CPU since 2008 (Nehalem, Bulldozer). Other architectures keep x264's own detection.
+_X264_X86_ASM = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2"
+
+
+def _h264_options(crf: int, preset: str) -> dict[str, str]:
+    """libx264 options whose output bytes depend only on the frames and these settings.
+
+    One thread (x264's output depends on its thread count, which defaults to the number of cores) and pinned CPU
+    kernels on x86 (see ``_X264_X86_ASM``).
+    """
+    opts = {"crf": str(crf), "preset": preset, "threads": "1"}
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
+        opts["x264-params"] = f"asm={_X264_X86_ASM}"
+    return opts
+
+
+def _h264_stream(container, width: int, height: int, fps: float, crf: int, preset: str):  # noqa: ANN001, ANN202
+    """Add a deterministic H.264 yuv420p stream to an open PyAV output container."""
+    s = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+    s.width, s.height, s.pix_fmt = width, height, "yuv420p"
+    s.options = _h264_options(crf, preset)
+    s.codec_context.thread_count = 1
+    return s
+
+
 def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps: float = 25.0, crf: int = 18,
                 preset: str = "veryfast") -> int:
-    """Write RGB uint8 frames (H, W, 3; even sizes) as H.264 yuv420p mp4, atomically. Returns the frame count."""
+    """Write RGB uint8 frames (H, W, 3; even sizes) as H.264 yuv420p mp4, atomically. Returns the frame count.
+
+    The file's bytes depend only on the frames and the arguments (same sha256 in any process on one machine).
+    """
     import av
 
     n = 0
-    rate = Fraction(fps).limit_denominator(1001)
     with atomic_path(path) as tmp:
         with av.open(str(tmp), mode="w", format="mp4") as c:
             s = None
             for f in frames:
                 if s is None:
-                    h, w = f.shape[:2]
-                    s = c.add_stream("libx264", rate=rate)
-                    s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-                    s.options = {"crf": str(crf), "preset": preset}
-                    s.codec_context.thread_count = 1
+                    s = _h264_stream(c, f.shape[1], f.shape[0], fps, crf, preset)
                 vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f, dtype=np.uint8), format="rgb24")
                 for pkt in s.encode(vf):
                     c.mux(pkt)
@@ -120,7 +148,7 @@ def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps:
 
 
 class VideoWriter:
-    """Incremental H.264 writer with the same atomic guarantee as :func:`write_video` (commit on ``close``)."""
+    """Incremental H.264 writer with the same atomic and byte-determinism guarantees as :func:`write_video`."""
 
     def __init__(self, path: str | os.PathLike[str], fps: float = 25.0, crf: int = 18, preset: str = "veryfast") -> None:
         self.path = Path(path)
@@ -137,10 +165,7 @@ class VideoWriter:
         import av
 
         if self._s is None:
-            h, w = frame.shape[:2]
-            self._s = self._c.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
-            self._s.width, self._s.height, self._s.pix_fmt = w, h, "yuv420p"
-            self._s.options = {"crf": str(self.crf), "preset": self.preset}
+            self._s = _h264_stream(self._c, frame.shape[1], frame.shape[0], self.fps, self.crf, self.preset)
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, dtype=np.uint8), format="rgb24")
         for pkt in self._s.encode(vf):
             self._c.mux(pkt)
