@@ -59,11 +59,11 @@ def per_metric(frames: int, repeats: int) -> dict[str, dict[str, Any]]:
             t0 = time.perf_counter()
             v = ev.evaluate_pair(pair)[name]
             times.append(time.perf_counter() - t0)
-        dt = summary(times)
+        dt = summary(times, 5)
         # no rate for a metric that did not run
         speed = summary([len(gen) / t for t in times], 2) if v.value is not None else None
         out[name] = {"seconds": dt, "images_per_s": speed, "value": v.value, "backend": v.backend, "reason": v.reason}
-        print(f"{name:<15} {len(gen) / dt['median']:8.2f} img/s median of {repeats}  "
+        print(f"{name:<15} {len(gen) / statistics.median(times):8.2f} img/s median of {repeats}  "
               f"({v.value if v.value is not None else v.reason})", flush=True)
     return out
 

@@ -22,9 +22,8 @@ def _truth(f: int) -> np.ndarray:
 def _run_shot(monkeypatch: pytest.MonkeyPatch, every: int, start: int, end: int) -> tuple[dict, list[int]]:
     called: list[int] = []
 
-    def fake_detect(frame: np.ndarray, name: str, max_side: int) -> tuple[np.ndarray, np.ndarray]:
-        x = 2.0 * frame[0, 0, 0]
-        return np.array([[x, 10.0, x + 60, 70.0]]), np.array([0.99])
+    def fake_detect(frames: list[np.ndarray], name: str, max_side: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(np.array([[2.0 * f[0, 0, 0], 10.0, 2.0 * f[0, 0, 0] + 60, 70.0]]), np.array([0.99])) for f in frames]
 
     def fake_landmarks(frame: np.ndarray, boxes: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
         f = int(frame[0, 0, 0])

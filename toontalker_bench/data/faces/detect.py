@@ -54,6 +54,26 @@ class Detector(ABC):
 
     def detect(self, frame_rgb: np.ndarray) -> list[Detection]:
         """Faces in an ``HxWx3`` uint8 RGB frame, highest score first."""
+        return self.detect_many([frame_rgb])[0]
+
+    def detect_many(self, frames_rgb: list[np.ndarray]) -> list[list[Detection]]:
+        """:meth:`detect` for several frames; detectors that batch (RetinaFace) run them in one call, with the same
+        results as one frame at a time."""
+        imgs = [self._input(f) for f in frames_rgb]
+        out = []
+        for frame, img, dets in zip(frames_rgb, imgs, self._detect_many(imgs)):
+            h, w = frame.shape[:2]
+            sx, sy = w / img.shape[1], h / img.shape[0]
+            if (sx, sy) != (1.0, 1.0):
+                for d in dets:
+                    d.box = (d.box * np.float32([sx, sy, sx, sy])).astype(np.float32)
+                    if d.landmarks5 is not None:
+                        d.landmarks5 = (d.landmarks5 * np.float32([sx, sy])).astype(np.float32)
+            out.append(sorted(dets, key=lambda d: -d.score))
+        return out
+
+    def _input(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """The checked frame as the detector sees it: downscaled to ``max_side`` when set, contiguous."""
         if frame_rgb.dtype != np.uint8 or frame_rgb.ndim != 3 or frame_rgb.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 uint8 RGB frame, got {frame_rgb.dtype} {frame_rgb.shape}")
         h, w = frame_rgb.shape[:2]
@@ -63,18 +83,14 @@ class Detector(ABC):
 
             s = self.max_side / max(h, w)
             img = cv2.resize(frame_rgb, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-        dets = self._detect(np.ascontiguousarray(img))
-        sx, sy = w / img.shape[1], h / img.shape[0]
-        if (sx, sy) != (1.0, 1.0):
-            for d in dets:
-                d.box = (d.box * np.float32([sx, sy, sx, sy])).astype(np.float32)
-                if d.landmarks5 is not None:
-                    d.landmarks5 = (d.landmarks5 * np.float32([sx, sy])).astype(np.float32)
-        return sorted(dets, key=lambda d: -d.score)
+        return np.ascontiguousarray(img)
 
     @abstractmethod
     def _detect(self, img: np.ndarray) -> list[Detection]:
         """Detections in ``img``'s own pixels."""
+
+    def _detect_many(self, imgs: list[np.ndarray]) -> list[list[Detection]]:
+        return [self._detect(img) for img in imgs]
 
 
 DETECTORS: Registry[Detector] = Registry("detector", entry_point_group="toontalker_bench.detectors")
@@ -101,13 +117,24 @@ class RetinaFaceDetector(Detector):
         self.nms_threshold = nms_threshold
 
     def _detect(self, img: np.ndarray) -> list[Detection]:
-        import cv2
-        from retinaface.postprocess import ANCHOR_SIZES, ANCHOR_STRIDES, generate_anchors, rebuild_boxes, rebuild_pts
+        return self._detect_many([img])[0]
+
+    def _detect_many(self, imgs: list[np.ndarray]) -> list[list[Detection]]:
+        """Same-sized images go through the network as one batch (per-image outputs are identical to batch 1 on
+        onnxruntime's CPU provider: tested); other sizes one by one."""
         from retinaface.preprocess import preprocess
 
-        h, w = img.shape[:2]
-        boxes, scores, pts = self.session.run(None, {"input": preprocess(img)})
-        boxes, scores, pts = boxes[0], scores[0, :, 1], pts[0]
+        if len({img.shape for img in imgs}) > 1:
+            return [self._detect_many([img])[0] for img in imgs]
+        boxes, scores, pts = self.session.run(None, {"input": np.concatenate([preprocess(img) for img in imgs])})
+        return [self._decode(img.shape[1], img.shape[0], boxes[k], scores[k, :, 1], pts[k])
+                for k, img in enumerate(imgs)]
+
+    def _decode(self, w: int, h: int, boxes: np.ndarray, scores: np.ndarray, pts: np.ndarray) -> list[Detection]:
+        """One image's raw network outputs -> detections above the threshold after NMS."""
+        import cv2
+        from retinaface.postprocess import ANCHOR_SIZES, ANCHOR_STRIDES, generate_anchors, rebuild_boxes, rebuild_pts
+
         keep = scores > self.score_threshold
         if not keep.any():
             return []

@@ -1,9 +1,10 @@
 """The ``faces`` stage: shots -> face tubes with per-frame boxes, scores and landmarks.
 
 Each source video is decoded once, front to back. Inside a shot the detector runs every ``detect_every`` frames (and
-on the shot's last frame); detections are linked into tracks and boxes interpolated in between; only the frames since
-the oldest open track's last detection are kept in memory, so landmarks for interpolated frames are computed as soon
-as the next detection confirms the track. Tubes are then split (VoxCeleb's rules) and filtered; every rejected shot or
+on the shot's last frame), ``DETECT_BATCH`` such frames per call; detections are linked into tracks and boxes
+interpolated in between; only the frames since the oldest open track's last detection (and those awaiting their
+detection batch) are kept in memory, so landmarks for interpolated frames are computed as soon as the next detection
+confirms the track. Tubes are then split (VoxCeleb's rules) and filtered; every rejected shot or
 tube is recorded with a reason. In ``tracks/<tube_id>.npz``, ``scores`` is NaN on tracked (interpolated) frames;
 ``landmarks68``/``landmarks5`` come from the landmark model on every frame (with ``landmarks_every`` = k > 1: on every
 k-th frame of the shot and on detection frames, linearly interpolated in between); ``frames`` holds the absolute frame
@@ -45,6 +46,7 @@ TUBE_COLUMNS = ["tube_id", "source_id", "domain", "identity", "shot", "start_fra
 REJECT_COLUMNS = ["source_id", "shot", "tube_id", "start_frame", "end_frame", "reason", "detail"]
 GT_MATCH_IOU = 0.3  # a GT box belongs to a tube frame when they overlap at least this much
 SHARP_PX = 64  # face patches are resized to this side before measuring sharpness, so sizes compare
+DETECT_BATCH = 4  # detection frames per detector call: RetinaFace runs ~30% faster per frame in batches of 4
 
 
 @dataclass
@@ -73,14 +75,19 @@ def detector_for(domain: str, p: FacesParams) -> str:
     return p.real_detector if domain == "real" else p.cartoon_detector
 
 
-def detect(frame: np.ndarray, name: str, max_side: int) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes ``(N, 4)`` and scores ``(N,)`` in frame pixels; the detector sees a copy at most ``max_side`` px."""
+def detect(frames: list[np.ndarray], name: str, max_side: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per frame: boxes ``(N, 4)`` and scores ``(N,)`` in frame pixels; the detector sees copies at most ``max_side``
+    px, all frames in one batch where it can (the same results as one by one)."""
     from .detect import get_detector
 
-    dets = get_detector(name, max_side=max_side).detect(frame)
-    if not dets:
-        return np.zeros((0, 4)), np.zeros(0)
-    return np.array([np.asarray(d.box, dtype=np.float64) for d in dets]), np.array([float(d.score) for d in dets])
+    out = []
+    for dets in get_detector(name, max_side=max_side).detect_many(frames):
+        if not dets:
+            out.append((np.zeros((0, 4)), np.zeros(0)))
+        else:
+            out.append((np.array([np.asarray(d.box, dtype=np.float64) for d in dets]),
+                        np.array([float(d.score) for d in dets])))
+    return out
 
 
 def landmarks(frame: np.ndarray, boxes: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -157,6 +164,7 @@ class _ShotTracker:
         self.linker = T.Linker(p.link_iou, p.max_gap)
         self.buffer: dict[int, np.ndarray] = {}
         self.data: dict[int, _Open] = {}  # id(track) -> per-frame data
+        self.queued: list[int] = []  # detection frames waiting for their batch
         self.n_detect = 0
 
     def _is_detect_frame(self, i: int) -> bool:
@@ -166,8 +174,22 @@ class _ShotTracker:
         self.buffer[i] = frame
         if not self._is_detect_frame(i):
             return
-        self.n_detect += 1
-        boxes, scores = detect(frame, self.det_name, self.p.detect_max_side)
+        self.queued.append(i)
+        if len(self.queued) == DETECT_BATCH or i == self.end - 1:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Detect on the queued frames in one batch, then link / interpolate / landmark them in frame order."""
+        if not self.queued:
+            return
+        queued, self.queued = self.queued, []
+        self.n_detect += len(queued)
+        for i, (boxes, scores) in zip(queued, detect([self.buffer[i] for i in queued], self.det_name,
+                                                     self.p.detect_max_side)):
+            self._step(i, boxes, scores)
+
+    def _step(self, i: int, boxes: np.ndarray, scores: np.ndarray) -> None:
+        frame = self.buffer[i]
         before = {id(t) for t in self.linker.active}
         extended = self.linker.step(i, boxes, scores)
         todo: dict[int, list[tuple[_Open, np.ndarray]]] = {}
@@ -196,11 +218,12 @@ class _ShotTracker:
                 od.lm[f] = np.concatenate([lm68[k], lm5[k]])  # (73, 2): 68 then 5
         for od, frames in pending.values():
             _fill_landmarks(od.lm, frames)
-        keep_from = min((t.frames[-1] for t in self.linker.active), default=i)
+        keep_from = min((t.frames[-1] for t in self.linker.active), default=i)  # later frames are kept as well
         for f in [f for f in self.buffer if f < keep_from]:
             del self.buffer[f]
 
     def finish(self) -> list[tuple[T.Track, _Open]]:
+        self._flush()  # the video ended before the shot's last (always detected) frame
         tracks = self.linker.finish()
         self.buffer.clear()
         return [(t, self.data[id(t)]) for t in tracks]
