@@ -95,6 +95,9 @@ class DaskExecutor(Executor):
     def __init__(self, scheduler: str | None = None, workers: int = 0, retries: int = 2) -> None:
         from distributed import Client, LocalCluster
 
+        # Dask logs every worker start/stop at INFO; keep that for -vv (root at DEBUG)
+        if logging.getLogger().level > logging.DEBUG:
+            logging.getLogger("distributed").setLevel(logging.WARNING)
         self.retries = retries
         self._cluster = None
         if scheduler:
