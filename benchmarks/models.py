@@ -40,6 +40,7 @@ def measure(method: str, profile: str, device: str, steps: int, repeats: int = 3
     times) on ``device``; medians are reported with every value."""
     import torch
 
+    from toontalker_bench.errors import UserError
     from toontalker_bench.models.registry import load_profile, method_class
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # imports alone
@@ -72,14 +73,21 @@ def measure(method: str, profile: str, device: str, steps: int, repeats: int = 3
     drv = torch.rand(n_frames, 3, size, size, device=device)
     drv_dom = "real" if caps.cross_domain else "cartoon"
     model.eval()
-    model.animate(src, drv[:2], source_domain="cartoon", driving_domain=drv_dom)  # warm-up
-    infer_s = []
-    for _ in range(repeats):
-        sync()
-        t = time.perf_counter()
-        model.animate(src, drv, source_domain="cartoon", driving_domain=drv_dom)
-        sync()
-        infer_s.append(time.perf_counter() - t)
+    note, infer_s = None, []
+    for dom in dict.fromkeys([drv_dom, "cartoon"]):  # an untrained model may lack a map the cross-domain path needs
+        try:
+            model.animate(src, drv[:2], source_domain="cartoon", driving_domain=dom)  # warm-up
+        except UserError as e:
+            note = f"{note + '; ' if note else ''}cartoon->{dom} unavailable untrained: {e}"
+            continue
+        drv_dom = dom
+        for _ in range(repeats):
+            sync()
+            t = time.perf_counter()
+            model.animate(src, drv, source_domain="cartoon", driving_domain=dom)
+            sync()
+            infer_s.append(time.perf_counter() - t)
+        break
     load.append(os.getloadavg()[0])
     if device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated() / 2 ** 20
@@ -93,7 +101,8 @@ def measure(method: str, profile: str, device: str, steps: int, repeats: int = 3
         "train_batch_per_domain": batch_size if caps.trainable else None,
         "train_step_s_median": round(statistics.median(step_times), 4) if step_times else None,
         "train_step_s_all": [round(s, 4) for s in step_times],
-        "animate_frames": n_frames, "animate_fps": round(n_frames / statistics.median(infer_s), 3),
+        "animate_frames": n_frames, "animate_domains": f"cartoon->{drv_dom}" if infer_s else None,
+        "animate_note": note, "animate_fps": round(n_frames / statistics.median(infer_s), 3) if infer_s else None,
         "animate_fps_all": [round(n_frames / t, 3) for t in infer_s],
         "peak_memory_mib": round(peak, 1), "peak_memory_kind": peak_kind,
         "rss_after_imports_mib": round(rss_before, 1),
@@ -119,21 +128,23 @@ def main(argv: list[str] | None = None) -> int:
     from toontalker_bench.io import write_json
 
     records = json.loads(args.out.read_text())["results"] if args.out.is_file() else []
+    failed = 0
     for method in [m for m in args.methods.split(",") if m]:
         for profile in [p for p in args.profiles.split(",") if p]:
             cmd = [sys.executable, "-m", "benchmarks.models", "--one", method, profile, "--device", args.device,
                    "--steps", str(args.steps), "--repeats", str(args.repeats)]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1])
             if proc.returncode:
-                print(proc.stderr[-2000:], file=sys.stderr)
-                return proc.returncode
+                print(f"{method}/{profile} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                failed += 1
+                continue
             rec = json.loads(proc.stdout.strip().splitlines()[-1])
             print(json.dumps(rec))
             records = [r for r in records if (r["method"], r["profile"], r["device"]) != (method, profile, args.device)]
             records.append(rec)
     records.sort(key=lambda r: (r["method"], r["profile"], r["device"]))
     write_json(args.out, {"results": records})
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

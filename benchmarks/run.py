@@ -73,10 +73,12 @@ def table(res: dict[str, Any]) -> str:
             rows.append((f"metrics benchmark peak memory{mark('metrics')}", f"{met['peak_rss_mib']:.0f} MiB max RSS"))
     for r in (res.get("models") or {}).get("results", []):
         step = r.get("train_step_s_median")
-        rows.append((f"{r['method']} / {r['profile']} on {r['device']}{mark('models')}",
+        rows.append((f"{r['method']} / {r['profile']} on {r['device']} (measured {r['date'][:16]}Z){mark('models')}",
                      (f"train step {step} s (batch {r['train_batch_per_domain']}/domain, median of "
                       f"{len(r['train_step_s_all'])}); " if step is not None else "not trainable; ")
-                     + f"inference {r['animate_fps']} frames/s; peak {r['peak_memory_mib']:.0f} MiB "
+                     + (f"inference {r['animate_fps']} frames/s ({r.get('animate_domains')}); "
+                        if r["animate_fps"] is not None else "inference not timed (see animate_note); ")
+                     + f"peak {r['peak_memory_mib']:.0f} MiB "
                        f"({r['peak_memory_kind']})"))
     demo = res.get("demo")
     rows.append((f"`make demo` wall time{mark('demo')}",
