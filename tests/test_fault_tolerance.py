@@ -44,8 +44,8 @@ VOLATILE = frozenset({"fingerprint", "key", "seconds", "wall_s", "wall_seconds",
 # Run-report counters of the work this run did rather than resumed (they differ after a resumed run, by design).
 RESUME_COUNTERS = frozenset({"skipped_done", "sources_resumed", "frames_decoded"})
 # The file a stage writes last: present means the stage finished, so a kill must land before it.
-LAST_WRITTEN = {"scrape": "data/raw/report.json", "shots": "data/shots/report.json",
-                "faces": "data/faces/report.json", "align": "data/clips/report.json", "build": "data/dataset/stats.json"}
+LAST_WRITTEN = {"scrape": "data/raw/report.json", "shots": "data/shots/report.json", "faces": "data/faces/report.json",
+                "align": "data/clips/report.json", "build": "data/dataset/stats.json"}
 
 
 def _dvc(root: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -113,7 +113,8 @@ def _init_project(root: Path) -> dict:
     spec = _pipeline()
     (root / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     _dvc(root, "init", "--no-scm", "-q")
-    (root / ".dvc" / "config").write_text("[core]\n    no_scm = True\n    analytics = false\n    check_update = false\n")
+    config = "[core]\n    no_scm = True\n    analytics = false\n    check_update = false\n"
+    (root / ".dvc" / "config").write_text(config)
     return spec
 
 
