@@ -10,8 +10,8 @@ import pytest
 
 from toontalker_bench.cli import main
 from toontalker_bench.errors import LeaderboardError
-from toontalker_bench.publish import (PROVENANCE, metric_directions, publish_rows, read_leaderboard, read_rows,
-                                      render_markdown)
+from toontalker_bench.publish import (PROVENANCE, metric_directions, prune, publish_rows, read_leaderboard,
+                                      read_rows, render_markdown)
 
 
 def row(run_id: str, method: str = "m", task: str = "self_real", l1: float | None = 0.1, psnr: float = 20.0) -> dict:
@@ -149,3 +149,17 @@ def test_file_without_pose_labels_reads_and_gains_the_column(tmp_path: Path) -> 
         written = list(csv.DictReader(f))
     assert [r["pose_labels"] for r in written] == ["", "pseudo"]
     assert "animeceleb (pseudo pose labels)" in render_markdown(read_leaderboard(path), "demo")
+
+
+def test_prune_keeps_one_dataset_version_and_its_gifs(tmp_path: Path) -> None:
+    board = tmp_path / "leaderboard"
+    (board / "samples").mkdir(parents=True)
+    for name in ("old.gif", "new.gif", "orphan.gif"):
+        (board / "samples" / name).write_bytes(b"GIF89a")
+    publish_rows(board / "demo.csv", [{**row("old"), "dataset_version": "dvc:aaa", "sample_gif": "samples/old.gif"},
+                                      {**row("new"), "dataset_version": "dvc:bbb", "sample_gif": "samples/new.gif"}])
+    assert prune(board, "demo", "dvc:bbb") == (1, 2)
+    rows, _ = read_rows(board / "demo.csv")
+    assert [r["run_id"] for r in rows] == ["new"]
+    assert sorted(p.name for p in (board / "samples").iterdir()) == ["new.gif"]
+    assert prune(board, "demo", "dvc:bbb") == (0, 0)

@@ -438,6 +438,24 @@ def leaderboard_publish(ctx: click.Context, run_dir: str, benchmark: str | None)
     click.echo(f"published to {publish_run(run_dir, p.run.leaderboard_dir, benchmark or p.run.benchmark)}")
 
 
+@leaderboard.command("prune")
+@click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.option("--dataset-version", default=None,
+              help="Rows to keep (default: the current dataset's version, from dvc.lock or its tables).")
+@click.pass_context
+def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version: str | None) -> None:
+    """Drop rows measured on other dataset versions (e.g. after the dataset was rebuilt), then re-render."""
+    from .publish import dataset_version as current_version
+    from .publish import prune, render
+
+    p = _params(ctx)
+    name = benchmark or p.run.benchmark
+    keep = dataset_version or current_version(p.build.out_dir)
+    rows, gifs = prune(p.run.leaderboard_dir, name, keep)
+    render(p.run.leaderboard_dir, name)
+    click.echo(f"kept rows of {keep}: dropped {rows} rows and {gifs} sample GIFs")
+
+
 @app.command("animate")
 @click.option("--method", required=True, help="Registered method (see `toontalker-bench methods`).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,

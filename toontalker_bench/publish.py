@@ -241,6 +241,26 @@ def publish_run(run_dir: str | Path, leaderboard_dir: str | Path, benchmark: str
     return path
 
 
+def prune(leaderboard_dir: str | Path, benchmark: str, keep_dataset_version: str) -> tuple[int, int]:
+    """Drop the rows measured on any other dataset version (they stay in git history) and the sample GIFs no row
+    references any more; returns ``(rows dropped, GIFs deleted)``. Re-render afterwards."""
+    folder = Path(leaderboard_dir)
+    path = folder / f"{benchmark}.csv"
+    with FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S):
+        rows, metrics = read_rows(path)
+        kept = [r for r in rows if r["dataset_version"] == keep_dataset_version]
+        if len(kept) < len(rows):
+            with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, columns_for(metrics), restval="", lineterminator="\n")
+                w.writeheader()
+                w.writerows(kept)
+        referenced = {folder / r["sample_gif"] for r in kept if r["sample_gif"]}
+        stale = [g for g in (folder / "samples").glob("*.gif") if g not in referenced] if rows else []
+        for gif in stale:
+            gif.unlink()
+    return len(rows) - len(kept), len(stale)
+
+
 # ------------------------------------------------------------------------------------------------ rendering
 def latest_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The newest run per (method, profile, task)."""
