@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -123,6 +124,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dic
     root = tmp_path_factory.mktemp("fault") / "reference"
     spec = _init_project(root)
     _dvc(root, "repro")
+    clips = pd.read_parquet(root / "data" / "dataset" / "clips.parquet")
+    assert len(clips) >= 4 and set(clips.domain) == {"real", "cartoon"}  # every stage had real work to do
     return root, spec, _hashes(root, spec)
 
 
