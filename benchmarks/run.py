@@ -5,7 +5,7 @@ code path for FID) and reports medians of repeated runs; this runner only sequen
 load, and prints one table for the README's "Performance" section. ``--only`` runs a subset; the other scripts' last
 JSON is merged as it is (each names its own date), and the table marks those rows as from an earlier run.
 
-    python -m benchmarks.run [--only pipeline,metrics] [--model-profiles tiny,paper]
+    python -m benchmarks.run [--only pipeline,metrics] [--model-profiles tiny,paper] [--table]
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def table(res: dict[str, Any]) -> str:
         rows.append((f"{r['method']} / {r['profile']} on {r['device']} (measured {r['date'][:16]}Z){mark('models')}",
                      (f"train step {step} s (batch {r['train_batch_per_domain']}/domain, median of "
                       f"{len(r['train_step_s_all'])}); " if step is not None else "not trainable; ")
-                     + (f"inference {r['animate_fps']} frames/s ({r.get('animate_domains')}); "
+                     + (f"inference {r['animate_fps']} frames/s"
+                        + (f" ({r['animate_domains']}); " if r.get("animate_domains") else "; ")
                         if r["animate_fps"] is not None else "inference not timed (see animate_note); ")
                      + f"peak {r['peak_memory_mib']:.0f} MiB "
                        f"({r['peak_memory_kind']})"))
@@ -91,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="", help="comma-separated subset of: pipeline, metrics, models, demo")
     ap.add_argument("--model-profiles", default="tiny,paper")
+    ap.add_argument("--table", action="store_true", help="only print the table of the existing results.json")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table(json.loads(MERGED.read_text())))
+        return 0
     from toontalker_bench.io import write_json
 
     scripts = _scripts(args.model_profiles)
