@@ -1,4 +1,4 @@
-"""Batched detection (``Detector.detect_many``, used by the faces stage) gives exactly the one-frame-at-a-time results."""
+"""Batched detection (``Detector.detect_many``, used by the faces stage) equals one-frame-at-a-time detection exactly.
 
 from __future__ import annotations
 
