@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,6 +45,47 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh directory beside ``path`` (mode 0777 & ~umask, like ``mkdir``); on success swap it in."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def clear_partial_files(folder: str | os.PathLike[str]) -> None:
+    """Delete the temporaries a killed run left under ``folder`` (:func:`atomic_path` and :func:`atomic_dir` name
+    them ``.<name>.tmp-*``), so a resumed run ends with exactly the files of an uninterrupted one."""
+    for f in sorted(Path(folder).rglob(".*.tmp-*"), key=lambda f: len(f.parts)):
+        if f.is_dir() and not f.is_symlink():
+            shutil.rmtree(f, ignore_errors=True)
+        else:  # or already gone with its folder
+            f.unlink(missing_ok=True)
+
+
+def write_run_report(out_dir: str | os.PathLike[str], stage: str, facts: dict[str, Any]) -> Path:
+    """Write a stage's run-specific facts (timings, work resumed) to ``<out_dir>/../reports/<stage>.json``.
+
+    They sit beside the stage's DVC output, not inside it, so the output's bytes (and its hash in dvc.lock) depend
+    on the data alone and rerunning a stage leaves the later ones up to date. dvc.yaml lists them as metrics.
+    """
+    path = Path(out_dir).parent / "reports" / f"{stage}.json"
+    write_json(path, {"stage": stage, **facts})
+    return path
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -29,7 +29,7 @@ import pandas as pd
 from ..config import AlignParams, Params, to_dict
 from ..errors import ConfigError
 from ..executors import Executor, Failure, make_executor
-from ..io import atomic_path, read_table, write_json, write_table
+from ..io import atomic_path, read_table, sha256_file, write_json, write_run_report, write_table
 from ..video import VideoWriter, iter_frames
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,8 @@ class AlignJob:
 
 
 def process_source(job: AlignJob) -> dict[str, Any]:
-    """Write every clip of one source (decoding it once); returns its part record."""
+    """Write every clip of one source (decoding it once); returns its part record plus ``seconds``, the time it
+    took (a run fact, so it stays out of the record on disk)."""
     t0 = time.perf_counter()
     p = job.params
     out = Path(p.out_dir)
@@ -151,10 +152,9 @@ def process_source(job: AlignJob) -> dict[str, Any]:
             shutil.rmtree(d, ignore_errors=True)
     done = {r["tube_id"] for r in rows}
     missing = [{"tube_id": t["tube_id"], "reason": "video_ended"} for t, _, _ in plan if t["tube_id"] not in done]
-    part = {"key": job.key, "clips": rows, "rejects": missing,
-            "stats": {"frames": n, "seconds": time.perf_counter() - t0}}
+    part = {"key": job.key, "clips": rows, "rejects": missing, "stats": {"frames": n}}
     write_json(out / ".parts" / f"{job.source_id}.json", part)
-    return part
+    return part | {"seconds": time.perf_counter() - t0}
 
 
 def _finish_clip(t: dict, arr: dict, crops: np.ndarray, writer: VideoWriter, png_dir: Path | None, job: AlignJob,
@@ -211,9 +211,8 @@ def _jobs(params: Params) -> list[AlignJob]:
                 for r in g.sort_values("tube_id").to_dict("records")]
         src = sources.loc[sid]
         video = raw / str(src["path"])
-        st = video.stat() if video.exists() else None
         blob = json.dumps([rows, to_dict(p) | {"out_dir": None}, str(src["path"]), float(src["fps"]),
-                           [st.st_size, st.st_mtime_ns] if st else None], sort_keys=True, default=str)
+                           sha256_file(video) if video.exists() else None], sort_keys=True, default=str)
         jobs.append(AlignJob(str(sid), str(video), float(src["fps"]), rows, str(faces), p,
                              hashlib.sha256(blob.encode()).hexdigest()[:16]))
     return jobs
@@ -247,6 +246,8 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         else:
             parts[job.source_id] = part
     resumed = len(parts)
+    work = 0.0
+    frames_done = 0
     failed: list[dict] = []
     own = executor is None
     ex = executor or make_executor(params.executor, params.n_workers(), params.scheduler)
@@ -256,6 +257,8 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
                 log.warning("align: %s failed: %s", job.source_id, res.reason)
                 failed.append({"source_id": job.source_id, "reason": res.reason})
             else:
+                work += res.pop("seconds")
+                frames_done += res["stats"]["frames"]
                 parts[job.source_id] = res
     finally:
         if own:
@@ -265,20 +268,21 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     write_table(out / "clips.parquet", df)
     _remove_stale(out, set(df["clip_id"]), {j.source_id for j in jobs})
     frames = sum(parts[s]["stats"]["frames"] for s in parts)
-    work = sum(parts[s]["stats"]["seconds"] for s in parts)
     rejects: dict[str, int] = {}
     for s in parts:
         for r in parts[s]["rejects"]:
             rejects[r["reason"]] = rejects.get(r["reason"], 0) + 1
     report = {"clips": len(df), "clips_by_domain": {str(k): int(v) for k, v in df.groupby("domain").size().items()},
-              "sources": len(jobs), "sources_resumed": resumed, "sources_failed": failed, "rejects": rejects,
-              "frames_decoded": frames, "work_seconds": round(work, 2),
-              "frames_per_second": round(frames / work, 1) if work else None,
-              "wall_seconds": round(time.perf_counter() - t0, 2)}
+              "sources": len(jobs), "sources_failed": sorted(failed, key=lambda f: f["source_id"]),
+              "rejects": rejects, "frames_decoded": frames}
     write_json(out / "report.json", report)
+    run_facts = {"sources_resumed": resumed, "work_seconds": round(work, 2),
+                 "frames_per_second": round(frames_done / work, 1) if work else None,
+                 "wall_seconds": round(time.perf_counter() - t0, 2)}
+    write_run_report(out, "align", run_facts)
     log.info("align: %d clips from %d sources (%d resumed, %d failed), %d frames in %.1fs", len(df), len(jobs),
-             resumed, len(failed), frames, report["wall_seconds"])
-    return report
+             resumed, len(failed), frames, run_facts["wall_seconds"])
+    return report | run_facts
 
 
 def _remove_stale(out: Path, keep: set[str], sources: set[str]) -> None:

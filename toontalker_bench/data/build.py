@@ -14,10 +14,7 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,8 @@ import pandas as pd
 
 from ..config import Params, to_dict
 from ..errors import DatasetError, UserError
-from ..io import read_table, write_bytes, write_json, write_table, write_text
+from ..io import atomic_dir, clear_partial_files, read_table, write_bytes, write_json, write_run_report, write_table, \
+    write_text
 from ..video import iter_frames
 from .protocol import TASKS, make_pairs
 
@@ -97,24 +95,6 @@ def _forced_splits(clips: pd.DataFrame, sources: pd.DataFrame) -> dict[tuple[str
     return out
 
 
-@contextmanager
-def _atomic_dir(path: Path) -> Iterator[Path]:
-    """Build a directory beside ``path`` and swap it in on success."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        yield tmp
-        old = path.with_name(f".{path.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _link_or_copy(src: Path, dst: Path) -> None:
     try:
         os.link(src, dst)
@@ -165,7 +145,7 @@ def _hf_dict(df: pd.DataFrame, root: Path):  # noqa: ANN202 - datasets.DatasetDi
 
 def _write_parquet_shards(dd, out: Path, shard_mb: int) -> dict[str, list[str]]:  # noqa: ANN001
     files: dict[str, list[str]] = {}
-    with _atomic_dir(out) as tmp:
+    with atomic_dir(out) as tmp:
         for split, ds in dd.items():
             size = sum(len(v) + len(a) for v, a in zip(ds["video"], ds["annotations"])) if len(ds) else 0
             n = max(1, min(len(ds), -(-size // (shard_mb << 20)))) if len(ds) else 1
@@ -300,7 +280,9 @@ def run(params: Params, executor: object | None = None) -> dict[str, Any]:
     df["path"] = "clips/" + df["clip_id"] + ".mp4"
     df = df.sort_values("clip_id").reset_index(drop=True)
 
-    with _atomic_dir(out / "clips") as tmp:
+    if out.is_dir():
+        clear_partial_files(out)  # what a killed build was writing
+    with atomic_dir(out / "clips") as tmp:
         for cid in df["clip_id"]:
             for ext in (".mp4", ".npz"):
                 _link_or_copy(clips_dir / f"{cid}{ext}", tmp / f"{cid}{ext}")
@@ -315,7 +297,7 @@ def run(params: Params, executor: object | None = None) -> dict[str, Any]:
     if _quiet():
         datasets.disable_progress_bars()
     dd = _hf_dict(df, out)
-    with _atomic_dir(out / "hf") as tmp:
+    with atomic_dir(out / "hf") as tmp:
         dd.save_to_disk(str(tmp))
     shards = _write_parquet_shards(dd, out / "parquet", b.shard_mb)
 
@@ -328,9 +310,11 @@ def run(params: Params, executor: object | None = None) -> dict[str, Any]:
     missing = [f"{d}_{s}" for d in DOMAINS for s in ("train", "test") if stats[f"{d}_{s}"]["clips"] == 0]
     write_text(out / "README.md", _card(df, sources, stats, shards, params))
     write_json(out / "stats.json", stats)
+    seconds = round(time.perf_counter() - t0, 2)
+    write_run_report(out, "build", {"seconds": seconds})
     log.info("build: %d clips (%s), %d pairs, %.1fs%s", len(df),
              ", ".join(f"{d}/{s} {stats[f'{d}_{s}']['clips']}" for d in DOMAINS for s in ("train", "test")),
-             len(pairs), time.perf_counter() - t0, f"; empty: {', '.join(missing)}" if missing else "")
+             len(pairs), seconds, f"; empty: {', '.join(missing)}" if missing else "")
     return stats
 
 

@@ -34,7 +34,7 @@ import pandas as pd
 from ..config import Params, ScrapeParams
 from ..errors import ConfigError, MediaError, UserError
 from ..executors import Executor, Failure, make_executor
-from ..io import atomic_path, write_json, write_table
+from ..io import atomic_path, clear_partial_files, sha256_file, write_json, write_run_report, write_table
 from ..video import probe, write_video
 from .manifest import Source, local_path, read_manifests
 
@@ -145,22 +145,22 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     n_ok = len(ok_ids)
     frac = n_ok / len(sources)
     failed = table[table.status != "ok"]
-    seconds = time.perf_counter() - t0
     report = {
         "stage": "scrape",
         "sources": len(sources),
         "ok": n_ok,
         "failed": len(failed),
-        "skipped_done": skipped,
         "success_fraction": round(frac, 4),
         "min_success_fraction": p.min_success_fraction,
         "ok_by_domain": {d: int(((table.domain == d) & (table.status == "ok")).sum()) for d in ("cartoon", "real")},
         "frames_ok": int(table.loc[table.status == "ok", "n_frames"].sum()),
         "failures": [{"source_id": r.source_id, "url": r.url, "reason": r.reason} for r in failed.itertuples()],
         "failures_by_kind": _reason_counts(failed.reason),
-        "seconds": round(seconds, 2),
     }
     write_json(out / "report.json", report)
+    seconds = time.perf_counter() - t0
+    run_facts = {"skipped_done": skipped, "seconds": round(seconds, 2)}
+    write_run_report(out, "scrape", run_facts)
     log.info("scrape: %d/%d sources ok (%d already done, %d failed) in %.1fs -> %s",
              n_ok, len(sources), skipped, len(failed), seconds, out / "sources.parquet")
     if frac < p.min_success_fraction:
@@ -168,7 +168,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         raise ScrapeError(f"only {n_ok}/{len(sources)} sources fetched ({frac:.0%} < min_success_fraction "
                           f"{p.min_success_fraction:.0%}); e.g. {worst}",
                           hint=f"see {out / 'report.json'} for every failure and its reason")
-    return report
+    return report | run_facts
 
 
 _KINDS = (("timed out", "timeout"), ("not a usable video", "not a video or corrupt"),
@@ -200,14 +200,6 @@ def _row(s: Source, status: str, reason: str = "", media: dict[str, Any] | None 
     }
 
 
-def clear_partial_files(folder: Path) -> None:
-    """Delete temporaries that a killed run left behind (``toontalker_bench.io.atomic_path`` names them
-    ``.<name>.tmp-*``), so a resumed run ends with exactly the files of an uninterrupted one."""
-    for f in folder.rglob(".*.tmp-*"):
-        if f.is_file():
-            f.unlink()
-
-
 def _remove_stale(out: Path, keep: set[str]) -> None:
     """Drop outputs of sources that are no longer listed (or now fail), so the directory matches the table."""
     for pattern, suffix in (("*.mp4", ".mp4"), ("*.gt.parquet", ".gt.parquet"), (f"{ARCHIVE_DIR}/*.json", ".json")):
@@ -218,15 +210,14 @@ def _remove_stale(out: Path, keep: set[str]) -> None:
 
 # --------------------------------------------------------------------------------------------------- archive
 def _fingerprint(s: Source, settings: FetchSettings) -> str:
-    """What the output of ``s`` depends on; local files add their size and mtime (and their ground truth's)."""
+    """What the output of ``s`` depends on; local files add their content's sha256 (and their ground truth's)."""
     parts: list[Any] = [s.url, None if math.isnan(s.start) else s.start, None if math.isnan(s.end) else s.end,
                         settings.max_height, settings.crf if s.has_segment else None]
     if s.kind != "remote":
         path = local_path(s.url, settings.root)
         for f in (path, _gt_beside(path)):
             with contextlib.suppress(OSError):
-                st = f.stat()
-                parts.append([f.name, st.st_size, st.st_mtime_ns])
+                parts.append([f.name, sha256_file(f)])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
 
 

@@ -23,9 +23,8 @@ import pandas as pd
 from ..config import Params, ShotsParams, to_dict
 from ..errors import ConfigError, MediaError
 from ..executors import Executor, Failure, make_executor
-from ..io import read_table, write_json, write_table
+from ..io import clear_partial_files, read_table, sha256_file, write_json, write_run_report, write_table
 from ..video import probe
-from .scrape import clear_partial_files
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +82,9 @@ def open_subsampled(video: str | Path, step: int):  # noqa: ANN201 - a scenedete
 
 
 def detect_shots(video: str | Path, p: ShotsParams) -> dict[str, Any]:
-    """Run PySceneDetect on one video. Returns ``shots`` [(start, end_exclusive)], ``dropped`` and timing."""
+    """Run PySceneDetect on one video. Returns ``shots`` [(start, end_exclusive)], ``dropped``, ``fps``, ``frames``."""
     from scenedetect import AdaptiveDetector, ContentDetector, SceneManager
 
-    t0 = time.perf_counter()
     info = probe(video)  # MediaError for a truncated / non-video file, before PySceneDetect's OpenCV fallback
     try:
         stream = open_subsampled(video, max(1, info.width // max(1, p.downscale_width)))
@@ -114,17 +112,19 @@ def detect_shots(video: str | Path, p: ShotsParams) -> dict[str, Any]:
             dropped += 1
         else:
             shots.append((a, b))
-    return {"shots": shots, "dropped": dropped, "fps": info.fps, "frames": int(frames),
-            "seconds": time.perf_counter() - t0}
+    return {"shots": shots, "dropped": dropped, "fps": info.fps, "frames": int(frames)}
 
 
-def _job(job: ShotJob) -> dict[str, Any]:
-    return detect_shots(job.video, job.params)
+def _job(job: ShotJob) -> tuple[dict[str, Any], float]:
+    """The part record of one source and the seconds it took (a run fact, kept out of the record)."""
+    t0 = time.perf_counter()
+    res = detect_shots(job.video, job.params)
+    return res, time.perf_counter() - t0
 
 
 def _fingerprint(video: Path, p: ShotsParams) -> str:
-    st = video.stat()
-    blob = json.dumps([video.name, st.st_size, st.st_mtime_ns, to_dict(p) | {"out_dir": None}], sort_keys=True)
+    """Names a source's inputs by content (not mtime), so a re-fetched identical video keeps its part."""
+    blob = json.dumps([video.name, sha256_file(video), to_dict(p) | {"out_dir": None}], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -147,6 +147,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     failures: list[dict[str, str]] = []
     jobs: list[ShotJob] = []
+    fingerprints: dict[str, str] = {}
     for r in ok.itertuples():
         video = raw / r.path
         try:
@@ -159,7 +160,10 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
             results[r.source_id] = part
         else:
             jobs.append(ShotJob(r.source_id, str(video), p))
+            fingerprints[r.source_id] = fp
     skipped = len(results)
+    busy = 0.0
+    frames_done = 0
 
     own = executor is None
     ex = executor or make_executor(params.executor, params.n_workers(), params.scheduler)
@@ -168,9 +172,12 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
             if isinstance(res, Failure):
                 failures.append({"source_id": job.source_id, "reason": res.reason})
                 continue
-            res["fingerprint"] = _fingerprint(Path(job.video), p)
-            write_json(parts / f"{job.source_id}.json", res)
-            results[job.source_id] = res
+            part, seconds = res
+            busy += seconds
+            frames_done += part["frames"]
+            part["fingerprint"] = fingerprints[job.source_id]
+            write_json(parts / f"{job.source_id}.json", part)
+            results[job.source_id] = part
     finally:
         if own:
             ex.close()
@@ -190,8 +197,6 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     write_table(out / "shots.parquet", table)
 
     frames = sum(r["frames"] for r in results.values())
-    busy = sum(r["seconds"] for r in results.values())
-    seconds = time.perf_counter() - t0
     report = {
         "stage": "shots",
         "detector": p.detector,
@@ -199,20 +204,21 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         "sources_failed_in_scrape": int((sources.status != "ok").sum()),
         "ok": len(results),
         "failed": len(failures),
-        "skipped_done": skipped,
         "shots": len(table),
         "dropped_short_shots": int(sum(r["dropped"] for r in results.values())),
         "frames": int(frames),
-        "frames_per_s_per_worker": round(frames / busy, 1) if busy else None,
-        "failures": failures,
-        "seconds": round(seconds, 2),
+        "failures": sorted(failures, key=lambda f: f["source_id"]),  # pool completion order varies
     }
     write_json(out / "report.json", report)
+    seconds = time.perf_counter() - t0
+    run_facts = {"skipped_done": skipped, "seconds": round(seconds, 2),
+                 "frames_per_s_per_worker": round(frames_done / busy, 1) if busy else None}
+    write_run_report(out, "shots", run_facts)
     log.info("shots: %d shots in %d/%d sources (%d already done, %d failed, %d short shots dropped), "
              "%d frames at %s frames/s per worker, %.1fs -> %s", len(table), len(results), len(ok), skipped,
-             len(failures), report["dropped_short_shots"], frames, report["frames_per_s_per_worker"], seconds,
+             len(failures), report["dropped_short_shots"], frames, run_facts["frames_per_s_per_worker"], seconds,
              out / "shots.parquet")
-    return report
+    return report | run_facts
 
 
 def _load_part(path: Path, fingerprint: str) -> dict[str, Any] | None:

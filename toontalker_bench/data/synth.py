@@ -25,7 +25,7 @@ import numpy as np
 from ..config import Params, SynthParams
 from ..errors import ConfigError
 from ..executors import Executor, Failure, LocalExecutor
-from ..io import atomic_path, write_bytes, write_json
+from ..io import atomic_path, clear_partial_files, write_bytes, write_json, write_run_report
 from .motion import MORPHS, POSE_DIM
 
 log = logging.getLogger(__name__)
@@ -397,6 +397,8 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     sp = params.synth
     out = Path(sp.out_dir)
+    if out.is_dir():
+        clear_partial_files(out)  # what a killed run was writing
     videos = plan(params)
     todo = [v for v in videos if not is_done(v, out)]
     own = executor is None
@@ -428,18 +430,19 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         per_domain[v.domain] += n / fps
         ids[v.domain] |= {i for i in meta.column("identity").to_pylist() if i}
     write_manifest(manifest_path(sp), manifest_rows([v for v in videos if v.name not in failed], sp.out_dir))
-    report = {
-        "videos": len(videos), "generated": len(todo) - len(failed), "skipped": len(videos) - len(todo),
-        "failed": failed, "frames": int(frames), "seconds": round(seconds, 2), "minutes": round(seconds / 60, 2),
-        "seconds_per_domain": {k: round(v, 2) for k, v in per_domain.items()},
-        "identities": {k: len(v) for k, v in ids.items()}, "wall_s": round(time.perf_counter() - t0, 2),
-        "manifest": str(manifest_path(sp)),
+    report = {  # the corpus (``seconds`` and ``minutes`` are of video)
+        "videos": len(videos), "failed": failed, "frames": int(frames), "seconds": round(seconds, 2),
+        "minutes": round(seconds / 60, 2), "seconds_per_domain": {k: round(v, 2) for k, v in per_domain.items()},
+        "identities": {k: len(v) for k, v in ids.items()},
     }
     write_json(out / "report.json", report)
+    run_facts = {"generated": len(todo) - len(failed), "skipped": len(videos) - len(todo),
+                 "wall_s": round(time.perf_counter() - t0, 2), "manifest": str(manifest_path(sp))}
+    write_run_report(out, "synth", run_facts)
     log.info("synth: %d videos (%d generated, %d skipped, %d failed), %.1f min of video, %s identities, %.1f s",
-             len(videos), report["generated"], report["skipped"], len(failed), seconds / 60, report["identities"],
-             report["wall_s"])
-    return report
+             len(videos), run_facts["generated"], run_facts["skipped"], len(failed), seconds / 60,
+             report["identities"], run_facts["wall_s"])
+    return report | run_facts
 
 
 # ----------------------------------------------------------------------------------------------- contact sheet

@@ -35,7 +35,7 @@ import pandas as pd
 from ...config import FacesParams, Params, to_dict
 from ...errors import ConfigError, MediaError
 from ...executors import Executor, Failure, make_executor
-from ...io import atomic_path, read_table, write_json, write_table
+from ...io import atomic_path, read_table, sha256_file, write_json, write_run_report, write_table
 from ...video import iter_frames
 from . import track as T
 
@@ -282,7 +282,8 @@ def _shot_reject(job: SourceJob, shot: tuple[int, int, int], reason: str, detail
 
 
 def process_source(job: SourceJob) -> dict[str, Any]:
-    """Decode one source once and return its part record ``{key, tubes, rejects, stats}`` (npz files written)."""
+    """Decode one source once and return its part record ``{key, tubes, rejects, stats}`` (npz files written) plus
+    ``seconds``, the time it took (a run fact, so it stays out of the record on disk)."""
     t0 = time.perf_counter()
     p = job.params
     det_name = detector_for(job.source["domain"], p)
@@ -337,16 +338,15 @@ def process_source(job: SourceJob) -> dict[str, Any]:
         with atomic_path(out / "tracks" / f"{tube_id}.npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arr)
-    stats = {"frames": n_frames, "detections": n_detect, "seconds": time.perf_counter() - t0, "width": width,
-             "height": height}
+    stats = {"frames": n_frames, "detections": n_detect, "width": width, "height": height}
     part = {"key": job.key, "tubes": tubes, "rejects": rejects, "stats": stats}
     write_json(out / ".parts" / f"{job.source['source_id']}.json", part)
-    return part
+    return part | {"seconds": time.perf_counter() - t0}
 
 
 def _key(source: dict, shots: list, p: FacesParams, files: list[str]) -> str:
-    """Names the inputs of one source's work: its row, shots, params (not out_dir) and files' size/mtime."""
-    stats = [[f, *(lambda s: (s.st_size, s.st_mtime_ns))(os.stat(f))] if os.path.exists(f) else [f] for f in files]
+    """Names the inputs of one source's work: its row, shots, params (not out_dir) and files' content."""
+    stats = [[Path(f).name, sha256_file(f)] if os.path.exists(f) else [Path(f).name] for f in files]
     blob = json.dumps([source, shots, to_dict(p) | {"out_dir": None}, stats], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -412,6 +412,8 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         else:
             parts[job.source["source_id"]] = part
     resumed = len(parts)
+    work_s = 0.0
+    frames_done = 0
     own = executor is None
     ex = executor or make_executor(params.executor, params.n_workers(), params.scheduler)
     try:
@@ -422,6 +424,8 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
                 rejects.append({"source_id": sid, "shot": -1, "tube_id": "", "start_frame": -1, "end_frame": -1,
                                 "reason": "source_error", "detail": res.reason})
             else:
+                work_s += res.pop("seconds")
+                frames_done += res["stats"]["frames"]
                 parts[sid] = res
     finally:
         if own:
@@ -442,19 +446,19 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         if f.stem not in keep:
             f.unlink()
     frames = sum(parts[s]["stats"]["frames"] for s in parts)
-    work_s = sum(parts[s]["stats"]["seconds"] for s in parts)
     report = {
-        "sources": len(jobs), "sources_resumed": resumed, "sources_failed": int((rej_df["reason"] == "source_error")
-                                                                                 .sum()),
+        "sources": len(jobs), "sources_failed": int((rej_df["reason"] == "source_error").sum()),
         "tubes": len(tube_df), "tubes_by_domain": {str(k): int(v) for k, v in tube_df.groupby("domain").size().items()},
         "rejects": {str(k): int(v) for k, v in rej_df.groupby("reason").size().items()},
         "frames_decoded": frames, "detections": sum(parts[s]["stats"]["detections"] for s in parts),
         "detectors": {"real": p.real_detector, "cartoon": p.cartoon_detector},
-        "work_seconds": round(work_s, 2), "frames_per_second": round(frames / work_s, 1) if work_s else None,
-        "wall_seconds": round(time.perf_counter() - t0, 2),
     }
     write_json(out / "report.json", report)
+    run_facts = {"sources_resumed": resumed, "work_seconds": round(work_s, 2),
+                 "frames_per_second": round(frames_done / work_s, 1) if work_s else None,
+                 "wall_seconds": round(time.perf_counter() - t0, 2)}
+    write_run_report(out, "faces", run_facts)
     log.info("faces: %d tubes from %d sources (%d resumed), %d rejects %s, %d frames in %.1fs (%.1f fps/worker)",
-                report["tubes"], len(jobs), resumed, len(rej_df), report["rejects"], frames,
-                report["wall_seconds"], report["frames_per_second"] or 0)
-    return report
+             report["tubes"], len(jobs), resumed, len(rej_df), report["rejects"], frames,
+             run_facts["wall_seconds"], run_facts["frames_per_second"] or 0)
+    return report | run_facts
