@@ -1,4 +1,4 @@
-"""Run the benchmark scripts, merge their JSON into ``benchmarks/results.json``, print a markdown table (``make bench``).
+"""Run the benchmark scripts, merge their JSON into ``benchmarks/results.json``, print a table (``make bench``).
 
 Each script measures its own ratios against a reference in the same run (decode-only for the pipeline, pytorch-fid's
 code path for FID) and reports medians of repeated runs; this runner only sequences them, records the machine and its

@@ -1,4 +1,4 @@
-"""Batched detection (``Detector.detect_many``, used by the faces stage) equals one-frame-at-a-time detection exactly.
+"""Batched detection (``Detector.detect_many``, used by the faces stage) equals one-by-one detection exactly."""
 
 from __future__ import annotations
 
