@@ -5,7 +5,8 @@ short 320x180 videos) runs once uninterrupted under `dvc repro`. Each case start
 the stage under test (and, for the DVC cases, every later stage) had never run, starts `dvc repro` (or the stage's CLI
 verb), SIGKILLs the whole process group (DVC, the stage's process and its worker pool) once the stage has written its
 first file and before it has finished, reruns, and compares every file under the stage outputs with the reference by
-sha256: the built dataset byte for byte, the stages' run reports and resume records without their timings.
+sha256, byte for byte (every stage output, its report and resume records included; only the run reports beside
+the outputs, data/reports/<stage>.json with timings and resumed counts, may differ).
 
 `dvc repro` deletes a stage's outputs before it reruns it (no `persist`), so the DVC cases check that nothing else
 (DVC's own state, files outside the outputs) carries the kill over; the CLI cases rerun the verb over what the kill
@@ -15,7 +16,6 @@ left behind and so exercise each stage's own resume.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -38,12 +38,7 @@ TINY = {"workers": 2,
         "scrape": {"retries": 0},
         "faces": {"min_frames": 32},
         "build": {"pairs_per_task": 2, "pair_frames": 16, "contact_sheet_clips": 2}}
-# Keys of the stages' run reports and resume records that legitimately change from run to run: timings, and resume
-# fingerprints built from input files' mtimes (and, for scrape, the absolute path of the project).
-VOLATILE = frozenset({"fingerprint", "key", "seconds", "wall_s", "wall_seconds", "work_seconds", "frames_per_second",
-                      "frames_per_s_per_worker"})
-# Run-report counters of the work this run did rather than resumed (they differ after a resumed run, by design).
-RESUME_COUNTERS = frozenset({"skipped_done", "sources_resumed", "frames_decoded"})
+RUN_REPORTS = "data/reports/"  # each stage's run facts (timings, work resumed): they differ from run to run
 # The file a stage writes last: present means the stage finished, so a kill must land before it.
 LAST_WRITTEN = {"scrape": "data/raw/report.json", "shots": "data/shots/report.json", "faces": "data/faces/report.json",
                 "align": "data/clips/report.json", "build": "data/dataset/stats.json"}
@@ -82,31 +77,23 @@ def _downstream(stage: str) -> list[str]:
     return list(order[order.index(stage):])
 
 
-def _without(obj: object, keys: frozenset[str]) -> object:
-    if isinstance(obj, dict):
-        return {k: _without(v, keys) for k, v in obj.items() if k not in keys}
-    if isinstance(obj, list):
-        return [_without(v, keys) for v in obj]
-    return obj
-
-
-def _hashes(root: Path, spec: dict, volatile: frozenset[str] = VOLATILE) -> dict[str, str]:
-    """sha256 of every file under every stage output (directories walked, hidden files included).
-
-    The stages' own bookkeeping JSON (run reports and per-source resume records, not part of the dataset) is hashed
-    without its ``volatile`` keys; every other file, the whole built dataset included, byte for byte.
-    """
+def _hashes(root: Path, spec: dict) -> dict[str, str]:
+    """sha256 of every file under every stage output (directories walked, hidden files included), run reports aside."""
     out = {}
     for stage in spec["stages"]:
         for rel in _outs(spec, stage):
             p = root / rel
             files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
             for f in files:
-                data = f.read_bytes()
-                if f.suffix == ".json" and stage != "build":
-                    data = json.dumps(_without(json.loads(data), volatile), sort_keys=True).encode()
-                out[f.relative_to(root).as_posix()] = hashlib.sha256(data).hexdigest()
+                if not f.relative_to(root).as_posix().startswith(RUN_REPORTS):
+                    out[f.relative_to(root).as_posix()] = hashlib.sha256(f.read_bytes()).hexdigest()
     return out
+
+
+def _lock_outs(root: Path) -> dict[str, list[dict]]:
+    """DVC's hashes of every stage's outputs, run reports aside: what decides whether a later stage must rerun."""
+    stages = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    return {s: [o for o in v["outs"] if not o["path"].startswith(RUN_REPORTS)] for s, v in stages.items()}
 
 
 def _init_project(root: Path) -> dict:
@@ -200,9 +187,22 @@ def test_kill_mid_stage_then_repro_gives_identical_outputs(reference: tuple[Path
     _dvc(root, "repro")
 
     _assert_same(_hashes(root, spec), ref_hashes)
-    lock = [yaml.safe_load((r / "dvc.lock").read_text())["stages"]["build"]["outs"] for r in (root, ref_root)]
-    assert lock[0] == lock[1]  # DVC's own hashes of the built dataset agree
+    assert _lock_outs(root) == _lock_outs(ref_root)  # DVC's own hashes of every stage's outputs agree
     assert _dvc(root, "status").stdout.strip() == "Data and pipelines are up to date."
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES[:-1])
+def test_forced_rerun_of_a_stage_leaves_later_stages_up_to_date(reference: tuple[Path, dict, dict[str, str]],
+                                                                 stage: str, tmp_path: Path) -> None:
+    """A stage rerun from scratch over the same inputs writes the same bytes, so DVC has nothing else to run."""
+    ref_root, spec, ref_hashes = reference
+    root = tmp_path / "project"
+    shutil.copytree(ref_root, root, ignore=shutil.ignore_patterns("runs", "tmp"))
+    _dvc(root, "repro", "--force", "--single-item", stage)
+    assert _dvc(root, "status").stdout.strip() == "Data and pipelines are up to date."
+    _assert_same(_hashes(root, spec), ref_hashes)
+    assert _lock_outs(root) == _lock_outs(ref_root)
 
 
 @pytest.mark.slow
@@ -220,6 +220,5 @@ def test_kill_mid_stage_then_rerun_resumes_to_identical_outputs(reference: tuple
     assert res.returncode == 0, res.stderr
 
     mine = {k for k in ref_hashes if any(k == o or k.startswith(o + "/") for o in _outs(spec, stage))}
-    got = _hashes(root, spec, VOLATILE | RESUME_COUNTERS)
-    want = _hashes(ref_root, spec, VOLATILE | RESUME_COUNTERS)
-    _assert_same({k: v for k, v in got.items() if k in mine}, {k: want[k] for k in mine})
+    got = _hashes(root, spec)
+    _assert_same({k: v for k, v in got.items() if k in mine}, {k: ref_hashes[k] for k in mine})

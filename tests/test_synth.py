@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import subprocess
@@ -37,7 +38,8 @@ def synth_cli(out: Path) -> dict:
     args += ["data", "synth", "--out", str(out)]  # --out alone sends the manifest to OUT/demo.csv
     res = subprocess.run([sys.executable, "-m", "toontalker_bench", *args], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    return json.loads((out / "report.json").read_text())
+    run_facts = json.loads((out.parent / "reports" / "synth.json").read_text())  # timings, generated/skipped
+    return json.loads((out / "report.json").read_text()) | run_facts
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +153,16 @@ def test_determinism_and_resume(corpus: tuple[Path, dict], tmp_path: Path) -> No
     again = synth_cli(tmp_path)
     for name in ("cartoon_000", "real_000", "real_carphone"):
         pd.testing.assert_frame_equal(gt_of(out, name), gt_of(tmp_path, name))
-    # The rendered frames are bit-identical; the H.264 bytes are not (libx264 here is not bit-reproducible across
-    # processes on some content), so each run's decoded first shot is compared with the rendered frames instead.
+    # Two processes write the same bytes: videos (H.264 is encoded reproducibly), ground truth, report; the
+    # manifest names the out dir. The run facts (timings) live outside, in ../reports/synth.json.
+    files = sorted(f.name for f in out.iterdir())
+    assert files == sorted(f.name for f in tmp_path.iterdir())
+    assert "report.json" in files and sum(f.endswith(".mp4") for f in files) == 3
+    for name in files:
+        if name != "demo.csv":
+            assert hashlib.sha256((out / name).read_bytes()).digest() == \
+                hashlib.sha256((tmp_path / name).read_bytes()).digest(), name
+    # The encode is faithful: each run's decoded first shot against the (bit-identical) rendered frames.
     for video in synth.plan(small_params(tmp_path))[:2]:
         shot = video.shots[0]
         raw = [np.stack([f[0] for f in synth._shot_frames(video, shot, 0)]) for _ in range(2)]
