@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -164,11 +165,18 @@ def test_build_card_stats_pairs_and_rerun(tmp_path: Path) -> None:
     assert sizes.set_index("face_px").loc[48].tolist() == [5, 5] and sizes[["real", "cartoon"]].sum().sum() == 10
     lengths = pd.read_csv(out / "plots" / "clip_length.csv")  # 12 frames at 25 fps = 0.48 s: bin 0
     assert lengths.set_index("seconds").loc[0].tolist() == [5, 5]
-    first = {f.name: f.read_bytes() for f in [out / "clips.parquet", out / "protocol" / "pairs.parquet",
-                                               out / "stats.json", out / "README.md"]}
+    umask = os.umask(0)
+    os.umask(umask)
+    for d in ("clips", "hf", "parquet", "protocol"):  # like mkdir, not mkdtemp's 0700
+        assert (out / d).stat().st_mode & 0o777 == 0o777 & ~umask, d
+    tree = lambda: {f.relative_to(out).as_posix(): f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}  # noqa: E731
+    first = tree()
+    # what a killed build leaves behind: an empty temporary table, a half-written folder
+    (out / ".clips.parquet.tmp-k1ll3d.parquet").write_bytes(b"")
+    (out / ".hf.tmp-k1ll3d" / "train").mkdir(parents=True)
+    (out / ".hf.tmp-k1ll3d" / "train" / "data-00000-of-00001.arrow").write_bytes(b"half")
     build.run(p)
-    assert first == {f.name: f.read_bytes() for f in [out / "clips.parquet", out / "protocol" / "pairs.parquet",
-                                                       out / "stats.json", out / "README.md"]}
+    assert tree() == first  # every file byte for byte, the temporaries gone
     assert not [f for f in out.iterdir() if ".tmp-" in f.name or f.name.endswith(".old")]
 
 
