@@ -129,6 +129,10 @@ def test_align_stage_clips_follow_the_face(tmp_path: Path) -> None:
     assert align.run(p)["sources_resumed"] == 1
 
 
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {f.relative_to(folder).as_posix(): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
 def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     ref = _write_inputs(tmp_path / "ref", n_sources=4)
     align.run(ref)
@@ -151,7 +155,6 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     b = pd.read_parquet(Path(p.align.out_dir) / "clips.parquet")
     pd.testing.assert_frame_equal(a, b)
     # every file byte for byte, report and resume records (.parts) included: the kill leaves no trace
-    tree = lambda d: {f.relative_to(d).as_posix(): f.read_bytes() for f in sorted(d.rglob("*")) if f.is_file()}  # noqa: E731
-    got, want = tree(Path(p.align.out_dir)), tree(Path(ref.align.out_dir))
+    got, want = _tree(Path(p.align.out_dir)), _tree(Path(ref.align.out_dir))
     assert sorted(got) == sorted(want) and len(want) == 2 * len(a) + 2 + 4  # clips (mp4, npz), table, report, parts
     assert [f for f in want if got[f] != want[f]] == []

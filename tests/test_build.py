@@ -149,6 +149,10 @@ def test_build_outputs_and_round_trips(tmp_path: Path) -> None:
             assert hashlib.sha256(row["video"]).hexdigest() == digest[row["clip_id"]]
 
 
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {f.relative_to(folder).as_posix(): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
 def test_build_card_stats_pairs_and_rerun(tmp_path: Path) -> None:
     p = _aligned_inputs(tmp_path)
     build.run(p)
@@ -169,14 +173,13 @@ def test_build_card_stats_pairs_and_rerun(tmp_path: Path) -> None:
     os.umask(umask)
     for d in ("clips", "hf", "parquet", "protocol"):  # like mkdir, not mkdtemp's 0700
         assert (out / d).stat().st_mode & 0o777 == 0o777 & ~umask, d
-    tree = lambda: {f.relative_to(out).as_posix(): f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}  # noqa: E731
-    first = tree()
+    first = _tree(out)
     # what a killed build leaves behind: an empty temporary table, a half-written folder
     (out / ".clips.parquet.tmp-k1ll3d.parquet").write_bytes(b"")
     (out / ".hf.tmp-k1ll3d" / "train").mkdir(parents=True)
     (out / ".hf.tmp-k1ll3d" / "train" / "data-00000-of-00001.arrow").write_bytes(b"half")
     build.run(p)
-    assert tree() == first  # every file byte for byte, the temporaries gone
+    assert _tree(out) == first  # every file byte for byte, the temporaries gone
     assert not [f for f in out.iterdir() if ".tmp-" in f.name or f.name.endswith(".old")]
 
 

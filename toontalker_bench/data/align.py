@@ -29,7 +29,7 @@ import pandas as pd
 from ..config import AlignParams, Params, to_dict
 from ..errors import ConfigError
 from ..executors import Executor, Failure, make_executor
-from ..io import atomic_path, read_table, sha256_file, write_json, write_run_report, write_table
+from ..io import atomic_path, clear_partial_files, read_table, sha256_file, write_json, write_run_report, write_table
 from ..video import VideoWriter, iter_frames
 
 log = logging.getLogger(__name__)
@@ -236,6 +236,8 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     p = params.align
     out = Path(p.out_dir)
+    if out.is_dir():
+        clear_partial_files(out)  # what a killed run was writing
     jobs = _jobs(params)
     parts: dict[str, dict] = {}
     todo = []

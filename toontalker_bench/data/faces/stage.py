@@ -35,7 +35,7 @@ import pandas as pd
 from ...config import FacesParams, Params, to_dict
 from ...errors import ConfigError, MediaError
 from ...executors import Executor, Failure, make_executor
-from ...io import atomic_path, read_table, sha256_file, write_json, write_run_report, write_table
+from ...io import atomic_path, clear_partial_files, read_table, sha256_file, write_json, write_run_report, write_table
 from ...video import iter_frames
 from . import track as T
 
@@ -402,6 +402,8 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         raise ConfigError(f"faces.landmarks_every must be >= 1, got {p.landmarks_every}",
                           hint="1 runs the landmark model on every frame")
     out = Path(p.out_dir)
+    if out.is_dir():
+        clear_partial_files(out)  # what a killed run was writing
     jobs, rejects = _jobs(params)
     parts: dict[str, dict] = {}
     todo = []
