@@ -230,7 +230,7 @@ def test_release_checkpoint_mapping(tmp_path: Path) -> None:
         # every release tensor arrives in exactly one of our parameters, and every parameter is filled
         by_fp = {}
         for name, p in ours.items():
-            by_fp.setdefault((tuple(p.shape), float(p.flatten()[0]), float(p.sum())), []).append(name)
+            by_fp.setdefault((tuple(p.shape), float(p.detach().flatten()[0]), float(p.detach().sum())), []).append(name)
         hits = set()
         for k, t in rel.items():
             if k.endswith((".kernel", ".noise.weight")):
