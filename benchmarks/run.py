@@ -51,7 +51,7 @@ def table(res: dict[str, Any]) -> str:
     if pipe:
         for r in pipe["results"]:
             k = r.get("landmarks_every", 1)
-            knob = "exact default" if k == 1 else f"faces.landmarks_every={k}"
+            knob = f"faces.landmarks_every={k}"
             rows.append((f"pipeline (shots+faces+align) vs decode-only, {r['video']}, 1 core, {knob}{mark('pipeline')}",
                          f"{_med(r['ratio']):.3f}× ({_med(r['pipeline_fps']):.0f} vs {_med(r['decode_fps']):.0f} "
                          f"frames/s; faces {_med(r['faces_s'])} s, shots {_med(r['shots_s'])} s, align "
