@@ -117,8 +117,9 @@ def photo_landmarks(name: str) -> np.ndarray:
     if not faces:
         raise MediaError(f"no face found in photo {name!r}", hint="the demo photos should always have one; reinstall")
     face = max(faces, key=lambda r: r.width() * r.height())
-    model = _package_file("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat")
-    pred = dlib.shape_predictor(str(model))
+    from ..assets import require
+
+    pred = dlib.shape_predictor(str(require("dlib-landmarks68", "demo corpus: photo landmarks")))
     shape = pred(img, face)
     return np.array([[p.x, p.y] for p in shape.parts()], np.float64)
 
