@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from helpers_media import truncate, write_multishot
 
-from toontalker_bench.config import Params, ScrapeParams, ShotsParams
+from toontalker_bench.config import Params, ScrapeParams
 from toontalker_bench.data import align, faces, shots
 from toontalker_bench.data.scrape import TABLE_COLUMNS as SOURCE_COLUMNS
 from toontalker_bench.executors import DaskExecutor, Failure, LocalExecutor
@@ -56,20 +56,25 @@ def _source_row(sid: str, domain: str, identity: str = "", w: int = 320, h: int 
 
 
 def _files(d: Path) -> dict[str, str]:
-    """sha256 of every file under ``d`` except the stage's run report and resume records (they hold timings)."""
+    """sha256 of every file under ``d`` except the stage's report and resume records (the tests compare the reports
+    each run returns)."""
     return {f.relative_to(d).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(d.rglob("*"))
             if f.is_file() and f.name != "report.json" and ".parts" not in f.parts}
 
 
+def _local_and_dask(run, p: Params, stage: str, root: Path, dask_ex: DaskExecutor) -> tuple[dict, dict]:  # noqa: ANN001
+    """Run a stage into ``root/local`` on the process pool, then into ``root/dask`` on the cluster; both reports."""
+    reports = []
+    for name, ex in (("local", LocalExecutor(2)), ("dask", dask_ex)):
+        getattr(p, stage).out_dir = str(root / name)
+        reports.append(run(p, ex))
+    return reports[0], reports[1]
+
+
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_shot_table(tmp_path: Path, dask_ex: DaskExecutor) -> None:
-    raw = _raw(tmp_path)
-
-    def params(out: str) -> Params:
-        return Params(workers=2, scrape=ScrapeParams(out_dir=str(raw)), shots=ShotsParams(out_dir=str(tmp_path / out)))
-
-    local = shots.run(params("local"), LocalExecutor(2))
-    dask = shots.run(params("dask"), dask_ex)
+    p = Params(workers=2, scrape=ScrapeParams(out_dir=str(_raw(tmp_path))))
+    local, dask = _local_and_dask(shots.run, p, "shots", tmp_path, dask_ex)
     a = pd.read_parquet(tmp_path / "local" / "shots.parquet")
     b = pd.read_parquet(tmp_path / "dask" / "shots.parquet")
     assert len(a) == 5 and a.equals(b)
@@ -107,11 +112,7 @@ def _faces_params(root: Path) -> Params:
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_face_tubes(tmp_path: Path, dask_ex: DaskExecutor) -> None:
-    p = _faces_params(tmp_path)
-    p.faces.out_dir = str(tmp_path / "local")
-    local = faces.run(p, LocalExecutor(2))
-    p.faces.out_dir = str(tmp_path / "dask")
-    dask = faces.run(p, dask_ex)
+    local, dask = _local_and_dask(faces.run, _faces_params(tmp_path), "faces", tmp_path, dask_ex)
     tubes = pd.read_parquet(tmp_path / "local" / "tubes.parquet")
     assert sorted(tubes.source_id) == ["a", "b"] and (tubes.n_frames >= 40).all()  # each drifting face is one tube
     assert local["rejects"] == dask["rejects"] and local["tubes"] == dask["tubes"] == 2
@@ -153,11 +154,7 @@ def _align_params(root: Path) -> Params:
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_clips(tmp_path: Path, dask_ex: DaskExecutor) -> None:
-    p = _align_params(tmp_path)
-    p.align.out_dir = str(tmp_path / "local")
-    local = align.run(p, LocalExecutor(2))
-    p.align.out_dir = str(tmp_path / "dask")
-    dask = align.run(p, dask_ex)
+    local, dask = _local_and_dask(align.run, _align_params(tmp_path), "align", tmp_path, dask_ex)
     assert local["clips"] == dask["clips"] == 3
     clips = pd.read_parquet(tmp_path / "local" / "clips.parquet")
     assert clips.equals(pd.read_parquet(tmp_path / "dask" / "clips.parquet"))
