@@ -69,7 +69,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 def clear_partial_files(folder: str | os.PathLike[str]) -> None:
     """Delete the temporaries a killed run left under ``folder`` (:func:`atomic_path` and :func:`atomic_dir` name
-    them ``.<name>.tmp-*``), so a resumed run ends with exactly the files of an uninterrupted one."""
+    them ``.<name>.tmp-*``), so a resumed run ends with exactly the files of an uninterrupted one. A missing
+    ``folder`` has nothing to clear."""
     for f in sorted(Path(folder).rglob(".*.tmp-*"), key=lambda f: len(f.parts)):
         if f.is_dir() and not f.is_symlink():
             shutil.rmtree(f, ignore_errors=True)

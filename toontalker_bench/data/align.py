@@ -236,8 +236,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     p = params.align
     out = Path(p.out_dir)
-    if out.is_dir():
-        clear_partial_files(out)  # what a killed run was writing
+    clear_partial_files(out)  # what a killed run was writing
     jobs = _jobs(params)
     parts: dict[str, dict] = {}
     todo = []

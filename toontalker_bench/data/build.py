@@ -280,8 +280,7 @@ def run(params: Params, executor: object | None = None) -> dict[str, Any]:
     df["path"] = "clips/" + df["clip_id"] + ".mp4"
     df = df.sort_values("clip_id").reset_index(drop=True)
 
-    if out.is_dir():
-        clear_partial_files(out)  # what a killed build was writing
+    clear_partial_files(out)  # what a killed build was writing
     with atomic_dir(out / "clips") as tmp:
         for cid in df["clip_id"]:
             for ext in (".mp4", ".npz"):

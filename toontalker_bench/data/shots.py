@@ -141,8 +141,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     ok = sources[sources.status == "ok"]
     out = Path(p.out_dir)
     parts = out / PARTS_DIR
-    if out.is_dir():
-        clear_partial_files(out)
+    clear_partial_files(out)
 
     results: dict[str, dict[str, Any]] = {}
     failures: list[dict[str, str]] = []

@@ -397,8 +397,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     sp = params.synth
     out = Path(sp.out_dir)
-    if out.is_dir():
-        clear_partial_files(out)  # what a killed run was writing
+    clear_partial_files(out)  # what a killed run was writing
     videos = plan(params)
     todo = [v for v in videos if not is_done(v, out)]
     own = executor is None

@@ -402,8 +402,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         raise ConfigError(f"faces.landmarks_every must be >= 1, got {p.landmarks_every}",
                           hint="1 runs the landmark model on every frame")
     out = Path(p.out_dir)
-    if out.is_dir():
-        clear_partial_files(out)  # what a killed run was writing
+    clear_partial_files(out)  # what a killed run was writing
     jobs, rejects = _jobs(params)
     parts: dict[str, dict] = {}
     todo = []
