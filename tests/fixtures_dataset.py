@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toontalker_bench.data.motion import MORPHS, POSE_DIM
+from toontalker_bench.faces.pose import MORPHS, POSE_DIM
 from toontalker_bench.data.protocol import make_pairs
 from toontalker_bench.io import write_table
 from toontalker_bench.video import write_video

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from toontalker_bench.errors import UserError
-from toontalker_bench.models.animeceleb import N_FEATURES, AnimeCeleb, PoseVectorMap, fill_missing
+from toontalker_bench.faces.pose_map import N_FEATURES, PoseVectorMap
+from toontalker_bench.models.animeceleb import AnimeCeleb, fill_missing
 from toontalker_bench.models.base import METHODS
 from toontalker_bench.models.registry import load_profile
-from toontalker_bench.train.checkpoint import load_checkpoint, save_checkpoint
+from toontalker_bench.models.checkpoint import load_checkpoint, save_checkpoint
 
 SIZE = 32
 

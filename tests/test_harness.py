@@ -189,7 +189,7 @@ def _eval_worker(rank: int, world: int, port: int, dataset: str, out: str) -> No
     import torch.distributed as dist
 
     from toontalker_bench.config import EvalParams
-    from toontalker_bench.eval.runner import evaluate
+    from toontalker_bench.eval.evaluator import evaluate
     from toontalker_bench.models.baselines import CopySource
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
@@ -206,7 +206,7 @@ def test_evaluation_sharded_over_two_ranks_equals_one_process(dataset: Path, tmp
     import torch.multiprocessing as mp
 
     from toontalker_bench.config import EvalParams
-    from toontalker_bench.eval.runner import evaluate
+    from toontalker_bench.eval.evaluator import evaluate
     from toontalker_bench.models.baselines import CopySource
 
     with socket.socket() as s:

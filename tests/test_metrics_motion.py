@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from toontalker_bench.metrics import METRICS, Pair
-from toontalker_bench.metrics.bfm import BFM, euler_degrees, rotation_from_euler
+from toontalker_bench.faces.bfm import BFM, euler_degrees, rotation_from_euler
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_fit_recovers_pose_and_expression_of_bfm_projections(bfm: BFM) -> None:
 
 
 def test_euler_convention_is_the_renderers() -> None:
-    from toontalker_bench.data.cartoon import rotation
+    from toontalker_bench.data.synth.cartoon import rotation
 
     rng = np.random.default_rng(1)
     ang = rng.uniform(-40, 40, (20, 3))
@@ -46,8 +46,8 @@ def test_euler_convention_is_the_renderers() -> None:
 
 def test_fit_orders_renderer_poses(bfm: BFM) -> None:
     """Ground-truth landmarks of the procedural cartoon head: each fitted angle rises with the true one."""
-    from toontalker_bench.data.cartoon import render
-    from toontalker_bench.data.synth import character
+    from toontalker_bench.data.synth.cartoon import render
+    from toontalker_bench.data.synth.render import character
 
     ch = character(0, 1)
     sweep = np.linspace(-20, 20, 5)
@@ -111,8 +111,9 @@ def test_noise_frames_are_misses_not_faces() -> None:
 def test_full_pipeline_tracks_cartoon_yaw() -> None:
     """Rendered cartoon crops -> RetinaFace -> dlib68 -> BFM: every face found, yaw follows the truth
     (measured r = 0.97, gain about 0.6 on this sweep; the validation report has the corpus-wide figures)."""
-    from toontalker_bench.data.cartoon import render
-    from toontalker_bench.data.synth import background, character
+    from toontalker_bench.data.synth.cartoon import render
+    from toontalker_bench.data.synth.background import background
+    from toontalker_bench.data.synth.render import character
     from toontalker_bench.metrics.motion import motion_backend
 
     rng = np.random.default_rng(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toontalker_bench.metrics import validate as V
+from toontalker_bench.eval import validate as V
 
 
 def test_roc_auc_counts_ordered_pairs() -> None:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from toontalker_bench.errors import DatasetError
-from toontalker_bench.models.animeceleb import N_FEATURES
-from toontalker_bench.train.data import Clip, TrainData
+from toontalker_bench.faces.pose_map import N_FEATURES
+from toontalker_bench.data.dataset import Clip
+from toontalker_bench.train.data import TrainData
 from toontalker_bench.train.pseudo_pose import fill_pseudo_pose
 
 SIZE = 16
@@ -25,7 +26,7 @@ def _clip(clip_id: str, domain: str, poses: np.ndarray, labelled: bool) -> Clip:
     """Frames whose first pixel row encodes the pose (read back by the stand-in estimator below)."""
     frames = RNG.integers(1, 255, (len(poses), SIZE, SIZE, 3), dtype=np.uint8)  # 0 marks a miss
     motion = poses if labelled else np.full_like(poses, np.nan)
-    clip = Clip(clip_id, domain, frames, motion.copy())
+    clip = Clip(clip_id, domain, clip_id, "train", frames, motion.copy())
     clip.true_poses = poses  # type: ignore[attr-defined]
     return clip
 

@@ -137,8 +137,8 @@ def test_http_sources_ok_and_failures_with_reasons(tmp_path: Path, server: str, 
     # successful download of ok.mp4 did: the extractor's probe, then the download)
     assert _Handler.hits["/missing.mp4"] == 1 and _Handler.hits["/short/x.mp4"] == 2 * _Handler.hits["/ok.mp4"]
     assert _Handler.hits["/busy.mp4"] == 2  # 429 (too many requests) is worth a retry, 404 is not
-    # only the finished file (+ its archive entry) remains; no partial downloads, no work folders
-    assert sorted(p.name for p in raw.iterdir()) == ["archive", "ok.mp4", "report.json", "sources.parquet"]
+    # only the finished file (+ the resume records) remains; no partial downloads, no work folders
+    assert sorted(p.name for p in raw.iterdir()) == [".parts", "ok.mp4", "report.json", "sources.parquet"]
     assert elapsed < 12, elapsed  # the slow source costs ~timeout_s, not its 15 s transfer
 
 
@@ -160,8 +160,8 @@ def test_rerun_skips_archived_sources(tmp_path: Path, server: str) -> None:
     m.write_text(HEADER + f"a,{server}/ok.mp4?a,real,T,CC0,Nobody,,,0.4,1.2\n")
     report = run(_params(tmp_path, m), LocalExecutor(1))
     assert report["skipped_done"] == 0 and probe(out).n_frames == 20
-    assert not (tmp_path / "raw" / "a.v2.mp4").exists() and not (tmp_path / "raw" / "archive" / "a.v2.json").exists()
-    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["a.mp4", "archive", "report.json", "sources.parquet"]
+    assert not (tmp_path / "raw" / "a.v2.mp4").exists() and not (tmp_path / "raw" / ".parts" / "a.v2.json").exists()
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [".parts", "a.mp4", "report.json", "sources.parquet"]
 
 
 def test_local_and_file_sources_segments_and_ground_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,7 +265,7 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path, server: str) -
             assert proc.poll() is None, "scrape ended before it could be killed"
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            assert not (d / "raw" / "sources.parquet").exists() and (d / "raw" / "archive" / "v2.json").exists()
+            assert not (d / "raw" / "sources.parquet").exists() and (d / "raw" / ".parts" / "v2.json").exists()
         subprocess.run(cmd, cwd=d, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
         runs[name] = d / "raw"
     killed, clean = (pd.read_parquet(runs[k] / "sources.parquet") for k in ("killed", "clean"))
@@ -275,9 +275,9 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path, server: str) -
     tree_k.pop("sources.parquet"), tree_c.pop("sources.parquet")  # compared above (the URLs differ)
     assert tree_k.keys() == tree_c.keys()
     for f in tree_k:
-        if f == "archive/web.json":  # its fingerprint holds the URL, which names the run; the rest is equal
+        if f == ".parts/web.json":  # its key hashes the URL, which names the run; the rest is equal
             entry_k, entry_c = (json.loads((runs[k] / f).read_text()) for k in ("killed", "clean"))
-            entry_k.pop("fingerprint"), entry_c.pop("fingerprint")
+            entry_k.pop("key"), entry_c.pop("key")
             assert entry_k == entry_c, f
         else:
             assert tree_k[f] == tree_c[f], f

@@ -101,10 +101,10 @@ def test_stage_table_report_failures_and_resume(tmp_path: Path, videos: dict[str
 
     files = sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*"))
     # what a kill -9 part-way leaves: no table yet, one source unfinished, temporaries of atomic writes
-    for f in ("shots.parquet", "report.json", "parts/b.json"):
+    for f in ("shots.parquet", "report.json", ".parts/b.json"):
         (tmp_path / "s" / f).unlink()
     (tmp_path / "s" / ".shots.parquet.tmp-k1ll3d.parquet").write_bytes(b"half")
-    (tmp_path / "s" / "parts" / ".b.json.tmp-k1ll3d.json").write_bytes(b"{")
+    (tmp_path / "s" / ".parts" / ".b.json.tmp-k1ll3d.json").write_bytes(b"{")
     again = run(params, LocalExecutor(1))
     assert again["skipped_done"] == 2 and pd.read_parquet(tmp_path / "s" / "shots.parquet").equals(table)
     assert sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*")) == files

@@ -16,8 +16,13 @@ import pytest
 
 from toontalker_bench.cli import main
 from toontalker_bench.config import load_params
-from toontalker_bench.data import cartoon, realface, synth
-from toontalker_bench.data.motion import MORPHS
+from toontalker_bench.data import synth
+from toontalker_bench.data.synth import cartoon, realface
+from toontalker_bench.data.synth import motion as synth_motion
+from toontalker_bench.data.synth import plan as synth_plan
+from toontalker_bench.data.synth import render as synth_render
+from toontalker_bench.data.synth import stage as synth_stage
+from toontalker_bench.faces.pose import MORPHS
 from toontalker_bench.video import probe, read_frames
 
 MI = {n: i for i, n in enumerate(MORPHS)}
@@ -85,7 +90,7 @@ def test_files_schema_and_report(corpus: tuple[Path, dict]) -> None:
     assert clip.has_face.all() and clip.box_x0.isna().all() and np.isnan(np.stack(clip.motion.to_numpy())).all()
     assert set(clip.identity) == {"real_carphone"}
     rows = list(csv.DictReader(open(out / "demo.csv")))
-    assert list(rows[0]) == list(synth.MANIFEST_COLUMNS)
+    assert list(rows[0]) == list(synth_stage.MANIFEST_COLUMNS)
     assert [r["source_id"] for r in rows] == ["cartoon_000", "real_000", "real_carphone"]
     assert all(Path(r["url"]).is_file() and r["license"] and r["attribution"] for r in rows)
 
@@ -136,7 +141,7 @@ def test_cartoon_skin_lies_inside_the_box(corpus: tuple[Path, dict]) -> None:
     gt = gt_of(out, "cartoon_000")
     frames = read_frames(out / "cartoon_000.mp4").astype(np.float32) / 255
     for _, r in gt[gt.has_face].groupby("shot").head(1).iterrows():
-        ch = synth.character(0, int(r.identity.split("_")[1]))
+        ch = synth_render.character(0, int(r.identity.split("_")[1]))
         skin = np.asarray(ch.skin)
         img = frames[int(r.frame)]
         chroma = img / np.maximum(img.sum(-1, keepdims=True), 1e-3)
@@ -158,14 +163,15 @@ def test_determinism_and_resume(corpus: tuple[Path, dict], tmp_path: Path) -> No
     files = sorted(f.name for f in out.iterdir())
     assert files == sorted(f.name for f in tmp_path.iterdir())
     assert "report.json" in files and sum(f.endswith(".mp4") for f in files) == 3
+    assert ".parts" in files  # resume records, one per video
     for name in files:
-        if name != "demo.csv":
+        if name not in ("demo.csv", ".parts"):
             assert hashlib.sha256((out / name).read_bytes()).digest() == \
                 hashlib.sha256((tmp_path / name).read_bytes()).digest(), name
     # The encode is faithful: each run's decoded first shot against the (bit-identical) rendered frames.
-    for video in synth.plan(small_params(tmp_path))[:2]:
+    for video in synth_plan.plan(small_params(tmp_path))[:2]:
         shot = video.shots[0]
-        raw = [np.stack([f[0] for f in synth._shot_frames(video, shot, 0)]) for _ in range(2)]
+        raw = [np.stack([f[0] for f in synth_render._shot_frames(video, shot, 0)]) for _ in range(2)]
         np.testing.assert_array_equal(*raw)
         for d in (out, tmp_path):
             dec = read_frames(d / f"{video.name}.mp4", 0, shot.n_frames).astype(np.float64)
@@ -176,19 +182,20 @@ def test_determinism_and_resume(corpus: tuple[Path, dict], tmp_path: Path) -> No
     assert rel(out) == rel(tmp_path)
     rerun = synth.run(small_params(tmp_path))
     assert rerun["skipped"] == 3 and rerun["generated"] == 0 and rerun["frames"] == again["frames"]
-    other = synth.plan(small_params(tmp_path, "seed=1"))
-    assert not any(synth.is_done(v, tmp_path) for v in other if not v.copy_of)
+    other = synth_plan.plan(small_params(tmp_path, "seed=1"))
+    recorded = {f.stem: json.loads(f.read_text())["key"] for f in (tmp_path / ".parts").glob("*.json")}
+    assert recorded and not any(recorded.get(v.name) == v.key() for v in other if not v.copy_of)
 
 
 def test_default_manifest_is_committed_and_current() -> None:
     """manifests/demo.csv is what the default synth run writes (plan only, nothing rendered)."""
     params = load_params(Path(__file__).parents[1] / "params.yaml")
-    videos = synth.plan(params)
-    rows = synth.manifest_rows(videos, params.synth.out_dir)
+    videos = synth_plan.plan(params)
+    rows = synth_stage.manifest_rows(videos, params.synth.out_dir)
     committed = list(csv.DictReader(open(Path(__file__).parents[1] / "manifests" / "demo.csv")))
     assert committed == rows
-    assert synth.manifest_path(params.synth) == Path("manifests/demo.csv")
-    assert synth.manifest_path(small_params(Path("/x/y")).synth) == Path("/x/y/demo.csv")  # trial runs keep theirs
+    assert synth_stage.manifest_path(params.synth) == Path("manifests/demo.csv")
+    assert synth_stage.manifest_path(small_params(Path("/x/y")).synth) == Path("/x/y/demo.csv")  # trial runs keep theirs
     assert sum(v.domain == "cartoon" for v in videos) >= 6
     cartoon_ids = {s.identity for v in videos for s in v.shots if v.domain == "cartoon" and s.identity}
     assert len(cartoon_ids) >= 24
@@ -199,7 +206,7 @@ def test_default_manifest_is_committed_and_current() -> None:
 # ------------------------------------------------------------------------------------------------ renderers
 def _cartoon(m: np.ndarray, idx: int = 3) -> tuple[np.ndarray, np.ndarray]:
     canvas = np.full((360, 640, 3), 0.5, np.float32)
-    img, lm, _ = cartoon.render(synth.character(0, idx), m, canvas, (320.0, 170.0), 90.0)
+    img, lm, _ = cartoon.render(synth_render.character(0, idx), m, canvas, (320.0, 170.0), 90.0)
     return img, lm
 
 
@@ -290,7 +297,7 @@ def test_real_head_turn_moves_landmarks_with_pixels(astronaut: tuple[np.ndarray,
 
 def test_talking_motion_is_smooth_and_speech_like() -> None:
     fps = 25.0
-    m = synth.talking_motion(np.random.default_rng(3), 1000, fps)
+    m = synth_motion.talking_motion(np.random.default_rng(3), 1000, fps)
     assert m.shape == (1000, 20) and (m[:, :17] >= 0).all() and (m[:, :17] <= 1).all()
     mouth = m[:, MI["mouth_open"]]
     spec = np.abs(np.fft.rfft(mouth - mouth.mean())) ** 2

@@ -17,7 +17,7 @@ from toontalker_bench.errors import CheckpointError
 from toontalker_bench.models.base import METHODS
 from toontalker_bench.models.blocks import ssim
 from toontalker_bench.models.toontalker import ToonTalker, analogy_loss
-from toontalker_bench.train.losses import ReconstructionLoss, d_logistic, r1_penalty
+from toontalker_bench.models.losses import ReconstructionLoss, d_logistic, r1_penalty
 
 PROFILES = Path(__file__).parents[1] / "toontalker_bench" / "models" / "profiles" / "toontalker.yaml"
 FIXTURE = Path(__file__).parent / "fixtures" / "toontalker_release_keys.json"

@@ -19,8 +19,9 @@ from torch import nn
 
 from toontalker_bench.errors import CheckpointError
 from toontalker_bench.models.base import Capabilities, Method
-from toontalker_bench.train.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from toontalker_bench.train.data import TrainData, load_clips
+from toontalker_bench.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from toontalker_bench.data.dataset import load_clips
+from toontalker_bench.train.data import TrainData
 from toontalker_bench.train.trainer import latest_checkpoint, train
 
 TESTS = Path(__file__).parent
@@ -224,7 +225,7 @@ class _NotATensor:
 
 
 def test_third_party_pth_weights_only_unless_trusted(tmp_path: Path) -> None:
-    from toontalker_bench.train.checkpoint import load_torch_file
+    from toontalker_bench.models.checkpoint import load_torch_file
 
     torch.save({"w": torch.ones(2)}, tmp_path / "plain.pth")
     assert torch.equal(load_torch_file(tmp_path / "plain.pth")["w"], torch.ones(2))

@@ -17,9 +17,9 @@ import torch
 from .config import Params
 from .data.align import crop_boxes, crop_square
 from .errors import MediaError
-from .models.base import Domain, Method
+from .domains import Domain
+from .models.base import Method, to_tensor, to_uint8
 from .progress import progress
-from .train.data import to_tensor, to_uint8
 from .video import VideoWriter, iter_frames, probe
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def _read_image(path: str | Path) -> np.ndarray:
 
 
 def _detector(params: Params, domain: str):  # noqa: ANN202 - Detector
-    from .data.faces.detect import get_detector
+    from .faces.detect import get_detector
 
     return get_detector(params.faces.cartoon_detector if domain == "cartoon" else params.faces.real_detector)
 
@@ -132,7 +132,7 @@ def load_method(params: Params, method: str, checkpoint: str | None, profile: st
 
     from .errors import CheckpointError, ConfigError
     from .models.registry import load_profile, method_class
-    from .train.checkpoint import load_checkpoint, read_checkpoint
+    from .models.checkpoint import load_checkpoint, read_checkpoint
 
     cls = method_class(method)
     if cls.capabilities.needs_driving_ground_truth:

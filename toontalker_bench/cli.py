@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -40,28 +39,37 @@ def data() -> None:
     """Dataset construction stages (what `dvc repro` runs)."""
 
 
+def stage_options(fn):  # noqa: ANN001, ANN201 - click decorator
+    """``--workers`` and ``--set``, the options every stage verb shares."""
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(fn)
+    return click.option("--workers", type=click.IntRange(min=1), default=None,
+                        help="Worker processes (default: params `workers`, 0 there = number of cores).")(fn)
+
+
+def _stage_params(ctx: click.Context, workers: int | None, overrides: tuple[str, ...], *extra: str):  # noqa: ANN202
+    return _params(ctx, overrides + extra + ((f"workers={workers}",) if workers is not None else ()))
+
+
 @data.command("synth")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: params synth.out_dir, data/synth); the manifest then goes to OUT/demo.csv "
                    "unless synth.manifest is set, so the committed manifests/demo.csv is left alone.")
 @click.option("--seed", type=int, default=None, help="Random seed (default: params `seed`).")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Worker processes (default: all cores).")
 @click.option("--contact-sheet", type=click.Path(dir_okay=False), default=None,
               help="Also write a contact-sheet PNG of the corpus to this path.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@stage_options
 @click.pass_context
-def data_synth(ctx: click.Context, out_dir: str | None, seed: int | None, workers: int | None,
-               contact_sheet: str | None, overrides: tuple[str, ...]) -> None:
+def data_synth(ctx: click.Context, out_dir: str | None, seed: int | None, contact_sheet: str | None,
+               workers: int | None, overrides: tuple[str, ...]) -> None:
     """Generate the built-in demo corpus (cartoon + real talking heads with ground truth) and manifests/demo.csv."""
-    from .data.synth import run as synth
-    from .data.synth import write_contact_sheet
+    from .data.synth import run, write_contact_sheet
 
-    extra = tuple(f"{k}={v}" for k, v in (("synth.out_dir", out_dir), ("seed", seed), ("workers", workers)) if v is not None)
-    params = _params(ctx, overrides + extra)
-    report = synth(params)
+    extra = tuple(f"{k}={v}" for k, v in (("synth.out_dir", out_dir), ("seed", seed)) if v is not None)
+    params = _stage_params(ctx, workers, overrides, *extra)
+    report = run(params)
     click.echo(f"synth: {report['videos']} videos ({report['generated']} generated, {report['skipped']} skipped, "
                f"{len(report['failed'])} failed), {report['minutes']} min of video, identities {report['identities']}, "
-               f"{report['wall_s']} s")
+               f"{report['wall_seconds']} s")
     if contact_sheet:
         write_contact_sheet(params.synth.out_dir, contact_sheet)
         click.echo(f"contact sheet: {contact_sheet}")
@@ -70,35 +78,66 @@ def data_synth(ctx: click.Context, out_dir: str | None, seed: int | None, worker
                         hint="see the log above; rerun to retry only those")
 
 
-WORKERS_HELP = "Parallel worker processes (default: params `workers`, 0 = all cores)."
-
-
 @data.command("scrape")
 @click.option("--manifest", "manifests", multiple=True, metavar="CSV",
               help="Manifest(s) to fetch (default: scrape.manifests in params.yaml).")
-@click.option("--workers", type=int, default=None, help=WORKERS_HELP)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@stage_options
 @click.pass_context
 def data_scrape(ctx: click.Context, manifests: tuple[str, ...], workers: int | None,
                 overrides: tuple[str, ...]) -> None:
-    """Stage 1: download/copy every manifest source into data/raw (sources.parquet + report.json)."""
-    from .data.scrape import run as scrape
+    """Download/copy every manifest source into data/raw (sources.parquet + report.json)."""
+    from .data.scrape import run
 
-    params = _params(ctx, overrides + ((f"workers={workers}",) if workers is not None else ()))
+    params = _stage_params(ctx, workers, overrides)
     if manifests:
         params.scrape.manifests = list(manifests)
-    scrape(params)
+    run(params)
 
 
 @data.command("shots")
-@click.option("--workers", type=int, default=None, help=WORKERS_HELP)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@stage_options
 @click.pass_context
 def data_shots(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
-    """Stage 2: split every fetched source into shots with PySceneDetect (data/shots/shots.parquet)."""
-    from .data.shots import run as shots
+    """Split every fetched source into shots with PySceneDetect (data/shots/shots.parquet)."""
+    from .data.shots import run
 
-    shots(_params(ctx, overrides + ((f"workers={workers}",) if workers is not None else ())))
+    run(_stage_params(ctx, workers, overrides))
+
+
+@data.command("faces")
+@stage_options
+@click.pass_context
+def data_faces(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
+    """Detect, track and filter face tubes in every shot (data/faces/)."""
+    from .data.faces import run
+
+    run(_stage_params(ctx, workers, overrides))
+
+
+@data.command("align")
+@stage_options
+@click.pass_context
+def data_align(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
+    """Cut square, aligned 256 px clips out of the face tubes (data/clips/)."""
+    from .data.align import run
+
+    run(_stage_params(ctx, workers, overrides))
+
+
+@data.command("build")
+@click.option("--push-to-hub", "repo", default=None, metavar="REPO",
+              help="Also upload the dataset to the Hugging Face Hub as REPO (needs the network and a login).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.pass_context
+def data_build(ctx: click.Context, repo: str | None, overrides: tuple[str, ...]) -> None:
+    """Split, package and document the dataset (data/dataset/); optionally push it to the Hub."""
+    from .data.build import push_to_hub, run
+
+    params = _params(ctx, overrides)
+    stats = run(params)
+    click.echo(f"built {stats['clips']} clips ({stats['minutes']} min), params hash {stats['params_hash']}")
+    if repo:
+        click.echo(push_to_hub(params.build.out_dir, repo))
 
 
 @data.command("import-manifest")
@@ -113,57 +152,6 @@ def data_import_manifest(fmt: str, input_path: str, out: str, limit: int | None)
 
     res = import_manifest(fmt, input_path, out, limit=limit)
     click.echo(f"wrote {res['rows']} rows to {res['out']} ({len(res['skipped'])} entries skipped)")
-
-
-# -- data: faces / align / build
-def _run_data_stage(ctx: click.Context, stage: str, workers: int | None, overrides: tuple[str, ...]) -> dict:
-    import importlib
-
-    from .executors import make_executor
-
-    params = _params(ctx, overrides)
-    if workers is not None:
-        params.workers = workers
-    fn = importlib.import_module(f"toontalker_bench.data.{stage}").run
-    with make_executor(params.executor, params.n_workers(), params.scheduler) as ex:
-        return fn(params, ex)
-
-
-_WORKERS = click.option("--workers", type=click.IntRange(min=1), default=None,
-                        help="Worker processes (default: params.yaml `workers`, 0 there = number of cores).")
-
-
-@data.command("faces")
-@_WORKERS
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-@click.pass_context
-def data_faces(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
-    """Detect, track and filter face tubes in every shot (data/faces/)."""
-    _run_data_stage(ctx, "faces", workers, overrides)
-
-
-@data.command("align")
-@_WORKERS
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-@click.pass_context
-def data_align(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
-    """Cut square, aligned 256 px clips out of the face tubes (data/clips/)."""
-    _run_data_stage(ctx, "align", workers, overrides)
-
-
-@data.command("build")
-@click.option("--push-to-hub", "repo", default=None, metavar="REPO",
-              help="Also upload the dataset to the Hugging Face Hub as REPO (needs the network and a login).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
-@click.pass_context
-def data_build(ctx: click.Context, repo: str | None, overrides: tuple[str, ...]) -> None:
-    """Split, package and document the dataset (data/dataset/); optionally push it to the Hub."""
-    stats = _run_data_stage(ctx, "build", 1, overrides)
-    click.echo(f"built {stats['clips']} clips ({stats['minutes']} min), params hash {stats['params_hash']}")
-    if repo:
-        from .data.build import push_to_hub
-
-        click.echo(push_to_hub(_params(ctx, overrides).build.out_dir, repo))
 
 
 # ------------------------------------------------------------------------------------------------ assets
@@ -277,7 +265,7 @@ def evaluate_metrics(ctx: click.Context, generated: str, driving: str | None, so
 def evaluate_validate_metrics(ctx: click.Context, out: str, dataset_dir: str | None, max_clips: int,
                               frames_per_clip: int, device: str, json_out: str | None) -> None:
     """Measure the metrics against the demo corpus's known motion and identities; write the validation report."""
-    from .metrics.validate import run as validate
+    from .eval.validate import run as validate
 
     report = validate(_params(ctx), out=out, dataset_dir=dataset_dir, max_clips=max_clips,
                       frames_per_clip=frames_per_clip, device=device, json_out=json_out)
@@ -476,7 +464,7 @@ def animate_cmd(ctx: click.Context, method: str, checkpoint: str | None, source:
                 max_frames: int, trust_checkpoint: bool) -> None:
     """Animate the face in SOURCE with the face motion in DRIVING."""
     from .animate import animate_files, load_method
-    from .train.trainer import resolve_device
+    from .device import resolve_device
 
     p = _params(ctx)
     model = load_method(p, method, checkpoint, profile, trust_checkpoint)

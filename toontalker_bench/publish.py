@@ -25,7 +25,7 @@ import pandas as pd
 import yaml
 from filelock import FileLock
 
-from .data.protocol import TASKS
+from .domains import TASKS
 from .errors import LeaderboardError
 from .io import atomic_path, write_text
 

@@ -3,7 +3,7 @@
 Everything a user can get wrong (method, profile, ``--set`` keys, tasks, the dataset and its protocol, the checkpoint
 path, a corrupt leaderboard) is checked before any training starts. A run directory holds ``config.yaml`` (the
 resolved profile and the params used), ``train.json`` (steps, seconds, device), ``checkpoint.safetensors``, the
-evaluation outputs (see :mod:`toontalker_bench.eval.runner`) and ``run.json`` (provenance for the leaderboard).
+evaluation outputs (see :mod:`toontalker_bench.eval.evaluator`) and ``run.json`` (provenance for the leaderboard).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import yaml
 
 from .config import Params, to_dict
 from .errors import CheckpointError, ConfigError, DatasetError
-from .eval.protocol import check_tasks, load_clips, load_pairs
+from .data.dataset import check_tasks, clip_table, load_pairs
 from .io import safe_name, write_json, write_text
-from .models.base import DOMAINS, Method
+from .domains import DOMAINS
+from .models.base import Method
 from .models.registry import load_profile, method_class
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def select_tasks(cls: type[Method], tasks: list[str] | tuple[str, ...]) -> list[
 
 
 def _check_train_domains(dataset_dir: Path, cls: type[Method]) -> None:
-    clips = load_clips(dataset_dir)
+    clips = clip_table(dataset_dir)
     have = set(clips.loc[clips["split"] == "train", "domain"])
     missing = [d for d in DOMAINS if d not in have]
     if missing and cls.capabilities.cross_domain:
@@ -73,7 +74,7 @@ def _check_train_domains(dataset_dir: Path, cls: type[Method]) -> None:
 
 
 def _device(params: Params) -> Any:
-    from .train.trainer import resolve_device
+    from .device import resolve_device
 
     return resolve_device(params.run.device)
 
@@ -114,7 +115,7 @@ def train_only(params: Params, method: str, profile: str | None = None, override
     """Train into ``runs/<method>/<run_id>`` (a no-op checkpoint for parameter-free methods); returns the run dir
     and the training record (also written to ``train.json``)."""
     from .publish import code_commit
-    from .train.checkpoint import save_checkpoint
+    from .models.checkpoint import save_checkpoint
     from .train.data import TrainData
     from .train.trainer import FINAL_CHECKPOINT, train, train_config
 
@@ -135,7 +136,7 @@ def train_only(params: Params, method: str, profile: str | None = None, override
                               "device": _device_name(device), "world_size": 1, "interrupted": False,
                               "code_commit": commit}
     if not cls.capabilities.trainable:
-        load_clips(dataset)  # the dataset must exist even when there is nothing to learn
+        clip_table(dataset)  # the dataset must exist even when there is nothing to learn
         _save_config(run_dir, method, profile, cfg, params, overrides)
         save_checkpoint(run_dir / FINAL_CHECKPOINT, model, 0, with_optimizer=False)
     else:
@@ -160,9 +161,9 @@ def evaluate_run(params: Params, method: str, run_dir: Path, checkpoint: str | P
                  tasks: list[str] | tuple[str, ...] = (), trust_checkpoint: bool = False,
                  cfg: dict[str, Any] | None = None, profile: str | None = None) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (default: the run's own) into ``run_dir`` and write ``run.json``."""
-    from .eval.runner import check_metric_names, evaluate
+    from .eval.evaluator import check_metric_names, evaluate
     from .publish import code_commit, dataset_version, now_iso
-    from .train.checkpoint import load_checkpoint
+    from .models.checkpoint import load_checkpoint
     from .train.trainer import FINAL_CHECKPOINT
 
     commit = code_commit()  # read at the start: the tree may change while a long evaluation runs
@@ -209,7 +210,7 @@ def run(params: Params, method: str, profile: str | None = None, checkpoint: str
     chosen = select_tasks(cls, tasks or params.eval.tasks)
     dataset = Path(params.build.out_dir)
     load_pairs(dataset, chosen)
-    from .eval.runner import check_metric_names
+    from .eval.evaluator import check_metric_names
 
     check_metric_names(params.eval)
     board = Path(params.run.leaderboard_dir) / f"{params.run.benchmark}.csv"

@@ -7,9 +7,9 @@ its centre and side smoothed by a moving average of ``smooth_window`` frames. A 
 padded (``pad``: ``constant`` = black, the default, so no mirrored second face appears; or ``reflect``/``edge``),
 never squeezed; the square is then resized to ``size`` px, so the aspect ratio is always preserved.
 
-Each source video is decoded once (from its first tube's start to its last tube's end); finished sources write a
-part record ``.parts/<source_id>.json`` after their clips, so a rerun skips them and a killed run leaves only
-temporary files, which are never counted.
+Each source video is decoded once (from its first tube's start to its last tube's end); finished sources write their
+part record (:mod:`.stage`) after their clips, so a rerun skips them and a killed run leaves only temporary files,
+which are never counted.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +27,10 @@ import pandas as pd
 
 from ..config import AlignParams, Params, to_dict
 from ..errors import ConfigError
-from ..executors import Executor, Failure, make_executor
-from ..io import atomic_path, clear_partial_files, read_table, sha256_file, write_json, write_run_report, write_table
+from ..executors import Executor
+from ..io import atomic_path, read_table, sha256_file, write_table
 from ..video import VideoWriter, iter_frames
+from .stage import Job, Stage
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +105,10 @@ class AlignJob:
     tubes: list[dict[str, Any]]
     faces_dir: str
     params: AlignParams
-    key: str
 
 
 def process_source(job: AlignJob) -> dict[str, Any]:
-    """Write every clip of one source (decoding it once); returns its part record plus ``seconds``, the time it
-    took (a run fact, so it stays out of the record on disk)."""
-    t0 = time.perf_counter()
+    """Write every clip of one source (decoding it once); returns its part record ``{clips, rejects, stats}``."""
     p = job.params
     out = Path(p.out_dir)
     tubes = sorted(job.tubes, key=lambda t: (t["start_frame"], t["tube_id"]))
@@ -152,9 +149,7 @@ def process_source(job: AlignJob) -> dict[str, Any]:
             shutil.rmtree(d, ignore_errors=True)
     done = {r["tube_id"] for r in rows}
     missing = [{"tube_id": t["tube_id"], "reason": "video_ended"} for t, _, _ in plan if t["tube_id"] not in done]
-    part = {"key": job.key, "clips": rows, "rejects": missing, "stats": {"frames": n}}
-    write_json(out / ".parts" / f"{job.source_id}.json", part)
-    return part | {"seconds": time.perf_counter() - t0}
+    return {"clips": rows, "rejects": missing, "stats": {"frames": n}}
 
 
 def _finish_clip(t: dict, arr: dict, crops: np.ndarray, writer: VideoWriter, png_dir: Path | None, job: AlignJob,
@@ -193,7 +188,7 @@ def _write_png(path: Path, img: np.ndarray) -> None:
     Image.fromarray(img).save(path)
 
 
-def _jobs(params: Params) -> list[AlignJob]:
+def _jobs(params: Params) -> list[Job]:
     p = params.align
     if p.size < 2 or p.size % 2:
         raise ConfigError(f"align.size must be an even number >= 2, got {p.size}", hint="H.264 needs even sizes")
@@ -213,87 +208,47 @@ def _jobs(params: Params) -> list[AlignJob]:
         video = raw / str(src["path"])
         blob = json.dumps([rows, to_dict(p) | {"out_dir": None}, str(src["path"]), float(src["fps"]),
                            sha256_file(video) if video.exists() else None], sort_keys=True, default=str)
-        jobs.append(AlignJob(str(sid), str(video), float(src["fps"]), rows, str(faces), p,
-                             hashlib.sha256(blob.encode()).hexdigest()[:16]))
+        jobs.append(Job(str(sid), hashlib.sha256(blob.encode()).hexdigest()[:16],
+                        AlignJob(str(sid), str(video), float(src["fps"]), rows, str(faces), p)))
     return jobs
 
 
-def _load_part(out: Path, job: AlignJob) -> dict | None:
-    try:
-        part = json.loads((out / ".parts" / f"{job.source_id}.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if part.get("key") != job.key:
-        return None
-    if not all((out / f"{c['clip_id']}.mp4").is_file() and (out / f"{c['clip_id']}.npz").is_file()
-               for c in part["clips"]):
-        return None
-    return part
+def _complete(out: Path):  # noqa: ANN202 - part record -> bool
+    return lambda part: all((out / f"{c['clip_id']}{ext}").is_file() for c in part["clips"] for ext in (".mp4", ".npz"))
 
 
 def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     """Run the align stage; returns (and writes) the report."""
-    t0 = time.perf_counter()
     p = params.align
-    out = Path(p.out_dir)
-    clear_partial_files(out)  # what a killed run was writing
+    stage = Stage("align", p.out_dir, params, executor)
+    out = stage.out
     jobs = _jobs(params)
-    parts: dict[str, dict] = {}
-    todo = []
-    for job in jobs:
-        part = _load_part(out, job)
-        if part is None:
-            todo.append(job)
-        else:
-            parts[job.source_id] = part
-    resumed = len(parts)
-    work = 0.0
-    frames_done = 0
-    failed: list[dict] = []
-    own = executor is None
-    ex = executor or make_executor(params.executor, params.n_workers(), params.scheduler)
-    try:
-        for job, res in ex.map(process_source, todo, desc="align"):
-            if isinstance(res, Failure):
-                log.warning("align: %s failed: %s", job.source_id, res.reason)
-                failed.append({"source_id": job.source_id, "reason": res.reason})
-            else:
-                work += res.pop("seconds")
-                frames_done += res["stats"]["frames"]
-                parts[job.source_id] = res
-    finally:
-        if own:
-            ex.close()
-    rows = [c for sid in sorted(parts) for c in parts[sid]["clips"]]
+    done = stage.run_jobs(jobs, process_source, complete=_complete(out), desc="align")
+    parts = done.ordered()
+    rows = [c for part in parts for c in part["clips"]]
     df = pd.DataFrame(rows, columns=CLIP_COLUMNS).sort_values("clip_id", kind="stable").reset_index(drop=True)
     write_table(out / "clips.parquet", df)
-    _remove_stale(out, set(df["clip_id"]), {j.source_id for j in jobs})
-    frames = sum(parts[s]["stats"]["frames"] for s in parts)
+    _remove_stale(out, set(df["clip_id"]))
+    frames = sum(part["stats"]["frames"] for part in parts)
     rejects: dict[str, int] = {}
-    for s in parts:
-        for r in parts[s]["rejects"]:
+    for part in parts:
+        for r in part["rejects"]:
             rejects[r["reason"]] = rejects.get(r["reason"], 0) + 1
+    failed = [{"source_id": k, "reason": v} for k, v in sorted(done.failures.items())]
     report = {"clips": len(df), "clips_by_domain": {str(k): int(v) for k, v in df.groupby("domain").size().items()},
-              "sources": len(jobs), "sources_failed": sorted(failed, key=lambda f: f["source_id"]),
-              "rejects": rejects, "frames_decoded": frames}
-    write_json(out / "report.json", report)
-    run_facts = {"sources_resumed": resumed, "work_seconds": round(work, 2),
-                 "frames_per_second": round(frames_done / work, 1) if work else None,
-                 "wall_seconds": round(time.perf_counter() - t0, 2)}
-    write_run_report(out, "align", run_facts)
+              "sources": len(jobs), "sources_failed": failed, "rejects": rejects, "frames_decoded": frames}
+    res = stage.finish(report, {"sources_resumed": done.resumed, "work_seconds": round(done.work_seconds, 2),
+                                "frames_per_second": done.rate(lambda part: part["stats"]["frames"])})
     log.info("align: %d clips from %d sources (%d resumed, %d failed), %d frames in %.1fs", len(df), len(jobs),
-             resumed, len(failed), frames, run_facts["wall_seconds"])
-    return report | run_facts
+             done.resumed, len(failed), frames, res["wall_seconds"])
+    return res
 
 
-def _remove_stale(out: Path, keep: set[str], sources: set[str]) -> None:
-    """Drop clips and part records that no longer belong to the table (e.g. after a params change)."""
+def _remove_stale(out: Path, keep: set[str]) -> None:
+    """Drop clips that no longer belong to the table (e.g. after a params change)."""
     for f in list(out.glob("*.mp4")) + list(out.glob("*.npz")):
         if f.stem not in keep:
             f.unlink()
     for d in out.glob("*.png"):
         if d.is_dir() and d.stem not in keep:
             shutil.rmtree(d)
-    for f in (out / ".parts").glob("*.json") if (out / ".parts").is_dir() else []:
-        if f.stem not in sources:
-            f.unlink()

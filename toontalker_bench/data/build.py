@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +22,15 @@ import pandas as pd
 
 from ..config import Params, to_dict
 from ..errors import DatasetError, UserError
-from ..io import atomic_dir, clear_partial_files, read_table, write_bytes, write_json, write_run_report, write_table, \
-    write_text
+from ..executors import Executor
+from ..io import atomic_dir, read_table, write_bytes, write_json, write_table, write_text
 from ..video import iter_frames
-from .protocol import TASKS, make_pairs
+from ..domains import DOMAINS, TASKS
+from .protocol import make_pairs
+from .stage import Stage
 
 log = logging.getLogger(__name__)
 
-DOMAINS = ("real", "cartoon")
 DATA_SECTIONS = ("synth", "scrape", "shots", "faces", "align", "build")
 
 
@@ -258,10 +258,9 @@ def _cell(v: object) -> str:
     return str(v if v is not None and v == v else "").replace("|", "\\|").replace("\n", " ")
 
 
-def run(params: Params, executor: object | None = None) -> dict[str, Any]:
-    """Run the build stage (single process: it copies files and writes tables); returns the stats."""
-    del executor  # nothing here is worth a process pool
-    t0 = time.perf_counter()
+def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
+    """Run the build stage (in this process: it copies files and writes tables, nothing worth a pool; ``executor``
+    keeps the stage signature); returns the stats."""
     b = params.build
     out = Path(b.out_dir)
     clips_dir = Path(params.align.out_dir)
@@ -280,7 +279,7 @@ def run(params: Params, executor: object | None = None) -> dict[str, Any]:
     df["path"] = "clips/" + df["clip_id"] + ".mp4"
     df = df.sort_values("clip_id").reset_index(drop=True)
 
-    clear_partial_files(out)  # what a killed build was writing
+    stage = Stage("build", out, params, executor)  # clears what a killed build was writing
     with atomic_dir(out / "clips") as tmp:
         for cid in df["clip_id"]:
             for ext in (".mp4", ".npz"):
@@ -309,11 +308,10 @@ def run(params: Params, executor: object | None = None) -> dict[str, Any]:
     missing = [f"{d}_{s}" for d in DOMAINS for s in ("train", "test") if stats[f"{d}_{s}"]["clips"] == 0]
     write_text(out / "README.md", _card(df, sources, stats, shards, params))
     write_json(out / "stats.json", stats)
-    seconds = round(time.perf_counter() - t0, 2)
-    write_run_report(out, "build", {"seconds": seconds})
+    res = stage.finish(None, {})
     log.info("build: %d clips (%s), %d pairs, %.1fs%s", len(df),
              ", ".join(f"{d}/{s} {stats[f'{d}_{s}']['clips']}" for d in DOMAINS for s in ("train", "test")),
-             len(pairs), seconds, f"; empty: {', '.join(missing)}" if missing else "")
+             len(pairs), res["wall_seconds"], f"; empty: {', '.join(missing)}" if missing else "")
     return stats
 
 

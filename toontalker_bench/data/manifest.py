@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from ..domains import DOMAINS
 from ..errors import ManifestError
 from ..io import safe_name, write_text
 
 REQUIRED = ("source_id", "url", "domain", "title", "license", "attribution")
 OPTIONAL = ("identity", "split", "start", "end", "box")
 COLUMNS = REQUIRED + OPTIONAL
-DOMAINS = ("cartoon", "real")
 SPLITS = ("", "train", "test")
 MAX_ERRORS_SHOWN = 5
 

@@ -12,13 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..domains import TASKS
+
 PAIR_COLUMNS = ["task", "pair_id", "source_clip", "source_frame", "driving_clip", "driving_start", "n_frames"]
-TASKS: dict[str, tuple[str, str]] = {  # task -> (source domain, driving domain)
-    "self_real": ("real", "real"),
-    "self_cartoon": ("cartoon", "cartoon"),
-    "real2cartoon": ("cartoon", "real"),
-    "cartoon2real": ("real", "cartoon"),
-}
 
 
 def _cycle(rng: np.random.Generator, n: int, k: int) -> list[int]:

@@ -8,8 +8,8 @@ several rows (e.g. VoxCeleb utterances of one video) is downloaded once and cut 
 
 Every fetched file is probed; a truncated, corrupt or non-video file is a failed source with that reason. Failed
 sources are recorded and the stage goes on; it fails (exit 2) only when the fraction of usable sources falls below
-``scrape.min_success_fraction``. ``data/raw/archive/<source_id>.json`` is the download archive: a rerun skips every
-source whose archive entry matches its manifest row and whose file is intact.
+``scrape.min_success_fraction``. Each URL's part record (:mod:`.stage`) is the download archive: a rerun skips every
+URL whose rows all succeeded, match the manifest and whose files are intact; failed rows are retried.
 """
 
 from __future__ import annotations
@@ -33,16 +33,17 @@ import pandas as pd
 
 from ..config import Params, ScrapeParams
 from ..errors import ConfigError, MediaError, UserError
-from ..executors import Executor, Failure, make_executor
-from ..io import atomic_path, clear_partial_files, sha256_file, write_json, write_run_report, write_table
+from ..domains import DOMAINS
+from ..executors import Executor
+from ..io import atomic_path, sha256_file, write_table
 from ..video import probe, write_video
 from .manifest import Source, local_path, read_manifests
+from .stage import Job, Stage
 
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ("source_id", "domain", "url", "title", "license", "attribution", "identity", "split", "start", "end",
                  "status", "reason", "path", "gt_path", "width", "height", "fps", "n_frames", "box")
-ARCHIVE_DIR = "archive"
 WORK_DIR = ".work"
 
 
@@ -102,40 +103,30 @@ class FetchSettings:
 # --------------------------------------------------------------------------------------------------- stage
 def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     """Fetch every manifest source into ``scrape.out_dir``; returns the report (also written as report.json)."""
-    t0 = time.perf_counter()
     p = params.scrape
     settings = FetchSettings.from_params(p)
     sources = read_manifests(p.manifests, root=settings.root)
-    out = Path(p.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clear_partial_files(out)
-
-    rows: dict[str, dict[str, Any]] = {}
-    pending: dict[str, list[Source]] = {}
+    stage = Stage("scrape", p.out_dir, params, executor)
+    out = stage.out
+    groups: dict[str, list[Source]] = {}
     for s in sources:
-        done = _archived(s, out, settings)
-        if done is not None:
-            rows[s.source_id] = done
-        else:
-            pending.setdefault(s.url, []).append(s)
-    skipped = len(rows)
-
-    own = executor is None
-    ex = executor or make_executor(params.executor, params.n_workers(), params.scheduler)
-    try:
-        fn = functools.partial(fetch_group, settings=settings)
-        for group, result in ex.map(fn, list(pending.values()), desc="scrape"):
-            if isinstance(result, Failure):
-                log.debug("scrape worker failure: %s", result.detail)
-                result = [_row(s, "failed", result.reason) for s in group]
-            for r in result:
-                rows[r["source_id"]] = r
-    finally:
-        if own:
-            ex.close()
+        groups.setdefault(s.url, []).append(s)
+    jobs = [Job(g[0].source_id, _group_key(g, settings), (g, settings)) for g in groups.values()]
+    done = stage.run_jobs(jobs, fetch_group, complete=_intact(out), desc="scrape")
     shutil.rmtree(out / WORK_DIR, ignore_errors=True)  # partial downloads of a killed run for URLs now gone
 
-    table = pd.DataFrame([rows[s.source_id] for s in sources], columns=list(TABLE_COLUMNS))
+    media: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
+    for job in jobs:
+        group = job.payload[0]
+        if job.id in done.failures:
+            failed |= {s.source_id: done.failures[job.id] for s in group}
+        else:
+            media |= done.parts[job.id]["media"]
+            failed |= done.parts[job.id]["failed"]
+    rows = [_row(s, "ok", media=media[s.source_id]) if s.source_id in media
+            else _row(s, "failed", failed[s.source_id]) for s in sources]
+    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     table = table.astype({"width": "int64", "height": "int64", "n_frames": "int64", "fps": "float64",
                           "start": "float64", "end": "float64"})
     ok_ids = set(table.loc[table.status == "ok", "source_id"])
@@ -144,31 +135,29 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
 
     n_ok = len(ok_ids)
     frac = n_ok / len(sources)
-    failed = table[table.status != "ok"]
+    failed_rows = table[table.status != "ok"]
     report = {
         "stage": "scrape",
         "sources": len(sources),
         "ok": n_ok,
-        "failed": len(failed),
+        "failed": len(failed_rows),
         "success_fraction": round(frac, 4),
         "min_success_fraction": p.min_success_fraction,
-        "ok_by_domain": {d: int(((table.domain == d) & (table.status == "ok")).sum()) for d in ("cartoon", "real")},
+        "ok_by_domain": {d: int(((table.domain == d) & (table.status == "ok")).sum()) for d in DOMAINS},
         "frames_ok": int(table.loc[table.status == "ok", "n_frames"].sum()),
-        "failures": [{"source_id": r.source_id, "url": r.url, "reason": r.reason} for r in failed.itertuples()],
-        "failures_by_kind": _reason_counts(failed.reason),
+        "failures": [{"source_id": r.source_id, "url": r.url, "reason": r.reason} for r in failed_rows.itertuples()],
+        "failures_by_kind": _reason_counts(failed_rows.reason),
     }
-    write_json(out / "report.json", report)
-    seconds = time.perf_counter() - t0
-    run_facts = {"skipped_done": skipped, "seconds": round(seconds, 2)}
-    write_run_report(out, "scrape", run_facts)
+    skipped = sum(len(job.payload[0]) for job in jobs if job.id in done.parts and job.id not in done.new)
+    res = stage.finish(report, {"skipped_done": skipped})
     log.info("scrape: %d/%d sources ok (%d already done, %d failed) in %.1fs -> %s",
-             n_ok, len(sources), skipped, len(failed), seconds, out / "sources.parquet")
+             n_ok, len(sources), skipped, len(failed_rows), res["wall_seconds"], out / "sources.parquet")
     if frac < p.min_success_fraction:
         worst = "; ".join(f"{f['source_id']}: {f['reason']}" for f in report["failures"][:3])
         raise ScrapeError(f"only {n_ok}/{len(sources)} sources fetched ({frac:.0%} < min_success_fraction "
                           f"{p.min_success_fraction:.0%}); e.g. {worst}",
                           hint=f"see {out / 'report.json'} for every failure and its reason")
-    return report | run_facts
+    return res
 
 
 _KINDS = (("timed out", "timeout"), ("not a usable video", "not a video or corrupt"),
@@ -202,44 +191,50 @@ def _row(s: Source, status: str, reason: str = "", media: dict[str, Any] | None 
 
 def _remove_stale(out: Path, keep: set[str]) -> None:
     """Drop outputs of sources that are no longer listed (or now fail), so the directory matches the table."""
-    for pattern, suffix in (("*.mp4", ".mp4"), ("*.gt.parquet", ".gt.parquet"), (f"{ARCHIVE_DIR}/*.json", ".json")):
+    for pattern, suffix in (("*.mp4", ".mp4"), ("*.gt.parquet", ".gt.parquet")):
         for f in out.glob(pattern):
             if not f.name.startswith(".") and f.name.removesuffix(suffix) not in keep:  # "." = in-flight temp
                 f.unlink()
 
 
-# --------------------------------------------------------------------------------------------------- archive
-def _fingerprint(s: Source, settings: FetchSettings) -> str:
+# --------------------------------------------------------------------------------------------------- resume
+def _fingerprint(s: Source, settings: FetchSettings) -> list[Any]:
     """What the output of ``s`` depends on; local files add their content's sha256 (and their ground truth's)."""
-    parts: list[Any] = [s.url, None if math.isnan(s.start) else s.start, None if math.isnan(s.end) else s.end,
-                        settings.max_height, settings.crf if s.has_segment else None]
+    parts: list[Any] = [s.source_id, s.url, None if math.isnan(s.start) else s.start,
+                        None if math.isnan(s.end) else s.end, settings.max_height,
+                        settings.crf if s.has_segment else None]
     if s.kind != "remote":
         path = local_path(s.url, settings.root)
         for f in (path, _gt_beside(path)):
             with contextlib.suppress(OSError):
                 parts.append([f.name, sha256_file(f)])
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+    return parts
 
 
-def _archived(s: Source, out: Path, settings: FetchSettings) -> dict[str, Any] | None:
-    """The table row of a source finished by an earlier run, or None if it must be (re)fetched."""
-    entry_path = out / ARCHIVE_DIR / f"{s.source_id}.json"
-    try:
-        entry = json.loads(entry_path.read_text())
-        if entry["path"] != f"{s.source_id}.mp4" or entry["gt_path"] not in ("", f"{s.source_id}.gt.parquet"):
-            return None
-        if entry["fingerprint"] != _fingerprint(s, settings) or (out / entry["path"]).stat().st_size != entry["size"]:
-            return None
-        if entry["gt_path"] and not (out / entry["gt_path"]).is_file():
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return _row(s, "ok", media=entry)
+def _group_key(group: list[Source], settings: FetchSettings) -> str:
+    return hashlib.sha256(json.dumps([_fingerprint(s, settings) for s in group]).encode()).hexdigest()[:20]
+
+
+def _intact(out: Path):  # noqa: ANN202 - part record -> bool
+    """A finished URL group is reused when none of its rows failed and every file is still there, whole."""
+    def check(part: dict[str, Any]) -> bool:
+        if part["failed"]:
+            return False  # failures are retried
+        for m in part["media"].values():
+            try:
+                if (out / m["path"]).stat().st_size != m["size"] or (m["gt_path"] and not (out / m["gt_path"]).is_file()):
+                    return False
+            except OSError:
+                return False
+        return True
+    return check
 
 
 # --------------------------------------------------------------------------------------------------- worker
-def fetch_group(group: list[Source], settings: FetchSettings) -> list[dict[str, Any]]:
-    """Fetch one URL and materialise every manifest row that uses it. Returns their table rows (ok or failed)."""
+def fetch_group(job: tuple[list[Source], FetchSettings]) -> dict[str, Any]:
+    """Fetch one URL and materialise every manifest row that uses it. Returns the part record: ``media`` (per
+    source id: file names, size and video properties) and ``failed`` (per source id: the reason)."""
+    group, settings = job
     out = Path(settings.out_dir)
     head = group[0]
     work = out / WORK_DIR / hashlib.sha256(head.url.encode()).hexdigest()[:16]
@@ -247,20 +242,19 @@ def fetch_group(group: list[Source], settings: FetchSettings) -> list[dict[str, 
         try:
             src = _fetch(head, work, settings)
         except SourceFailed as e:
-            return [_row(s, "failed", str(e)) for s in group]
+            return {"media": {}, "failed": {s.source_id: str(e) for s in group}}
         try:
             check_complete(src)
         except MediaError as e:
             reason = e.message.replace(str(src), head.url)  # name the source, not a temporary path
-            return [_row(s, "failed", f"not a usable video: {reason}") for s in group]
-        rows = []
+            return {"media": {}, "failed": {s.source_id: f"not a usable video: {reason}" for s in group}}
+        part: dict[str, Any] = {"media": {}, "failed": {}}
         for s in group:
             try:
-                media = _materialise(s, src, out, settings)
-                rows.append(_row(s, "ok", media=media))
+                part["media"][s.source_id] = _materialise(s, src, out, settings)
             except (MediaError, SourceFailed) as e:
-                rows.append(_row(s, "failed", getattr(e, "message", None) or str(e)))
-        return rows
+                part["failed"][s.source_id] = getattr(e, "message", None) or str(e)
+        return part
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -303,7 +297,7 @@ def _gt_beside(video: Path) -> Path:
 
 
 def _materialise(s: Source, src: Path, out: Path, settings: FetchSettings) -> dict[str, Any]:
-    """Write ``out/<id>.mp4`` (link/copy, or PyAV re-encode for segments and non-mp4 files) + ground truth + archive."""
+    """Write ``out/<id>.mp4`` (link/copy, or PyAV re-encode for segments and non-mp4 files) + ground truth."""
     dest = out / f"{s.source_id}.mp4"
     first = 0
     if s.has_segment or src.suffix.lower() != ".mp4":
@@ -318,10 +312,8 @@ def _materialise(s: Source, src: Path, out: Path, settings: FetchSettings) -> di
     if gt_src is not None and gt_src.is_file():
         gt_name = f"{s.source_id}.gt.parquet"
         _carry_ground_truth(gt_src, out / gt_name, first, info.n_frames if s.has_segment else None)
-    media = {"path": dest.name, "gt_path": gt_name, "width": info.width, "height": info.height, "fps": info.fps,
-             "n_frames": info.n_frames, "size": dest.stat().st_size, "fingerprint": _fingerprint(s, settings)}
-    write_json(out / ARCHIVE_DIR / f"{s.source_id}.json", media)
-    return media
+    return {"path": dest.name, "gt_path": gt_name, "width": info.width, "height": info.height, "fps": info.fps,
+            "n_frames": info.n_frames, "size": dest.stat().st_size}
 
 
 def _carry_ground_truth(src: Path, dest: Path, first: int, n: int | None) -> None:

@@ -4,7 +4,7 @@ Each source is decoded once through PySceneDetect's PyAV backend; the detectors 
 ``shots.downscale_width`` pixels wide, taken straight from the decoded YUV planes (they only need coarse HSV
 statistics, and full-size colour conversion would cost as much as decoding). Shots shorter than
 ``shots.min_shot_frames`` (including zero-length ones) are dropped and counted; a source that cannot be decoded is a
-recorded failure and the stage goes on. Per-source results are kept in ``parts/<source_id>.json`` so a rerun only
+recorded failure and the stage goes on. Per-source results are part records (:mod:`.stage`), so a rerun only
 processes sources that changed.
 """
 
@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +20,15 @@ import pandas as pd
 
 from ..config import Params, ShotsParams, to_dict
 from ..errors import ConfigError, MediaError
-from ..executors import Executor, Failure, make_executor
-from ..io import clear_partial_files, read_table, sha256_file, write_json, write_run_report, write_table
+from ..executors import Executor
+from ..io import read_table, sha256_file, write_table
 from ..video import probe
+from .stage import Job, Stage
 
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ("source_id", "shot", "start_frame", "end_frame", "start_s", "end_s", "fps")
 DETECTORS = ("content", "adaptive")
-PARTS_DIR = "parts"
-
-
-@dataclass(frozen=True)
-class ShotJob:
-    source_id: str
-    video: str
-    params: ShotsParams
 
 
 def open_subsampled(video: str | Path, step: int):  # noqa: ANN201 - a scenedetect VideoStream
@@ -115,14 +106,13 @@ def detect_shots(video: str | Path, p: ShotsParams) -> dict[str, Any]:
     return {"shots": shots, "dropped": dropped, "fps": info.fps, "frames": int(frames)}
 
 
-def _job(job: ShotJob) -> tuple[dict[str, Any], float]:
-    """The part record of one source and the seconds it took (a run fact, kept out of the record)."""
-    t0 = time.perf_counter()
-    res = detect_shots(job.video, job.params)
-    return res, time.perf_counter() - t0
+def _process(job: tuple[str, ShotsParams]) -> dict[str, Any]:
+    """The part record of one source: its shots, the short shots dropped, fps and frames decoded."""
+    video, p = job
+    return detect_shots(video, p)
 
 
-def _fingerprint(video: Path, p: ShotsParams) -> str:
+def _key(video: Path, p: ShotsParams) -> str:
     """Names a source's inputs by content (not mtime), so a re-fetched identical video keeps its part."""
     blob = json.dumps([video.name, sha256_file(video), to_dict(p) | {"out_dir": None}], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -130,7 +120,6 @@ def _fingerprint(video: Path, p: ShotsParams) -> str:
 
 def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     """Detect shots in every ``ok`` source of ``data/raw/sources.parquet``; returns the report."""
-    t0 = time.perf_counter()
     p = params.shots
     if p.detector not in DETECTORS:
         raise ConfigError(f"unknown shots.detector {p.detector!r}", hint="use content or adaptive")
@@ -139,92 +128,45 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     raw = Path(params.scrape.out_dir)
     sources = read_table(raw / "sources.parquet", "scrape table (sources.parquet)")
     ok = sources[sources.status == "ok"]
-    out = Path(p.out_dir)
-    parts = out / PARTS_DIR
-    clear_partial_files(out)
-
-    results: dict[str, dict[str, Any]] = {}
-    failures: list[dict[str, str]] = []
-    jobs: list[ShotJob] = []
-    fingerprints: dict[str, str] = {}
+    stage = Stage("shots", p.out_dir, params, executor)
+    jobs: list[Job] = []
+    failures: dict[str, str] = {}
     for r in ok.itertuples():
         video = raw / r.path
         try:
-            fp = _fingerprint(video, p)
+            jobs.append(Job(r.source_id, _key(video, p), (str(video), p)))
         except OSError:
-            failures.append({"source_id": r.source_id, "reason": f"video missing: {video}"})
-            continue
-        part = _load_part(parts / f"{r.source_id}.json", fp)
-        if part is not None:
-            results[r.source_id] = part
-        else:
-            jobs.append(ShotJob(r.source_id, str(video), p))
-            fingerprints[r.source_id] = fp
-    skipped = len(results)
-    busy = 0.0
-    frames_done = 0
-
-    own = executor is None
-    ex = executor or make_executor(params.executor, params.n_workers(), params.scheduler)
-    try:
-        for job, res in ex.map(_job, jobs, desc="shots"):
-            if isinstance(res, Failure):
-                failures.append({"source_id": job.source_id, "reason": res.reason})
-                continue
-            part, seconds = res
-            busy += seconds
-            frames_done += part["frames"]
-            part["fingerprint"] = fingerprints[job.source_id]
-            write_json(parts / f"{job.source_id}.json", part)
-            results[job.source_id] = part
-    finally:
-        if own:
-            ex.close()
-
-    for f in parts.glob("*.json") if parts.is_dir() else ():
-        if f.stem not in results:
-            f.unlink()
+            failures[r.source_id] = f"video missing: {video}"
+    done = stage.run_jobs(jobs, _process, desc="shots")
+    failures |= done.failures
     rows = []
     for sid in ok.source_id:  # source order of the scrape table, shots in time order: deterministic
-        res = results.get(sid)
+        res = done.parts.get(sid)
         for i, (a, b) in enumerate(res["shots"] if res else ()):
             fps = float(res["fps"])
             rows.append((sid, i, a, b, a / fps, b / fps, fps))
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS)).astype(
         {"shot": "int64", "start_frame": "int64", "end_frame": "int64", "start_s": "float64", "end_s": "float64",
          "fps": "float64"})
-    write_table(out / "shots.parquet", table)
-
-    frames = sum(r["frames"] for r in results.values())
+    write_table(stage.out / "shots.parquet", table)
+    parts = done.parts.values()
+    frames = sum(r["frames"] for r in parts)
     report = {
         "stage": "shots",
         "detector": p.detector,
         "sources": len(ok),
         "sources_failed_in_scrape": int((sources.status != "ok").sum()),
-        "ok": len(results),
+        "ok": len(done.parts),
         "failed": len(failures),
         "shots": len(table),
-        "dropped_short_shots": int(sum(r["dropped"] for r in results.values())),
+        "dropped_short_shots": int(sum(r["dropped"] for r in parts)),
         "frames": int(frames),
-        "failures": sorted(failures, key=lambda f: f["source_id"]),  # pool completion order varies
+        "failures": [{"source_id": k, "reason": failures[k]} for k in sorted(failures)],
     }
-    write_json(out / "report.json", report)
-    seconds = time.perf_counter() - t0
-    run_facts = {"skipped_done": skipped, "seconds": round(seconds, 2),
-                 "frames_per_s_per_worker": round(frames_done / busy, 1) if busy else None}
-    write_run_report(out, "shots", run_facts)
+    res = stage.finish(report, {"skipped_done": done.resumed,
+                                "frames_per_s_per_worker": done.rate(lambda part: part["frames"])})
     log.info("shots: %d shots in %d/%d sources (%d already done, %d failed, %d short shots dropped), "
-             "%d frames at %s frames/s per worker, %.1fs -> %s", len(table), len(results), len(ok), skipped,
-             len(failures), report["dropped_short_shots"], frames, run_facts["frames_per_s_per_worker"], seconds,
-             out / "shots.parquet")
-    return report | run_facts
-
-
-def _load_part(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    try:
-        part = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(part, dict) or part.get("fingerprint") != fingerprint:
-        return None
-    return part
+             "%d frames at %s frames/s per worker, %.1fs -> %s", len(table), len(done.parts), len(ok), done.resumed,
+             len(failures), report["dropped_short_shots"], frames, res["frames_per_s_per_worker"],
+             res["wall_seconds"], stage.out / "shots.parquet")
+    return res

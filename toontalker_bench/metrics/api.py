@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import MediaError, UserError
 from .base import METRICS, Metric, MetricValue
-from .faces import FaceAnalyzer
+from ..faces.analyzer import FaceAnalyzer
 from .pair import Pair, load_frames
 
 log = logging.getLogger(__name__)
@@ -25,11 +25,10 @@ NEEDS_DRIVING = frozenset({"fid", "kid", "aed_id", "aed_exp", "apd_deg", "l1", "
 
 
 def resolve_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    import torch
+    """The metrics' device as a string (``cpu`` / ``cuda:N``)."""
+    from ..device import resolve_device as resolve
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve(device))
 
 
 def parse_metrics(names: str | Sequence[str] | None) -> list[str]:
@@ -102,15 +101,6 @@ def evaluate_pair(generated: np.ndarray, driving: np.ndarray | None, source: np.
     """One pair's metrics: ``generated``/``driving`` uint8 ``(T, H, W, 3)``, ``source`` uint8 ``(H, W, 3)``."""
     ev = Evaluator(metrics, **options)
     return ev.evaluate_pair(ev.pair(generated, driving, source))
-
-
-def dataset_fid(generated_dir: str | os.PathLike[str], real_dir: str | os.PathLike[str], device: str = "auto",
-                batch_size: int = 50) -> dict[str, MetricValue]:
-    """FID and KID between two folders (or videos) of frames; the real side's features come from the cache after
-    the first call."""
-    from .fid import fid_paths
-
-    return fid_paths(generated_dir, real_dir, resolve_device(device), batch_size)
 
 
 def evaluate_paths(generated: str | os.PathLike[str], driving: str | os.PathLike[str] | None = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..registry import Registry
@@ -80,13 +79,6 @@ def video_mean(name: str, per_video: list[float], backend: str, n_frames: int,
     if not per_video:
         return MetricValue(name, None, backend, 0, extra, reason)
     return MetricValue(name, float(sum(per_video) / len(per_video)), backend, n_frames, extra)
-
-
-def asset_path(name: str, feature: str) -> Path:
-    """Path of a registered model file; raises :class:`~toontalker_bench.errors.AssetError` when it is missing."""
-    from ..assets import require
-
-    return require(name, feature)
 
 
 METRICS: Registry[type[Metric]] = Registry(

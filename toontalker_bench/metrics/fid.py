@@ -26,7 +26,8 @@ import torch
 
 from ..io import atomic_path, sha256_file
 from ..progress import progress
-from .base import METRICS, Metric, MetricValue, asset_path
+from ..assets import require
+from .base import METRICS, Metric, MetricValue
 from .pair import Pair, list_images, load_frames
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,21 @@ def cache_dir() -> Path:
     return Path(root) / "features" / "fid"
 
 
+def inception_model(path: Path | None = None):  # noqa: ANN201 - pytorch_fid InceptionV3
+    """pytorch-fid's InceptionV3 with the ``fid-inception`` asset's weights (pytorch-fid's own file when it is in the
+    torch hub cache, else the offline conversion)."""
+    from ..assets.builders import fid_inception_model
+
+    path = path or require("fid-inception", "FID/KID")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    return fid_inception_model(state)
+
+
 @functools.cache
 def _weights_sha(path: str, mtime: float, size: int) -> str:
     return sha256_file(path)
@@ -50,13 +66,11 @@ class InceptionExtractor:
 
     def __init__(self, device: str = "cpu", batch_size: int = 50, cache: bool = True,
                  cache_root: str | os.PathLike[str] | None = None) -> None:
-        from ..assets import fid_inception_model
-
-        path = asset_path("fid-inception", "FID/KID")
+        path = require("fid-inception", "FID/KID")
         st = path.stat()
         self.weights_sha = _weights_sha(str(path), st.st_mtime, st.st_size)
         self.weights_file = path.name
-        model = fid_inception_model(feature="FID/KID")
+        model = inception_model(path)
         self.device = torch.device(device)
         self.model = model.eval().to(self.device).to(memory_format=torch.channels_last)
         self.batch_size = batch_size
@@ -224,11 +238,8 @@ class _DistributionMetric(Metric):
     def update(self, pair: Pair) -> None:
         ext = extractor(self.device, self.batch_size)
         self.backend = ext.backend
-        key = ("inception",)
-        if key not in pair._cache:
-            pair._cache[key] = (ext.features(pair.frames("generated"), "inception (generated)"),
-                                ext.features(pair.frames("driving"), "inception (driving)"))
-        g, r = pair._cache[key]
+        g, r = pair.cached(("inception",), lambda: (ext.features(pair.frames("generated"), "inception (generated)"),
+                                                    ext.features(pair.frames("driving"), "inception (driving)")))
         self._gen.append(g)
         self._real.append(r)
 

@@ -16,7 +16,8 @@ import numpy as np
 
 from ..errors import AssetError
 from ..registry import Registry
-from .base import METRICS, Metric, MetricValue, asset_path, video_mean
+from ..assets import require
+from .base import METRICS, Metric, MetricValue, video_mean
 from .pair import Pair, Which
 
 
@@ -26,18 +27,18 @@ class Embedder:
 
     def embed(self, pair: Pair, which: Which) -> np.ndarray:
         """Unit-norm embeddings ``(T, D)``; NaN rows where the frame has no usable face."""
-        key = ("embed", self.name, which)
-        if key not in pair._cache:
-            track = pair.faces(which)
-            ok = track.has_landmarks
-            frames = pair.frames(which)
-            out = np.full((len(frames), self.dim), np.nan)
-            if ok.any():
-                idx = np.flatnonzero(ok)
-                e = self.embed_frames(frames[idx], track.landmarks68[idx], track.landmarks5[idx])
-                out[idx] = e / np.linalg.norm(e, axis=1, keepdims=True)
-            pair._cache[key] = out
-        return pair._cache[key]
+        return pair.cached(("embed", self.name, which), lambda: self._embed(pair, which))
+
+    def _embed(self, pair: Pair, which: Which) -> np.ndarray:
+        track = pair.faces(which)
+        ok = track.has_landmarks
+        frames = pair.frames(which)
+        out = np.full((len(frames), self.dim), np.nan)
+        if ok.any():
+            idx = np.flatnonzero(ok)
+            e = self.embed_frames(frames[idx], track.landmarks68[idx], track.landmarks5[idx])
+            out[idx] = e / np.linalg.norm(e, axis=1, keepdims=True)
+        return out
 
     def embed_frames(self, frames: np.ndarray, lm68: np.ndarray, lm5: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -53,7 +54,7 @@ class DlibEmbedder(Embedder):
     def __init__(self) -> None:
         import dlib
 
-        self._net = dlib.face_recognition_model_v1(str(asset_path("dlib-resnet128", "CSIM (dlib backend)")))
+        self._net = dlib.face_recognition_model_v1(str(require("dlib-resnet128", "CSIM (dlib backend)")))
 
     def embed_frames(self, frames: np.ndarray, lm68: np.ndarray, lm5: np.ndarray) -> np.ndarray:
         import dlib
@@ -75,7 +76,7 @@ class ArcFaceEmbedder(Embedder):
     def __init__(self) -> None:
         import onnxruntime as ort
 
-        root = asset_path("arcface-buffalo_l", "CSIM (ArcFace backend)")
+        root = require("arcface-buffalo_l", "CSIM (ArcFace backend)")
         model = next(iter(sorted(root.rglob("w600k_r50.onnx"))), None) if root.is_dir() else root
         if model is None or not model.is_file():
             raise AssetError(f"arcface-buffalo_l asset at {root} has no w600k_r50.onnx",
@@ -86,7 +87,7 @@ class ArcFaceEmbedder(Embedder):
     def embed_frames(self, frames: np.ndarray, lm68: np.ndarray, lm5: np.ndarray) -> np.ndarray:
         from insightface.utils.face_align import norm_crop
 
-        from ..data.faces.landmarks import five_from_68
+        from ..faces.landmarks import five_from_68
 
         pts = five_from_68(lm68)
         crops = np.stack([norm_crop(np.ascontiguousarray(f), p) for f, p in zip(frames, pts)])

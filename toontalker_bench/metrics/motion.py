@@ -13,23 +13,13 @@ Motion backends (``MOTION_BACKENDS``) turn a pair's frames into a :class:`Motion
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from ..faces.bfm import MotionEstimate, default_bfm
 from ..registry import Registry
 from .base import METRICS, Metric, MetricValue, video_mean
 from .pair import Pair, Which
-
-
-@dataclass
-class MotionEstimate:
-    angles: np.ndarray  # (T, 3) yaw, pitch, roll degrees; NaN where not usable
-    exp: np.ndarray  # (T, D) expression code; NaN where not usable
-    ok: np.ndarray  # (T,) bool
-    backend: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class MotionBackend:
@@ -48,33 +38,19 @@ def motion_backend(name: str) -> MotionBackend:
     return MOTION_BACKENDS.create(name)
 
 
+def pair_motion(pair: Pair, which: Which, backend: str) -> MotionEstimate:
+    """The motion estimate of one side of a pair, computed once per pair and backend."""
+    return pair.cached(("motion", which, backend), lambda: motion_backend(backend).estimate(pair, which))
+
+
 @MOTION_BACKENDS.register("bfm3ddfa", "3DDFA BFM subspace fitted to dlib 68-point landmarks (10-D expression)")
 class BFMLandmarkBackend(MotionBackend):
     name = "bfm3ddfa"
 
-    def __init__(self) -> None:
-        from .bfm import BFM
-
-        self.bfm = BFM()
-
     def estimate(self, pair: Pair, which: Which) -> MotionEstimate:
         track = pair.faces(which)
-        return self.from_landmarks(track.landmarks68, extra={"box_fallback": int(track.fallback.sum()),
-                                                            "detected": int(track.detected.sum())})
-
-    def from_landmarks(self, landmarks68: np.ndarray, extra: dict[str, Any] | None = None) -> MotionEstimate:
-        t = len(landmarks68)
-        has = np.isfinite(landmarks68).all(axis=(1, 2))
-        angles = np.full((t, 3), np.nan)
-        exp = np.full((t, 10), np.nan)
-        residual = np.full(t, np.nan)
-        if has.any():
-            fit = self.bfm.fit(landmarks68[has])
-            angles[has], exp[has], residual[has] = fit.angles, fit.exp, fit.residual
-        extra = dict(extra or {})
-        if has.any():
-            extra["fit_residual_median"] = float(np.median(residual[has]))
-        return MotionEstimate(angles, exp, has, self.name, extra)
+        return default_bfm().estimate(track.landmarks68, extra={"box_fallback": int(track.fallback.sum()),
+                                                               "detected": int(track.detected.sum())})
 
 
 @MOTION_BACKENDS.register("deep3d", "user-supplied Deep3DFaceRecon coefficients (257-D: 80 id, 64 exp, 80 tex, "
@@ -118,8 +94,8 @@ class _MotionDistance(Metric):
         self._total = 0
 
     def update(self, pair: Pair) -> None:
-        gen = pair.motion("generated", self.backend)
-        drv = pair.motion("driving", self.backend)
+        gen = pair_motion(pair, "generated", self.backend)
+        drv = pair_motion(pair, "driving", self.backend)
         both = gen.ok & drv.ok
         self._total += len(both)
         self._missed += int((~both).sum())
@@ -157,7 +133,7 @@ class FaceMissRate(_MotionDistance):
     name = "face_miss_rate"
 
     def update(self, pair: Pair) -> None:
-        gen = pair.motion("generated", self.backend)
+        gen = pair_motion(pair, "generated", self.backend)
         self._per_video.append(float((~gen.ok).mean()))
         self._n_frames += len(gen.ok)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -12,8 +13,7 @@ import numpy as np
 from ..errors import MediaError, UserError
 
 if TYPE_CHECKING:
-    from .faces import FaceAnalyzer, FaceTrack
-    from .motion import MotionEstimate
+    from ..faces.analyzer import FaceAnalyzer, FaceTrack
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -110,21 +110,17 @@ class Pair:
         return arr if which != "source" else arr[None]
 
     def faces(self, which: Which) -> FaceTrack:
-        key = ("faces", which)
+        if self.analyzer is None:
+            from ..faces.analyzer import FaceAnalyzer
+
+            self.analyzer = FaceAnalyzer()
+        analyzer = self.analyzer
+        return self.cached(("faces", which), lambda: analyzer.track(self.frames(which), desc=f"landmarks ({which})"))
+
+    def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per pair and ``key``: analyses every metric of the pair shares (motion fits, features)."""
         if key not in self._cache:
-            if self.analyzer is None:
-                from .faces import FaceAnalyzer
-
-                self.analyzer = FaceAnalyzer()
-            self._cache[key] = self.analyzer.track(self.frames(which), desc=f"landmarks ({which})")
-        return self._cache[key]
-
-    def motion(self, which: Which, backend: str) -> MotionEstimate:
-        key = ("motion", which, backend)
-        if key not in self._cache:
-            from .motion import motion_backend
-
-            self._cache[key] = motion_backend(backend).estimate(self, which)
+            self._cache[key] = compute()
         return self._cache[key]
 
 

@@ -71,9 +71,9 @@ def lpips_alex(device: str = "cpu") -> torch.nn.Module:
     ``alexnet`` ImageNet state dict)."""
     import lpips
 
-    from .base import asset_path
+    from ..assets import require
 
-    path = asset_path("lpips-alex", "LPIPS")
+    path = require("lpips-alex", "LPIPS")
     model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
     state = torch.load(path, map_location="cpu", weights_only=True)
     feats = {k.split(".", 1)[1]: v for k, v in state.items() if k.startswith("features.")}

@@ -18,15 +18,26 @@ may be absent when the dataset has none of it, and each ``DomainBatch`` is a dic
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..domains import Domain
 from ..registry import Registry
 
-Domain = Literal["real", "cartoon"]
-DOMAINS: tuple[Domain, ...] = ("real", "cartoon")
+
+
+def to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``(..., H, W, 3)`` -> float ``(..., 3, H, W)`` in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)
+    return t.movedim(-1, -3).contiguous()
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    """float ``(..., 3, H, W)`` in [0, 1] -> uint8 ``(..., H, W, 3)``."""
+    return (t.detach().float().clamp(0, 1).movedim(-3, -1) * 255.0).round().byte().cpu().numpy()
 
 
 @dataclass(frozen=True)

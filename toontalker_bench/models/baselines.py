@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from .base import METHODS, Capabilities, Domain, Method
+from ..domains import Domain
+from .base import METHODS, Capabilities, Method
 
 
 @METHODS.register("copy-source", summary="every output frame is the source image (lower bound)")

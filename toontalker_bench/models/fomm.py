@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError
-from ..train.checkpoint import load_torch_file
-from ..train.losses import ReconstructionLoss
-from .base import METHODS, Capabilities, Domain, Method
+from .checkpoint import load_torch_file
+from .losses import ReconstructionLoss
+from ..domains import Domain
+from .base import METHODS, Capabilities, Method
 
 
 KP = dict[str, torch.Tensor]  # {"value": (B, K, 2), "jacobian": (B, K, 2, 2)}

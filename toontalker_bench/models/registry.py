@@ -1,22 +1,48 @@
 """Method profiles: ``models/profiles/<method>.yaml`` with top-level keys ``tiny`` and ``paper``.
 
 A profile is a plain dict handed to the method's constructor (``size`` plus whatever the method reads) and, under the
-``train`` key, the generic trainer's settings (see :class:`toontalker_bench.train.trainer.TrainConfig`).
+``train`` key, the generic trainer's settings (:class:`TrainConfig`).
 ``--set key=value`` overrides may only change keys the profile already has, so a typo fails loudly.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..config import deep_merge, parse_overrides
+from ..config import deep_merge, from_dict, parse_overrides
 from ..errors import ConfigError
 from .base import METHODS, Method
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+
+
+@dataclass
+class TrainConfig:
+    """The ``train:`` section of a method profile."""
+
+    steps: int = 1000
+    batch_size: int = 8  # pairs per domain in one optimisation step, over all processes
+    grad_accum: int = 1
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    sample_every: int = 500
+    log_every: int = 10
+    amp: bool = True  # bfloat16 autocast on CUDA; ignored on CPU
+    tensorboard: bool = True
+    max_frames_per_clip: int = 0  # 0 = every frame of every train clip is held in memory
+
+
+def train_config(cfg: dict[str, Any]) -> TrainConfig:
+    tc = from_dict(TrainConfig, cfg.get("train"), "train.")
+    for key in ("steps", "batch_size", "grad_accum", "checkpoint_every", "sample_every", "log_every"):
+        if getattr(tc, key) < (0 if key == "steps" else 1):
+            raise ConfigError(f"train.{key} must be positive, got {getattr(tc, key)}")
+    return tc
 
 
 def method_class(method: str) -> type[Method]:
@@ -57,10 +83,6 @@ def load_profile(method: str, profile: str = "tiny",
 
 def _with_trainer_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     """``cfg`` plus every trainer key (``train.*``) a profile may leave at its default, for override checking."""
-    import dataclasses
-
-    from ..train.trainer import TrainConfig
-
     defaults = {f.name: None for f in dataclasses.fields(TrainConfig)}
     return {**cfg, "train": {**defaults, **(cfg.get("train") or {})}}
 

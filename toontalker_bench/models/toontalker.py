@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ConfigError
-from .base import DOMAINS, METHODS, Capabilities, Domain, Method
+from ..domains import DOMAINS, Domain
+from .base import METHODS, Capabilities, Method
 from .blocks import (Discriminator, EqualLinear, FuseSFT, QueryDecoderLayer, StyleEncoder, StyledConv,
                      ToFlow, ToRGB, channel_map)
 
@@ -152,7 +153,7 @@ class ToonTalker(Method):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        from ..train.losses import ReconstructionLoss
+        from .losses import ReconstructionLoss
 
         self.gens = nn.ModuleDict({d: DomainGenerator(cfg) for d in DOMAINS})
         lw = dict(cfg.get("loss", {}))
@@ -258,7 +259,7 @@ class ToonTalker(Method):
         return analogy_loss(delta_b, delta_a), out
 
     def _g_adv(self, dom: str, fake: torch.Tensor) -> torch.Tensor:
-        from ..train.losses import g_nonsaturating
+        from .losses import g_nonsaturating
 
         assert self.discs is not None
         self.discs.requires_grad_(False)
@@ -266,7 +267,7 @@ class ToonTalker(Method):
 
     def _d_step(self, batch: dict[str, dict[str, torch.Tensor]], fakes: dict[str, list[torch.Tensor]],
                 step: int) -> dict[str, float]:
-        from ..train.losses import d_logistic, r1_penalty
+        from .losses import d_logistic, r1_penalty
 
         assert self.discs is not None and self.opt_d is not None
         self.discs.requires_grad_(True)

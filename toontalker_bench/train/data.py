@@ -8,50 +8,17 @@ rank draws the same global batch and keeps its own slice of it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..data.dataset import Clip, load_clips
+from ..domains import DOMAINS
 from ..errors import ConfigError, DatasetError
-from ..io import read_table
-from ..models.base import DOMAINS
-from ..progress import progress
-from ..video import read_frames
+from ..models.base import to_tensor
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Clip:
-    clip_id: str
-    domain: str
-    frames: np.ndarray  # (T, S, S, 3) uint8
-    motion: np.ndarray  # (T, 20) float32, NaN where unknown
-    motion_true: bool = True  # False: pseudo pose vectors (3DMM fit), see :mod:`.pseudo_pose`
-
-
-def load_clips(dataset_dir: str | Path, split: str, size: int, max_frames: int = 0,
-               domains: tuple[str, ...] = DOMAINS) -> list[Clip]:
-    """Decode every clip of ``split`` resized to ``size``; ``max_frames`` > 0 keeps only each clip's first frames."""
-    root = Path(dataset_dir)
-    table = read_table(root / "clips.parquet", "clip table")
-    table = table[(table["split"] == split) & table["domain"].isin(domains)].sort_values("clip_id")
-    clips = []
-    for row in progress(list(table.itertuples()), desc=f"loading {split} clips", unit="clip"):
-        video = root / row.path
-        end = max_frames or None
-        frames = read_frames(video, 0, end, size=(size, size))
-        npz = video.with_suffix(".npz")
-        motion = np.full((len(frames), 20), np.nan, np.float32)
-        if npz.is_file():
-            with np.load(npz) as z:
-                if "motion" in z:
-                    m = np.asarray(z["motion"], np.float32)[: len(frames)]
-                    motion[: len(m)] = m
-        clips.append(Clip(str(row.clip_id), str(row.domain), frames, motion))
-    return clips
 
 
 class TrainData:
@@ -121,17 +88,6 @@ class TrainData:
             idx = np.linspace(0, len(frames) - 1, n_frames + 1).round().astype(int)
             out[domain] = (to_tensor(frames[idx[0]]), to_tensor(frames[idx[1:]]))
         return out
-
-
-def to_tensor(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``(..., H, W, 3)`` -> float ``(..., 3, H, W)`` in [0, 1]."""
-    t = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)
-    return t.movedim(-1, -3).contiguous()
-
-
-def to_uint8(t: torch.Tensor) -> np.ndarray:
-    """float ``(..., 3, H, W)`` in [0, 1] -> uint8 ``(..., H, W, 3)``."""
-    return (t.detach().float().clamp(0, 1).movedim(-3, -1) * 255.0).round().byte().cpu().numpy()
 
 
 def move(batch: dict[str, dict[str, torch.Tensor]], device: torch.device) -> dict[str, dict[str, torch.Tensor]]:

@@ -1,6 +1,6 @@
 """Pseudo pose vectors for training clips that have no ground-truth motion (methods that need paired pose data).
 
-A clip's 20-D pose vectors (17 morphs + yaw/pitch/roll, :mod:`toontalker_bench.data.motion`) come with the demo
+A clip's 20-D pose vectors (17 morphs + yaw/pitch/roll, :mod:`toontalker_bench.faces.pose`) come with the demo
 corpus; scraped footage has none. For those clips each frame gets the metrics' 3DMM fit (yaw/pitch/roll + 10-D
 expression), mapped to a pose vector by a ridge map fitted on the frames whose pose vector *is* known — the analogue
 of AnimeCeleb's morph fits, and the same :class:`~toontalker_bench.models.animeceleb.PoseVectorMap` the method uses
@@ -18,7 +18,8 @@ import torch
 
 from ..errors import DatasetError
 from ..progress import progress
-from .data import Clip, to_tensor
+from ..data.dataset import Clip
+from ..models.base import to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def fill_pseudo_pose(clips: list[Clip], estimator: FeatureFn | None = None, fit_
     ``pseudo_clips``, ``fit_frames`` (labelled frames the map was fitted on) and ``pseudo_frames`` (frames that got a
     pose vector). Raises :class:`DatasetError` when some clips need pseudo labels but no clip has ground truth.
     """
-    from ..models.animeceleb import PoseVectorMap, pose_features
+    from ..faces.pose_map import PoseVectorMap, pose_features
 
     estimator = estimator or pose_features
     unlabelled = [c for c in clips if not np.isfinite(c.motion).any()]

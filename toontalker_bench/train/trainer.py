@@ -36,32 +36,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..config import from_dict
 from ..errors import CheckpointError, ConfigError
+from ..device import resolve_device
 from ..models.base import Method
+from ..models.registry import train_config
 from ..progress import progress
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data import TrainData, move, split_micro, to_uint8
+from ..models.checkpoint import load_checkpoint, save_checkpoint
+from ..models.base import to_uint8
+from .data import TrainData, move, split_micro
 
 log = logging.getLogger(__name__)
 
 FINAL_CHECKPOINT = "checkpoint.safetensors"
-
-
-@dataclass
-class TrainConfig:
-    """The ``train:`` section of a method profile."""
-
-    steps: int = 1000
-    batch_size: int = 8  # pairs per domain in one optimisation step, over all processes
-    grad_accum: int = 1
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    sample_every: int = 500
-    log_every: int = 10
-    amp: bool = True  # bfloat16 autocast on CUDA; ignored on CPU
-    tensorboard: bool = True
-    max_frames_per_clip: int = 0  # 0 = every frame of every train clip is held in memory
 
 
 @dataclass
@@ -71,26 +57,6 @@ class TrainResult:
     checkpoint: Path
     interrupted: bool
     world_size: int
-
-
-def train_config(cfg: dict[str, Any]) -> TrainConfig:
-    tc = from_dict(TrainConfig, cfg.get("train"), "train.")
-    for key in ("steps", "batch_size", "grad_accum", "checkpoint_every", "sample_every", "log_every"):
-        if getattr(tc, key) < (0 if key == "steps" else 1):
-            raise ConfigError(f"train.{key} must be positive, got {getattr(tc, key)}")
-    return tc
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r}", hint="use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available", hint="use --set run.device=cpu")
-    return dev
 
 
 # ------------------------------------------------------------------------------------------------ distributed

@@ -11,9 +11,9 @@ k-th frame of the shot and on detection frames, linearly interpolated in between
 indices, and for demo sources ``gt_box``/``motion`` carry the ground truth wherever the GT face overlaps the tube (else
 NaN). The tube's identity is the most frequent matched GT identity, else the manifest's identity, else the source id.
 
-Resumable: every finished source writes its tubes' ``tracks/<tube_id>.npz`` and then a part record
-``.parts/<source_id>.json`` (keyed by a hash of the inputs and params); a rerun skips sources whose part matches.
-The final tables are assembled from the parts only, so a killed run leaves nothing a rerun would count.
+Resumable (:mod:`..stage`): every finished source writes its tubes' ``tracks/<tube_id>.npz`` and then its part
+record, keyed by a hash of the inputs and params; a rerun skips sources whose part matches. The final tables are
+assembled from the part records only, so a killed run leaves nothing a rerun would count.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +33,10 @@ import pandas as pd
 
 from ...config import FacesParams, Params, to_dict
 from ...errors import ConfigError, MediaError
-from ...executors import Executor, Failure, make_executor
-from ...io import atomic_path, clear_partial_files, read_table, sha256_file, write_json, write_run_report, write_table
+from ...executors import Executor
+from ...io import atomic_path, read_table, sha256_file, write_table
 from ...video import iter_frames
+from ..stage import Job, Stage
 from . import track as T
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ class SourceJob:
     gt: str  # "" = no ground truth
     params: FacesParams
     out_dir: str
-    key: str
 
 
 @dataclass
@@ -78,7 +77,7 @@ def detector_for(domain: str, p: FacesParams) -> str:
 def detect(frames: list[np.ndarray], name: str, max_side: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per frame: boxes ``(N, 4)`` and scores ``(N,)`` in frame pixels; the detector sees copies at most ``max_side``
     px, all frames in one batch where it can (the same results as one by one)."""
-    from .detect import get_detector
+    from ...faces.detect import get_detector
 
     out = []
     for dets in get_detector(name, max_side=max_side).detect_many(frames):
@@ -92,7 +91,7 @@ def detect(frames: list[np.ndarray], name: str, max_side: int) -> list[tuple[np.
 
 def landmarks(frame: np.ndarray, boxes: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
     """``(N, 68, 2)`` (NaN with a 5-point model) and ``(N, 5, 2)`` landmarks for ``boxes``."""
-    from .landmarks import five_from_68, get_landmarker
+    from ...faces.landmarks import five_from_68, get_landmarker
 
     pts = np.asarray(get_landmarker(name).predict(frame, boxes), dtype=np.float32)
     if pts.shape[1] == 68:
@@ -282,9 +281,7 @@ def _shot_reject(job: SourceJob, shot: tuple[int, int, int], reason: str, detail
 
 
 def process_source(job: SourceJob) -> dict[str, Any]:
-    """Decode one source once and return its part record ``{key, tubes, rejects, stats}`` (npz files written) plus
-    ``seconds``, the time it took (a run fact, so it stays out of the record on disk)."""
-    t0 = time.perf_counter()
+    """Decode one source once, write its tubes' npz files and return its part record ``{tubes, rejects, stats}``."""
     p = job.params
     det_name = detector_for(job.source["domain"], p)
     gt = _load_gt(job.gt)
@@ -339,9 +336,7 @@ def process_source(job: SourceJob) -> dict[str, Any]:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arr)
     stats = {"frames": n_frames, "detections": n_detect, "width": width, "height": height}
-    part = {"key": job.key, "tubes": tubes, "rejects": rejects, "stats": stats}
-    write_json(out / ".parts" / f"{job.source['source_id']}.json", part)
-    return part | {"seconds": time.perf_counter() - t0}
+    return {"tubes": tubes, "rejects": rejects, "stats": stats}
 
 
 def _key(source: dict, shots: list, p: FacesParams, files: list[str]) -> str:
@@ -351,14 +346,14 @@ def _key(source: dict, shots: list, p: FacesParams, files: list[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _jobs(params: Params) -> tuple[list[SourceJob], list[dict]]:
+def _jobs(params: Params) -> tuple[list[Job], list[dict]]:
     p = params.faces
     raw = Path(params.scrape.out_dir)
     sources = read_table(raw / "sources.parquet", "sources table")
     shots = read_table(Path(params.shots.out_dir) / "shots.parquet", "shot table")
     by_src = {sid: [(int(r.shot), int(r.start_frame), int(r.end_frame)) for r in g.itertuples()]
               for sid, g in shots.groupby("source_id", sort=True)}
-    jobs: list[SourceJob] = []
+    jobs: list[Job] = []
     rejects: list[dict] = []
     for row in sources.sort_values("source_id").to_dict("records"):
         sid = str(row["source_id"])
@@ -375,64 +370,32 @@ def _jobs(params: Params) -> tuple[list[SourceJob], list[dict]]:
             continue
         gt = str(raw / str(row["gt_path"])) if row.get("gt_path") else ""
         video = str(raw / str(row["path"]))
-        jobs.append(SourceJob(src, sh, video, gt, p, p.out_dir, _key(src, sh, p, [video, gt] if gt else [video])))
+        jobs.append(Job(sid, _key(src, sh, p, [video, gt] if gt else [video]), SourceJob(src, sh, video, gt, p, p.out_dir)))
     return jobs, rejects
 
 
-def _load_part(out: Path, job: SourceJob) -> dict | None:
-    path = out / ".parts" / f"{job.source['source_id']}.json"
-    try:
-        part = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if part.get("key") != job.key:
-        return None
-    if not all((out / "tracks" / f"{t['tube_id']}.npz").is_file() for t in part["tubes"]):
-        return None
-    return part
+def _complete(out: Path):  # noqa: ANN202 - part record -> bool
+    return lambda part: all((out / "tracks" / f"{t['tube_id']}.npz").is_file() for t in part["tubes"])
 
 
 def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     """Run the faces stage; returns (and writes) the report."""
-    t0 = time.perf_counter()
     p = params.faces
     if p.detect_every < 1:
         raise ConfigError(f"faces.detect_every must be >= 1, got {p.detect_every}")
     if p.landmarks_every < 1:
         raise ConfigError(f"faces.landmarks_every must be >= 1, got {p.landmarks_every}",
                           hint="1 runs the landmark model on every frame")
-    out = Path(p.out_dir)
-    clear_partial_files(out)  # what a killed run was writing
+    stage = Stage("faces", p.out_dir, params, executor)
+    out = stage.out
     jobs, rejects = _jobs(params)
-    parts: dict[str, dict] = {}
-    todo = []
-    for job in jobs:
-        part = _load_part(out, job)
-        if part is None:
-            todo.append(job)
-        else:
-            parts[job.source["source_id"]] = part
-    resumed = len(parts)
-    work_s = 0.0
-    frames_done = 0
-    own = executor is None
-    ex = executor or make_executor(params.executor, params.n_workers(), params.scheduler)
-    try:
-        for job, res in ex.map(process_source, todo, desc="faces"):
-            sid = job.source["source_id"]
-            if isinstance(res, Failure):
-                log.warning("faces: %s failed: %s", sid, res.reason)
-                rejects.append({"source_id": sid, "shot": -1, "tube_id": "", "start_frame": -1, "end_frame": -1,
-                                "reason": "source_error", "detail": res.reason})
-            else:
-                work_s += res.pop("seconds")
-                frames_done += res["stats"]["frames"]
-                parts[sid] = res
-    finally:
-        if own:
-            ex.close()
-    tubes = [t for sid in sorted(parts) for t in parts[sid]["tubes"]]
-    rejects += [r for sid in sorted(parts) for r in parts[sid]["rejects"]]
+    done = stage.run_jobs(jobs, process_source, complete=_complete(out), desc="faces")
+    for sid, reason in done.failures.items():
+        rejects.append({"source_id": sid, "shot": -1, "tube_id": "", "start_frame": -1, "end_frame": -1,
+                        "reason": "source_error", "detail": reason})
+    parts = done.ordered()
+    tubes = [t for part in parts for t in part["tubes"]]
+    rejects += [r for part in parts for r in part["rejects"]]
     tube_df = pd.DataFrame(tubes, columns=TUBE_COLUMNS).sort_values("tube_id", kind="stable").reset_index(drop=True)
     rej_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS).sort_values(
         ["source_id", "shot", "start_frame", "tube_id", "reason"], kind="stable").reset_index(drop=True)
@@ -446,20 +409,17 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     for f in (out / "tracks").glob("*.npz") if (out / "tracks").is_dir() else []:
         if f.stem not in keep:
             f.unlink()
-    frames = sum(parts[s]["stats"]["frames"] for s in parts)
+    frames = sum(part["stats"]["frames"] for part in parts)
     report = {
         "sources": len(jobs), "sources_failed": int((rej_df["reason"] == "source_error").sum()),
         "tubes": len(tube_df), "tubes_by_domain": {str(k): int(v) for k, v in tube_df.groupby("domain").size().items()},
         "rejects": {str(k): int(v) for k, v in rej_df.groupby("reason").size().items()},
-        "frames_decoded": frames, "detections": sum(parts[s]["stats"]["detections"] for s in parts),
+        "frames_decoded": frames, "detections": sum(part["stats"]["detections"] for part in parts),
         "detectors": {"real": p.real_detector, "cartoon": p.cartoon_detector},
     }
-    write_json(out / "report.json", report)
-    run_facts = {"sources_resumed": resumed, "work_seconds": round(work_s, 2),
-                 "frames_per_second": round(frames_done / work_s, 1) if work_s else None,
-                 "wall_seconds": round(time.perf_counter() - t0, 2)}
-    write_run_report(out, "faces", run_facts)
+    res = stage.finish(report, {"sources_resumed": done.resumed, "work_seconds": round(done.work_seconds, 2),
+                                "frames_per_second": done.rate(lambda part: part["stats"]["frames"])})
     log.info("faces: %d tubes from %d sources (%d resumed), %d rejects %s, %d frames in %.1fs (%.1f fps/worker)",
-             report["tubes"], len(jobs), resumed, len(rej_df), report["rejects"], frames,
-             run_facts["wall_seconds"], run_facts["frames_per_second"] or 0)
-    return report | run_facts
+             report["tubes"], len(jobs), done.resumed, len(rej_df), report["rejects"], frames, res["wall_seconds"],
+             res["frames_per_second"] or 0)
+    return res

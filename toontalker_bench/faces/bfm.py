@@ -8,13 +8,15 @@ for ``alpha, beta`` under a Gaussian prior (the 3DDFA parameter whitening statis
 
 from __future__ import annotations
 
+import functools
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .base import asset_path
+from ..assets import require
 
 N_SHAPE = 40
 N_EXP = 10
@@ -22,7 +24,7 @@ N_EXP = 10
 
 @dataclass
 class BFMFit:
-    angles: np.ndarray  # (B, 3) yaw, pitch, roll in degrees (toontalker_bench.data.motion conventions)
+    angles: np.ndarray  # (B, 3) yaw, pitch, roll in degrees (toontalker_bench.faces.pose conventions)
     exp: np.ndarray  # (B, 10) expression code in prior standard deviations
     shape: np.ndarray  # (B, 40) identity code in prior standard deviations
     rotation: np.ndarray  # (B, 3, 3)
@@ -31,12 +33,23 @@ class BFMFit:
     residual: np.ndarray  # (B,) RMS landmark error divided by the fitted face size (inter-ocular distance)
 
 
+@dataclass
+class MotionEstimate:
+    """Per-frame head motion of a frame sequence, as the motion metrics and the pose labels use it."""
+
+    angles: np.ndarray  # (T, 3) yaw, pitch, roll degrees; NaN where not usable
+    exp: np.ndarray  # (T, D) expression code; NaN where not usable
+    ok: np.ndarray  # (T,) bool
+    backend: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 class BFM:
     """The 68-point BFM subspace of 3DDFA (files ``u_shp.npy u_exp.npy w_shp_sim.npy w_exp_sim.npy
     keypoints_sim.npy param_whitening.pkl``)."""
 
     def __init__(self, root: str | Path | None = None, noise: float = 0.02, iters: int = 15) -> None:
-        root = Path(root) if root is not None else asset_path("bfm-3ddfa", "AED/APD (3DMM fit)")
+        root = Path(root) if root is not None else require("bfm-3ddfa", "AED/APD (3DMM fit)")
         kp = np.load(root / "keypoints_sim.npy")
         mean = np.load(root / "u_shp.npy") + np.load(root / "u_exp.npy")
         self.mean = mean[kp].reshape(68, 3).astype(np.float64)
@@ -80,6 +93,29 @@ class BFM:
         return BFMFit(euler_degrees(rot), z[:, N_SHAPE:], z[:, :N_SHAPE], rot, s, t, rms / iod)
 
 
+    def estimate(self, landmarks68: np.ndarray, extra: dict[str, Any] | None = None) -> MotionEstimate:
+        """Fit every frame whose 68 landmarks are all finite; the others stay NaN (``ok`` False)."""
+        t = len(landmarks68)
+        has = np.isfinite(landmarks68).all(axis=(1, 2))
+        angles = np.full((t, 3), np.nan)
+        exp = np.full((t, N_EXP), np.nan)
+        extra = dict(extra or {})
+        if has.any():
+            fit = self.fit(landmarks68[has])
+            angles[has], exp[has] = fit.angles, fit.exp
+            extra["fit_residual_median"] = float(np.median(fit.residual))
+        return MotionEstimate(angles, exp, has, BACKEND, extra)
+
+
+BACKEND = "bfm3ddfa"
+
+
+@functools.cache
+def default_bfm() -> BFM:
+    """The BFM with default settings, its files read once per process."""
+    return BFM()
+
+
 def _camera(x: np.ndarray, y: np.ndarray, yc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Least-squares affine camera, projected to the nearest scaled orthographic one: rows of R (B,2,3), s, t."""
     xm = x.mean(1, keepdims=True)
@@ -98,7 +134,7 @@ _FLIP_Y = np.diag([1.0, -1.0, 1.0])
 def euler_degrees(rot: np.ndarray) -> np.ndarray:
     """Rotations in the BFM frame (x right, y up, z to the camera) -> yaw, pitch, roll in degrees.
 
-    The project's convention (:mod:`toontalker_bench.data.motion`, :func:`toontalker_bench.data.cartoon.rotation`) is
+    The project's convention (:mod:`toontalker_bench.faces.pose`, :func:`toontalker_bench.data.synth.cartoon.rotation`) is
     ``R = R_roll @ R_pitch @ R_yaw`` in image axes (y down): yaw > 0 moves the nose to the image's right, pitch > 0
     lifts the chin, roll > 0 turns the face clockwise on screen.
     """

@@ -6,7 +6,7 @@ its point on the head in canonical coordinates; eyes, brows, mouth, blush and ha
 canonical coordinates. A yaw therefore slides the features across the face and foreshortens them, exactly as a
 3D rotation does, and the 68 landmarks are the same canonical points rotated and projected.
 
-Rotation convention (see :mod:`toontalker_bench.data.motion`): ``R = R_roll @ R_pitch @ R_yaw`` maps canonical
+Rotation convention (see :mod:`toontalker_bench.faces.pose`): ``R = R_roll @ R_pitch @ R_yaw`` maps canonical
 head coordinates to camera coordinates; yaw > 0 moves the nose to the image's right, pitch > 0 lifts the chin,
 roll > 0 turns the face clockwise on screen. Morph names ending in ``_left`` act on the image-left feature
 (dlib points 36-41 and 17-21).
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .motion import MORPHS
+from ...faces.pose import MORPHS
 
 M = {name: i for i, name in enumerate(MORPHS)}
 LIGHT = np.array([-0.35, -0.55, 0.76], dtype=np.float32) / np.linalg.norm([-0.35, -0.55, 0.76])

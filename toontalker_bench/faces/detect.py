@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ...assets import require
-from ...errors import UserError
-from ...registry import Registry
+from ..assets import require
+from ..errors import UserError
+from ..registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -84,10 +84,6 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return tensors, meta
 
 
-def checkpoint_step(path: str | Path) -> int:
-    return int(read_checkpoint(path)[1].get("step", 0))
-
-
 def load_checkpoint(method: Method, path: str | Path, *, optimizer: bool = False, trust: bool = False) -> int:
     """Load weights into ``method`` with strict name/shape checks; returns the checkpoint's step.
 

@@ -13,8 +13,8 @@ import functools
 
 import numpy as np
 
-from ...assets import require
-from ...errors import UserError
+from ..assets import require
+from ..errors import UserError
 
 _MODELS = {"dlib68": ("dlib-landmarks68", 68), "dlib5": ("dlib-landmarks5", 5)}
 

@@ -1,4 +1,4 @@
-"""Face boxes and landmarks on evaluation frames (aligned face crops).
+"""Face boxes and landmarks on aligned face crops (evaluation frames, pose labels).
 
 Generated frames are square aligned crops. A detection scoring ``min_score`` or more gives the face box. When the best
 detection only reaches ``fallback_min_score`` (weak evidence of a face, typical of stylised cartoon faces), the crop
@@ -39,8 +39,8 @@ class FaceAnalyzer:
 
     def __init__(self, detector: str = "retinaface", fallback_margin: float | None = 0.1,
                  min_score: float = 0.5, fallback_min_score: float = 0.18) -> None:
-        from ..data.faces.detect import get_detector
-        from ..data.faces.landmarks import get_landmarker
+        from .detect import get_detector
+        from .landmarks import get_landmarker
 
         self.detector_name = detector
         self.fallback_margin = fallback_margin

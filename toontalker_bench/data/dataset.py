@@ -1,14 +1,21 @@
-"""Load and validate a built dataset's evaluation protocol (``protocol/pairs.parquet``) against its clip table."""
+"""Read a built dataset (``data/dataset/``): its clip table, its clips decoded, and its evaluation protocol
+(``protocol/pairs.parquet``) checked against the clip table."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from ..data.protocol import PAIR_COLUMNS, TASKS
+from ..domains import DOMAINS, TASKS
+from .protocol import PAIR_COLUMNS
 from ..errors import ConfigError, DatasetError
+from ..faces.pose import POSE_DIM
 from ..io import read_table
+from ..progress import progress
+from ..video import read_frames
 
 CLIP_COLUMNS = ("clip_id", "domain", "n_frames", "path", "split")
 
@@ -23,7 +30,8 @@ def check_tasks(tasks: list[str] | tuple[str, ...] | None) -> list[str]:
     return [t for t in TASKS if t in tasks]
 
 
-def load_clips(dataset_dir: str | Path) -> pd.DataFrame:
+def clip_table(dataset_dir: str | Path) -> pd.DataFrame:
+    """The dataset's ``clips.parquet`` (a DatasetError naming what to do when it is missing or incomplete)."""
     root = Path(dataset_dir)
     if not root.is_dir():
         raise DatasetError(f"dataset directory not found: {root}", hint="build it with `dvc repro` first")
@@ -37,7 +45,7 @@ def load_clips(dataset_dir: str | Path) -> pd.DataFrame:
 def load_pairs(dataset_dir: str | Path, tasks: list[str]) -> pd.DataFrame:
     """The protocol pairs of ``tasks``; every referenced clip must exist in the test split with enough frames."""
     root = Path(dataset_dir)
-    clips = load_clips(root)
+    clips = clip_table(root)
     path = root / "protocol" / "pairs.parquet"
     if not path.is_file():
         raise DatasetError(f"evaluation protocol not found: {path}", hint="rebuild the dataset (build stage)")
@@ -69,3 +77,49 @@ def load_pairs(dataset_dir: str | Path, tasks: list[str]) -> pd.DataFrame:
     order = {t: i for i, t in enumerate(tasks)}
     pairs["_o"] = pairs["task"].map(order)
     return pairs.sort_values(["_o", "pair_id"]).drop(columns="_o").reset_index(drop=True)
+
+
+@dataclass
+class Clip:
+    """One decoded clip: frames ``(T, S, S, 3)`` uint8 and its pose vectors ``(T, 20)`` (NaN where unknown)."""
+
+    clip_id: str
+    domain: str
+    identity: str
+    split: str
+    frames: np.ndarray
+    motion: np.ndarray
+    motion_true: bool = True  # False: pseudo pose vectors (3DMM fit), see toontalker_bench.train.pseudo_pose
+
+
+def load_clips(dataset_dir: str | Path, split: str | None = None, size: int | None = None, max_frames: int = 0,
+               domains: tuple[str, ...] = DOMAINS, max_clips: int = 0, frames_per_clip: int = 0) -> list[Clip]:
+    """Decode the clips of ``split`` (every split when None), ``domains`` in that order and clips by id.
+
+    ``size`` resizes frames (None keeps the stored size); ``max_frames`` > 0 keeps each clip's first frames;
+    ``max_clips`` > 0 keeps each domain's first clips; ``frames_per_clip`` > 0 keeps that many evenly spaced frames.
+    """
+    root = Path(dataset_dir)
+    table = clip_table(root)
+    if split is not None:
+        table = table[table["split"] == split]
+    rows = []
+    for dom in domains:
+        sub = table[table["domain"] == dom].sort_values("clip_id")
+        rows += list(sub.itertuples())[: max_clips or None]
+    clips = []
+    for row in progress(rows, desc=f"loading {split or 'all'} clips", unit="clip"):
+        video = root / row.path
+        frames = read_frames(video, 0, max_frames or None, size=(size, size) if size else None)
+        motion = np.full((len(frames), POSE_DIM), np.nan, np.float32)
+        npz = video.with_suffix(".npz")
+        if npz.is_file():
+            with np.load(npz) as z:
+                if "motion" in z:
+                    m = np.asarray(z["motion"], np.float32)[: len(frames)]
+                    motion[: len(m)] = m
+        if frames_per_clip:
+            idx = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), frames_per_clip)).round().astype(int))
+            frames, motion = frames[idx], motion[idx]
+        clips.append(Clip(str(row.clip_id), str(row.domain), str(row.identity), str(row.split), frames, motion))
+    return clips

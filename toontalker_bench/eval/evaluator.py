@@ -27,16 +27,15 @@ import torch
 import torch.distributed as dist
 
 from ..config import EvalParams
-from ..data.protocol import TASKS
+from ..domains import TASKS, is_cross
 from ..errors import AssetError, ConfigError
 from ..io import write_json, write_text
 from ..metrics import METRICS, Metric, MetricValue, Pair
 from ..metrics.base import video_mean
-from ..models.base import Method
+from ..models.base import Method, to_tensor, to_uint8
 from ..progress import progress
-from ..train.data import to_tensor, to_uint8
 from ..video import read_frames
-from .protocol import load_clips, load_pairs
+from ..data.dataset import clip_table, load_pairs
 from .visual import grid, save_clip, save_png, triptych
 
 log = logging.getLogger(__name__)
@@ -51,11 +50,6 @@ class EvalResult:
     pairs: pd.DataFrame
     seconds: float
     out_dir: Path
-
-
-def is_cross(task: str) -> bool:
-    src, drv = TASKS[task]
-    return src != drv
 
 
 def task_metrics(task: str, ep: EvalParams) -> list[str]:
@@ -169,7 +163,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
             raise ConfigError(f"method {method.name!r} cannot do cross-domain task {task!r}",
                               hint="pass --tasks self_real self_cartoon")
     pairs = load_pairs(root, tasks)
-    frames = _Frames(root, load_clips(root), method.size)
+    frames = _Frames(root, clip_table(root), method.size)
     rank, world = _rank_world()
     mdev = "cuda" if device.type == "cuda" else "cpu"
     method.to(device).eval()
@@ -187,7 +181,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         dist_names = [m for m in names if m in DISTRIBUTION_METRICS]
         metrics = {m: _make_metric(m, ep, mdev) for m in per_pair}
         if analyzer is None and any(m in FACE_METRICS for m in per_pair):
-            from ..metrics.faces import FaceAnalyzer
+            from ..faces.analyzer import FaceAnalyzer
 
             analyzer = FaceAnalyzer()
         mine = list(tp.itertuples())[rank::world]

@@ -12,34 +12,24 @@ from __future__ import annotations
 
 import logging
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..config import Params
+from ..data.dataset import Clip, load_clips
 from ..errors import AssetError, DatasetError
 from ..io import write_json, write_text
 from ..progress import progress
-from .faces import FaceAnalyzer
-from .motion import motion_backend
+from ..faces.analyzer import FaceAnalyzer
+from ..faces.bfm import default_bfm
 
 log = logging.getLogger(__name__)
 
 SIZE = 256
 BLUR_SIGMAS = (1.0, 2.0, 4.0)
 NOISE_STDS = (0.04, 0.08, 0.16)
-
-
-@dataclass
-class Clip:
-    clip_id: str
-    domain: str
-    identity: str
-    split: str  # train | test
-    frames: np.ndarray  # (T, 256, 256, 3) uint8
-    motion: np.ndarray  # (T, 20) ground truth (NaN where unknown)
 
 
 # ------------------------------------------------------------------------------------------------ loading
@@ -50,22 +40,6 @@ def _pick(n: int, k: int) -> np.ndarray:
 def _split_of(identity: str) -> str:
     """Identity-disjoint split, stable across runs: a third of the identities are test."""
     return "test" if zlib.crc32(identity.encode()) % 3 == 0 else "train"
-
-
-def load_dataset_clips(root: Path, max_clips: int, frames_per_clip: int) -> list[Clip]:
-    import pandas as pd
-
-    from ..video import read_frames
-
-    table = pd.read_parquet(root / "clips.parquet")
-    clips = []
-    for domain, rows in table.groupby("domain", sort=True):
-        for r in list(rows.itertuples())[:max_clips]:
-            ann = np.load(root / Path(r.path).with_suffix(".npz"))
-            frames = read_frames(root / r.path, size=(SIZE, SIZE))
-            idx = _pick(len(frames), frames_per_clip)
-            clips.append(Clip(r.clip_id, str(domain), r.identity, r.split, frames[idx], ann["motion"][idx]))
-    return clips
 
 
 def _square_crop(frame: np.ndarray, box: np.ndarray, increase: float = 0.4) -> np.ndarray:
@@ -114,10 +88,12 @@ def load_synth_clips(root: Path, max_clips: int, frames_per_clip: int) -> list[C
     return [c for d in sorted(per_domain) for c in per_domain[d]]
 
 
-def load_clips(params: Params, dataset_dir: str | None, max_clips: int, frames_per_clip: int) -> tuple[list[Clip], str]:
+def validation_clips(params: Params, dataset_dir: str | None, max_clips: int, frames_per_clip: int
+                     ) -> tuple[list[Clip], str]:
+    """Clips of the built dataset when it exists, else of the demo corpus, and which of the two it was."""
     ds = Path(dataset_dir or params.build.out_dir)
     if (ds / "clips.parquet").is_file():
-        return load_dataset_clips(ds, max_clips, frames_per_clip), f"built dataset {ds}"
+        return load_clips(ds, size=SIZE, max_clips=max_clips, frames_per_clip=frames_per_clip), f"built dataset {ds}"
     synth = Path(dataset_dir or params.synth.out_dir)
     if any(synth.glob("*.gt.parquet")):
         return load_synth_clips(synth, max_clips, frames_per_clip), f"demo corpus {synth}"
@@ -152,11 +128,11 @@ def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, la
 
 # ------------------------------------------------------------------------------------------------ measurements
 def measure_motion(clips: list[Clip], analyzer: FaceAnalyzer) -> dict[str, Any]:
-    bfm = motion_backend("bfm3ddfa")
+    bfm = default_bfm()
     rows: dict[str, dict[str, list]] = {}
     for c in progress(clips, desc="pose/expression", unit="clip"):
         track = analyzer.track(c.frames, desc=c.clip_id)
-        est = bfm.from_landmarks(track.landmarks68)
+        est = bfm.estimate(track.landmarks68)
         d = rows.setdefault(c.domain, {k: [] for k in ("est", "gt", "exp", "split", "found", "fallback")})
         d["est"].append(est.angles)
         d["exp"].append(est.exp)
@@ -186,7 +162,7 @@ def measure_motion(clips: list[Clip], analyzer: FaceAnalyzer) -> dict[str, Any]:
             res["pose_mae_deg_calibrated"] = float(np.abs(cal - gt[test, 17:20]).mean())
             res["pose_mae_deg_test"] = float(np.abs(est[test] - gt[test, 17:20]).mean())
             pred = ridge_probe(exp[train], gt[train, :17], exp[test])
-            from ..data.motion import MORPHS
+            from ..faces.pose import MORPHS
 
             per = {m: pearson(pred[:, i], gt[test, i]) for i, m in enumerate(MORPHS) if gt[test, i].std() > 1e-6}
             res["expression_probe_r"] = {m: float(v) for m, v in per.items()}
@@ -262,7 +238,7 @@ def run(params: Params, out: str = "docs/metrics-validation.md", dataset_dir: st
     import time
 
     t0 = time.time()
-    clips, source = load_clips(params, dataset_dir, max_clips, frames_per_clip)
+    clips, source = validation_clips(params, dataset_dir, max_clips, frames_per_clip)
     if not clips:
         raise DatasetError(f"no clip with a face in {source}", hint="rebuild the demo corpus")
     analyzer = FaceAnalyzer()

