@@ -13,8 +13,9 @@ from safetensors.torch import load_file, save_file
 
 from toontalker_bench.errors import CheckpointError
 from toontalker_bench.models.base import METHODS
-from toontalker_bench.models.fomm import (FOMM, DenseMotionNetwork, KPDetector, RandomTPS, equivariance_losses,
-                                          normalize_kp)
+from toontalker_bench.models.fomm.dense_motion import DenseMotionNetwork
+from toontalker_bench.models.fomm.keypoint_detector import KPDetector
+from toontalker_bench.models.fomm.model import FOMM, RandomTPS, equivariance_losses, normalize_kp
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = json.loads((ROOT / "tests/fixtures/fomm_vox_keys.json").read_text())

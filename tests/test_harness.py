@@ -233,10 +233,10 @@ def test_methods_lists_baselines_with_profiles(capsys: pytest.CaptureFixture) ->
 
 def test_run_records_the_commit_that_trained(dataset: Path, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The tree may change while a long run trains; the row names the commit read when training started."""
-    from toontalker_bench import publish
+    from toontalker_bench.leaderboard import provenance
 
     commits = iter(["commit-at-train-start", "commit-later", "commit-later", "commit-later"])
-    monkeypatch.setattr(publish, "code_commit", lambda: next(commits))
+    monkeypatch.setattr(provenance, "code_commit", lambda: next(commits))
     assert cli(dataset, "run", "--method", "copy-source", "--tasks", "self_real") == 0
     run_dir = next((work / "runs" / "copy-source").iterdir())
     assert json.loads((run_dir / "train.json").read_text())["code_commit"] == "commit-at-train-start"

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from toontalker_bench.publish import PROVENANCE, publish_rows, render
+from toontalker_bench.leaderboard.render import render
+from toontalker_bench.leaderboard.store import PROVENANCE, publish_rows
 
 pytestmark = pytest.mark.browser
 

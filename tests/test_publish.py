@@ -10,8 +10,9 @@ import pytest
 
 from toontalker_bench.cli import main
 from toontalker_bench.errors import LeaderboardError
-from toontalker_bench.publish import (PROVENANCE, metric_directions, prune, publish_rows, read_leaderboard,
-                                      read_rows, render_markdown)
+from toontalker_bench.leaderboard.render import render_markdown
+from toontalker_bench.leaderboard.store import (PROVENANCE, metric_directions, prune, publish_rows, read_leaderboard,
+                                                read_rows)
 
 
 def row(run_id: str, method: str = "m", task: str = "self_real", l1: float | None = 0.1, psnr: float = 20.0) -> dict:
@@ -115,7 +116,7 @@ def test_markdown_marks_best_and_direction(tmp_path: Path) -> None:
 def test_dataset_version_from_dvc_lock_or_content(tmp_path: Path) -> None:
     import hashlib
 
-    from toontalker_bench.publish import dataset_version
+    from toontalker_bench.leaderboard.provenance import dataset_version
 
     ds = tmp_path / "data" / "dataset"
     (ds / "protocol").mkdir(parents=True)

@@ -396,7 +396,7 @@ def leaderboard() -> None:
 @click.pass_context
 def leaderboard_show(ctx: click.Context, benchmark: str | None) -> None:
     """Print the newest result per method and task."""
-    from .publish import show
+    from .leaderboard.render import show
 
     p = _params(ctx)
     click.echo(show(p.run.leaderboard_dir, benchmark or p.run.benchmark))
@@ -407,7 +407,7 @@ def leaderboard_show(ctx: click.Context, benchmark: str | None) -> None:
 @click.pass_context
 def leaderboard_render(ctx: click.Context, benchmark: str | None) -> None:
     """Write leaderboard/README.md, index.html and plots/ from the CSV."""
-    from .publish import render
+    from .leaderboard.render import render
 
     p = _params(ctx)
     md, page = render(p.run.leaderboard_dir, benchmark or p.run.benchmark)
@@ -420,7 +420,7 @@ def leaderboard_render(ctx: click.Context, benchmark: str | None) -> None:
 @click.pass_context
 def leaderboard_publish(ctx: click.Context, run_dir: str, benchmark: str | None) -> None:
     """Add (or replace) a run's rows in the leaderboard CSV and re-render the pages."""
-    from .publish import publish_run
+    from .leaderboard.publish import publish_run
 
     p = _params(ctx)
     click.echo(f"published to {publish_run(run_dir, p.run.leaderboard_dir, benchmark or p.run.benchmark)}")
@@ -433,8 +433,9 @@ def leaderboard_publish(ctx: click.Context, run_dir: str, benchmark: str | None)
 @click.pass_context
 def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version: str | None) -> None:
     """Drop rows measured on other dataset versions (e.g. after the dataset was rebuilt), then re-render."""
-    from .publish import dataset_version as current_version
-    from .publish import prune, render
+    from .leaderboard.provenance import dataset_version as current_version
+    from .leaderboard.render import render
+    from .leaderboard.store import prune
 
     p = _params(ctx)
     name = benchmark or p.run.benchmark

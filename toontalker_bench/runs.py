@@ -114,7 +114,7 @@ def train_only(params: Params, method: str, profile: str | None = None, override
                run_id: str | None = None, resume: bool = False) -> tuple[Path, dict[str, Any]]:
     """Train into ``runs/<method>/<run_id>`` (a no-op checkpoint for parameter-free methods); returns the run dir
     and the training record (also written to ``train.json``)."""
-    from .publish import code_commit
+    from .leaderboard.provenance import code_commit
     from .models.checkpoint import save_checkpoint
     from .train.data import TrainData
     from .train.trainer import FINAL_CHECKPOINT, train, train_config
@@ -162,7 +162,7 @@ def evaluate_run(params: Params, method: str, run_dir: Path, checkpoint: str | P
                  cfg: dict[str, Any] | None = None, profile: str | None = None) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (default: the run's own) into ``run_dir`` and write ``run.json``."""
     from .eval.evaluator import check_metric_names, evaluate
-    from .publish import code_commit, dataset_version, now_iso
+    from .leaderboard.provenance import code_commit, dataset_version, now_iso
     from .models.checkpoint import load_checkpoint
     from .train.trainer import FINAL_CHECKPOINT
 
@@ -204,7 +204,8 @@ def evaluate_run(params: Params, method: str, run_dir: Path, checkpoint: str | P
 def run(params: Params, method: str, profile: str | None = None, checkpoint: str | None = None,
         tasks: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = (),
         resume: str | None = None, trust_checkpoint: bool = False, publish: bool = True) -> RunOutcome:
-    from .publish import publish_run, read_rows
+    from .leaderboard.publish import publish_run
+    from .leaderboard.store import read_rows
 
     cls, cfg, profile = resolve(params, method, profile, overrides)
     chosen = select_tasks(cls, tasks or params.eval.tasks)

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..io import atomic_path
-from ..models.base import Method
+from .base import Method
 
 FORMAT = "toontalker-bench/1"
 MAX_LISTED = 6
@@ -132,10 +132,13 @@ def load_torch_file(path: str | Path, trust: bool = False) -> Any:
     """``torch.load`` for third-party files: tensors-only unpickling unless ``trust`` is set."""
     import pickle
 
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
     try:
         return torch.load(str(path), map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path} holds arbitrary Python objects and was refused ({str(e).splitlines()[0]})",
+        raise CheckpointError(f"{path} holds Python objects beyond tensors and was refused "
+                              f"({str(e).splitlines()[0][:120]})",
                               hint="pass --trust-checkpoint only if you trust where the file came from") from None
     except (OSError, RuntimeError, EOFError) as e:
-        raise CheckpointError(f"cannot read {path}: {e}") from None
+        raise CheckpointError(f"cannot read {path}: {str(e).splitlines()[0][:160]}") from None

@@ -1,0 +1,52 @@
+"""Where a leaderboard row's numbers come from: the dataset version, the code commit, the time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+
+def dataset_version(dataset_dir: str | Path, lock_file: str | Path = "dvc.lock") -> str:
+    """The DVC md5 of the dataset directory from ``dvc.lock``, else a content hash of its tables."""
+    dataset_dir = Path(dataset_dir)
+    lock = Path(lock_file)
+    if lock.is_file():
+        try:
+            stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        except yaml.YAMLError:
+            stages = {}
+        root = dataset_dir.as_posix().rstrip("/")
+        found = sorted((str(out["path"]).rstrip("/"), str(out["md5"]))
+                       for stage in stages.values() if isinstance(stage, dict)
+                       for out in stage.get("outs", []) if out.get("md5")
+                       and (str(out.get("path", "")).rstrip("/") + "/").startswith(root + "/"))
+        if len(found) == 1 and found[0][0] == root:
+            return f"dvc:{found[0][1]}"
+        if found:  # the dataset is several DVC outputs: hash their md5s
+            return "dvc:" + hashlib.sha256(json.dumps(found).encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for rel in ("clips.parquet", "protocol/pairs.parquet"):
+        p = dataset_dir / rel
+        h.update(p.read_bytes() if p.is_file() else b"-")
+    return f"sha256:{h.hexdigest()[:16]}"
+
+
+def code_commit() -> str:
+    here = Path(__file__).resolve().parent  # the checkout this code runs from, whatever the working directory
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True, cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=30, cwd=here).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,212 @@
+"""Leaderboard CSVs: one row per (run, task) with full provenance, validated reads, atomic concurrent writes.
+
+``leaderboard/<benchmark>.csv`` columns: the provenance columns below, then ``<metric>`` and ``<metric>_backend`` for
+every metric any published run reported (metric names are those of ``toontalker_bench.metrics.METRICS``). Publishing
+takes a file lock, reads and validates the whole file, drops the rows of the run id being published (re-publishing
+replaces them), adds the new rows and replaces the file atomically — a corrupt file is reported and left untouched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from filelock import FileLock
+
+from ..domains import TASKS
+from ..errors import LeaderboardError
+from ..io import atomic_path
+
+PROVENANCE = ("run_id", "method", "profile", "task", "dataset_version", "code_commit", "seed", "steps",
+              "train_seconds", "device", "date", "size", "sample_gif", "pose_labels")
+#: provenance columns added after files were first written: an older file without them reads as empty cells and
+#: gains the column at its next publish
+ADDED_PROVENANCE = ("pose_labels",)
+INT_COLUMNS = ("seed", "steps", "size")
+LOCK_TIMEOUT_S = 300.0
+
+
+def csv_path(leaderboard_dir: str | Path, benchmark: str) -> Path:
+    return Path(leaderboard_dir) / f"{benchmark}.csv"
+
+
+def lock(path: Path) -> FileLock:
+    """The lock every reader-writer of ``path`` takes."""
+    return FileLock(str(path) + ".lock", timeout=LOCK_TIMEOUT_S)
+
+
+def metric_directions() -> dict[str, str]:
+    from ..metrics import METRICS
+
+    return {e.name: e.meta.get("direction", "lower") for e in METRICS}
+
+
+def columns_for(metric_names: set[str]) -> list[str]:
+    cols = list(PROVENANCE)
+    for m in sorted(metric_names):
+        cols += [m, f"{m}_backend"]
+    return cols
+
+
+def _check_header(header: list[str], path: Path) -> set[str]:
+    if not header:
+        raise LeaderboardError(f"{path}: empty header", hint="restore the file from git or delete it")
+    missing = [c for c in PROVENANCE if c not in header]
+    if missing:
+        raise LeaderboardError(f"{path}: header lacks columns {missing}", hint="restore the file from git")
+    known = metric_directions()
+    metrics = {c for c in header if c not in PROVENANCE and not c.endswith("_backend")}
+    for m in metrics:
+        if m not in known:
+            raise LeaderboardError(f"{path}: unknown metric column {m!r}", hint=f"known metrics: {', '.join(known)}")
+        if f"{m}_backend" not in header:
+            raise LeaderboardError(f"{path}: metric column {m!r} has no {m}_backend column")
+    if header != columns_for(metrics):
+        raise LeaderboardError(f"{path}: columns are not in the expected order or repeat",
+                               hint="restore the file from git")
+    return metrics
+
+
+def _with_added(header: list[str], added: list[str]) -> list[str]:
+    """An older header with the later provenance columns inserted where they belong."""
+    if not added:
+        return header
+    n_old = len([c for c in PROVENANCE if c not in added])
+    return [c for c in PROVENANCE if c in header[:n_old] or c in added] + header[n_old:]
+
+
+def _check_row(row: dict[str, str], metrics: set[str], path: Path, line: int) -> None:
+    where = f"{path}:{line}"
+    for c in ("run_id", "method", "task"):
+        if not row.get(c):
+            raise LeaderboardError(f"{where}: empty {c}", hint="fix or delete that line")
+    if row["task"] not in TASKS:
+        raise LeaderboardError(f"{where}: unknown task {row['task']!r}", hint=f"tasks: {', '.join(TASKS)}")
+    for c in INT_COLUMNS:
+        if not row[c].lstrip("-").isdigit():
+            raise LeaderboardError(f"{where}: {c} must be an integer, got {row[c]!r}")
+    for c in ["train_seconds", *metrics]:
+        if row[c] != "":
+            try:
+                float(row[c])
+            except ValueError:
+                raise LeaderboardError(f"{where}: {c} must be a number or empty, got {row[c]!r}") from None
+
+
+def read_rows(path: str | Path) -> tuple[list[dict[str, str]], set[str]]:
+    """Rows and metric names of a leaderboard CSV, validated; a missing file is an empty leaderboard."""
+    path = Path(path)
+    if not path.is_file():
+        return [], set()
+    try:
+        text = path.read_text(encoding="utf-8")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, [])
+        added = [c for c in ADDED_PROVENANCE if header and c not in header]
+        metrics = _check_header(_with_added(header, added), path)
+        rows = []
+        for line, values in enumerate(reader, start=2):
+            if len(values) != len(header):
+                raise LeaderboardError(f"{path}:{line}: {len(values)} fields, expected {len(header)}",
+                                       hint="restore the file from git or fix that line")
+            row = dict(zip(header, values)) | dict.fromkeys(added, "")
+            _check_row(row, metrics, path, line)
+            rows.append(row)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise LeaderboardError(f"{path}: not a readable CSV ({e})", hint="restore the file from git") from None
+    return rows, metrics
+
+
+def read_leaderboard(path: str | Path) -> pd.DataFrame:
+    rows, metrics = read_rows(path)
+    df = pd.DataFrame(rows, columns=columns_for(metrics))
+    for c in ["train_seconds", *metrics]:
+        df[c] = pd.to_numeric(df[c].mask(df[c] == ""), errors="raise") if len(df) else df[c].astype(float)
+    for c in INT_COLUMNS:
+        df[c] = df[c].astype(int)
+    return df
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return "" if not math.isfinite(v) else repr(v)
+    return str(v)
+
+
+def publish_rows(path: str | Path, rows: list[dict[str, Any]]) -> int:
+    """Replace the rows of the run ids in ``rows`` (append if new) under a file lock; returns the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new_metrics = {k for r in rows for k in r if k not in PROVENANCE and not k.endswith("_backend")}
+    known = metric_directions()
+    for m in new_metrics:
+        if m not in known:
+            raise LeaderboardError(f"cannot publish unknown metric {m!r}", hint=f"known: {', '.join(known)}")
+    run_ids = {str(r["run_id"]) for r in rows}
+    with lock(path):
+        old, metrics = read_rows(path)
+        metrics |= new_metrics
+        header = columns_for(metrics)
+        kept = [r for r in old if r["run_id"] not in run_ids]
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.DictWriter(f, header, restval="", lineterminator="\n")
+            w.writeheader()
+            w.writerows(kept)
+            w.writerows({k: _cell(v) for k, v in r.items()} for r in rows)
+    return len(kept) + len(rows)
+
+
+def run_rows(run_dir: str | Path, leaderboard_dir: str | Path) -> list[dict[str, Any]]:
+    """Leaderboard rows of a finished run (``run.json`` + ``metrics_detail.json``); copies its sample GIFs."""
+    run_dir = Path(run_dir)
+    info_path, detail_path = run_dir / "run.json", run_dir / "metrics_detail.json"
+    for p in (info_path, detail_path):
+        if not p.is_file():
+            raise LeaderboardError(f"{p} not found", hint="run `toontalker-bench run` or `evaluate run` first")
+    info = json.loads(info_path.read_text())
+    detail = json.loads(detail_path.read_text())
+    rows = []
+    for task, metrics in detail["tasks"].items():
+        gif = run_dir / "samples" / f"{task}.gif"
+        rel = ""
+        if gif.is_file():
+            rel = f"samples/{info['method']}-{info['run_id']}-{task}.gif"
+            dst = Path(leaderboard_dir) / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(gif, tmp)
+        row: dict[str, Any] = {k: info.get(k, "") for k in PROVENANCE}
+        row.update(task=task, size=detail.get("size", info.get("size", 0)), sample_gif=rel)
+        for m, v in metrics.items():
+            row[m] = v.get("value")
+            row[f"{m}_backend"] = v.get("backend", "")
+        rows.append(row)
+    return rows
+
+
+def prune(leaderboard_dir: str | Path, benchmark: str, keep_dataset_version: str) -> tuple[int, int]:
+    """Drop the rows measured on any other dataset version (they stay in git history) and the sample GIFs no row
+    references any more; returns ``(rows dropped, GIFs deleted)``. Re-render afterwards."""
+    folder = Path(leaderboard_dir)
+    path = folder / f"{benchmark}.csv"
+    with lock(path):
+        rows, metrics = read_rows(path)
+        kept = [r for r in rows if r["dataset_version"] == keep_dataset_version]
+        if len(kept) < len(rows):
+            with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, columns_for(metrics), restval="", lineterminator="\n")
+                w.writeheader()
+                w.writerows(kept)
+        referenced = {folder / r["sample_gif"] for r in kept if r["sample_gif"]}
+        stale = [g for g in (folder / "samples").glob("*.gif") if g not in referenced] if rows else []
+        for gif in stale:
+            gif.unlink()
+    return len(rows) - len(kept), len(stale)

@@ -1,0 +1,187 @@
+"""ToonTalker (Gong et al., ICCV 2023): cross-domain face reenactment by motion alignment in a canonical space.
+
+One :class:`DomainGenerator` per domain (``real``, ``cartoon``), each a LIA-style latent animator whose motion path is
+replaced by ToonTalker's query transformers. See ``docs/toontalker.md`` for the diagram, the losses and every
+departure from the paper and the public release.
+
+Within one generator, images are in [-1, 1] (the release's convention, so released weights work unchanged);
+:class:`ToonTalker` converts from and to the toolkit's [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...domains import DOMAINS, Domain
+from ..base import METHODS, Capabilities, Method
+from ..blocks import Discriminator, channel_map
+from .networks import DomainGenerator
+from .release import load_release
+
+
+def _prep(img: torch.Tensor) -> torch.Tensor:
+    return img * 2 - 1
+
+
+def analogy_loss(delta_out: torch.Tensor, delta_drive: torch.Tensor) -> torch.Tensor:
+    """Analogy constraint: the canonical motion of the output relative to its source (re-encoded in the source's
+    domain) must equal the driving motion that was applied. Mean absolute difference."""
+    return (delta_out - delta_drive).abs().mean()
+
+
+@METHODS.register("toontalker", summary="ToonTalker (ICCV 2023): cross-domain motion alignment, analogy-constrained")
+class ToonTalker(Method):
+    """Two domain generators (real, cartoon) trained with within-domain reconstruction, then the analogy constraint."""
+
+    name = "toontalker"
+    capabilities = Capabilities(trainable=True, cross_domain=True, self_reenactment=True)
+    optimizer_slots = {"g": "opt_g", "d": "opt_d"}
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(cfg)
+        from ..losses import ReconstructionLoss
+
+        self.gens = nn.ModuleDict({d: DomainGenerator(cfg) for d in DOMAINS})
+        lw = dict(cfg.get("loss", {}))
+        self.w = {k: float(lw.get(k, 0.0)) for k in ("rec", "analogy", "adv", "r1")}
+        self.r1_every = int(lw.get("r1_every", 16))
+        self.domain_weight = {d: float(cfg.get("domain_weight", {}).get(d, 1.0)) for d in DOMAINS}
+        self.stage1_steps = int(cfg.get("stage1_steps", 0))
+        # held outside the module tree: the loss network is not part of the method's checkpoint
+        self._rec = [ReconstructionLoss(str(lw.get("reconstruction", "auto")), float(lw.get("ssim", 1.0)),
+                                        int(lw.get("scales", 3)))]
+        self.cfg["reconstruction_backend"] = self._rec[0].backend
+        betas = tuple(float(b) for b in cfg.get("betas", (0.0, 0.99)))
+        lr = float(cfg.get("lr", 2e-3))
+        self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=lr, betas=betas)
+        self.discs: nn.ModuleDict | None = None
+        self.opt_d: torch.optim.Optimizer | None = None
+        if self.w["adv"] > 0:
+            ch = channel_map(self.size, int(cfg["channel_base"]), int(cfg["channel_max"]))
+            self.discs = nn.ModuleDict({d: Discriminator(self.size, ch) for d in DOMAINS})
+            self.opt_d = torch.optim.Adam(self.discs.parameters(), lr=lr, betas=betas)
+
+    # -- inference --------------------------------------------------------------------------------------------
+    def reconstruct(self, source: torch.Tensor, driving: torch.Tensor, domain: Domain) -> torch.Tensor:
+        """Within-domain absolute transfer ``q = T_src(src) + T_drv(drv)`` (batched); images in [0, 1]."""
+        g = self.gens[domain]
+        xs, xd = _prep(source), _prep(driving)
+        q = g.canon_src(g.motion(xs)) + g.canon_drv(g.motion(xd))
+        return (g.decode(q, g.appearance(xs)) + 1) / 2
+
+    def driving_codes(self, driving: torch.Tensor, domain: Domain) -> torch.Tensor:
+        """Canonical driving tokens ``(T, N, d)``, one frame at a time so equal frames give bit-equal tokens."""
+        g = self.gens[domain]
+        return torch.cat([g.canon_drv(g.motion(_prep(f[None]))) for f in driving])
+
+    @torch.no_grad()
+    def animate(self, source: torch.Tensor, driving: torch.Tensor, *, source_domain: Domain,
+                driving_domain: Domain, relative: bool = True) -> torch.Tensor:
+        """``q = T_src_B(src) + (T_drv_A(drv_t) - T_drv_A(drv_0)) + T_drv_B(src)`` with B = source, A = driving domain
+        (``relative=False``: ``q = T_src_B(src) + T_drv_A(drv_t)``)."""
+        g = self.gens[source_domain]
+        xs = _prep(source[None])
+        feats = g.appearance(xs)
+        m_src = g.motion(xs)
+        drv = self.driving_codes(driving, driving_domain)
+        if relative:
+            q = g.canon_src(m_src) + (drv - drv[:1]) + g.canon_drv(m_src)
+        else:
+            q = g.canon_src(m_src) + drv
+        chunk = int(self.cfg.get("animate_chunk", 16))
+        out = []
+        for i in range(0, len(q), chunk):
+            qi = q[i:i + chunk]
+            out.append(g.decode(qi, [f.expand(len(qi), -1, -1, -1) for f in feats]))
+        return ((torch.cat(out) + 1) / 2).clamp(0, 1)
+
+    # -- training ---------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, dict[str, torch.Tensor]], step: int) -> dict[str, float]:
+        self.train()
+        stage = 1 if step < self.stage1_steps else 2
+        logs: dict[str, float] = {"stage": float(stage)}
+        total = torch.zeros((), device=next(self.parameters()).device)
+        rec_loss = self._rec[0].to(total.device)
+        enc: dict[str, dict[str, Any]] = {}
+        fakes: dict[str, list[torch.Tensor]] = {d: [] for d in batch}
+        for dom, b in batch.items():
+            g = self.gens[dom]
+            xs, xd = _prep(b["source"]), _prep(b["driving"])
+            m = g.motion(torch.cat([xs, xd]))
+            m_s, m_d = m.chunk(2)
+            c_src, c_s, c_d = g.canon_src(m_s), g.canon_drv(m_s), g.canon_drv(m_d)
+            feats = g.appearance(xs)
+            out = g.decode(c_src + c_d, feats)
+            rec = rec_loss((out + 1) / 2, b["driving"])
+            total = total + self.w["rec"] * self.domain_weight[dom] * rec
+            logs[f"rec_{dom}"] = float(rec.detach())
+            fakes[dom].append(out)
+            enc[dom] = {"c_src": c_src, "c_s": c_s, "c_d": c_d, "feats": feats}
+        if stage == 2 and len(enc) == 2 and self.w["analogy"] > 0:
+            for a, bdom in (("real", "cartoon"), ("cartoon", "real")):
+                loss, out = self._analogy(enc[a], enc[bdom], self.gens[bdom])
+                total = total + self.w["analogy"] * loss
+                logs[f"analogy_{a}2{bdom}"] = float(loss.detach())
+                fakes[bdom].append(out)
+        if self.discs is not None:
+            adv = sum(self._g_adv(dom, torch.cat(f)) for dom, f in fakes.items())
+            total = total + self.w["adv"] * adv
+            logs["adv_g"] = float(adv.detach())
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+        if self.discs is not None:
+            logs.update(self._d_step(batch, fakes, step))
+        logs["loss"] = float(total.detach())
+        return logs
+
+    def _analogy(self, ea: dict[str, Any], eb: dict[str, Any],
+                 gb: DomainGenerator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply domain A's canonical motion (driving minus source frame of A's clip) to B's source, re-encode the
+        output with B's encoders, and compare its motion relative to B's source with A's (stop-gradient target)."""
+        delta_a = (ea["c_d"] - ea["c_s"]).detach()
+        out = gb.decode(eb["c_src"] + delta_a + eb["c_s"], eb["feats"])
+        delta_b = gb.canon_drv(gb.motion(out)) - eb["c_s"]
+        return analogy_loss(delta_b, delta_a), out
+
+    def _g_adv(self, dom: str, fake: torch.Tensor) -> torch.Tensor:
+        from ..losses import g_nonsaturating
+
+        assert self.discs is not None
+        self.discs.requires_grad_(False)
+        return g_nonsaturating(self.discs[dom](fake))
+
+    def _d_step(self, batch: dict[str, dict[str, torch.Tensor]], fakes: dict[str, list[torch.Tensor]],
+                step: int) -> dict[str, float]:
+        from ..losses import d_logistic, r1_penalty
+
+        assert self.discs is not None and self.opt_d is not None
+        self.discs.requires_grad_(True)
+        device = next(self.discs.parameters()).device
+        loss = torch.zeros((), device=device)
+        logs: dict[str, float] = {}
+        lazy_r1 = self.w["r1"] > 0 and step % self.r1_every == 0
+        r1_total = torch.zeros((), device=device)
+        for dom, f in fakes.items():
+            d = self.discs[dom]
+            real = _prep(batch[dom]["driving"]).detach().requires_grad_(lazy_r1)
+            real_logits = d(real)
+            loss = loss + d_logistic(real_logits, d(torch.cat(f).detach()))
+            if lazy_r1:
+                r1_total = r1_total + r1_penalty(real_logits, real)
+        logs["d_loss"] = float(loss.detach())
+        if lazy_r1:
+            loss = loss + self.w["r1"] / 2 * self.r1_every * r1_total
+            logs["r1"] = float(r1_total.detach())
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return logs
+
+    # -- official release -------------------------------------------------------------------------------------
+    def load_release_checkpoint(self, path: str, trust: bool = False) -> list[str]:
+        """Load the official release's generators (see :func:`.release.load_release`)."""
+        return load_release(self.gens, path, trust)
