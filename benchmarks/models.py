@@ -40,22 +40,23 @@ def measure(method: str, profile: str, device: str, steps: int, repeats: int = 3
     times) on ``device``; medians are reported with every value."""
     import torch
 
+    from toontalker_bench.domains import DOMAINS
     from toontalker_bench.errors import UserError
-    from toontalker_bench.models.registry import load_profile, method_class
+    from toontalker_bench.faces.pose import POSE_DIM
+    from toontalker_bench.models.registry import build_method
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # imports alone
     torch.manual_seed(0)
-    cfg = load_profile(method, profile)
-    model = method_class(method)(cfg).to(device)
-    size = int(cfg.get("size", 64))
+    model = build_method(method, profile).to(device)
+    cfg = model.cfg
+    size = model.size
     batch_size = BATCH.get(profile) or int(cfg.get("train", {}).get("batch_size", 4))
     caps = model.capabilities
-    domains = ("real", "cartoon")
     batch = {d: {"source": torch.rand(batch_size, 3, size, size, device=device),
                  "driving": torch.rand(batch_size, 3, size, size, device=device),
-                 "motion_source": torch.zeros(batch_size, 20, device=device),
-                 "motion_driving": torch.zeros(batch_size, 20, device=device),
-                 "motion_is_true": torch.ones(batch_size, dtype=torch.bool, device=device)} for d in domains}
+                 "motion_source": torch.zeros(batch_size, POSE_DIM, device=device),
+                 "motion_driving": torch.zeros(batch_size, POSE_DIM, device=device),
+                 "motion_is_true": torch.ones(batch_size, dtype=torch.bool, device=device)} for d in DOMAINS}
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     load = [os.getloadavg()[0]]
     step_times = []

@@ -239,9 +239,9 @@ def test_train_log_widens_header_for_terms_logged_later(tmp_path):
     """A second training stage that logs new terms keeps them in train_log.csv (earlier rows get blanks)."""
     import csv
 
-    from toontalker_bench.train.trainer import _Logs
+    from toontalker_bench.train.logs import TrainLogs
 
-    logs = _Logs(tmp_path, 0, tensorboard=False)
+    logs = TrainLogs(tmp_path, 0, tensorboard=False)
     logs.write(1, {"loss": 1.0})
     logs.write(2, {"loss": 0.5, "analogy": 0.25})
     logs.write(3, {"loss": 0.4})
@@ -249,3 +249,25 @@ def test_train_log_widens_header_for_terms_logged_later(tmp_path):
         rows = list(csv.DictReader(f))
     assert [r["step"] for r in rows] == ["1", "2", "3"]
     assert [r["analogy"] for r in rows] == ["", "0.25", ""]
+
+
+def test_progress_lines_when_no_bar_is_shown(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under `make demo` in a log file (no TTY) training prints step, losses, speed and ETA at an interval."""
+    import logging
+
+    from toontalker_bench.train import logs as L
+
+    monkeypatch.setattr(L, "quiet", lambda: True)
+    caplog.set_level(logging.INFO, logger="toontalker_bench.train.logs")
+    logs = L.TrainLogs(tmp_path, 0, tensorboard=False, name="train toy", total=10, every_s=3600.0)
+    logs.progress(2, {"loss": 0.5, "rec": 0.25})
+    assert caplog.text == ""  # the interval has not passed
+    logs.every_s = 0.0
+    logs.progress(5, {"loss": 0.5, "rec": 0.25})
+    line = caplog.records[-1].getMessage()
+    assert "train toy: step 5/10 (50%), loss 0.5 (rec 0.25)" in line and "steps/s, ETA " in line
+    monkeypatch.setattr(L, "quiet", lambda: False)  # a progress bar is on screen: no lines
+    caplog.clear()
+    L.TrainLogs(tmp_path, 0, tensorboard=False, total=10, every_s=0.0).progress(5, {"loss": 0.5}, final=True)
+    assert caplog.text == ""

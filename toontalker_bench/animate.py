@@ -128,24 +128,13 @@ def _paste(image: np.ndarray, face: np.ndarray, box: tuple[int, int, int]) -> np
 def load_method(params: Params, method: str, checkpoint: str | None, profile: str | None,
                 trust: bool = False) -> Method:
     """A method ready for inference: its profile, or the config stored in a toontalker-bench checkpoint."""
-    import json
-
     from .errors import CheckpointError, ConfigError
-    from .models.registry import load_profile, method_class
-    from .models.checkpoint import load_checkpoint, read_checkpoint
+    from .models.registry import build_method, method_class
 
     cls = method_class(method)
     if cls.capabilities.needs_driving_ground_truth:
         raise ConfigError(f"{method!r} is an evaluation baseline that copies ground truth, not an animator",
                           hint="pick a method from `toontalker-bench methods`")
-    cfg = load_profile(method, profile or params.run.profile)
-    if checkpoint and Path(checkpoint).suffix == ".safetensors":
-        meta = read_checkpoint(checkpoint)[1]
-        if "config" in meta and meta.get("method") == method and profile is None:
-            cfg = json.loads(meta["config"])
-    model = cls(cfg)
-    if checkpoint:
-        load_checkpoint(model, checkpoint, trust=trust)
-    elif cls.capabilities.trainable:
+    if not checkpoint and cls.capabilities.trainable:
         raise CheckpointError(f"method {method!r} needs --checkpoint", hint="train one with `toontalker-bench run`")
-    return model
+    return build_method(method, profile, checkpoint=checkpoint, trust=trust, default_profile=params.run.profile)

@@ -319,17 +319,18 @@ def train_cmd(ctx: click.Context, method: str, profile: str | None, run_id: str 
     """Train a method on the dataset's train split (torchrun-compatible: DDP when WORLD_SIZE > 1)."""
     import os
 
-    from .runs import train_only
+    from .runs import plan_run, train
 
     if resume and not run_id:
         raise UserError("--resume needs --run-id", hint="ls runs/<method>/ to find it")
     params, profile_sets = _harness_params(ctx, sets)
-    run_dir, rec = train_only(params, method, profile, profile_sets, run_id, resume)
+    plan = plan_run(params, method, profile, profile_sets, run_id=run_id, resume=resume, evaluate=False)
+    rec = train(plan)
     if os.environ.get("RANK", "0") == "0":  # one summary line under torchrun
-        click.echo(f"{run_dir}: {rec['steps']} steps in {rec['train_seconds']:.1f} s")
+        click.echo(f"{plan.run_dir}: {rec['steps']} steps in {rec['train_seconds']:.1f} s")
     if rec["interrupted"]:
         click.echo(f"interrupted; checkpoint saved. Continue with: toontalker-bench train --method {method} "
-                   f"--run-id {run_dir.name} --resume", err=True)
+                   f"--run-id {plan.run_id} --resume", err=True)
         raise click.exceptions.Abort()  # main() prints "aborted" and exits 130
 
 
@@ -346,17 +347,18 @@ def train_cmd(ctx: click.Context, method: str, profile: str | None, run_id: str 
 def evaluate_run_cmd(ctx: click.Context, method: str, run_id: str | None, checkpoint: str | None,
                      profile: str | None, tasks: tuple[str, ...], trust_checkpoint: bool, sets: tuple[str, ...]) -> None:
     """Evaluate a checkpoint on the protocol pairs: metrics.json, pairs.csv, sample grids and videos."""
-    from .runs import evaluate_run, new_run_id, resolve, run_dir_for
+    from .runs import evaluate, plan_run
 
     params, profile_sets = _harness_params(ctx, sets)
-    run_dir = run_dir_for(params, method, run_id or new_run_id())
-    cfg = None
-    if profile_sets or not (run_dir / "config.yaml").is_file():
-        _, cfg, profile = resolve(params, method, profile, profile_sets)
-    metrics = evaluate_run(params, method, run_dir, checkpoint, _task_list(tasks), trust_checkpoint, cfg, profile)
+    plan = plan_run(params, method, profile, profile_sets, _task_list(tasks), run_id=run_id, checkpoint=checkpoint,
+                    trust_checkpoint=trust_checkpoint, train=False)
+    _echo_metrics(evaluate(plan))
+    click.echo(f"results in {plan.run_dir}")
+
+
+def _echo_metrics(metrics: dict[str, dict[str, float | None]]) -> None:
     for task, values in metrics.items():
         click.echo(f"{task:<13} " + "  ".join(f"{m}={'n/a' if v is None else f'{v:.4g}'}" for m, v in values.items()))
-    click.echo(f"results in {run_dir}")
 
 
 @app.command("run")
@@ -372,17 +374,17 @@ def evaluate_run_cmd(ctx: click.Context, method: str, run_id: str | None, checkp
 def run_cmd(ctx: click.Context, method: str, profile: str | None, checkpoint: str | None, tasks: tuple[str, ...],
             resume: str | None, trust_checkpoint: bool, no_publish: bool, sets: tuple[str, ...]) -> None:
     """Train (unless --checkpoint) -> evaluate -> runs/<method>/<run-id>/ -> leaderboard."""
-    from .runs import run
+    from .runs import plan_run, run
 
     params, profile_sets = _harness_params(ctx, sets)
-    out = run(params, method, profile, checkpoint, _task_list(tasks), profile_sets, resume, trust_checkpoint,
-              publish=not no_publish)
+    plan = plan_run(params, method, profile, profile_sets, _task_list(tasks), run_id=resume, resume=bool(resume),
+                    checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, publish=not no_publish)
+    out = run(plan, publish_rows=not no_publish)
     if out.interrupted:
         click.echo(f"interrupted; checkpoint saved. Continue with: toontalker-bench run --method {method} "
                    f"--resume {out.run_id}", err=True)
         raise click.exceptions.Abort()  # main() prints "aborted" and exits 130
-    for task, values in out.metrics.items():
-        click.echo(f"{task:<13} " + "  ".join(f"{m}={'n/a' if v is None else f'{v:.4g}'}" for m, v in values.items()))
+    _echo_metrics(out.metrics)
     click.echo(f"run {out.run_id}: {out.run_dir}" + (f" -> {out.leaderboard}" if out.leaderboard else ""))
 
 

@@ -1,7 +1,9 @@
 """Typed configuration: ``params.yaml`` (+ method profile YAMLs) -> dataclasses, with ``--set key=value`` overrides.
 
 Every section is a dataclass; loading rejects unknown keys naming the full dotted key, and coerces/validates types so
-``--set faces.detect_every=abc`` fails with one clear line. Stages receive only their own section.
+``--set faces.detect_every=abc`` fails with one clear line. A data stage declares the keys it reads (its ``READS``,
+the same list dvc.yaml gives as the stage's ``params``, tested) and works on a :func:`view` that holds only those
+and the run-control keys, so reading anything else fails at once.
 """
 
 from __future__ import annotations
@@ -161,6 +163,55 @@ class Params:
         return self.workers or os.cpu_count() or 1
 
 
+RUN_CONTROL = ("workers", "executor", "scheduler", "n_workers")  # how a stage runs, never what it outputs
+
+
+class ParamsView:
+    """The part of :class:`Params` a stage declared: whole sections (``"faces"``), single keys (``"scrape.out_dir"``)
+    and top-level values (``"seed"``), plus :data:`RUN_CONTROL`. Anything else raises ``AttributeError``."""
+
+    def __init__(self, params: Params, keys: tuple[str, ...]) -> None:
+        self._params = params
+        self._keys = keys
+        self._partial: dict[str, set[str]] = {}
+        for k in keys:
+            section, _, key = k.partition(".")
+            if not hasattr(params, section):
+                raise ConfigError(f"stage declares unknown params key {k!r}")
+            if key:
+                self._partial.setdefault(section, set()).add(key)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in RUN_CONTROL or name in self._keys:
+            return getattr(self._params, name)
+        if name in self._partial:
+            return _SectionView(name, getattr(self._params, name), self._partial[name])
+        raise AttributeError(f"params key {name!r} is not declared by this stage (add it to its READS and to dvc.yaml)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The declared values, for hashing a stage's recipe."""
+        return {k: to_dict(getattr(self, k)) for k in sorted({k.partition(".")[0] for k in self._keys})}
+
+
+class _SectionView:
+    def __init__(self, name: str, section: Any, keys: set[str]) -> None:  # noqa: ANN401
+        self._name, self._section, self._keys = name, section, keys
+
+    def __getattr__(self, key: str) -> Any:
+        if key in self._keys:
+            return getattr(self._section, key)
+        raise AttributeError(f"params key {self._name}.{key!r} is not declared by this stage "
+                             "(add it to its READS and to dvc.yaml)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: to_dict(getattr(self._section, k)) for k in sorted(self._keys)}
+
+
+def view(params: Params | ParamsView, keys: tuple[str, ...]) -> ParamsView:
+    """``params`` restricted to ``keys`` (see :class:`ParamsView`)."""
+    return ParamsView(params._params if isinstance(params, ParamsView) else params, keys)
+
+
 # --------------------------------------------------------------------------------------------------- machinery
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and coercing values to the declared types."""
@@ -294,6 +345,8 @@ def load_params(path: str | os.PathLike[str] | None = None, overrides: list[str]
 
 def to_dict(obj: Any) -> Any:
     """Dataclass -> plain dict (tuples as lists) suitable for YAML/JSON."""
+    if isinstance(obj, ParamsView | _SectionView):
+        return obj.to_dict()
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):

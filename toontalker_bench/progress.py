@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 T = TypeVar("T")
 
 
-def _quiet() -> bool:
+def quiet() -> bool:
+    """True when progress bars are hidden (stderr is not a terminal, unless TOONTALKER_PROGRESS=1)."""
     if os.environ.get("TOONTALKER_PROGRESS") == "1":
         return False
     return not sys.stderr.isatty()
@@ -21,7 +22,7 @@ def _quiet() -> bool:
 
 def progress(iterable: Iterable[T] | None = None, **kw: Any) -> tqdm:
     """A tqdm bar, disabled when not on a TTY (set TOONTALKER_PROGRESS=1 to force it on)."""
-    kw.setdefault("disable", _quiet())
+    kw.setdefault("disable", quiet())
     kw.setdefault("dynamic_ncols", True)
     kw.setdefault("leave", False)
     return tqdm(iterable, **kw)

@@ -1,13 +1,16 @@
-"""``toontalker-bench run``: train (unless a checkpoint is given) -> evaluate -> ``runs/<method>/<run-id>/`` -> publish.
+"""``toontalker-bench run``: a run plan validated once -> train (unless a checkpoint is given) -> evaluate -> publish.
 
-Everything a user can get wrong (method, profile, ``--set`` keys, tasks, the dataset and its protocol, the checkpoint
-path, a corrupt leaderboard) is checked before any training starts. A run directory holds ``config.yaml`` (the
-resolved profile and the params used), ``train.json`` (steps, seconds, device), ``checkpoint.safetensors``, the
-evaluation outputs (see :mod:`toontalker_bench.eval.evaluator`) and ``run.json`` (provenance for the leaderboard).
+:func:`plan_run` checks everything a user can get wrong (method, profile, ``--set`` keys, the trainer's settings,
+tasks, metric names, the dataset and its protocol, the checkpoint path, a corrupt leaderboard, the run to resume)
+before any work starts, and returns a :class:`RunPlan` that :func:`train`, :func:`evaluate` and :func:`publish`
+receive as it is. A run directory holds ``config.yaml`` (the resolved profile and the params used), ``train.json``
+(steps, seconds, device), ``checkpoint.safetensors``, the evaluation outputs (see
+:mod:`toontalker_bench.eval.evaluator`) and ``run.json`` (provenance for the leaderboard).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -17,19 +20,49 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from .config import Params, to_dict
-from .errors import CheckpointError, ConfigError, DatasetError
 from .data.dataset import check_tasks, clip_table, load_pairs
+from .device import device_name, resolve_device
+from .domains import DOMAINS, is_cross
+from .errors import CheckpointError, ConfigError, DatasetError
 from .io import safe_name, write_json, write_text
-from .domains import DOMAINS
 from .models.base import Method
-from .models.registry import load_profile, method_class
+from .models.registry import build_method, load_profile, method_class, train_config
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
+
+
+@dataclass
+class RunPlan:
+    """Everything a run needs, resolved and checked once."""
+
+    params: Params
+    method: str
+    cls: type[Method]
+    profile: str
+    cfg: dict[str, Any]  # the resolved method config (profile + overrides)
+    overrides: list[str]
+    tasks: list[str]
+    run_id: str
+    run_dir: Path
+    seed: int
+    device: torch.device
+    checkpoint: Path | None = None  # evaluate this instead of the run's own checkpoint (no training)
+    trust_checkpoint: bool = False
+    resume: bool = False
+
+    @property
+    def dataset(self) -> Path:
+        return Path(self.params.build.out_dir)
+
+    @property
+    def leaderboard(self) -> Path:
+        return Path(self.params.run.leaderboard_dir) / f"{self.params.run.benchmark}.csv"
 
 
 @dataclass
@@ -45,27 +78,82 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
 
 
-def run_dir_for(params: Params, method: str, run_id: str) -> Path:
-    if not safe_name(run_id):
-        raise ConfigError(f"bad run id {run_id!r}", hint="use letters, digits, '.', '_' and '-' only")
-    return Path(params.run.runs_dir) / method / run_id
-
-
 def select_tasks(cls: type[Method], tasks: list[str] | tuple[str, ...]) -> list[str]:
     """Requested tasks, or every task the method can do; asking a self-only method for a cross task is an error."""
     chosen = check_tasks(list(tasks))
-    cap = cls.capabilities
-    if tasks:
-        for t in chosen:
-            if t.split("_")[0] != "self" and not cap.cross_domain:
-                raise ConfigError(f"method {cls.name!r} cannot do cross-domain task {t!r}",
-                                  hint="choose among self_real, self_cartoon")
-        return chosen
-    return [t for t in chosen if t.startswith("self_") or cap.cross_domain]
+    if not tasks:
+        return [t for t in chosen if not is_cross(t) or cls.capabilities.cross_domain]
+    for t in chosen:
+        if is_cross(t) and not cls.capabilities.cross_domain:
+            raise ConfigError(f"method {cls.name!r} cannot do cross-domain task {t!r}",
+                              hint="choose among self_real, self_cartoon")
+    return chosen
+
+
+def plan_run(params: Params, method: str, profile: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+             tasks: list[str] | tuple[str, ...] = (), run_id: str | None = None, resume: bool = False,
+             checkpoint: str | Path | None = None, trust_checkpoint: bool = False, train: bool = True,
+             evaluate: bool = True, publish: bool = False) -> RunPlan:
+    """Resolve and check a run once; raises a :class:`~toontalker_bench.errors.UserError` for anything wrong.
+
+    An existing run directory (``resume``, or ``evaluate run`` of a finished run) supplies its own saved profile,
+    config and seed unless ``profile``/``overrides`` are given for evaluation.
+    """
+    cls = method_class(method)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not run_id:
+        raise ConfigError("under torchrun every process needs the same run directory", hint="pass --run-id NAME")
+    if checkpoint and resume:
+        raise ConfigError("--checkpoint and --resume exclude each other")
+    if checkpoint and not Path(checkpoint).is_file():
+        raise CheckpointError(f"checkpoint not found: {checkpoint}", hint="check the path")
+    run_id = run_id or new_run_id()
+    if not safe_name(run_id):
+        raise ConfigError(f"bad run id {run_id!r}", hint="use letters, digits, '.', '_' and '-' only")
+    run_dir = Path(params.run.runs_dir) / method / run_id
+    saved = _saved_config(run_dir, method, required=resume)
+    all_overrides = [*params.run.overrides, *overrides]
+    if saved is not None and (resume or (not train and profile is None and not overrides)):
+        profile, cfg, seed = saved["profile"], saved["config"], int(saved["params"]["seed"])
+        all_overrides = list(saved.get("overrides", []))
+    else:
+        profile = profile or params.run.profile
+        cfg, seed = load_profile(method, profile, all_overrides), params.seed
+    if train and cls.capabilities.trainable and not checkpoint:
+        train_config(cfg)  # bad train.* keys fail before any data is loaded
+    chosen = select_tasks(cls, tasks or params.eval.tasks)
+    dataset = Path(params.build.out_dir)
+    if train and not checkpoint:
+        _check_train_domains(dataset, cls)
+    if evaluate:
+        from .eval.evaluator import check_metric_names
+
+        check_metric_names(params.eval)
+        load_pairs(dataset, chosen)
+    if publish:
+        from .leaderboard.store import read_rows
+
+        read_rows(Path(params.run.leaderboard_dir) / f"{params.run.benchmark}.csv")  # a corrupt board stops us now
+    return RunPlan(params, method, cls, profile, cfg, all_overrides, chosen, run_id, run_dir, seed,
+                   resolve_device(params.run.device), Path(checkpoint) if checkpoint else None, trust_checkpoint,
+                   resume)
+
+
+def _saved_config(run_dir: Path, method: str, required: bool) -> dict[str, Any] | None:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        if required:
+            raise ConfigError(f"no run to resume at {run_dir}", hint="check --method and the run id (ls runs/<method>)")
+        return None
+    doc = yaml.safe_load(path.read_text())
+    if doc.get("method") != method:
+        raise ConfigError(f"run {run_dir} belongs to method {doc.get('method')!r}, not {method!r}")
+    return doc
 
 
 def _check_train_domains(dataset_dir: Path, cls: type[Method]) -> None:
-    clips = clip_table(dataset_dir)
+    clips = clip_table(dataset_dir)  # the dataset must exist even when there is nothing to learn
+    if not cls.capabilities.trainable:
+        return
     have = set(clips.loc[clips["split"] == "train", "domain"])
     missing = [d for d in DOMAINS if d not in have]
     if missing and cls.capabilities.cross_domain:
@@ -73,170 +161,95 @@ def _check_train_domains(dataset_dir: Path, cls: type[Method]) -> None:
                            f"{cls.name} trains on both domains", hint="add sources of that domain and rebuild")
 
 
-def _device(params: Params) -> Any:
-    from .device import resolve_device
-
-    return resolve_device(params.run.device)
-
-
-def resolve(params: Params, method: str, profile: str | None, overrides: list[str] | tuple[str, ...] = ()
-            ) -> tuple[type[Method], dict[str, Any], str]:
-    cls = method_class(method)
-    profile = profile or params.run.profile
-    cfg = load_profile(method, profile, [*params.run.overrides, *overrides])
-    return cls, cfg, profile
+def _save_config(plan: RunPlan) -> None:
+    p = plan.params
+    doc = {"method": plan.method, "profile": plan.profile, "overrides": plan.overrides, "config": plan.cfg,
+           "params": {"seed": plan.seed, "dataset": p.build.out_dir, "eval": to_dict(p.eval), "run": to_dict(p.run)}}
+    write_text(plan.run_dir / CONFIG_FILE, yaml.safe_dump(doc, sort_keys=False))
 
 
-def _save_config(run_dir: Path, method: str, profile: str, cfg: dict[str, Any], params: Params,
-                 overrides: list[str] | tuple[str, ...]) -> None:
-    doc = {"method": method, "profile": profile, "overrides": list(overrides), "config": cfg,
-           "params": {"seed": params.seed, "dataset": params.build.out_dir, "eval": to_dict(params.eval),
-                      "run": to_dict(params.run)}}
-    write_text(run_dir / CONFIG_FILE, yaml.safe_dump(doc, sort_keys=False))
-
-
-def _load_doc(run_dir: Path, method: str) -> dict[str, Any]:
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise ConfigError(f"no run to resume at {run_dir}", hint="check --method and the run id (ls runs/<method>)")
-    doc = yaml.safe_load(path.read_text())
-    if doc.get("method") != method:
-        raise ConfigError(f"run {run_dir} belongs to method {doc.get('method')!r}, not {method!r}")
-    return doc
-
-
-def _load_config(run_dir: Path, method: str) -> tuple[str, dict[str, Any]]:
-    doc = _load_doc(run_dir, method)
-    return doc["profile"], doc["config"]
-
-
-def train_only(params: Params, method: str, profile: str | None = None, overrides: list[str] | tuple[str, ...] = (),
-               run_id: str | None = None, resume: bool = False) -> tuple[Path, dict[str, Any]]:
-    """Train into ``runs/<method>/<run_id>`` (a no-op checkpoint for parameter-free methods); returns the run dir
-    and the training record (also written to ``train.json``)."""
+# ------------------------------------------------------------------------------------------------ the three steps
+def train(plan: RunPlan) -> dict[str, Any]:
+    """Train into the run directory (a no-op checkpoint for parameter-free methods); returns the training record
+    (also written to ``train.json``)."""
     from .leaderboard.provenance import code_commit
     from .models.checkpoint import save_checkpoint
     from .train.data import TrainData
-    from .train.trainer import FINAL_CHECKPOINT, train, train_config
+    from .train.trainer import FINAL_CHECKPOINT
+    from .train.trainer import train as run_trainer
 
     commit = code_commit()  # the code that trains, read before anything can change the tree
-    cls, cfg, profile = resolve(params, method, profile, overrides)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not run_id:
-        raise ConfigError("under torchrun every process needs the same run directory", hint="pass --run-id NAME")
-    run_id = run_id or new_run_id()
-    run_dir = run_dir_for(params, method, run_id)
-    seed = params.seed
-    if resume:  # the run's own config and seed, so the data order continues unchanged
-        doc = _load_doc(run_dir, method)
-        profile, cfg, seed = doc["profile"], doc["config"], int(doc["params"]["seed"])
-    dataset = Path(params.build.out_dir)
-    device = _device(params)
-    model = cls(cfg)
-    record: dict[str, Any] = {"run_id": run_id, "profile": profile, "steps": 0, "train_seconds": 0.0,
-                              "device": _device_name(device), "world_size": 1, "interrupted": False,
+    model = plan.cls(plan.cfg)
+    record: dict[str, Any] = {"run_id": plan.run_id, "profile": plan.profile, "steps": 0, "train_seconds": 0.0,
+                              "device": device_name(plan.device), "world_size": 1, "interrupted": False,
                               "code_commit": commit}
-    if not cls.capabilities.trainable:
-        clip_table(dataset)  # the dataset must exist even when there is nothing to learn
-        _save_config(run_dir, method, profile, cfg, params, overrides)
-        save_checkpoint(run_dir / FINAL_CHECKPOINT, model, 0, with_optimizer=False)
+    if not plan.resume:
+        _save_config(plan)
+    if not plan.cls.capabilities.trainable:
+        save_checkpoint(plan.run_dir / FINAL_CHECKPOINT, model, 0, with_optimizer=False)
     else:
-        tc = train_config(cfg)  # bad train.* keys fail before the data is loaded
-        _check_train_domains(dataset, cls)
-        if not resume:
-            _save_config(run_dir, method, profile, cfg, params, overrides)
-        data = TrainData.from_dataset(dataset, model.size, seed, tc.max_frames_per_clip,
-                                      pseudo_pose=cls.capabilities.needs_paired_pose)
+        tc = train_config(plan.cfg)
+        data = TrainData.from_dataset(plan.dataset, model.size, plan.seed, tc.max_frames_per_clip,
+                                      pseudo_pose=plan.cls.capabilities.needs_paired_pose)
         if data.pose_label_counts:
             record["pose_label_counts"] = data.pose_label_counts
-        res = train(model, data, run_dir, seed=seed, device=device, resume=resume)
-        before = _read_json(run_dir / "train.json").get("train_seconds", 0.0) if resume else 0.0
-        record.update(steps=res.steps, train_seconds=round(before + res.seconds, 3),
-                      world_size=res.world_size, interrupted=res.interrupted)
+        res = run_trainer(model, data, plan.run_dir, seed=plan.seed, device=plan.device, resume=plan.resume)
+        before = _read_json(plan.run_dir / "train.json").get("train_seconds", 0.0) if plan.resume else 0.0
+        record.update(steps=res.steps, train_seconds=round(before + res.seconds, 3), world_size=res.world_size,
+                      interrupted=res.interrupted)
     if _rank() == 0:
-        write_json(run_dir / "train.json", record)
-    return run_dir, record
+        write_json(plan.run_dir / "train.json", record)
+    return record
 
 
-def evaluate_run(params: Params, method: str, run_dir: Path, checkpoint: str | Path | None = None,
-                 tasks: list[str] | tuple[str, ...] = (), trust_checkpoint: bool = False,
-                 cfg: dict[str, Any] | None = None, profile: str | None = None) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` (default: the run's own) into ``run_dir`` and write ``run.json``."""
-    from .eval.evaluator import check_metric_names, evaluate
+def evaluate(plan: RunPlan) -> dict[str, dict[str, float | None]]:
+    """Evaluate the plan's checkpoint (default: the run's own) into the run directory and write ``run.json``."""
+    from .eval.evaluator import evaluate as run_evaluator
     from .leaderboard.provenance import code_commit, dataset_version, now_iso
-    from .models.checkpoint import load_checkpoint
     from .train.trainer import FINAL_CHECKPOINT
 
     commit = code_commit()  # read at the start: the tree may change while a long evaluation runs
-    cls = method_class(method)
-    if cfg is None and (run_dir / CONFIG_FILE).is_file():
-        profile, cfg = _load_config(run_dir, method)
-    elif cfg is None:
-        _, cfg, profile = resolve(params, method, profile)
-    chosen = select_tasks(cls, tasks or params.eval.tasks)
-    check_metric_names(params.eval)
-    dataset = Path(params.build.out_dir)
-    load_pairs(dataset, chosen)
-    ckpt = Path(checkpoint) if checkpoint else run_dir / FINAL_CHECKPOINT
+    ckpt = plan.checkpoint or plan.run_dir / FINAL_CHECKPOINT
     if not ckpt.is_file():
         raise CheckpointError(f"checkpoint not found: {ckpt}", hint="train first, or pass --checkpoint PATH")
-    model = cls(cfg)
-    load_checkpoint(model, ckpt, trust=trust_checkpoint)
-    if not (run_dir / CONFIG_FILE).is_file():
-        _save_config(run_dir, method, profile or params.run.profile, cfg, params, ())
-    device = _device(params)
-    result = evaluate(model, dataset, run_dir, params.eval, chosen, device)
-    train_rec = _read_json(run_dir / "train.json")
-    info = {"run_id": run_dir.name, "method": method, "profile": profile,
-            "seed": int(_load_doc(run_dir, method)["params"]["seed"]),
+    model = build_method(plan.method, cfg=plan.cfg, checkpoint=ckpt, trust=plan.trust_checkpoint)
+    if not (plan.run_dir / CONFIG_FILE).is_file():
+        _save_config(plan)
+    if plan.checkpoint and not (plan.run_dir / "train.json").is_file():
+        write_json(plan.run_dir / "train.json", {"run_id": plan.run_id, "profile": plan.profile, "steps": 0,
+                                                 "train_seconds": 0.0, "device": "",
+                                                 "checkpoint_from": str(plan.checkpoint)})
+    result = run_evaluator(model, plan.dataset, plan.run_dir, plan.params.eval, plan.tasks, plan.device)
+    train_rec = _read_json(plan.run_dir / "train.json")
+    info = {"run_id": plan.run_id, "method": plan.method, "profile": plan.profile, "seed": plan.seed,
             "steps": int(train_rec.get("steps", 0)), "train_seconds": float(train_rec.get("train_seconds", 0.0)),
-            "device": train_rec.get("device") or _device_name(device), "date": now_iso(),
-            "dataset_version": dataset_version(dataset), "size": model.size,
+            "device": train_rec.get("device") or device_name(plan.device), "date": now_iso(),
+            "dataset_version": dataset_version(plan.dataset), "size": model.size,
             # the training commit when this run trained; an evaluation-only run names the evaluating code
             "code_commit": train_rec.get("code_commit") or commit,
-            "checkpoint": str(ckpt), "tasks": chosen, "eval_seconds": round(result.seconds, 3),
+            "checkpoint": str(ckpt), "tasks": plan.tasks, "eval_seconds": round(result.seconds, 3),
             # methods trained on pose vectors: were they ground truth, 3DMM pseudo labels, or both
-            "pose_labels": model.cfg.get("pose_labels", "") if cls.capabilities.needs_paired_pose else ""}
+            "pose_labels": model.cfg.get("pose_labels", "") if plan.cls.capabilities.needs_paired_pose else ""}
     if _rank() == 0:
-        write_json(run_dir / "run.json", info)
+        write_json(plan.run_dir / "run.json", info)
     return {t: {m: v.value for m, v in ms.items()} for t, ms in result.metrics.items()}
 
 
-def run(params: Params, method: str, profile: str | None = None, checkpoint: str | None = None,
-        tasks: list[str] | tuple[str, ...] = (), overrides: list[str] | tuple[str, ...] = (),
-        resume: str | None = None, trust_checkpoint: bool = False, publish: bool = True) -> RunOutcome:
+def publish(plan: RunPlan) -> Path:
     from .leaderboard.publish import publish_run
-    from .leaderboard.store import read_rows
 
-    cls, cfg, profile = resolve(params, method, profile, overrides)
-    chosen = select_tasks(cls, tasks or params.eval.tasks)
-    dataset = Path(params.build.out_dir)
-    load_pairs(dataset, chosen)
-    from .eval.evaluator import check_metric_names
+    return publish_run(plan.run_dir, plan.params.run.leaderboard_dir, plan.params.run.benchmark)
 
-    check_metric_names(params.eval)
-    board = Path(params.run.leaderboard_dir) / f"{params.run.benchmark}.csv"
-    if publish:
-        read_rows(board)  # a corrupt leaderboard stops the run before any work
-    if checkpoint and not Path(checkpoint).is_file():
-        raise CheckpointError(f"checkpoint not found: {checkpoint}")
-    if checkpoint and resume:
-        raise ConfigError("--checkpoint and --resume exclude each other")
-    run_id = resume or new_run_id()
-    run_dir = run_dir_for(params, method, run_id)
-    if checkpoint:
-        _save_config(run_dir, method, profile, cfg, params, overrides)
-        write_json(run_dir / "train.json", {"run_id": run_id, "profile": profile, "steps": 0, "train_seconds": 0.0,
-                                            "device": "", "checkpoint_from": str(checkpoint)})
-    else:
-        _, record = train_only(params, method, profile, overrides, run_id, resume=bool(resume))
+
+def run(plan: RunPlan, publish_rows: bool = True) -> RunOutcome:
+    """Train (unless the plan names a checkpoint) -> evaluate -> publish (rank 0 only)."""
+    if plan.checkpoint is None:
+        record = train(plan)
         if record["interrupted"]:
-            return RunOutcome(run_id, run_dir, {}, None, interrupted=True)
-        profile, cfg = _load_config(run_dir, method)
-    metrics = evaluate_run(params, method, run_dir, checkpoint, chosen, trust_checkpoint, cfg=cfg, profile=profile)
-    path = None
-    if publish and _rank() == 0:
-        path = publish_run(run_dir, params.run.leaderboard_dir, params.run.benchmark)
-    return RunOutcome(run_id, run_dir, metrics, path)
+            return RunOutcome(plan.run_id, plan.run_dir, {}, None, interrupted=True)
+    metrics = evaluate(plan)
+    path = publish(plan) if publish_rows and _rank() == 0 else None
+    return RunOutcome(plan.run_id, plan.run_dir, metrics, path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -247,21 +260,9 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def _device_name(device: Any) -> str:
-    import platform
-
-    import torch
-
-    if getattr(device, "type", "") == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()})"
-
-
 def split_overrides(items: list[str] | tuple[str, ...]) -> tuple[list[str], list[str]]:
     """``--set`` values of the harness verbs: keys of a params.yaml section (``eval.*``, ``run.*``, ``seed``...) go
     to the params, every other key (``size``, ``train.steps``...) to the method profile."""
-    import dataclasses
-
     sections = {f.name for f in dataclasses.fields(Params)}
     to_params, to_profile = [], []
     for item in items:

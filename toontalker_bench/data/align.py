@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import AlignParams, Params, to_dict
+from ..config import AlignParams, Params, to_dict, view
 from ..errors import ConfigError
 from ..executors import Executor
 from ..io import atomic_path, read_table, sha256_file, write_table
@@ -33,6 +33,9 @@ from ..video import VideoWriter, iter_frames
 from .stage import Job, Stage
 
 log = logging.getLogger(__name__)
+
+#: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
+READS = ("scrape.out_dir", "faces.out_dir", "align")
 
 CLIP_COLUMNS = ["clip_id", "tube_id", "source_id", "domain", "identity", "n_frames", "fps", "size", "crop_x0",
                 "crop_y0", "crop_size", "path", "shot", "start_frame", "end_frame", "median_face_px"]
@@ -219,6 +222,7 @@ def _complete(out: Path):  # noqa: ANN202 - part record -> bool
 
 def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     """Run the align stage; returns (and writes) the report."""
+    params = view(params, READS)
     p = params.align
     stage = Stage("align", p.out_dir, params, executor)
     out = stage.out

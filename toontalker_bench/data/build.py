@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import Params, to_dict
+from ..config import Params, to_dict, view
 from ..errors import DatasetError, UserError
 from ..executors import Executor
 from ..io import atomic_dir, read_table, write_bytes, write_json, write_table, write_text
@@ -30,6 +30,9 @@ from .protocol import make_pairs
 from .stage import Stage
 
 log = logging.getLogger(__name__)
+
+#: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
+READS = ("seed", "synth", "scrape", "shots", "faces", "align", "build")
 
 DATA_SECTIONS = ("synth", "scrape", "shots", "faces", "align", "build")
 
@@ -261,6 +264,7 @@ def _cell(v: object) -> str:
 def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     """Run the build stage (in this process: it copies files and writes tables, nothing worth a pool; ``executor``
     keeps the stage signature); returns the stats."""
+    params = view(params, READS)
     b = params.build
     out = Path(b.out_dir)
     clips_dir = Path(params.align.out_dir)
@@ -290,9 +294,9 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
 
     import datasets
 
-    from ..progress import _quiet
+    from ..progress import quiet
 
-    if _quiet():
+    if quiet():
         datasets.disable_progress_bars()
     dd = _hf_dict(df, out)
     with atomic_dir(out / "hf") as tmp:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import Params, ScrapeParams
+from ..config import Params, ScrapeParams, view
 from ..errors import ConfigError, MediaError, UserError
 from ..domains import DOMAINS
 from ..executors import Executor
@@ -41,6 +41,9 @@ from .manifest import Source, local_path, read_manifests
 from .stage import Job, Stage
 
 log = logging.getLogger(__name__)
+
+#: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
+READS = ("scrape",)
 
 TABLE_COLUMNS = ("source_id", "domain", "url", "title", "license", "attribution", "identity", "split", "start", "end",
                  "status", "reason", "path", "gt_path", "width", "height", "fps", "n_frames", "box")
@@ -103,6 +106,7 @@ class FetchSettings:
 # --------------------------------------------------------------------------------------------------- stage
 def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     """Fetch every manifest source into ``scrape.out_dir``; returns the report (also written as report.json)."""
+    params = view(params, READS)
     p = params.scrape
     settings = FetchSettings.from_params(p)
     sources = read_manifests(p.manifests, root=settings.root)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import Params, ShotsParams, to_dict
+from ..config import Params, ShotsParams, to_dict, view
 from ..errors import ConfigError, MediaError
 from ..executors import Executor
 from ..io import read_table, sha256_file, write_table
@@ -26,6 +26,9 @@ from ..video import probe
 from .stage import Job, Stage
 
 log = logging.getLogger(__name__)
+
+#: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
+READS = ("scrape.out_dir", "shots")
 
 TABLE_COLUMNS = ("source_id", "shot", "start_frame", "end_frame", "start_s", "end_s", "fps")
 DETECTORS = ("content", "adaptive")
@@ -120,6 +123,7 @@ def _key(video: Path, p: ShotsParams) -> str:
 
 def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     """Detect shots in every ``ok`` source of ``data/raw/sources.parquet``; returns the report."""
+    params = view(params, READS)
     p = params.shots
     if p.detector not in DETECTORS:
         raise ConfigError(f"unknown shots.detector {p.detector!r}", hint="use content or adaptive")

@@ -84,6 +84,14 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return tensors, meta
 
 
+def saved_config(path: str | Path, method: str) -> dict[str, Any] | None:
+    """The method config saved in a toontalker-bench checkpoint of ``method`` (None for other files)."""
+    if Path(path).suffix != ".safetensors":
+        return None
+    meta = read_checkpoint(path)[1]
+    return json.loads(meta["config"]) if "config" in meta and meta.get("method") == method else None
+
+
 def load_checkpoint(method: Method, path: str | Path, *, optimizer: bool = False, trust: bool = False) -> int:
     """Load weights into ``method`` with strict name/shape checks; returns the checkpoint's step.
 

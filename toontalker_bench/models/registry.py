@@ -94,3 +94,23 @@ def _check_known(base: dict[str, Any], over: dict[str, Any], method: str, profil
             raise ConfigError(f"unknown key {where + key!r} in profile {method}/{profile}", hint=f"known: {known}")
         if isinstance(value, dict) and isinstance(base[key], dict):
             _check_known(base[key], value, method, profile, f"{where}{key}.")
+
+
+def build_method(method: str, profile: str | None = None, overrides: list[str] | tuple[str, ...] = (), *,
+                 cfg: dict[str, Any] | None = None, checkpoint: str | Path | None = None, trust: bool = False,
+                 default_profile: str = "tiny") -> Method:
+    """The one way to make a method: its registered class, its config and, from ``checkpoint``, its weights.
+
+    The config is ``cfg`` when given; else ``profile`` with ``overrides``; else (no profile named) the config saved
+    in a toontalker-bench checkpoint, falling back to ``default_profile``. Release ``.pth`` files go to the
+    method's own loader (``trust`` allows full pickles).
+    """
+    from .checkpoint import load_checkpoint, saved_config
+
+    if cfg is None:
+        saved = saved_config(checkpoint, method) if checkpoint and profile is None and not overrides else None
+        cfg = saved if saved is not None else load_profile(method, profile or default_profile, overrides)
+    model = method_class(method)(cfg)
+    if checkpoint:
+        load_checkpoint(model, checkpoint, trust=trust)
+    return model

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...config import FacesParams, Params, to_dict
+from ...config import FacesParams, Params, to_dict, view
 from ...errors import ConfigError, MediaError
 from ...executors import Executor
 from ...io import atomic_path, read_table, sha256_file, write_table
@@ -40,6 +40,9 @@ from ..stage import Job, Stage
 from . import track as T
 
 log = logging.getLogger(__name__)
+
+#: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
+READS = ("scrape.out_dir", "shots.out_dir", "faces")
 
 TUBE_COLUMNS = ["tube_id", "source_id", "domain", "identity", "shot", "start_frame", "end_frame", "n_frames",
                 "mean_score", "median_face_px", "detector"]
@@ -380,6 +383,7 @@ def _complete(out: Path):  # noqa: ANN202 - part record -> bool
 
 def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     """Run the faces stage; returns (and writes) the report."""
+    params = view(params, READS)
     p = params.faces
     if p.detect_every < 1:
         raise ConfigError(f"faces.detect_every must be >= 1, got {p.detect_every}")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...config import Params, SynthParams
+from ...config import Params, SynthParams, view
 from ...executors import Executor
 from ...io import write_bytes
 from ..stage import Job, Stage
@@ -24,6 +24,9 @@ from .plan import Video, plan
 from .render import render_video
 
 log = logging.getLogger(__name__)
+
+#: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
+READS = ("seed", "synth")
 
 MANIFEST_COLUMNS = ("source_id", "url", "domain", "title", "license", "attribution", "identity", "split", "start",
                     "end")
@@ -79,6 +82,7 @@ def _complete(out: Path) -> Callable[[dict[str, Any]], bool]:
 
 def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     """Generate the demo corpus into ``params.synth.out_dir`` (skipping finished videos) and write the manifest."""
+    params = view(params, READS)
     sp = params.synth
     stage = Stage("synth", sp.out_dir, params, executor)
     videos = plan(params)

@@ -1,0 +1,107 @@
+"""dvc.yaml states the truth: each stage's params are the keys it reads, its code deps the modules it imports, its
+paths come from params.yaml, and the dataset is declared as an artifact."""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+
+import yaml
+
+from test_architecture import import_graph, modules
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE_MODULES = {  # `toontalker-bench data <verb>` -> the module whose run() the verb calls
+    "synth": "toontalker_bench.data.synth.stage",
+    "scrape": "toontalker_bench.data.scrape",
+    "shots": "toontalker_bench.data.shots",
+    "faces": "toontalker_bench.data.faces.stage",
+    "align": "toontalker_bench.data.align",
+    "build": "toontalker_bench.data.build",
+}
+
+
+def _closure(entries: list[str]) -> set[str]:
+    graph, seen, todo = import_graph(), set(), list(entries)
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += graph[m]
+    return seen
+
+
+def _files(mods: set[str]) -> set[str]:
+    table = modules()
+    return {table[m][0].relative_to(REPO).as_posix() for m in mods}
+
+
+def _code_deps(stage: dict) -> list[str]:
+    return [d for d in stage["deps"] if d.startswith("toontalker_bench")]
+
+
+def _covered(deps: list[str]) -> set[str]:
+    """The package files the deps name (a folder dep names every .py file under it)."""
+    out = set()
+    for d in deps:
+        p = REPO / d
+        assert p.exists(), f"dvc.yaml dep {d} does not exist"
+        out |= {f.relative_to(REPO).as_posix() for f in p.rglob("*.py")} if p.is_dir() else {d}
+    return out
+
+
+def test_data_stage_code_deps_are_exactly_what_each_stage_imports() -> None:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert set(stages) == set(STAGE_MODULES)
+    for name, module in STAGE_MODULES.items():
+        assert stages[name]["cmd"] == f"toontalker-bench data {name}"
+        imported = _files(_closure([module]))
+        listed = _covered(_code_deps(stages[name]))
+        assert imported <= listed, f"{name}: imports not in deps: {sorted(imported - listed)}"
+        assert listed <= imported, f"{name}: deps it does not import: {sorted(listed - imported)}"
+
+
+def test_data_stage_params_are_exactly_what_each_stage_reads() -> None:
+    """Each stage works on a view of params holding only its READS (reading anything else raises), and dvc.yaml
+    declares the same keys."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    for name, module in STAGE_MODULES.items():
+        reads = importlib.import_module(module).READS
+        assert stages[name]["params"] == list(reads), name
+
+
+def test_paths_come_from_params_yaml() -> None:
+    """No path that params.yaml owns is spelled out in dvc.yaml: it is templated (${section.out_dir})."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    owned = {v for sec in params.values() if isinstance(sec, dict) for k, v in sec.items()
+             if isinstance(v, str) and (k == "out_dir" or k == "manifest")}
+    text = (REPO / "dvc.yaml").read_text()
+    body = "\n".join(line.split("#")[0] for line in text.splitlines())
+    for path in owned:
+        assert not re.search(rf"(?<![\w/$]){re.escape(path)}(?![\w])", body), f"{path} is spelled out in dvc.yaml"
+
+
+def test_artifacts_are_declared() -> None:
+    data = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    art = data["artifacts"]["demo-dataset"]
+    assert art["type"] == "dataset" and art["desc"] and art["labels"] and art["path"] == "${build.out_dir}"
+    bench = yaml.safe_load((REPO / "pipelines" / "benchmark" / "dvc.yaml").read_text())
+    for name, a in bench["artifacts"].items():
+        assert a["type"] == "model" and a["desc"] and a["labels"], name
+        assert a["path"].endswith("checkpoint.safetensors"), name
+    trainable = {"toontalker", "fomm", "animeceleb"}
+    assert {n.removesuffix("-checkpoint") for n in bench["artifacts"]} == trainable
+
+
+def test_view_refuses_undeclared_keys() -> None:
+    import pytest
+
+    from toontalker_bench.config import Params, view
+
+    v = view(Params(), ("scrape.out_dir", "shots"))
+    assert v.scrape.out_dir == "data/raw" and v.shots.detector == "content" and v.n_workers() >= 1
+    with pytest.raises(AttributeError, match="faces"):
+        v.faces  # noqa: B018
+    with pytest.raises(AttributeError, match="scrape.*manifests"):
+        v.scrape.manifests  # noqa: B018
