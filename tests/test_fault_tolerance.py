@@ -15,8 +15,10 @@ left behind and so exercise each stage's own resume.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -58,9 +60,13 @@ def _env(heap: str = "170") -> dict[str, str]:
             "MALLOC_PERTURB_": heap}
 
 
-def _pipeline() -> dict:
-    """The repository's pipeline with its code dependencies dropped (the package is installed, not in the project)."""
-    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())
+def _pipeline(params: dict) -> dict:
+    """The repository's pipeline with its code dependencies dropped (the package is installed, not in the project)
+    and its ``${section.key}`` paths filled in from ``params``, so the test can find every output."""
+    def fill(text: str) -> str:
+        return re.sub(r"\$\{([\w.]+)\}", lambda m: str(functools.reduce(dict.get, m.group(1).split("."), params)), text)
+
+    spec = yaml.safe_load(fill((REPO / "dvc.yaml").read_text()))
     for stage in spec["stages"].values():
         stage["deps"] = [d for d in stage["deps"] if not str(d).startswith("toontalker_bench/")]
     return spec
@@ -101,9 +107,10 @@ def _init_project(root: Path) -> dict:
     params = {**base, **{k: {**base[k], **v} if isinstance(v, dict) else v for k, v in TINY.items()}}
     root.mkdir(parents=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    spec = _pipeline()
+    spec = _pipeline(params)
     (root / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     _dvc(root, "init", "--no-scm", "-q")
+    shutil.copyfile(REPO / ".dvcignore", root / ".dvcignore")  # resume records stay out of the hashes
     config = "[core]\n    no_scm = True\n    analytics = false\n    check_update = false\n"
     (root / ".dvc" / "config").write_text(config)
     return spec
