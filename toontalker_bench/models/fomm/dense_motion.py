@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .util import KP, AntiAliasInterpolation2d, Hourglass, kp2gaussian, make_coordinate_grid, warp
+from ..blocks import AntiAliasInterpolation2d
+from .util import KP, Hourglass, kp2gaussian, make_coordinate_grid, warp
 
 class DenseMotionNetwork(nn.Module):
     """Sparse per-keypoint affine motions -> soft-assigned dense backward flow ``(B, h, w, 2)`` + occlusion map."""

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .util import KP, AntiAliasInterpolation2d, Hourglass, make_coordinate_grid
+from ..blocks import AntiAliasInterpolation2d
+from .util import KP, Hourglass, make_coordinate_grid
 
 class KPDetector(nn.Module):
     """Keypoints as soft-argmax of softmax heatmaps (temperature), Jacobians as heatmap-weighted 2x2 maps."""

@@ -118,8 +118,10 @@ class FOMM(Method):
         self.transform_params = dict(loss.get("transform_params", {}))
         # held outside the module tree: loss networks are not part of the method's checkpoint
         self._loss = [ReconstructionLoss(str(loss.get("reconstruction", "auto")), float(loss.get("ssim", 1.0)),
-                                         int(loss.get("scales", 4)))]
+                                         int(loss.get("scales", 4)), perceptual=loss.get("perceptual"))]
         self.cfg["reconstruction_backend"] = self._loss[0].backend  # recorded in the run's resolved config
+        self.loss_weights.update(self._loss[0].term_weights)  # the paper's weights while the VGG loss runs
+        self.cfg["loss_weights_used"] = dict(self.loss_weights)
         self.discriminator: Discriminator | None = None
         lr = float(cfg.get("lr", 2e-4))
         self.opt = torch.optim.Adam(list(self.kp_detector.parameters()) + list(self.generator.parameters()),

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ...domains import DOMAINS, Domain
+from ...errors import ConfigError
 from ..base import METHODS, Capabilities, Method
 from ..blocks import Discriminator, channel_map
 from .networks import DomainGenerator
@@ -52,8 +53,14 @@ class ToonTalker(Method):
         self.stage1_steps = int(cfg.get("stage1_steps", 0))
         # held outside the module tree: the loss network is not part of the method's checkpoint
         self._rec = [ReconstructionLoss(str(lw.get("reconstruction", "auto")), float(lw.get("ssim", 1.0)),
-                                        int(lw.get("scales", 3)))]
+                                        int(lw.get("scales", 3)), perceptual=lw.get("perceptual"))]
         self.cfg["reconstruction_backend"] = self._rec[0].backend
+        paper_w = self._rec[0].term_weights  # the paper's weights while the VGG loss runs (empty otherwise)
+        if set(paper_w) - set(self.w):
+            raise ConfigError(f"unknown loss.perceptual.weights {sorted(set(paper_w) - set(self.w))} for toontalker",
+                              hint=f"known: {', '.join(self.w)}")
+        self.w.update(paper_w)
+        self.cfg["loss_weights_used"] = dict(self.w)
         betas = tuple(float(b) for b in cfg.get("betas", (0.0, 0.99)))
         lr = float(cfg.get("lr", 2e-3))
         self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=lr, betas=betas)
