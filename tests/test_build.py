@@ -66,7 +66,8 @@ def test_pairs_schema_and_rules() -> None:
     clips = _clips({"real": 6, "cartoon": 6}).assign(split=lambda d: np.where(d.index % 3 == 0, "test", "train"))
     pairs = make_pairs(clips, pairs_per_task=5, pair_frames=32, seed=3)
     assert list(pairs.columns) == ["task", "pair_id", "source_clip", "source_frame", "driving_clip",
-                                   "driving_start", "n_frames"]
+                                   "driving_start", "n_frames", "motion_range_deg", "motion_source",
+                                   "below_threshold"]
     assert pairs.groupby("task").size().to_dict() == {t: 5 for t in TASKS}
     test = clips[clips.split == "test"].set_index("clip_id")
     for r in pairs.itertuples():
@@ -77,6 +78,29 @@ def test_pairs_schema_and_rules() -> None:
             assert r.source_clip == r.driving_clip and r.source_frame == r.driving_start
     pd.testing.assert_frame_equal(pairs, make_pairs(clips, 5, 32, 3))
     assert not pairs.equals(make_pairs(clips, 5, 32, 4))
+
+
+def test_driving_windows_are_chosen_where_the_head_moves() -> None:
+    """Known head motion per clip: still clips never drive, a window's motion range is its largest yaw/pitch/roll
+    excursion, and with no clip moving enough each clip's most moving window is used and marked."""
+    clips = _clips({"real": 4, "cartoon": 4}).assign(split="test", n_frames=100)
+
+    def motion(row: pd.Series) -> tuple[np.ndarray, str]:
+        k = int(str(row["clip_id"])[-1])
+        angles = np.zeros((100, 3))
+        if k % 2:  # odd clips turn their head (yaw) by 20 degrees between frames 50 and 70, and nowhere else
+            angles[50:70, 0] = np.linspace(0, 20, 20)
+            angles[70:, 0] = 20
+        return angles, "ground_truth"
+
+    pairs = make_pairs(clips, pairs_per_task=6, pair_frames=32, seed=0, min_motion_deg=10.0, motion=motion)
+    assert len(pairs) == 6 * len(TASKS) and not pairs["below_threshold"].any()
+    assert set(int(c[-1]) % 2 for c in pairs["driving_clip"]) == {1}  # only moving clips drive
+    assert (pairs["motion_range_deg"] >= 10).all() and (pairs["motion_source"] == "ground_truth").all()
+    for r in pairs.itertuples():  # the window overlaps the turn enough to see 10 degrees of it
+        assert r.driving_start + r.n_frames > 60 and r.driving_start < 60
+    still = make_pairs(clips, pairs_per_task=2, pair_frames=32, seed=0, min_motion_deg=50.0, motion=motion)
+    assert still["below_threshold"].all() and set(still["motion_range_deg"]) <= {0.0, 20.0}
 
 
 def _aligned_inputs(root: Path) -> Params:

@@ -52,7 +52,11 @@ def test_bad_inputs_are_one_line_exit_2(tmp_path: Path, frames: np.ndarray, caps
     gen = _write(tmp_path / "gen", frames)
     base = ["evaluate", "metrics", "--generated", str(gen), "--metrics", "l1", "--device", "cpu"]
     short = _write(tmp_path / "short", frames[:2])
-    assert "3 generated frames but 2 driving" in _error(capsys, base + ["--driving", str(short)])
+    assert "driving video has 2 frames, fewer than the 3 generated" in _error(capsys, base + ["--driving", str(short)])
+    assert "generated video has 2 frames, fewer than the 3 driving" in _error(
+        capsys, ["evaluate", "metrics", "--generated", str(short), "--metrics", "l1", "--device", "cpu", "--driving",
+                 str(gen)])
+    assert "needs --reference" in _error(capsys, ["evaluate", "metrics", "--generated", str(gen), "--metrics", "fid"])
     (tmp_path / "empty").mkdir()
     assert "empty folder" in _error(capsys, base + ["--driving", str(tmp_path / "empty")])
     junk = _write(tmp_path / "junk", frames)
@@ -73,3 +77,26 @@ def test_face_never_found_is_a_user_error(tmp_path: Path, frames: np.ndarray, ca
     msg = _error(capsys, ["evaluate", "metrics", "--generated", str(gen), "--driving", str(gen), "--metrics", "akd",
                           "--device", "cpu"])
     assert "no face found in any generated frame" in msg
+
+
+def test_fid_accepts_a_mixed_resolution_folder_as_pytorch_fid_does(tmp_path: Path, capsys) -> None:
+    """FID/KID alone read the files themselves: each image is fed at its own size (the network resizes to 299), so a
+    folder of mixed resolutions is fine; the value equals the one from the same images resized beforehand to one
+    size only when nothing was resized, so check against features computed one image at a time."""
+    from toontalker_bench.metrics.fid import extractor, fid_from_features
+
+    rng = np.random.default_rng(4)
+    gen, ref = tmp_path / "gen", tmp_path / "ref"
+    gen.mkdir(), ref.mkdir()
+    for i, size in enumerate((40, 40, 56, 56, 40)):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(gen / f"{i:02d}.png")
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(ref / f"{i:02d}.png")
+    out = tmp_path / "fid.json"
+    assert main(["--set", "eval.fid_min_frames=2", "evaluate", "metrics", "--generated", str(gen), "--reference",
+                 str(ref), "--metrics", "fid", "--device", "cpu", "--json", str(out)]) == 0, capsys.readouterr().err
+    got = json.loads(out.read_text())["fid"]
+    ext = extractor("cpu", 16)
+    one_by_one = np.concatenate([ext.features(np.asarray(Image.open(f).convert("RGB"))[None]) for f in
+                                 sorted(gen.iterdir())])
+    want = fid_from_features(one_by_one, ext.features_of_path(ref))
+    assert got["value"] == pytest.approx(want, rel=1e-4) and got["extra"]["reliable"] is False

@@ -107,5 +107,7 @@ def test_distribution_metric_needs_enough_frames() -> None:
     fr = rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
     m = METRICS.create("fid", min_frames=64)
     m.update(Pair(fr, fr))
+    assert m.compute().value is None and "no reference set" in m.compute().reason
+    m.set_reference(fr)
     v = m.compute()
     assert v.value is None and "at least 64 frames" in v.reason

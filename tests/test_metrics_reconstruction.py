@@ -104,7 +104,7 @@ def test_lpips_computes_with_the_converted_backbone_as_the_lpips_package_does(pr
 
 
 def test_evaluator_aggregates_are_means_of_per_pair_values() -> None:
-    from toontalker_bench.metrics.api import Evaluator
+    from toontalker_bench.eval.evaluator import Evaluator
 
     rng = np.random.default_rng(2)
     ev = Evaluator(["l1", "ssim"], device="cpu")

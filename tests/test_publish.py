@@ -11,8 +11,8 @@ import pytest
 from toontalker_bench.cli import main
 from toontalker_bench.errors import LeaderboardError
 from toontalker_bench.leaderboard.render import render_markdown
-from toontalker_bench.leaderboard.store import (PROVENANCE, metric_directions, prune, publish_rows, read_leaderboard,
-                                                read_rows)
+from toontalker_bench.leaderboard.store import (ADDED_PROVENANCE, PROVENANCE, metric_directions, prune, publish_rows,
+                                                read_leaderboard, read_rows)
 
 
 def row(run_id: str, method: str = "m", task: str = "self_real", l1: float | None = 0.1, psnr: float = 20.0) -> dict:
@@ -105,12 +105,27 @@ def test_corrupt_csv_is_refused_and_left_untouched(tmp_path: Path, corrupt: str 
 def test_markdown_marks_best_and_direction(tmp_path: Path) -> None:
     path = tmp_path / "board.csv"
     publish_rows(path, [row("a", method="alpha", l1=0.30, psnr=25.0), row("b", method="beta", l1=0.10, psnr=22.0),
-                        row("o", method="oracle-driving", l1=0.0, psnr=100.0)])
+                        {**row("o", method="oracle-driving", l1=0.0, psnr=100.0), "bracket": "yes"}])
     md = render_markdown(read_leaderboard(path), "demo")
-    assert "| method | profile | l1 ↓ | psnr ↑ |" in md
+    assert "| method | profile | n | l1 ↓ | psnr ↑ |" in md
     lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
-    assert "**0.1**" in lines["beta"] and "**25**" in lines["alpha"]  # the oracle is not counted as best
-    assert "**" not in lines["*oracle-driving*"]
+    assert "**0.1**" in lines["beta"] and "**25**" in lines["alpha"]  # the bracket is not counted as best
+    assert "**" not in lines["*oracle-driving (bracket)*"]
+
+
+def test_rows_are_summarised_over_seeds_with_their_spread_and_notes(tmp_path: Path) -> None:
+    """Two seeds of one method: mean ± sd with n = 2; the newest run of a seed replaces its older one; a value
+    that is not validated carries a mark and its note is listed."""
+    path = tmp_path / "board.csv"
+    publish_rows(path, [{**row("s0-old", l1=0.9), "seed": 0, "date": "2026-01-01T00:00:00Z"},
+                        {**row("s0", l1=0.2), "seed": 0, "date": "2026-01-02T00:00:00Z"},
+                        {**row("s1", l1=0.4), "seed": 1, "date": "2026-01-03T00:00:00Z",
+                         "l1_note": "not validated on this data: pose MAE 4.0 deg > 3 on real"}])
+    md = render_markdown(read_leaderboard(path), "demo")
+    line = next(ln for ln in md.splitlines() if ln.startswith("| m |"))
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[3] == "2" and cells[4].startswith("**0.3 ± 0.14") and cells[4].endswith("†**")
+    assert "- `l1`†: not validated on this data: pose MAE 4.0 deg > 3 on real" in md
 
 
 def test_dataset_version_from_dvc_lock_or_content(tmp_path: Path) -> None:
@@ -136,15 +151,17 @@ def test_dataset_version_from_dvc_lock_or_content(tmp_path: Path) -> None:
 
 
 def test_file_without_pose_labels_reads_and_gains_the_column(tmp_path: Path) -> None:
-    """A leaderboard written before `pose_labels` existed still reads; the next publish adds the column."""
+    """A leaderboard written before `pose_labels` (and the later provenance and note columns) existed still reads,
+    with the defaults of older rows; the next publish adds the columns."""
     path = tmp_path / "board.csv"
-    old = [c for c in PROVENANCE if c != "pose_labels"]
+    old = [c for c in PROVENANCE if c not in ADDED_PROVENANCE]
     header = old + ["l1", "l1_backend"]
     values = {**row("old"), "l1": "0.2"}
     with open(path, "w", newline="") as f:
         csv.writer(f).writerows([header, [values[c] for c in header]])
     rows, _ = read_rows(path)
-    assert rows[0]["pose_labels"] == "" and rows[0]["l1"] == "0.2"
+    assert rows[0]["pose_labels"] == "" and rows[0]["l1"] == "0.2" and rows[0]["l1_note"] == ""
+    assert rows[0]["protocol_version"] == "1" and rows[0]["analysis_size"] == "0"
     publish_rows(path, [{**row("new", method="animeceleb"), "pose_labels": "pseudo"}])
     with open(path, newline="") as f:
         written = list(csv.DictReader(f))

@@ -220,9 +220,13 @@ def evaluate() -> None:
 @click.option("--generated", required=True, type=click.Path(), help="Generated frames: folder of images or a video.")
 @click.option("--driving", type=click.Path(), default=None, help="Driving (target) frames, aligned 1:1 with generated.")
 @click.option("--source", type=click.Path(), default=None, help="Source image (or folder/video: its first frame).")
+@click.option("--reference", type=click.Path(), default=None,
+              help="FID/KID reference set: real frames of the generated frames' domain (folder of images or video).")
 @click.option("--metrics", "metric_names", default=None,
-              help="Comma-separated: fid,kid,csim,aed_id,aed_exp,apd_deg,face_miss_rate,l1,psnr,ssim,lpips,akd "
-                   "(default: all but aed_id).")
+              help="Comma-separated: fid,kid,csim,aed_id,aed_exp_rel,apd_rel_deg,aed_exp,apd_deg,face_miss_rate,l1,"
+                   "psnr,ssim,lpips,akd (default: all but aed_id).")
+@click.option("--face-stride", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Face metrics on every k-th frame.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 or auto (default: run.device).")
 @click.option("--batch-size", type=int, default=None, help="Network batch size (default: eval.batch_size).")
 @click.option("--id-backend", default=None, help="auto, arcface or dlib-resnet128 (default: eval.id_backend).")
@@ -234,21 +238,27 @@ def evaluate() -> None:
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write the results as JSON.")
 @click.pass_context
 def evaluate_metrics(ctx: click.Context, generated: str, driving: str | None, source: str | None,
-                     metric_names: str | None, device: str | None, batch_size: int | None, id_backend: str | None,
-                     motion_backend: str | None, coeffs_generated: str | None, coeffs_driving: str | None,
-                     json_out: str | None) -> None:
-    """Compute metrics of one generated sequence against its driving frames and source image."""
+                     reference: str | None, metric_names: str | None, face_stride: int, device: str | None,
+                     batch_size: int | None, id_backend: str | None, motion_backend: str | None,
+                     coeffs_generated: str | None, coeffs_driving: str | None, json_out: str | None) -> None:
+    """Compute metrics of one generated sequence against its driving frames, source image and reference set.
+
+    Face analysis runs at eval.analysis_size (frames of another size are resized for it, bicubic when enlarging);
+    pixel metrics compare the frames as given."""
+    from .eval.evaluator import evaluate_paths
     from .io import write_json
-    from .metrics.api import evaluate_paths
 
     p = _params(ctx)
     coeffs = {k: v for k, v in (("generated", coeffs_generated), ("driving", coeffs_driving)) if v}
-    res = evaluate_paths(generated, driving, source, metric_names, coeffs, device=device or p.run.device,
-                         batch_size=batch_size or p.eval.batch_size, id_backend=id_backend or p.eval.id_backend,
-                         motion_backend=motion_backend or p.eval.motion_backend, fid_min_frames=p.eval.fid_min_frames)
+    res = evaluate_paths(generated, driving, source, metric_names, coeffs, reference,
+                         device=device or p.run.device, batch_size=batch_size or p.eval.batch_size,
+                         id_backend=id_backend or p.eval.id_backend,
+                         motion_backend=motion_backend or p.eval.motion_backend, fid_min_frames=p.eval.fid_min_frames,
+                         analysis_size=p.eval.analysis_size, face_stride=face_stride, cache=p.eval.cache)
     for v in res.values():
         shown = f"{v.value:.6g}" if v.value is not None else f"n/a ({v.reason})"
-        click.echo(f"{v.name:<15} {shown:<14} backend={v.backend} n={v.n}")
+        notes = "".join(f" {k}={v.extra[k]}" for k in ("std", "reliable") if k in v.extra)
+        click.echo(f"{v.name:<15} {shown:<14} backend={v.backend} n={v.n}{notes}")
     if json_out:
         write_json(json_out, {k: v.to_dict() for k, v in res.items()})
 

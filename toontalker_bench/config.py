@@ -111,8 +111,9 @@ class AlignParams:
 class BuildParams:
     out_dir: str = "data/dataset"
     test_fraction: float = 0.3
-    pairs_per_task: int = 8
-    pair_frames: int = 32
+    pairs_per_task: int = 24
+    pair_frames: int = 64  # driving window length (shorter clips give their whole length)
+    min_motion_deg: float = 8.0  # a driving window must turn the head this much (largest yaw/pitch/roll range)
     contact_sheet_clips: int = 8
     shard_mb: int = 256  # target size of one parquet shard
 
@@ -125,12 +126,18 @@ class EvalParams:
     motion_backend: str = "bfm3ddfa"
     tasks: list[str] = field(default_factory=list)  # empty = the four protocol tasks
     self_metrics: list[str] = field(default_factory=lambda: [
-        "l1", "psnr", "ssim", "lpips", "akd", "csim", "aed_exp", "apd_deg"])
-    cross_metrics: list[str] = field(default_factory=lambda: ["fid", "csim", "aed_exp", "apd_deg"])
+        "apd_rel_deg", "aed_exp_rel", "l1", "psnr", "ssim", "lpips", "akd", "csim", "apd_deg", "aed_exp",
+        "face_miss_rate"])
+    cross_metrics: list[str] = field(default_factory=lambda: [
+        "apd_rel_deg", "aed_exp_rel", "csim", "fid", "kid", "apd_deg", "aed_exp", "face_miss_rate"])
     max_pairs: int = 0  # per task; 0 = every protocol pair
     max_frames: int = 0  # per pair; 0 = the protocol's n_frames
     fid_reference_frames: int = 2000  # target-domain test frames FID compares against (evenly sampled)
     samples: int = 4  # pairs shown in each task's grid and video
+    analysis_size: int = 256  # face analysis resolution (driving/source at full clip size, generated upscaled)
+    face_stride: int = 2  # face metrics on every k-th frame of a pair (pixel metrics on all)
+    cache: bool = True  # keep the driving/source face analyses on disk ($TOONTALKER_HOME/features/faces)
+    validation: str = "docs/metrics-validation.json"  # metrics whose validation misses its target are marked
 
 
 @dataclass

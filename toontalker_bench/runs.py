@@ -229,7 +229,8 @@ def evaluate(plan: RunPlan) -> dict[str, dict[str, float | None]]:
             "code_commit": train_rec.get("code_commit") or commit,
             "checkpoint": str(ckpt), "tasks": plan.tasks, "eval_seconds": round(result.seconds, 3),
             # methods trained on pose vectors: were they ground truth, 3DMM pseudo labels, or both
-            "pose_labels": model.cfg.get("pose_labels", "") if plan.cls.capabilities.needs_paired_pose else ""}
+            "pose_labels": model.cfg.get("pose_labels", "") if plan.cls.capabilities.needs_paired_pose else "",
+            "bracket": "yes" if plan.cls.capabilities.bracket else "", "variant": model.variant()}
     if _rank() == 0:
         write_json(plan.run_dir / "run.json", info)
     return {t: {m: v.value for m, v in ms.items()} for t, ms in result.metrics.items()}

@@ -26,7 +26,8 @@ from ..executors import Executor
 from ..io import atomic_dir, read_table, write_bytes, write_json, write_table, write_text
 from ..video import iter_frames
 from ..domains import DOMAINS, TASKS
-from .protocol import make_pairs
+from .protocol import PROTOCOL_VERSION, clip_motion, make_pairs
+from .synth.recipe import RECIPE, recipe
 from .stage import Stage
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,10 @@ def _stats(df: pd.DataFrame, faces_rejects: pd.DataFrame, align_report: dict, so
     out["failed_sources"] = len(failed)
     out["sources"] = len(sources)
     out["pairs"] = {t: int((pairs["task"] == t).sum()) for t in TASKS}
+    out["protocol"] = {"version": PROTOCOL_VERSION, "below_threshold": int(pairs["below_threshold"].sum()),
+                       "motion_range_deg_median": {t: round(float(g.median()), 2) for t, g in
+                                                   pairs.groupby("task")["motion_range_deg"]},
+                       "driving_frames": {t: int(g.sum()) for t, g in pairs.groupby("task")["n_frames"]}}
     return out
 
 
@@ -250,7 +255,11 @@ def _card(df: pd.DataFrame, sources: pd.DataFrame, stats: dict, shards: dict[str
               "pixels, `motion` ground truth or NaN, `gt_box`, per-frame `crop`).",
               "- `hf/`: `datasets.DatasetDict` (`load_from_disk`); `parquet/`: the same rows as self-contained "
               "shards (`video` = mp4 bytes, `annotations` = npz bytes, `first_frame` = PNG).",
-              "- `protocol/pairs.parquet`: fixed evaluation pairs; `stats.json`, `plots/*.csv`: DVC metrics/plots.",
+              f"- `protocol/pairs.parquet`: fixed evaluation pairs (protocol version {PROTOCOL_VERSION}: driving "
+              f"windows of {params.build.pair_frames} frames where the head turns at least "
+              f"{params.build.min_motion_deg:g} degrees); `protocol/protocol.json` its settings; "
+              "`protocol/renderer.json` the demo-corpus recipe the oracle-render bracket re-draws clips from; "
+              "`stats.json`, `plots/*.csv`: DVC metrics/plots.",
               "", "## Rebuild", "", "```", "git clone <this repository> && cd toontalker-bench", "make setup",
               ".venv/bin/dvc repro          # offline demo corpus (manifests/demo.csv)",
               "# other sources: set scrape.manifests in params.yaml, then dvc repro", "```", ""]
@@ -289,8 +298,12 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
             for ext in (".mp4", ".npz"):
                 _link_or_copy(clips_dir / f"{cid}{ext}", tmp / f"{cid}{ext}")
     write_table(out / "clips.parquet", df)
-    pairs = make_pairs(df, b.pairs_per_task, b.pair_frames, params.seed)
+    pairs = make_pairs(df, b.pairs_per_task, b.pair_frames, params.seed, b.min_motion_deg, clip_motion(out))
     write_table(out / "protocol" / "pairs.parquet", pairs)
+    write_json(out / "protocol" / "protocol.json", {
+        "version": PROTOCOL_VERSION, "pairs_per_task": b.pairs_per_task, "pair_frames": b.pair_frames,
+        "min_motion_deg": b.min_motion_deg})
+    write_json(out / RECIPE, recipe(params))  # lets the oracle-render bracket re-draw demo clips
 
     import datasets
 

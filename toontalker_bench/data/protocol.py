@@ -3,18 +3,60 @@
 Self-reenactment (``self_real``, ``self_cartoon``): the source image is the first frame of a driving window of one
 test clip, and the driving video is that window of the same clip. Cross-domain (``real2cartoon``: a real clip drives
 a cartoon source; ``cartoon2real``: the reverse): the source image is frame 0 of a test clip of the source domain and
-the driving window comes from a test clip of the other domain. Clips are drawn round-robin through seeded
-permutations so every test clip is used before any is reused.
+the driving window comes from a test clip of the other domain.
+
+Driving windows are chosen where the driving clip moves (protocol version 2): a window of ``pair_frames`` frames
+is eligible when its head motion — the largest range (max - min) of yaw, pitch or roll over the window — reaches
+``min_motion_deg``. Motion comes from the clip's ground truth where the corpus has it, else from the 3DMM fit of its
+stored landmarks (the pair's ``motion_source`` says which). A clip with no eligible window contributes its most
+moving window only when no clip of its domain has an eligible one (``below_threshold`` marks those pairs). Clips are
+drawn round-robin through seeded permutations so every eligible clip is used before any is reused, and a clip's
+windows are drawn without repetition while it has unused ones.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..domains import TASKS
 
-PAIR_COLUMNS = ["task", "pair_id", "source_clip", "source_frame", "driving_clip", "driving_start", "n_frames"]
+PROTOCOL_VERSION = 2
+PAIR_COLUMNS = ["task", "pair_id", "source_clip", "source_frame", "driving_clip", "driving_start", "n_frames",
+                "motion_range_deg", "motion_source", "below_threshold"]
+WINDOW_STRIDE = 4  # candidate window starts every this many frames
+
+#: clip row -> (angles (T, 3) degrees with NaN where unknown, "ground_truth" | "estimated")
+MotionFn = Callable[[pd.Series], tuple[np.ndarray, str]]
+
+
+def clip_motion(root: Path) -> MotionFn:
+    """Head angles of a built clip: ground truth from its ``.npz`` where complete, else the BFM fit of its stored
+    landmarks (the same estimator the motion metrics use)."""
+    def angles(row: pd.Series) -> tuple[np.ndarray, str]:
+        with np.load(root / Path(str(row["path"])).with_suffix(".npz")) as z:
+            motion = np.asarray(z["motion"], np.float64)
+            lm = np.asarray(z["landmarks68"], np.float64)
+        if np.isfinite(motion[:, 17:20]).all():
+            return motion[:, 17:20], "ground_truth"
+        from ..faces.bfm import default_bfm
+
+        return default_bfm().estimate(lm).angles, "estimated"
+
+    return angles
+
+
+def window_ranges(angles: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate window starts (every :data:`WINDOW_STRIDE` frames, and the last possible one) and each window's
+    head-motion range: the largest max - min of yaw, pitch or roll over the window (NaN frames ignored)."""
+    last = len(angles) - n
+    starts = np.unique(np.r_[np.arange(0, last + 1, WINDOW_STRIDE), last]) if last >= 0 else np.zeros(0, int)
+    ranges = np.array([np.nanmax(np.nanmax(angles[s:s + n], 0) - np.nanmin(angles[s:s + n], 0))
+                       if np.isfinite(angles[s:s + n]).any() else 0.0 for s in starts])
+    return starts.astype(int), ranges
 
 
 def _cycle(rng: np.random.Generator, n: int, k: int) -> list[int]:
@@ -25,13 +67,48 @@ def _cycle(rng: np.random.Generator, n: int, k: int) -> list[int]:
     return out[:k]
 
 
-def make_pairs(clips: pd.DataFrame, pairs_per_task: int, pair_frames: int, seed: int) -> pd.DataFrame:
-    """Pairs from the ``split == "test"`` rows of ``clips`` (``clip_id, domain, n_frames``).
+class _Windows:
+    """Eligible driving windows of one domain's test clips, drawn without repetition per clip while possible."""
 
-    A window is ``min(pair_frames, driving clip length)`` frames at a seeded start. Tasks whose domains have no
-    test clip are left out (the build report says so).
-    """
+    def __init__(self, clips: pd.DataFrame, n_max: int, min_motion: float, motion: MotionFn,
+                 rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.options: list[tuple[pd.Series, int, list[tuple[int, float]], str, bool]] = []
+        fallback = []
+        for _, row in clips.iterrows():
+            n = min(n_max, int(row["n_frames"]))
+            angles, source = motion(row)
+            starts, ranges = window_ranges(angles, n)
+            ok = [(int(s), float(r)) for s, r in zip(starts, ranges) if r >= min_motion]
+            if ok:
+                self.options.append((row, n, ok, source, False))
+            elif len(starts):
+                best = int(np.argmax(ranges))
+                fallback.append((row, n, [(int(starts[best]), float(ranges[best]))], source, True))
+        if not self.options:  # no clip moves enough: use each clip's most moving window, marked
+            self.options = fallback
+        self.used: dict[int, set[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.options)
+
+    def draw(self, i: int) -> tuple[pd.Series, int, int, float, str, bool]:
+        row, n, windows, source, below = self.options[i]
+        used = self.used.setdefault(i, set())
+        free = [w for w in range(len(windows)) if w not in used] or list(range(len(windows)))
+        w = free[int(self.rng.integers(len(free)))]
+        used.add(w)
+        start, rng_deg = windows[w]
+        return row, n, start, rng_deg, source, below
+
+
+def make_pairs(clips: pd.DataFrame, pairs_per_task: int, pair_frames: int, seed: int, min_motion_deg: float = 0.0,
+               motion: MotionFn | None = None) -> pd.DataFrame:
+    """Pairs from the ``split == "test"`` rows of ``clips`` (``clip_id, domain, n_frames``, ``path`` when
+    ``motion`` reads the clips). Without ``motion`` every window counts as moving (range 0, source ``none``).
+    Tasks whose domains have no test clip are left out (the build report says so)."""
     test = clips[clips["split"] == "test"].sort_values("clip_id").reset_index(drop=True)
+    motion = motion or (lambda row: (np.zeros((int(row["n_frames"]), 3)), "none"))
     rows = []
     for t, (task, (src_dom, drv_dom)) in enumerate(TASKS.items()):
         rng = np.random.default_rng([seed, t])
@@ -39,16 +116,22 @@ def make_pairs(clips: pd.DataFrame, pairs_per_task: int, pair_frames: int, seed:
         drv = test[test["domain"] == drv_dom].reset_index(drop=True)
         if src.empty or drv.empty:
             continue
+        windows = _Windows(drv, pair_frames, min_motion_deg, motion, rng)
+        if not len(windows):
+            continue
+        di = _cycle(rng, len(windows), pairs_per_task)
         si = _cycle(rng, len(src), pairs_per_task)
-        di = si if src_dom == drv_dom else _cycle(rng, len(drv), pairs_per_task)
         for k, (a, b) in enumerate(zip(si, di)):
-            d = drv.iloc[b]
-            n = min(pair_frames, int(d["n_frames"]))
-            start = int(rng.integers(0, int(d["n_frames"]) - n + 1))
-            rows.append({"task": task, "pair_id": f"{task}-{k:03d}", "source_clip": str(src.iloc[a]["clip_id"]),
-                         "source_frame": start if src_dom == drv_dom else 0, "driving_clip": str(d["clip_id"]),
-                         "driving_start": start, "n_frames": n})
+            d, n, start, rng_deg, source, below = windows.draw(b)
+            self_task = src_dom == drv_dom
+            rows.append({"task": task, "pair_id": f"{task}-{k:03d}",
+                         "source_clip": str(d["clip_id"] if self_task else src.iloc[a]["clip_id"]),
+                         "source_frame": start if self_task else 0, "driving_clip": str(d["clip_id"]),
+                         "driving_start": start, "n_frames": n, "motion_range_deg": round(rng_deg, 3),
+                         "motion_source": source, "below_threshold": below})
     df = pd.DataFrame(rows, columns=PAIR_COLUMNS)
     for c in ("source_frame", "driving_start", "n_frames"):
         df[c] = df[c].astype("int64")
+    df["motion_range_deg"] = df["motion_range_deg"].astype("float64")
+    df["below_threshold"] = df["below_threshold"].astype(bool)
     return df

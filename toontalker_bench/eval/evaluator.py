@@ -1,22 +1,34 @@
-"""Evaluate a method on the protocol pairs: animate every pair, compute the task's metrics, write the results.
+"""The evaluation engine: one :class:`Evaluator` behind ``evaluate metrics``, ``evaluate run``, ``run`` and
+``evaluate validate-metrics``.
 
-Every pair is animated with relative motion (w.r.t. the first driving frame). Per-pair metrics
-(``toontalker_bench.metrics``) are computed pair by pair and reduced per task as the mean over pairs of per-pair
-means, the metrics package's convention; distribution metrics (FID/KID) compare all outputs of a task with the
-target (= source) domain's test frames. Under DDP the pairs are sharded across ranks and rank 0 gathers the
-per-pair values and Inception features, so the numbers equal a single-process run's.
+An evaluator holds one accumulating metric object per metric name (torchmetrics-style ``update`` / ``compute`` /
+``reset`` / ``merge``). :meth:`Evaluator.evaluate_pair` returns one pair's own values and adds the pair to the
+aggregates :meth:`Evaluator.compute` returns: per-pair metrics are the mean over pairs of per-pair means; the
+distribution metrics (FID, KID) pool the generated frames of every pair against one **reference set** of real frames
+(in the benchmark: the target domain's test frames at the method's size; in ``evaluate metrics``: ``--reference``).
 
-Outputs in ``out_dir``: ``metrics.json`` (numbers only, for ``dvc metrics``), ``metrics_detail.json`` (backend,
-frame count, reason per value), ``pairs.csv`` (one row per pair), ``samples/<task>.png`` and
-``samples/<task>.mp4|.gif`` (source | driving | output).
+Resolution: pixel metrics (L1, PSNR, SSIM, LPIPS) compare frames at the method's size; face analysis (detection,
+68 landmarks, the 3DMM fit, identity embeddings, AKD) runs at ``analysis_size`` (256, the dataset's): the driving and
+source frames are read at full clip size, generated frames are upscaled (bicubic) for face analysis only
+(:class:`~toontalker_bench.metrics.pair.Pair`). The driving and source analyses are cached on disk by content, so
+each is done once for every method.
+
+:func:`evaluate` runs a method on the protocol pairs: every pair is animated with relative motion (w.r.t. the first
+driving frame). Under DDP the pairs are sharded across ranks and rank 0 merges the metric objects, so the numbers
+equal a single-process run's. Outputs in ``out_dir``: ``metrics.json`` (numbers only, for ``dvc metrics``),
+``metrics_detail.json`` (backend, frame count, notes and reasons per value), ``pairs.csv`` (one row per pair),
+``samples/<task>.png`` and ``samples/<task>.mp4|.gif`` (source | driving | output).
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import math
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,23 +39,196 @@ import torch
 import torch.distributed as dist
 
 from ..config import EvalParams
+from ..data.dataset import clip_table, load_pairs
+from ..device import resolve_device
 from ..domains import TASKS, is_cross
-from ..errors import AssetError, ConfigError
+from ..errors import AssetError, ConfigError, MediaError, UserError
 from ..io import write_json, write_text
 from ..metrics import METRICS, Metric, MetricValue, Pair
-from ..metrics.base import video_mean
-from ..models.base import Method, to_tensor, to_uint8
+from ..metrics.pair import AnalysisCache, load_frames, resize_frames
+from ..models.base import Method, PairContext, to_tensor, to_uint8
 from ..progress import progress
 from ..video import read_frames
-from ..data.dataset import clip_table, load_pairs
 from .visual import grid, save_clip, save_png, triptych
 
 log = logging.getLogger(__name__)
 
-DISTRIBUTION_METRICS = ("fid", "kid")
-FACE_METRICS = ("akd", "csim", "aed_id", "aed_exp", "apd_deg", "face_miss_rate")
+DISTRIBUTION_METRICS = frozenset({"fid", "kid"})
+FACE_METRICS = frozenset({"akd", "csim", "aed_id", "aed_exp", "apd_deg", "aed_exp_rel", "apd_rel_deg",
+                          "face_miss_rate"})
+NEEDS_DRIVING = frozenset({"aed_id", "aed_exp", "apd_deg", "aed_exp_rel", "apd_rel_deg", "l1", "psnr", "ssim",
+                           "lpips", "akd"})
+NEEDS_SOURCE = frozenset({"csim"})
+DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "csim", "aed_exp_rel", "apd_rel_deg", "aed_exp", "apd_deg",
+                                    "face_miss_rate", "l1", "psnr", "ssim", "lpips", "akd")
+ALIASES = {"aed": "aed_exp", "apd": "apd_deg"}
 
 
+def face_cache_dir() -> Path:
+    """``$TOONTALKER_HOME/features/faces`` (read at call time)."""
+    root = os.environ.get("TOONTALKER_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "toontalker-bench")
+    return Path(root) / "features" / "faces"
+
+
+def parse_metrics(names: str | Sequence[str] | None) -> list[str]:
+    """``"fid,csim"`` or a list -> validated names (``aed``/``apd`` accepted as ``aed_exp``/``apd_deg``)."""
+    if names is None:
+        return list(DEFAULT_METRICS)
+    items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    out = [ALIASES.get(n, n) for n in items]
+    known = set(METRICS.names())
+    bad = [n for n in out if n not in known]
+    if bad:
+        raise UserError(f"unknown metric {bad[0]!r}", hint=f"known: {', '.join(sorted(known))}")
+    if not out:
+        raise UserError("no metrics requested", hint=f"e.g. --metrics {','.join(DEFAULT_METRICS[:4])}")
+    return list(dict.fromkeys(out))
+
+
+class Evaluator:
+    """Metric objects of one evaluation (one task, one ``evaluate metrics`` call); see the module docstring."""
+
+    def __init__(self, metrics: str | Sequence[str] | None = None, *, device: str = "auto", batch_size: int = 16,
+                 id_backend: str = "auto", motion_backend: str = "bfm3ddfa", fid_min_frames: int = 64,
+                 analysis_size: int = 256, face_stride: int = 1, cache: bool = True,
+                 detector: str = "retinaface") -> None:
+        if face_stride < 1 or analysis_size < 0:
+            raise ConfigError("eval.face_stride must be >= 1 and eval.analysis_size >= 0")
+        self.names = parse_metrics(metrics)
+        self.options: dict[str, Any] = {"device": str(resolve_device(device)), "batch_size": batch_size,
+                                        "id_backend": id_backend, "backend": motion_backend,
+                                        "min_frames": fid_min_frames}
+        self.analysis_size, self.face_stride, self.detector = analysis_size, face_stride, detector
+        self.disk = AnalysisCache(face_cache_dir()) if cache else None
+        self._analyzer = None
+        self.aggregates = {n: self._make(n) for n in self.names}
+        self.errors: dict[str, str] = {}  # metric -> why it could not be computed (a missing model file...)
+
+    @classmethod
+    def from_params(cls, names: Sequence[str], ep: EvalParams, device: str = "auto") -> Evaluator:
+        return cls(names, device=device, batch_size=ep.batch_size, id_backend=ep.id_backend,
+                   motion_backend=ep.motion_backend, fid_min_frames=ep.fid_min_frames,
+                   analysis_size=ep.analysis_size, face_stride=ep.face_stride, cache=ep.cache)
+
+    def _make(self, name: str) -> Metric:
+        cls = METRICS.get(name).factory
+        params = inspect.signature(cls.__init__).parameters
+        return cls(**{k: v for k, v in self.options.items() if k in params})
+
+    @property
+    def needs_faces(self) -> bool:
+        return any(n in FACE_METRICS for n in self.names)
+
+    @property
+    def analyzer(self):  # noqa: ANN201 - faces.analyzer.FaceAnalyzer
+        if self._analyzer is None:
+            from ..faces.analyzer import FaceAnalyzer
+
+            self._analyzer = FaceAnalyzer(self.detector)
+        return self._analyzer
+
+    def set_reference(self, frames: np.ndarray | None = None, features: np.ndarray | None = None) -> None:
+        """The reference set of the distribution metrics (see the module docstring)."""
+        for n in self.names:
+            if n in DISTRIBUTION_METRICS:
+                try:
+                    self.aggregates[n].set_reference(frames, features)  # type: ignore[attr-defined]
+                except AssetError as e:
+                    self.errors[n] = str(e)
+
+    def pair(self, generated: np.ndarray, driving: np.ndarray | None = None, source: np.ndarray | None = None,
+             pair_id: str = "", coefficients: dict[str, np.ndarray] | None = None,
+             full: dict[str, np.ndarray] | None = None) -> Pair:
+        return Pair(generated, driving, source, pair_id, self.analyzer if self.needs_faces else None,
+                    dict(coefficients or {}), dict(full or {}), self.analysis_size, self.face_stride, self.disk)
+
+    def evaluate_pair(self, pair: Pair) -> dict[str, MetricValue]:
+        """The pair's own value of every metric (a missing model file gives ``None`` with the reason, never a
+        failed run); the pair also joins the aggregates."""
+        out = {}
+        for name in self.names:
+            one = self._make(name)
+            if name in DISTRIBUTION_METRICS:
+                ref = self.aggregates[name]._reference  # type: ignore[attr-defined]
+                if ref is not None:
+                    one.set_reference(features=ref)  # type: ignore[attr-defined]
+            try:
+                one.update(pair)
+                out[name] = one.compute()
+            except AssetError as e:
+                self.errors[name] = str(e)
+                out[name] = MetricValue(name, None, getattr(one, "backend", ""), 0, {}, str(e))
+                continue
+            self.aggregates[name].merge(one)
+        return out
+
+    def merge(self, other: Evaluator) -> None:
+        """Add another evaluator's accumulated pairs (another rank's shard)."""
+        for n, m in other.aggregates.items():
+            self.aggregates[n].merge(m)
+        self.errors = {**other.errors, **self.errors}
+
+    def compute(self) -> dict[str, MetricValue]:
+        out = {}
+        for n, m in self.aggregates.items():
+            v = m.compute()
+            if v.value is None and n in self.errors:
+                v.reason = self.errors[n]
+            out[n] = v
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ evaluate metrics
+def evaluate_paths(generated: str | os.PathLike[str], driving: str | os.PathLike[str] | None = None,
+                   source: str | os.PathLike[str] | None = None, metrics: str | Sequence[str] | None = None,
+                   coefficients: dict[str, str] | None = None, reference: str | os.PathLike[str] | None = None,
+                   **options: Any) -> dict[str, MetricValue]:
+    """The ``evaluate metrics`` verb: frames from folders / videos, user errors for unusable inputs."""
+    names = parse_metrics(metrics)
+    if driving is None and (missing := [n for n in names if n in NEEDS_DRIVING]):
+        raise UserError(f"metric {missing[0]} needs --driving frames")
+    if source is None and (missing := [n for n in names if n in NEEDS_SOURCE]):
+        raise UserError(f"metric {missing[0]} needs a --source image")
+    if reference is None and (missing := [n for n in names if n in DISTRIBUTION_METRICS]):
+        raise UserError(f"metric {missing[0]} needs --reference frames (real frames of the generated frames' domain)",
+                        hint="pass a folder of images or a video as --reference")
+    ev = Evaluator(names, **options)
+    if reference is not None:
+        from ..metrics.fid import extractor
+
+        ext = extractor(ev.options["device"], ev.options["batch_size"])
+        ev.set_reference(features=ext.features_of_path(reference))
+    pixel = [n for n in names if n not in DISTRIBUTION_METRICS]
+    if not pixel:  # FID/KID alone: features straight from the files (mixed resolutions allowed, as in pytorch-fid)
+        from ..metrics.fid import extractor
+
+        ext = extractor(ev.options["device"], ev.options["batch_size"])
+        feats = ext.features_of_path(generated)
+        for n in names:
+            ev.aggregates[n]._gen.append(feats)  # type: ignore[attr-defined]
+        return ev.compute()
+    gen = load_frames(generated, "generated")
+    drv = load_frames(driving, "driving") if driving is not None else None
+    if drv is not None and len(drv) < len(gen):
+        raise MediaError(f"the driving video has {len(drv)} frames, fewer than the {len(gen)} generated ones",
+                         hint="generated and driving frames must align 1:1")
+    if drv is not None and len(drv) > len(gen):
+        raise MediaError(f"the generated video has {len(gen)} frames, fewer than the {len(drv)} driving ones",
+                         hint="the method stopped early, or the wrong files were given")
+    src = load_frames(source, "source")[0] if source is not None else None
+    coeffs = {k: np.load(v) for k, v in (coefficients or {}).items()}
+    pair = ev.pair(gen, drv, src, Path(generated).name, coeffs)
+    if ev.needs_faces:
+        for which in ("generated", "driving", "source"):
+            if getattr(pair, which) is not None and not pair.faces(which).has_landmarks.any():
+                where = {"generated": generated, "driving": driving, "source": source}[which]
+                raise MediaError(f"no face found in any {which} frame ({where})",
+                                 hint="the face metrics need face crops; check the input or drop face metrics")
+    ev.evaluate_pair(pair)
+    return ev.compute()
+
+
+# ------------------------------------------------------------------------------------------------ the benchmark
 @dataclass
 class EvalResult:
     metrics: dict[str, dict[str, MetricValue]]  # task -> metric -> value
@@ -64,65 +249,22 @@ def check_metric_names(ep: EvalParams) -> None:
             raise ConfigError(f"unknown metric {bad[0]!r} in eval.{key}", hint=f"known: {', '.join(sorted(known))}")
 
 
-# ------------------------------------------------------------------------------------------------ metrics adapter
-def _make_metric(name: str, ep: EvalParams, device: str) -> Metric:
-    """Build a registered metric, passing the eval params its constructor accepts."""
-    cls = METRICS.get(name).factory
-    offered = {"device": device, "batch_size": ep.batch_size, "min_frames": ep.fid_min_frames,
-               "id_backend": ep.id_backend, "backend": ep.motion_backend}
-    accepted = inspect.signature(cls.__init__).parameters
-    return cls(**{k: v for k, v in offered.items() if k in accepted})
-
-
-def _pair_value(metric: Metric, pair: Pair) -> MetricValue:
-    """One metric on one pair; a missing model file gives ``None`` with the reason instead of failing the run."""
-    metric.reset()
-    try:
-        metric.update(pair)
-        return metric.compute()
-    except AssetError as e:
-        return MetricValue(metric.name, None, getattr(metric, "backend", ""), 0, {}, str(e))
-
-
-def _reduce(name: str, values: list[MetricValue]) -> MetricValue:
-    ok = [v for v in values if v.value is not None]
-    backend = next((v.backend for v in values if v.backend), "")
-    reasons = sorted({v.reason for v in values if v.value is None and v.reason})
-    out = video_mean(name, [float(v.value) for v in ok], backend, sum(v.n for v in ok),
-                     {"pairs_without_value": len(values) - len(ok)},
-                     reason=reasons[0] if reasons else "no pairs")
-    if reasons and out.value is not None:
-        out.extra["reasons"] = reasons[:3]
-    return out
-
-
-def _features(frames: np.ndarray, ep: EvalParams, device: str) -> np.ndarray:
-    from ..metrics.fid import extractor
-
-    return extractor(device, ep.batch_size).features(frames, "inception")
-
-
-def _distribution(name: str, gen: np.ndarray, ref: np.ndarray, ep: EvalParams, device: str) -> MetricValue:
-    """FID/KID of a task's outputs against the target domain's test frames (Inception features)."""
-    from ..metrics.fid import distribution_value, extractor
-
-    return distribution_value(name, gen, ref, extractor(device, ep.batch_size).backend, ep.fid_min_frames)
-
-
-# ------------------------------------------------------------------------------------------------ frames
 class _Frames:
-    """Protocol frames decoded at the method's size."""
+    """Protocol frames: read once at full clip size (face analysis), resized to the method's size (its input and
+    the pixel metrics)."""
 
     def __init__(self, root: Path, clips: pd.DataFrame, size: int) -> None:
         self.root, self.size = root, size
         self.paths = dict(zip(clips["clip_id"], clips["path"]))
         self.clips = clips
 
-    def window(self, clip_id: str, start: int, n: int) -> np.ndarray:
-        return read_frames(self.root / self.paths[clip_id], start, start + n, size=(self.size, self.size))
+    def window(self, clip_id: str, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        full = read_frames(self.root / self.paths[clip_id], start, start + n)
+        small = full if full.shape[1] == self.size else resize_frames(full, self.size)
+        return small, full
 
     def reference(self, domain: str, n: int) -> np.ndarray:
-        """``n`` test frames of ``domain``, evenly spaced over all its test clips (fewer if there are fewer)."""
+        """``n`` test frames of ``domain`` at the method's size, evenly spaced over all its test clips."""
         test = self.clips[(self.clips["split"] == "test") & (self.clips["domain"] == domain)].sort_values("clip_id")
         counts = test["n_frames"].astype(int).to_numpy()
         total = int(counts.sum())
@@ -132,12 +274,11 @@ class _Frames:
         for clip_id, s, c in zip(test["clip_id"], starts, counts):
             local = [p - s for p in picks if s <= p < s + c]
             if local:
-                frames = read_frames(self.root / self.paths[clip_id], size=(self.size, self.size))
-                out.extend(frames[[i for i in local if i < len(frames)]])
+                frames = read_frames(self.root / self.paths[clip_id])
+                out.extend(resize_frames(frames[[i for i in local if i < len(frames)]], self.size))
         return np.stack(out) if out else np.zeros((0, self.size, self.size, 3), np.uint8)
 
 
-# ------------------------------------------------------------------------------------------------ the runner
 def _rank_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -155,6 +296,8 @@ def _gather(obj: Any, world: int) -> list[Any]:
 def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: EvalParams,
              tasks: list[str], device: torch.device | str = "cpu") -> EvalResult:
     """Animate the protocol pairs of ``tasks`` with ``method`` and write the results (rank 0) to ``out_dir``."""
+    from .validate import annotate
+
     root, out_dir = Path(dataset_dir), Path(out_dir)
     device = torch.device(device)
     check_metric_names(ep)
@@ -167,7 +310,6 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
     rank, world = _rank_world()
     mdev = "cuda" if device.type == "cuda" else "cpu"
     method.to(device).eval()
-    analyzer = None
     t0 = time.perf_counter()
     results: dict[str, dict[str, MetricValue]] = {}
     rows: list[dict[str, Any]] = []
@@ -177,52 +319,61 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         if ep.max_pairs:
             tp = tp.head(ep.max_pairs)
         names = task_metrics(task, ep)
-        per_pair = [m for m in names if m not in DISTRIBUTION_METRICS]
-        dist_names = [m for m in names if m in DISTRIBUTION_METRICS]
-        metrics = {m: _make_metric(m, ep, mdev) for m in per_pair}
-        if analyzer is None and any(m in FACE_METRICS for m in per_pair):
-            from ..faces.analyzer import FaceAnalyzer
-
-            analyzer = FaceAnalyzer()
-        mine = list(tp.itertuples())[rank::world]
-        local_rows, local_feats, samples = [], [], []
-        for row in progress(mine, desc=f"{method.name} {task}", unit="pair"):
+        ev = Evaluator.from_params(names, ep, mdev)
+        if rank == 0 and any(n in DISTRIBUTION_METRICS for n in names):
+            ev.set_reference(frames.reference(src_dom, ep.fid_reference_frames))
+        local_rows, samples = [], []
+        for row in progress(list(tp.itertuples())[rank::world], desc=f"{method.name} {task}", unit="pair"):
             n = int(row.n_frames) if not ep.max_frames else min(int(row.n_frames), ep.max_frames)
-            source = frames.window(row.source_clip, int(row.source_frame), 1)[0]
-            driving = frames.window(row.driving_clip, int(row.driving_start), n)
-            out = method.animate(to_tensor(source).to(device), to_tensor(driving).to(device),
-                                 source_domain=src_dom, driving_domain=drv_dom, relative=True)
+            source, source_full = frames.window(row.source_clip, int(row.source_frame), 1)
+            driving, driving_full = frames.window(row.driving_clip, int(row.driving_start), n)
+            info = {"task": task, "pair_id": row.pair_id, "source_clip": row.source_clip,
+                    "driving_clip": row.driving_clip, "n_frames": n}
+            kwargs: dict[str, Any] = {}
+            if method.capabilities.needs_pair_context:
+                kwargs["context"] = PairContext(str(root), row.source_clip, int(row.source_frame), row.driving_clip,
+                                                int(row.driving_start), n)
+            try:
+                out = method.animate(to_tensor(source[0]).to(device), to_tensor(driving).to(device),
+                                     source_domain=src_dom, driving_domain=drv_dom, relative=True, **kwargs)
+            except UserError as e:
+                if not method.capabilities.bracket:
+                    raise
+                log.warning("%s cannot answer %s: %s", method.name, row.pair_id, e)  # e.g. a clip it cannot draw
+                local_rows.append({**info, "unavailable": str(e)})
+                continue
             generated = to_uint8(out)
-            pair = Pair(generated=generated, driving=driving, source=source, pair_id=row.pair_id, analyzer=analyzer)
-            values = {m: _pair_value(metrics[m], pair) for m in per_pair}
-            local_rows.append({"task": task, "pair_id": row.pair_id, "source_clip": row.source_clip,
-                               "driving_clip": row.driving_clip, "n_frames": n,
-                               **{m: v.to_dict() for m, v in values.items()}})
-            if dist_names:
-                local_feats.append(_features(generated, ep, mdev))
+            pair = ev.pair(generated, driving, source[0], row.pair_id,
+                           full={"driving": driving_full, "source": source_full[0]})
+            values = ev.evaluate_pair(pair)
+            local_rows.append({**info, **{m: v.to_dict() for m, v in values.items()}})
             if len(samples) < ep.samples:
-                samples.append((row.pair_id, source, driving, generated))
+                samples.append((row.pair_id, source[0], driving, generated))
         gathered = [r for part in _gather(local_rows, world) for r in part]
-        feats = [f for part in _gather(local_feats, world) for f in part]
+        shards = _gather(ev, world)
         samples = sorted((x for part in _gather(samples, world) for x in part), key=lambda x: x[0])[:ep.samples]
         if rank != 0:
             continue
+        for other in shards[1:]:
+            ev.merge(other)
         gathered.sort(key=lambda r: r["pair_id"])
-        task_values = {m: _reduce(m, [MetricValue(**r[m]) for r in gathered]) for m in per_pair}
-        if dist_names:
-            ref = _features(frames.reference(src_dom, ep.fid_reference_frames), ep, mdev)
-            gen = np.concatenate(feats) if feats else np.zeros((0, 2048), np.float32)
-            for m in dist_names:
-                task_values[m] = _distribution(m, gen, ref, ep, mdev)
-        results[task] = {m: task_values[m] for m in names}
+        values = ev.compute()
+        unavailable = [r for r in gathered if "unavailable" in r]
+        for v in values.values():
+            if unavailable:
+                v.extra["pairs_unavailable"] = len(unavailable)
+            annotate(v, task, ep.validation)
+        results[task] = values
         rows.extend({**{k: r[k] for k in ("task", "pair_id", "source_clip", "driving_clip", "n_frames")},
-                     **{m: r[m]["value"] for m in per_pair}} for r in gathered)
+                     **{m: (r[m]["value"] if m in r else None) for m in names},
+                     "unavailable": r.get("unavailable", "")} for r in gathered)
         if samples:
             _write_samples(out_dir / "samples", task, [x[1:] for x in samples])
     seconds = time.perf_counter() - t0
     table = pd.DataFrame(rows)
     if rank == 0:
-        _write_results(out_dir, method, results, table, seconds, int(table["n_frames"].sum()) if len(table) else 0)
+        _write_results(out_dir, method, root, ep, results, table, seconds,
+                       int(table["n_frames"].sum()) if len(table) else 0)
     return EvalResult(results, table, seconds, out_dir)
 
 
@@ -241,11 +392,19 @@ def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
 
 
-def _write_results(out_dir: Path, method: Method, results: dict[str, dict[str, MetricValue]], table: pd.DataFrame,
-                   seconds: float, n_frames: int) -> None:
+def protocol_version(dataset_dir: Path) -> int:
+    """The protocol's version as its build recorded it (1 for datasets built before versions were recorded)."""
+    path = dataset_dir / "protocol" / "protocol.json"
+    return int(json.loads(path.read_text())["version"]) if path.is_file() else 1
+
+
+def _write_results(out_dir: Path, method: Method, root: Path, ep: EvalParams,
+                   results: dict[str, dict[str, MetricValue]], table: pd.DataFrame, seconds: float,
+                   n_frames: int) -> None:
     write_json(out_dir / "metrics.json", {t: {m: _finite(v.value) for m, v in ms.items()} for t, ms in results.items()})
     write_json(out_dir / "metrics_detail.json", {
-        "method": method.name, "size": method.size, "seconds": round(seconds, 3),
+        "method": method.name, "size": method.size, "analysis_size": ep.analysis_size,
+        "face_stride": ep.face_stride, "protocol_version": protocol_version(root), "seconds": round(seconds, 3),
         "frames_per_s": round(n_frames / max(seconds, 1e-9), 3),
         "tasks": {t: {m: v.to_dict() for m, v in ms.items()} for t, ms in results.items()}})
     write_text(out_dir / "pairs.csv", table.to_csv(index=False))

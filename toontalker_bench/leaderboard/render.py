@@ -1,5 +1,12 @@
-"""Leaderboard pages: ``README.md`` (markdown tables), ``index.html`` (sortable; template ``page.html``) and
-``plots/<task>.png`` (bar charts), all from the CSV; and the plain-text view ``leaderboard show`` prints."""
+"""Leaderboard pages: ``README.md`` (markdown tables), ``index.html`` (sortable; the ``str.format`` template
+``page.html``) and ``plots/<task>.png`` (bar charts), all from the CSV; and the plain-text view ``leaderboard show``.
+
+Rows are summarised per (method, profile, variant, task) over training seeds: the newest run of each seed, then the
+mean and, with two or more seeds, the standard deviation ("mean ± sd, n seeds"), so a ranking shows its
+seed-to-seed spread. Only rows of the newest dataset version and protocol version are shown. Brackets (reference
+points such as copy-source or oracle-render) are labelled and never marked best. A value whose note says it is not
+validated on this data carries †, one from too few frames ‡; the notes are listed under each table.
+"""
 
 from __future__ import annotations
 
@@ -15,26 +22,59 @@ from ..domains import TASKS
 from ..io import atomic_path, write_text
 from .store import csv_path, lock, metric_directions, read_leaderboard
 
-UPPER_BOUNDS = ("oracle-driving",)  # shown for scale, never "best"
+HEADLINE = ("apd_rel_deg", "aed_exp_rel")  # the motion metrics that fit the relative-motion protocol, shown first
+GROUP = ["method", "profile", "variant", "task"]
 
 
-def latest_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """The newest run per (method, profile, task)."""
+def current(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the dataset version and protocol version of the newest row."""
     if df.empty:
         return df
-    return (df.sort_values(["date", "run_id"]).groupby(["method", "profile", "task"], sort=False).tail(1)
-            .reset_index(drop=True))
+    newest = df.sort_values(["date", "run_id"]).iloc[-1]
+    return df[(df["dataset_version"] == newest["dataset_version"])
+              & (df["protocol_version"] == newest["protocol_version"])]
+
+
+def summarise(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, profile, variant, task): metric means over seeds (newest run per seed), ``<m>_sd``,
+    ``n_seeds``, the notes of those runs, and the newest run's id, sample and training record."""
+    if df.empty:
+        return df
+    metrics = metric_columns(df)
+    per_seed = df.sort_values(["date", "run_id"]).groupby([*GROUP, "seed"], sort=False).tail(1)
+    out = []
+    for key, g in per_seed.groupby(GROUP, sort=True):
+        newest = g.iloc[-1]
+        row: dict[str, Any] = dict(zip(GROUP, key))
+        row.update(bracket=newest["bracket"], pose_labels=newest["pose_labels"], run_id=newest["run_id"],
+                   sample_gif=newest["sample_gif"], steps=int(newest["steps"]),
+                   train_seconds=float(g["train_seconds"].mean()), n_seeds=len(g))
+        for m in metrics:
+            vals = g[m].dropna()
+            row[m] = float(vals.mean()) if len(vals) else float("nan")
+            row[f"{m}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
+            row[f"{m}_backend"] = newest[f"{m}_backend"]
+            row[f"{m}_note"] = "; ".join(dict.fromkeys(n for n in g[f"{m}_note"] if n))
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    directions = metric_directions()
+    present = [m for m in directions if m in df.columns and df[m].notna().any()]
+    return [m for m in HEADLINE if m in present] + sorted(m for m in present if m not in HEADLINE)
 
 
 def _arrow(direction: str) -> str:
     return "↓" if direction == "lower" else "↑"
 
 
-def _task_table(df: pd.DataFrame, task: str, directions: dict[str, str]) -> tuple[pd.DataFrame, list[str], dict]:
-    t = df[df["task"] == task].sort_values(["method", "profile"])
-    metrics = [m for m in sorted(directions) if m in t.columns and t[m].notna().any()]
+def _task_table(s: pd.DataFrame, task: str) -> tuple[pd.DataFrame, list[str], dict[str, float]]:
+    directions = metric_directions()
+    t = s[s["task"] == task].sort_values(["bracket", "method", "profile", "variant"])
+    metrics = [m for m in metric_columns(t)]
     best: dict[str, float] = {}
-    contenders = t[~t["method"].isin(UPPER_BOUNDS)]
+    contenders = t[t["bracket"] != "yes"]
     for m in metrics:
         vals = contenders[m].dropna()
         if len(vals):
@@ -42,49 +82,82 @@ def _task_table(df: pd.DataFrame, task: str, directions: dict[str, str]) -> tupl
     return t, metrics, best
 
 
-def _method_label(method: str, pose_labels: str) -> str:
-    """The method name, plus where its training pose vectors came from for methods trained on them."""
-    return f"{method} ({pose_labels} pose labels)" if pose_labels else method
+def _label(r: Any) -> str:  # noqa: ANN401 - a summary row
+    """Method name, its variant, where its training pose vectors came from, and whether it is a bracket."""
+    name = r.method + (f" [{r.variant}]" if r.variant else "")
+    if r.pose_labels:
+        name += f" ({r.pose_labels} pose labels)"
+    return f"{name} (bracket)" if r.bracket == "yes" else name
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any) -> str:  # noqa: ANN401
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
     return f"{v:.4g}"
 
 
+def _marks(note: str) -> str:
+    return ("†" if "not validated" in note else "") + ("‡" if "unreliable" in note else "")
+
+
+def _cell_text(r: Any, m: str) -> str:  # noqa: ANN401
+    v, sd = getattr(r, m), getattr(r, f"{m}_sd")
+    text = _fmt(v) + (f" ± {sd:.2g}" if isinstance(sd, float) and math.isfinite(sd) else "")
+    return text + _marks(getattr(r, f"{m}_note"))
+
+
+def _notes(t: pd.DataFrame, metrics: list[str]) -> list[str]:
+    out = []
+    for m in metrics:
+        for note in dict.fromkeys(n for n in t[f"{m}_note"] if n):
+            out.append(f"- `{m}`{_marks(note)}: {note}")
+    return out
+
+
 def render_markdown(df: pd.DataFrame, benchmark: str) -> str:
     directions = metric_directions()
+    cur = current(df)
+    hidden = len(df) - len(cur)
     out = [f"# Leaderboard: {benchmark}", "",
-           "Newest run per method and profile. ↓ lower is better, ↑ higher is better; the best value is bold "
-           f"({', '.join(UPPER_BOUNDS)} is an upper bound shown for scale and never counts as best). "
-           "Backends, dataset version, commit and seed of every number are in "
-           f"[`{benchmark}.csv`]({benchmark}.csv); an interactive table is in [index.html](index.html).", ""]
-    latest = latest_rows(df)
+           "Mean over training seeds (newest run per seed) ± the seed-to-seed standard deviation when there are two or "
+           "more; `n` = seeds. ↓ lower is better, ↑ higher is better; the best method's value is bold. Rows marked "
+           "(bracket) are reference points (copy-source: no motion; mean-face: an average face; oracle-driving / "
+           "oracle-render: the right answer) and never count as best. `apd_rel_deg` and `aed_exp_rel` — changes "
+           "since the first frame, what a relative-motion method must reproduce — are the headline motion metrics. "
+           "† not validated on this data, ‡ too few frames to be reliable (notes under each table). Backends, "
+           f"dataset version, commit and seed of every number are in [`{benchmark}.csv`]({benchmark}.csv); an "
+           "interactive table is in [index.html](index.html).", ""]
+    if not cur.empty:
+        newest = cur.sort_values(["date", "run_id"]).iloc[-1]
+        out += [f"Dataset `{newest['dataset_version']}`, protocol version {newest['protocol_version']}, face analysis "
+                f"at {newest['analysis_size'] or 'the method'} px"
+                + (f"; {hidden} rows of other versions are not shown (`leaderboard prune` drops them)."
+                   if hidden else "."), ""]
+    s = summarise(cur)
     for task in TASKS:
-        t, metrics, best = _task_table(latest, task, directions)
+        if s.empty:
+            break
+        t, metrics, best = _task_table(s, task)
         if t.empty:
             continue
         out += [f"## {task}", ""]
-        head = ["method", "profile", *[f"{m} {_arrow(directions[m])}" for m in metrics], "steps", "train s", "run"]
+        head = ["method", "profile", "n", *[f"{m} {_arrow(directions[m])}" for m in metrics], "steps", "train s",
+                "newest run"]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "|".join("---" for _ in head) + "|")
         for r in t.itertuples():
-            label = _method_label(r.method, r.pose_labels)
-            cells = [f"*{label}*" if r.method in UPPER_BOUNDS else label, r.profile]
+            cells = [f"*{_label(r)}*" if r.bracket == "yes" else _label(r), r.profile, str(r.n_seeds)]
             for m in metrics:
-                v = getattr(r, m)
-                s = _fmt(v)
-                cells.append(f"**{s}**" if m in best and v == best[m] else s)
+                text = _cell_text(r, m)
+                cells.append(f"**{text}**" if m in best and getattr(r, m) == best[m] else text)
             cells += [str(r.steps), _fmt(r.train_seconds), f"`{r.run_id}`"]
             out.append("| " + " | ".join(cells) + " |")
-        out.append("")
-        out.append(f"![{task}](plots/{task}.png)")
-        out.append("")
+        notes = _notes(t, metrics)
+        out += ([""] + notes if notes else []) + ["", f"![{task}](plots/{task}.png)", ""]
     return "\n".join(out) + "\n"
 
 
-def _bar_charts(df: pd.DataFrame, folder: Path) -> list[str]:
+def _bar_charts(s: pd.DataFrame, folder: Path) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,18 +166,20 @@ def _bar_charts(df: pd.DataFrame, folder: Path) -> list[str]:
     directions = metric_directions()
     made = []
     for task in TASKS:
-        t, metrics, _ = _task_table(df, task, directions)
+        t, metrics, _ = _task_table(s, task)
         if t.empty or not metrics:
             continue
-        fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 0.6, 2.8), squeeze=False)
+        fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 0.6, 3.0), squeeze=False)
         labels = [f"{m}\n{p}" for m, p in zip(t["method"], t["profile"])]
         for ax, m in zip(axes[0], metrics):
             vals = t[m].astype(float).fillna(0.0)
-            ax.bar(range(len(vals)), vals, color=["#999" if x in UPPER_BOUNDS else "#3b6ea8" for x in t["method"]])
+            err = t[f"{m}_sd"].astype(float).fillna(0.0)
+            ax.bar(range(len(vals)), vals, yerr=err, capsize=2,
+                   color=["#999" if b == "yes" else "#3b6ea8" for b in t["bracket"]])
             ax.set_xticks(range(len(vals)), labels, rotation=45, ha="right", fontsize=7)
             ax.set_title(f"{m} {_arrow(directions[m])}", fontsize=9)
             ax.tick_params(axis="y", labelsize=7)
-        fig.suptitle(task, fontsize=10)
+        fig.suptitle(f"{task} (grey: brackets; error bars: seed-to-seed sd)", fontsize=10)
         fig.tight_layout()
         with atomic_path(folder / f"{task}.png") as tmp:
             fig.savefig(tmp, format="png", dpi=110)
@@ -113,45 +188,48 @@ def _bar_charts(df: pd.DataFrame, folder: Path) -> list[str]:
     return made
 
 
-
-
 def render_html(df: pd.DataFrame, benchmark: str, plots: list[str]) -> str:
     directions = metric_directions()
-    latest = latest_rows(df)
+    s = summarise(current(df))
     parts = []
+    e = html.escape
     for task in TASKS:
-        t, metrics, best = _task_table(latest, task, directions)
+        if s.empty:
+            break
+        t, metrics, best = _task_table(s, task)
         if t.empty:
             continue
-        e = html.escape
-        head = ['<th class="t" data-col="method">method</th>', '<th class="t" data-col="profile">profile</th>']
+        head = ['<th class="t" data-col="method">method</th>', '<th class="t" data-col="profile">profile</th>',
+                '<th data-col="n_seeds">n</th>']
         head += [f'<th data-col="{e(m)}" title="{e(directions[m])} is better">{e(m)} {_arrow(directions[m])}</th>'
                  for m in metrics]
         head += ['<th data-col="steps">steps</th>', '<th data-col="train_seconds">train s</th>',
-                 '<th class="t" data-col="run_id">run</th>', '<th class="t">sample</th>']
+                 '<th class="t" data-col="run_id">newest run</th>', '<th class="t">sample</th>']
         body = []
         for r in t.itertuples():
-            cells = [f'<td class="t">{e(_method_label(r.method, r.pose_labels))}</td>',
-                     f'<td class="t">{e(r.profile)}</td>']
+            cells = [f'<td class="t">{e(_label(r))}</td>', f'<td class="t">{e(r.profile)}</td>',
+                     f'<td data-v="{r.n_seeds}">{r.n_seeds}</td>']
             for m in metrics:
                 v = getattr(r, m)
                 num = "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else repr(float(v))
-                backend = e(str(getattr(r, f"{m}_backend") or ""))
+                title = e("; ".join(x for x in (str(getattr(r, f"{m}_backend") or ""), getattr(r, f"{m}_note")) if x))
                 cls = ' class="best"' if m in best and v == best[m] else ""
-                cells.append(f'<td{cls} data-v="{num}" title="{backend}">{_fmt(v)}</td>')
+                cells.append(f'<td{cls} data-v="{num}" title="{title}">{e(_cell_text(r, m))}</td>')
             cells.append(f'<td data-v="{int(r.steps)}">{int(r.steps)}</td>')
             ts = "" if pd.isna(r.train_seconds) else repr(float(r.train_seconds))
             cells.append(f'<td data-v="{ts}">{_fmt(r.train_seconds)}</td>')
             cells.append(f'<td class="t"><code>{e(r.run_id)}</code></td>')
             gif = f'<img class="gif" src="{e(r.sample_gif)}" alt="{e(r.method)} {e(task)}">' if r.sample_gif else ""
             cells.append(f'<td class="t">{gif}</td>')
-            bound = ' class="bound"' if r.method in UPPER_BOUNDS else ""
+            bound = ' class="bound"' if r.bracket == "yes" else ""
             body.append(f"<tr{bound}>" + "".join(cells) + "</tr>")
+        notes = "".join(f"<li>{e(n.removeprefix('- '))}</li>" for n in _notes(t, metrics))
         plot = f'<p><img class="plot" src="plots/{task}.png" alt="{task} bar chart"></p>' if task in plots else ""
         parts.append(f'<h2>{task}</h2>\n<table id="{task}"><thead><tr>{"".join(head)}</tr></thead>\n<tbody>\n'
-                     + "\n".join(body) + f"\n</tbody></table>\n{plot}")
-    return resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8").format(title=html.escape(benchmark), csv=html.escape(f"{benchmark}.csv"),
-                        tables="\n".join(parts) or "<p>No runs published yet.</p>")
+                     + "\n".join(body) + "\n</tbody></table>\n" + (f"<ul>{notes}</ul>\n" if notes else "") + plot)
+    template = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
+    return template.format(title=e(benchmark), csv=e(f"{benchmark}.csv"),
+                           tables="\n".join(parts) or "<p>No runs published yet.</p>")
 
 
 def render(leaderboard_dir: str | Path, benchmark: str) -> tuple[Path, Path]:
@@ -160,8 +238,8 @@ def render(leaderboard_dir: str | Path, benchmark: str) -> tuple[Path, Path]:
     path = csv_path(folder, benchmark)
     with lock(path):
         df = read_leaderboard(path)
-    latest = latest_rows(df)
-    plots = _bar_charts(latest, folder / "plots") if not latest.empty else []
+    s = summarise(current(df))
+    plots = _bar_charts(s, folder / "plots") if not s.empty else []
     md, page = folder / "README.md", folder / "index.html"
     write_text(md, render_markdown(df, benchmark))
     write_text(page, render_html(df, benchmark, plots))
@@ -169,18 +247,19 @@ def render(leaderboard_dir: str | Path, benchmark: str) -> tuple[Path, Path]:
 
 
 def show(leaderboard_dir: str | Path, benchmark: str) -> str:
-    """A plain-text view of the newest rows per task (what ``leaderboard show`` prints)."""
+    """A plain-text view of the current rows per task, summarised over seeds (what ``leaderboard show`` prints)."""
     directions = metric_directions()
     path = csv_path(leaderboard_dir, benchmark)
-    df = latest_rows(read_leaderboard(path))
-    if df.empty:
+    s = summarise(current(read_leaderboard(path)))
+    if s.empty:
         return f"no runs published to {path} yet"
     lines = []
     for task in TASKS:
-        t, metrics, _ = _task_table(df, task, directions)
+        t, metrics, _ = _task_table(s, task)
         if t.empty:
             continue
-        t = t.assign(method=[_method_label(m, p) for m, p in zip(t["method"], t["pose_labels"])])
-        view = t[["method", "profile", *metrics]].rename(columns={m: f"{m}{_arrow(directions[m])}" for m in metrics})
-        lines += [f"== {task}", view.to_string(index=False, float_format=lambda x: f"{x:.4g}"), ""]
+        view = pd.DataFrame({"method": [_label(r) for r in t.itertuples()], "n": t["n_seeds"].to_numpy(),
+                             **{f"{m}{_arrow(directions[m])}": [_cell_text(r, m) for r in t.itertuples()]
+                                for m in metrics}})
+        lines += [f"== {task}", view.to_string(index=False), ""]
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """Leaderboard CSVs: one row per (run, task) with full provenance, validated reads, atomic concurrent writes.
 
-``leaderboard/<benchmark>.csv`` columns: the provenance columns below, then ``<metric>`` and ``<metric>_backend`` for
-every metric any published run reported (metric names are those of ``toontalker_bench.metrics.METRICS``). Publishing
+``leaderboard/<benchmark>.csv`` columns: the provenance columns below, then ``<metric>``, ``<metric>_backend`` and
+``<metric>_note`` (what qualifies the number: not validated on this data, too few frames, KID's spread) for every
+metric any published run reported (metric names are those of ``toontalker_bench.metrics.METRICS``). Publishing
 takes a file lock, reads and validates the whole file, drops the rows of the run id being published (re-publishing
 replaces them), adds the new rows and replaces the file atomically — a corrupt file is reported and left untouched.
 """
@@ -24,11 +25,14 @@ from ..errors import LeaderboardError
 from ..io import atomic_path
 
 PROVENANCE = ("run_id", "method", "profile", "task", "dataset_version", "code_commit", "seed", "steps",
-              "train_seconds", "device", "date", "size", "sample_gif", "pose_labels")
-#: provenance columns added after files were first written: an older file without them reads as empty cells and
-#: gains the column at its next publish
-ADDED_PROVENANCE = ("pose_labels",)
-INT_COLUMNS = ("seed", "steps", "size")
+              "train_seconds", "device", "date", "size", "sample_gif", "pose_labels", "protocol_version",
+              "analysis_size", "bracket", "variant")
+#: provenance columns added after files were first written, with the value an older row reads as (rows before
+#: protocol versions were recorded are version 1 and analysed faces at the method's size, 0); the file gains the
+#: columns at its next publish
+ADDED_PROVENANCE = {"pose_labels": "", "protocol_version": "1", "analysis_size": "0", "bracket": "", "variant": ""}
+INT_COLUMNS = ("seed", "steps", "size", "protocol_version", "analysis_size")
+METRIC_SUFFIXES = ("_backend", "_note")
 LOCK_TIMEOUT_S = 300.0
 
 
@@ -47,11 +51,15 @@ def metric_directions() -> dict[str, str]:
     return {e.name: e.meta.get("direction", "lower") for e in METRICS}
 
 
-def columns_for(metric_names: set[str]) -> list[str]:
+def columns_for(metric_names: set[str], notes: bool = True) -> list[str]:
     cols = list(PROVENANCE)
     for m in sorted(metric_names):
-        cols += [m, f"{m}_backend"]
+        cols += [m, f"{m}_backend"] + ([f"{m}_note"] if notes else [])
     return cols
+
+
+def _is_metric(column: str) -> bool:
+    return column not in PROVENANCE and not column.endswith(METRIC_SUFFIXES)
 
 
 def _check_header(header: list[str], path: Path) -> set[str]:
@@ -61,13 +69,13 @@ def _check_header(header: list[str], path: Path) -> set[str]:
     if missing:
         raise LeaderboardError(f"{path}: header lacks columns {missing}", hint="restore the file from git")
     known = metric_directions()
-    metrics = {c for c in header if c not in PROVENANCE and not c.endswith("_backend")}
+    metrics = {c for c in header if _is_metric(c)}
     for m in metrics:
         if m not in known:
             raise LeaderboardError(f"{path}: unknown metric column {m!r}", hint=f"known metrics: {', '.join(known)}")
         if f"{m}_backend" not in header:
             raise LeaderboardError(f"{path}: metric column {m!r} has no {m}_backend column")
-    if header != columns_for(metrics):
+    if header not in (columns_for(metrics), columns_for(metrics, notes=False)):  # the second: before notes existed
         raise LeaderboardError(f"{path}: columns are not in the expected order or repeat",
                                hint="restore the file from git")
     return metrics
@@ -110,12 +118,13 @@ def read_rows(path: str | Path) -> tuple[list[dict[str, str]], set[str]]:
         header = next(reader, [])
         added = [c for c in ADDED_PROVENANCE if header and c not in header]
         metrics = _check_header(_with_added(header, added), path)
+        defaults = {c: ADDED_PROVENANCE[c] for c in added} | {f"{m}_note": "" for m in metrics}
         rows = []
         for line, values in enumerate(reader, start=2):
             if len(values) != len(header):
                 raise LeaderboardError(f"{path}:{line}: {len(values)} fields, expected {len(header)}",
                                        hint="restore the file from git or fix that line")
-            row = dict(zip(header, values)) | dict.fromkeys(added, "")
+            row = defaults | dict(zip(header, values))
             _check_row(row, metrics, path, line)
             rows.append(row)
     except (UnicodeDecodeError, csv.Error) as e:
@@ -145,7 +154,9 @@ def publish_rows(path: str | Path, rows: list[dict[str, Any]]) -> int:
     """Replace the rows of the run ids in ``rows`` (append if new) under a file lock; returns the row count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    new_metrics = {k for r in rows for k in r if k not in PROVENANCE and not k.endswith("_backend")}
+    rows = [{**ADDED_PROVENANCE, **{k: v for k, v in r.items() if not (k in ADDED_PROVENANCE and v in ("", None))}}
+            for r in rows]
+    new_metrics = {k for r in rows for k in r if _is_metric(k)}
     known = metric_directions()
     for m in new_metrics:
         if m not in known:
@@ -162,6 +173,21 @@ def publish_rows(path: str | Path, rows: list[dict[str, Any]]) -> int:
             w.writerows(kept)
             w.writerows({k: _cell(v) for k, v in r.items()} for r in rows)
     return len(kept) + len(rows)
+
+
+def metric_note(value: dict[str, Any]) -> str:
+    """What qualifies a metric value on the board (a ``MetricValue.to_dict()``): validation, sample size, spread."""
+    extra = value.get("extra") or {}
+    parts = []
+    if extra.get("validation"):
+        parts.append(str(extra["validation"]))
+    if extra.get("reliable") is False:
+        parts.append(f"only {value.get('n', 0)} frames per side (< 2048): unreliable")
+    if "std" in extra and value.get("value") is not None:
+        parts.append(f"std {extra['std']:.3g} over subsets")
+    if extra.get("pairs_unavailable"):
+        parts.append(f"{extra['pairs_unavailable']} pairs could not be answered")
+    return "; ".join(parts)
 
 
 def run_rows(run_dir: str | Path, leaderboard_dir: str | Path) -> list[dict[str, Any]]:
@@ -183,11 +209,13 @@ def run_rows(run_dir: str | Path, leaderboard_dir: str | Path) -> list[dict[str,
             dst.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(dst) as tmp:
                 shutil.copyfile(gif, tmp)
-        row: dict[str, Any] = {k: info.get(k, "") for k in PROVENANCE}
-        row.update(task=task, size=detail.get("size", info.get("size", 0)), sample_gif=rel)
+        row: dict[str, Any] = {k: info.get(k, ADDED_PROVENANCE.get(k, "")) for k in PROVENANCE}
+        row.update(task=task, size=detail.get("size", info.get("size", 0)), sample_gif=rel,
+                   protocol_version=detail.get("protocol_version", 1), analysis_size=detail.get("analysis_size", 0))
         for m, v in metrics.items():
             row[m] = v.get("value")
             row[f"{m}_backend"] = v.get("backend", "")
+            row[f"{m}_note"] = metric_note(v)
         rows.append(row)
     return rows
 

@@ -135,20 +135,22 @@ class InceptionExtractor:
         bs = self.batch_size
         chunks = [files[i:i + bs] for i in range(0, len(files), bs)]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            def load(chunk: list[Path]) -> np.ndarray:
-                imgs = [read_image(io.BytesIO(f.read_bytes())) for f in chunk]
-                if len({im.shape for im in imgs}) > 1:
-                    from ..errors import MediaError
-
-                    raise MediaError(f"images of different resolutions in {chunk[0].parent}",
-                                     hint="resize all frames to one size")
-                return np.stack(imgs)
+            def load(chunk: list[Path]) -> list[np.ndarray]:
+                return [read_image(io.BytesIO(f.read_bytes())) for f in chunk]
 
             pending = pool.submit(load, chunks[0]) if chunks else None
             for k in range(len(chunks)):
-                batch = pending.result()
+                images = pending.result()
                 pending = pool.submit(load, chunks[k + 1]) if k + 1 < len(chunks) else None
-                yield batch
+                # a folder of mixed resolutions (as pytorch-fid accepts): each run of one size is a batch; the
+                # network resizes every image to 299 on its own, so the features are those of one image at a time
+                i = 0
+                while i < len(images):
+                    j = i + 1
+                    while j < len(images) and images[j].shape == images[i].shape:
+                        j += 1
+                    yield np.stack(images[i:j])
+                    i = j
 
 
 @functools.cache
@@ -223,42 +225,59 @@ def distribution_value(name: str, fa: np.ndarray, fb: np.ndarray, backend: str, 
     return MetricValue(name, kid, backend, n, extra)
 
 
+RELIABLE_FRAMES = 2048  # FID's 2048-D covariance needs at least this many frames per side to be full rank
+
+
 class _DistributionMetric(Metric):
-    """Generated frames of every pair against driving (real) frames of every pair."""
+    """Generated frames of every pair, pooled, against a fixed **reference set** of real frames.
+
+    The reference is set once (:meth:`set_reference`): in the benchmark, the test frames of the target (= source)
+    domain; in ``evaluate metrics``, the ``--reference`` frames. Values from fewer than :data:`RELIABLE_FRAMES`
+    frames on either side are computed but flagged ``reliable: false``; KID carries the standard deviation over its
+    random subsets as ``std``.
+    """
 
     def __init__(self, device: str = "cpu", batch_size: int = 50, min_frames: int = 64) -> None:
         self.device, self.batch_size, self.min_frames = device, batch_size, min_frames
+        self._reference: np.ndarray | None = None
         super().__init__()
 
     def reset(self) -> None:
         super().reset()
         self._gen: list[np.ndarray] = []
-        self._real: list[np.ndarray] = []
+
+    def set_reference(self, frames: np.ndarray | None = None, features: np.ndarray | None = None) -> None:
+        """The real frames (uint8 ``(N, H, W, 3)``) or their Inception features the generated frames are compared to."""
+        ext = extractor(self.device, self.batch_size)
+        self.backend = ext.backend
+        self._reference = features if features is not None else ext.features(frames, "inception (reference)")
 
     def update(self, pair: Pair) -> None:
         ext = extractor(self.device, self.batch_size)
         self.backend = ext.backend
-        g, r = pair.cached(("inception",), lambda: (ext.features(pair.frames("generated"), "inception (generated)"),
-                                                    ext.features(pair.frames("driving"), "inception (driving)")))
-        self._gen.append(g)
-        self._real.append(r)
+        self._gen.append(pair.cached(("inception",), lambda: ext.features(pair.frames("generated"),
+                                                                          "inception (generated)")))
 
     def compute(self) -> MetricValue:
+        if self._reference is None:
+            return MetricValue(self.name, None, self.backend, 0, {}, f"{self.name.upper()} has no reference set",)
         if not self._gen:
             return MetricValue(self.name, None, self.backend, 0, {}, "no pairs")
-        return distribution_value(self.name, np.concatenate(self._gen), np.concatenate(self._real), self.backend,
-                                  self.min_frames)
+        gen = np.concatenate(self._gen)
+        out = distribution_value(self.name, gen, self._reference, self.backend, self.min_frames)
+        out.extra["reliable"] = bool(min(len(gen), len(self._reference)) >= RELIABLE_FRAMES)
+        return out
 
 
 @METRICS.register("fid", direction="lower")
 class FID(_DistributionMetric):
-    """Fréchet distance between pool3 feature Gaussians of generated and real (driving) frames."""
+    """Fréchet distance between pool3 feature Gaussians of the generated frames and the reference set."""
 
     name, direction = "fid", "lower"
 
 
 @METRICS.register("kid", direction="lower")
 class KID(_DistributionMetric):
-    """Unbiased kernel inception distance (cubic polynomial kernel) of generated vs real (driving) frames."""
+    """Unbiased kernel inception distance (cubic polynomial kernel) of the generated frames vs the reference set."""
 
     name, direction = "kid", "lower"

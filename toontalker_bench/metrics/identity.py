@@ -32,7 +32,7 @@ class Embedder:
     def _embed(self, pair: Pair, which: Which) -> np.ndarray:
         track = pair.faces(which)
         ok = track.has_landmarks
-        frames = pair.frames(which)
+        frames = pair.face_frames(which)
         out = np.full((len(frames), self.dim), np.nan)
         if ok.any():
             idx = np.flatnonzero(ok)

@@ -1,8 +1,11 @@
 """Expression and pose distances (AED / APD) from 3DMM motion estimates.
 
 ``aed_exp``: mean L1 distance between the expression codes of generated and driving frames.
-``apd_deg``: mean L1 distance between (yaw, pitch, roll) in degrees. Both are averaged per pair (video) and then over
-pairs. Frames where either face is not usable are excluded and counted in ``face_miss_rate`` (also its own metric).
+``apd_deg``: mean L1 distance between (yaw, pitch, roll) in degrees. Both compare absolute codes, the literature's
+form (PIRenderer, StyleHEAT), which under relative motion also charges the source's own pose and expression.
+``aed_exp_rel`` / ``apd_rel_deg``: the same distances between the *changes* since the first frame (generated_t -
+generated_0 against driving_t - driving_0): a perfect relative-motion method scores about 0, copying the source
+scores the driving motion's size. All are averaged per pair (video) and then over pairs. Frames where either face is not usable are excluded and counted in ``face_miss_rate`` (also its own metric).
 FOMM's identity-embedding distance is a different quantity and lives in :mod:`.identity` as ``aed_id``.
 
 Motion backends (``MOTION_BACKENDS``) turn a pair's frames into a :class:`MotionEstimate`:
@@ -74,6 +77,7 @@ class Deep3DCoefficientBackend(MotionBackend):
         c = np.asarray(c, np.float64)
         if c.ndim != 2 or c.shape[1] != 257 or len(c) != len(pair.frames(which)):
             raise UserError(f"{which} coefficients must be (T={len(pair.frames(which))}, 257), got {c.shape}")
+        c = c[pair.face_rows(which)]
         ok = np.isfinite(c).all(1)
         ang = np.degrees(c[:, 224:227])
         return MotionEstimate(ang[:, [1, 0, 2]], c[:, 80:144], ok, self.name)
@@ -93,16 +97,26 @@ class _MotionDistance(Metric):
         self._missed = 0
         self._total = 0
 
+    relative = False
+
     def update(self, pair: Pair) -> None:
         gen = pair_motion(pair, "generated", self.backend)
         drv = pair_motion(pair, "driving", self.backend)
         both = gen.ok & drv.ok
         self._total += len(both)
         self._missed += int((~both).sum())
-        if both.any():
-            a, b = getattr(gen, self.key)[both], getattr(drv, self.key)[both]
-            self._per_video.append(float(np.abs(a - b).mean(axis=1).mean()))
-            self._n_frames += int(both.sum())
+        if not both.any():
+            return
+        a, b = getattr(gen, self.key), getattr(drv, self.key)
+        if self.relative:  # changes since the first frame usable on both sides, which itself compares 0 with 0
+            ref = int(np.flatnonzero(both)[0])
+            a, b = a - a[ref], b - b[ref]
+            both = both.copy()
+            both[ref] = False
+            if not both.any():
+                return
+        self._per_video.append(float(np.abs(a[both] - b[both]).mean(axis=1).mean()))
+        self._n_frames += int(both.sum())
 
     def compute(self) -> MetricValue:
         extra = {"face_miss_rate": self._missed / self._total if self._total else None, "frames_missed": self._missed}
@@ -124,6 +138,26 @@ class APDDeg(_MotionDistance):
 
     name = "apd_deg"
     key = "angles"
+
+
+@METRICS.register("aed_exp_rel", direction="lower")
+class AEDExpRel(_MotionDistance):
+    """Mean L1 distance between the expression changes since the first frame, generated vs driving:
+    ``|(e_gen(t) - e_gen(0)) - (e_drv(t) - e_drv(0))|`` — what a relative-motion method should reproduce."""
+
+    name = "aed_exp_rel"
+    key = "exp"
+    relative = True
+
+
+@METRICS.register("apd_rel_deg", direction="lower")
+class APDRelDeg(_MotionDistance):
+    """Mean L1 distance between the head-rotation changes since the first frame, generated vs driving, in degrees:
+    ``|(p_gen(t) - p_gen(0)) - (p_drv(t) - p_drv(0))|`` over yaw, pitch, roll."""
+
+    name = "apd_rel_deg"
+    key = "angles"
+    relative = True
 
 
 @METRICS.register("face_miss_rate", direction="lower")

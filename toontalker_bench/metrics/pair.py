@@ -76,8 +76,13 @@ def _wh(f: np.ndarray) -> str:
 class Pair:
     """One evaluation pair. ``generated``/``driving``: uint8 ``(T, H, W, 3)``; ``source``: uint8 ``(H, W, 3)``.
 
-    Face tracks and motion estimates are computed once per pair and shared by every metric (AKD, AED, APD use the
-    same landmarks). ``coefficients`` optionally holds user-supplied 3DMM coefficients per sequence.
+    Pixel metrics compare the frames as given (the method's size). Face analysis — detection, landmarks, the 3DMM
+    fit, identity embeddings, AKD — runs on :meth:`face_frames`: ``full`` frames where given (the dataset's
+    full-resolution driving and source frames), otherwise the frames resized to ``analysis_size`` (bicubic when
+    upscaling, area when downscaling; 0 keeps them), every ``face_stride``-th frame of a sequence. Face tracks and
+    motion estimates are computed once per pair and shared by every metric; with a ``disk`` cache the driving and
+    source analyses are also kept across runs, keyed by the frames' content. ``coefficients`` optionally holds
+    user-supplied 3DMM coefficients per sequence.
     """
 
     generated: np.ndarray
@@ -86,6 +91,10 @@ class Pair:
     pair_id: str = ""
     analyzer: FaceAnalyzer | None = None
     coefficients: dict[str, np.ndarray] = field(default_factory=dict)
+    full: dict[str, np.ndarray] = field(default_factory=dict)
+    analysis_size: int = 0
+    face_stride: int = 1
+    disk: AnalysisCache | None = None
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -102,6 +111,8 @@ class Pair:
             self.source = np.asarray(self.source)
             if self.source.ndim == 4:
                 self.source = self.source[0]
+        if "driving" in self.full and len(self.full["driving"]) != len(self.generated):
+            raise UserError(f"pair {self.pair_id or '?'}: full-size driving frames do not match the generated ones")
 
     def frames(self, which: Which) -> np.ndarray:
         arr = getattr(self, which)
@@ -109,19 +120,76 @@ class Pair:
             raise UserError(f"pair {self.pair_id or '?'} has no {which} frames", hint=f"pass --{which}")
         return arr if which != "source" else arr[None]
 
+    def face_rows(self, which: Which) -> np.ndarray:
+        """Indices of the frames of ``which`` that face analysis sees."""
+        n = len(self.frames(which))
+        return np.arange(0, n, self.face_stride if which != "source" else 1)
+
+    def face_frames(self, which: Which) -> np.ndarray:
+        """The frames face analysis sees (see the class docstring)."""
+        def compute() -> np.ndarray:
+            full = self.full.get(which)
+            arr = (full if full.ndim == 4 else full[None]) if full is not None else self.frames(which)
+            arr = arr[self.face_rows(which)]
+            if self.analysis_size and arr.shape[1:3] != (self.analysis_size, self.analysis_size):
+                arr = resize_frames(arr, self.analysis_size)
+            return arr
+        return self.cached(("face_frames", which), compute)
+
     def faces(self, which: Which) -> FaceTrack:
         if self.analyzer is None:
             from ..faces.analyzer import FaceAnalyzer
 
             self.analyzer = FaceAnalyzer()
         analyzer = self.analyzer
-        return self.cached(("faces", which), lambda: analyzer.track(self.frames(which), desc=f"landmarks ({which})"))
+
+        def compute() -> FaceTrack:
+            frames = self.face_frames(which)
+            if self.disk is None or which == "generated":  # generated frames are one method's: not worth keeping
+                return analyzer.track(frames, desc=f"landmarks ({which})")
+            return self.disk.track(analyzer, frames, desc=f"landmarks ({which})")
+        return self.cached(("faces", which), compute)
 
     def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per pair and ``key``: analyses every metric of the pair shares (motion fits, features)."""
         if key not in self._cache:
             self._cache[key] = compute()
         return self._cache[key]
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """uint8 ``(T, H, W, 3)`` -> ``(T, size, size, 3)``: bicubic when enlarging, area averaging when shrinking."""
+    import cv2
+
+    interp = cv2.INTER_CUBIC if size > frames.shape[1] else cv2.INTER_AREA
+    return np.stack([cv2.resize(np.ascontiguousarray(f), (size, size), interpolation=interp) for f in frames])
+
+
+class AnalysisCache:
+    """Face tracks of frame sequences on disk, keyed by the frames' bytes and the analyzer's backend: the driving
+    and source frames of the protocol are the same for every method, so each is analysed once across runs."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def track(self, analyzer: FaceAnalyzer, frames: np.ndarray, desc: str = "landmarks") -> FaceTrack:
+        import hashlib
+
+        from ..faces.analyzer import FaceTrack
+        from ..io import atomic_path
+
+        frames = np.ascontiguousarray(frames)
+        key = hashlib.sha256(str(frames.shape).encode() + analyzer.backend.encode() + frames.data).hexdigest()
+        path = self.root / key[:2] / f"{key}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                return FaceTrack(z["landmarks68"], z["landmarks5"], z["detected"], z["fallback"], int(z["size"]))
+        t = analyzer.track(frames, desc=desc)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, landmarks68=t.landmarks68, landmarks5=t.landmarks5, detected=t.detected,
+                         fallback=t.fallback, size=t.size)
+        return t
 
 
 def _as_frames(a: np.ndarray, what: str) -> np.ndarray:

@@ -47,6 +47,20 @@ class Capabilities:
     self_reenactment: bool = True
     needs_paired_pose: bool = False    # needs (frame, pose vector) pairs to train
     needs_driving_ground_truth: bool = False  # oracle baselines only
+    needs_pair_context: bool = False   # animate() needs the protocol pair (clip ids, frames): the oracle-render bracket
+    bracket: bool = False              # a reference point of the metric scales, never ranked as a method
+
+
+@dataclass(frozen=True)
+class PairContext:
+    """Which protocol pair is being animated, for methods that need it (``needs_pair_context``)."""
+
+    dataset_dir: str
+    source_clip: str
+    source_frame: int
+    driving_clip: str
+    driving_start: int
+    n_frames: int
 
 
 class Method(nn.Module):
@@ -83,13 +97,20 @@ class Method(nn.Module):
     # -- inference --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def animate(self, source: torch.Tensor, driving: torch.Tensor, *, source_domain: Domain,
-                driving_domain: Domain, relative: bool = True) -> torch.Tensor:
+                driving_domain: Domain, relative: bool = True, context: PairContext | None = None) -> torch.Tensor:
         """Animate ``source`` ``(3, H, W)`` with ``driving`` frames ``(T, 3, H, W)``; returns ``(T, 3, H, W)``.
 
         With ``relative=True`` the motion applied is the driving motion relative to ``driving[0]``, so
-        ``driving == source`` repeated must give back (approximately) ``source``.
+        ``driving == source`` repeated must give back (approximately) ``source``. ``context`` names the protocol
+        pair; only methods whose capabilities say ``needs_pair_context`` are given it.
         """
         raise NotImplementedError
+
+    def variant(self) -> str:
+        """What distinguishes this configuration on the leaderboard beyond method and profile (e.g. a fusion mode,
+        the perceptual-loss backbone); empty by default."""
+        backend = str(self.cfg.get("reconstruction_backend", ""))
+        return backend.split("(")[0] if backend else ""
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def load_release_checkpoint(self, path: str, trust: bool = False) -> list[str]:

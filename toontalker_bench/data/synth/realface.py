@@ -240,7 +240,7 @@ class Expression:
 # ----------------------------------------------------------------------------------------------- frames
 def render_shot(shot: Any, w: int, h: int, fps: float) -> Iterator[tuple[np.ndarray, Any, Any, Any]]:
     """Frames of a no-face shot of the real domain (a slow zoom over a photo without people):
-    ``(frame, None, None, None)``. Photo shots are rendered by :func:`.realface3d.render_shot`."""
+    ``(frame, None, None, None)``. Photo shots are rendered by :class:`.realface3d.RealShot`."""
     import cv2
 
     if shot.kind != "empty":

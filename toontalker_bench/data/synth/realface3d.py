@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -685,35 +684,34 @@ def usable_photos() -> tuple[dict[str, Any], dict[str, str]]:
 
 
 # ----------------------------------------------------------------------------------------------- corpus shots
-def render_shot(shot: Any, w: int, h: int, fps: float) -> Iterator[tuple[np.ndarray, Any, Any, Any]]:
-    """Frames of one real-domain shot: ``(frame, landmarks | None, box | None, motion | None)``.
+class RealShot:
+    """One photo shot: the photo's head, framed at a random face size and position (left of centre in even shots,
+    right in odd ones, so that a cut between two shots of one photo changes the picture enough for a shot detector
+    to see it), talking with head turns around the photo's own pose (within ``LIMITS``) and a slight drift.
+    ``frame(t, motion)`` draws frame ``t`` (its framing and drift) with any motion (the oracle uses that)."""
 
-    Photo shots: the photo's head, framed at a random face size and position (left of centre in even shots, right
-    in odd ones), talking with head turns around the photo's own pose (within ``LIMITS``) and a slight drift;
-    no-face shots as in :func:`.realface.render_shot`.
-    """
-    from .realface import render_shot as scene_shot
-    from .motion import smooth_noise, talking_motion
+    def __init__(self, shot: Any, w: int, h: int, fps: float) -> None:
+        from .motion import smooth_noise, talking_motion
 
-    if shot.kind != "photo":
-        yield from scene_shot(shot, w, h, fps)
-        return
-    rng = np.random.default_rng(list(shot.seed))
-    head = RealHead.from_photo(shot.source)
-    # the face sits left of centre in even shots and right of it in odd ones, so that a cut between two shots of
-    # one photo (same background) changes the picture enough for a shot detector to see it
-    side = -1 if shot.seed[-1] % 2 == 0 else 1
-    fr = head.framing((w, h), centre=((0.5 + side * rng.uniform(0.04, 0.14)) * w, rng.uniform(0.47, 0.53) * h),
-                      face_px=rng.uniform(0.3, 0.38) * h)
-    motion = talking_motion(rng, shot.n_frames, fps, yaw=26.0, pitch=12.0, roll=8.0)
-    motion[:, N_MORPHS:] += head.pose0
-    motion = head.clamp(motion)
-    face_px = fr.scale * head.face_height
-    sx, sy = smooth_noise(rng, shot.n_frames, fps), smooth_noise(rng, shot.n_frames, fps)
-    for t in range(shot.n_frames):
-        shift = (0.03 * face_px * sx[t], 0.02 * face_px * sy[t])
-        frame, lm, box = head.render(motion[t], (w, h), fr, shift)
-        yield frame, lm, box, motion[t]
+        rng = np.random.default_rng(list(shot.seed))
+        self.head = RealHead.from_photo(shot.source)
+        self.size = (w, h)
+        side = -1 if shot.seed[-1] % 2 == 0 else 1
+        self.framing = self.head.framing((w, h), centre=((0.5 + side * rng.uniform(0.04, 0.14)) * w,
+                                                          rng.uniform(0.47, 0.53) * h),
+                                         face_px=rng.uniform(0.3, 0.38) * h)
+        motion = talking_motion(rng, shot.n_frames, fps, yaw=26.0, pitch=12.0, roll=8.0)
+        motion[:, N_MORPHS:] += self.head.pose0
+        self.motion = self.head.clamp(motion)
+        face_px = self.framing.scale * self.head.face_height
+        sx, sy = smooth_noise(rng, shot.n_frames, fps), smooth_noise(rng, shot.n_frames, fps)
+        self.shifts = np.stack([0.03 * face_px * sx, 0.02 * face_px * sy], 1)
+
+    def clamp(self, motion: np.ndarray) -> np.ndarray:
+        return self.head.clamp(motion)
+
+    def frame(self, t: int, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.head.render(motion, self.size, self.framing, tuple(self.shifts[t]))
 
 
 # ----------------------------------------------------------------------------------------------- contact sheet

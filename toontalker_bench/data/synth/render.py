@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ...faces.pose import POSE_DIM
+from ...faces.pose import N_MORPHS, POSE_DIM
 from ...io import atomic_path
 from .background import background
 from .motion import smooth_noise, talking_motion
@@ -25,35 +25,57 @@ def character(seed: int, index: int):  # noqa: ANN201 - cartoon.Character
     return make_character(np.random.default_rng([seed, 7, index]), f"cartoon_{index:02d}")
 
 
-def _cartoon_shot(shot: Shot, seed: int, w: int, h: int, fps: float):  # noqa: ANN202 - generator
-    from .cartoon import render
+class CartoonShot:
+    """One cartoon face shot: its ground-truth motion and a renderer for frame ``t`` with any motion (the oracle
+    uses the second). The random draws happen in the order the corpus was always generated in."""
 
-    rng = np.random.default_rng(list(shot.seed))
-    if shot.kind == "empty":
-        bg = background(rng, h, w, landscape=True)
-        frame = (bg * 255 + 0.5).astype(np.uint8)
-        for _ in range(shot.n_frames):
-            yield frame, None, None, None
-        return
-    ch = character(seed, int(shot.source))
-    bg = background(rng, h, w)
-    motion = talking_motion(rng, shot.n_frames, fps)
-    scale = rng.uniform(0.22, 0.29) * h
-    cx0, cy0 = rng.uniform(0.32, 0.68) * w, rng.uniform(0.44, 0.5) * h
-    dx, dy = smooth_noise(rng, shot.n_frames, fps), smooth_noise(rng, shot.n_frames, fps)
-    for t in range(shot.n_frames):
-        canvas = bg.copy()
-        centre = (cx0 + 0.012 * w * dx[t], cy0 + 0.008 * h * dy[t])
-        img, lm, box = render(ch, motion[t], canvas, centre, scale)
-        yield (img * 255 + 0.5).astype(np.uint8), lm, box, motion[t]
+    def __init__(self, shot: Shot, seed: int, w: int, h: int, fps: float) -> None:
+        rng = np.random.default_rng(list(shot.seed))
+        self.character = character(seed, int(shot.source))
+        self.bg = background(rng, h, w)
+        self.motion = talking_motion(rng, shot.n_frames, fps)
+        self.scale = rng.uniform(0.22, 0.29) * h
+        cx0, cy0 = rng.uniform(0.32, 0.68) * w, rng.uniform(0.44, 0.5) * h
+        dx, dy = smooth_noise(rng, shot.n_frames, fps), smooth_noise(rng, shot.n_frames, fps)
+        self.centres = np.stack([cx0 + 0.012 * w * dx, cy0 + 0.008 * h * dy], 1)
+
+    def clamp(self, motion: np.ndarray) -> np.ndarray:
+        m = np.array(motion, np.float64, copy=True)
+        m[..., :N_MORPHS] = np.clip(m[..., :N_MORPHS], 0, 1)
+        return m
+
+    def frame(self, t: int, motion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frame ``t`` (its camera position) drawn with ``motion`` (20,): uint8 image, 68 landmarks, face box."""
+        from .cartoon import render
+
+        img, lm, box = render(self.character, motion, self.bg.copy(), tuple(self.centres[t]), self.scale)
+        return (img * 255 + 0.5).astype(np.uint8), lm, box
+
+
+def shot_renderer(video: Video, shot: Shot, seed: int):  # noqa: ANN201 - CartoonShot | realface3d.RealShot
+    """The renderer of a face shot (``motion``, ``clamp(motion)``, ``frame(t, motion)``)."""
+    if video.domain == "cartoon":
+        return CartoonShot(shot, seed, video.width, video.height, video.fps)
+    from .realface3d import RealShot
+
+    return RealShot(shot, video.width, video.height, video.fps)
 
 
 def _shot_frames(video: Video, shot: Shot, seed: int):  # noqa: ANN202 - generator
-    if video.domain == "cartoon":
-        return _cartoon_shot(shot, seed, video.width, video.height, video.fps)
-    from .realface3d import render_shot
+    """``(frame, landmarks | None, box | None, motion | None)`` for every frame of a shot."""
+    if shot.kind in ("cartoon", "photo"):
+        r = shot_renderer(video, shot, seed)
+        for t in range(shot.n_frames):
+            yield *r.frame(t, r.motion[t]), r.motion[t]
+    elif video.domain == "cartoon":  # a cartoon shot without a face
+        bg = background(np.random.default_rng(list(shot.seed)), video.height, video.width, landscape=True)
+        frame = (bg * 255 + 0.5).astype(np.uint8)
+        for _ in range(shot.n_frames):
+            yield frame, None, None, None
+    else:
+        from .realface import render_shot
 
-    return render_shot(shot, video.width, video.height, video.fps)
+        yield from render_shot(shot, video.width, video.height, video.fps)
 
 
 def render_video(job: tuple[Video, str, int]) -> dict[str, Any]:
