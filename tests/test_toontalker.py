@@ -252,7 +252,7 @@ def test_release_checkpoint_mapping(tmp_path: Path) -> None:
 
 
 def test_release_checkpoint_errors(tmp_path: Path) -> None:
-    m = tiny()
+    m = tiny(fusion="release")  # release weights need the release's decoder (tests/test_toontalker_release.py)
     with pytest.raises(CheckpointError, match="not found"):
         m.load_release_checkpoint(str(tmp_path / "missing.pth"))
     p = tmp_path / "pickle.pth"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -59,21 +60,32 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     return x[:, :, ::down, ::down] if down > 1 else x
 
 
-def identity_grid(h: int, w: int, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Sampling grid ``(B, H, W, 2)`` with x, y in ``linspace(-1, 1)`` (the LIA/ToonTalker convention)."""
-    ys = torch.linspace(-1, 1, h, device=device, dtype=dtype)
-    xs = torch.linspace(-1, 1, w, device=device, dtype=dtype)
+def identity_grid(h: int, w: int, batch: int, device: torch.device, dtype: torch.dtype,
+                  release: bool = False) -> torch.Tensor:
+    """Sampling grid ``(B, H, W, 2)`` with x, y in ``linspace(-1, 1)`` (the LIA/ToonTalker convention).
+
+    ``release=True`` builds the coordinates as the ToonTalker release does: ``numpy.linspace`` in float64, rounded to
+    float32, then cast to ``dtype`` (``torch.linspace`` in float32 can differ from it in the last bit; in float64
+    the rounding to float32 is the whole difference).
+    """
+    if release:
+        ys = torch.from_numpy(np.linspace(-1, 1, h)).float().to(device=device, dtype=dtype)
+        xs = torch.from_numpy(np.linspace(-1, 1, w)).float().to(device=device, dtype=dtype)
+    else:
+        ys = torch.linspace(-1, 1, h, device=device, dtype=dtype)
+        xs = torch.linspace(-1, 1, w, device=device, dtype=dtype)
     gy, gx = torch.meshgrid(ys, xs, indexing="ij")
     return torch.stack((gx, gy), dim=-1).unsqueeze(0).expand(batch, h, w, 2)
 
 
-def warp(feat: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Backward-warp ``feat`` by ``offsets`` ``(B, 2, H, W)`` (x, y, in normalised units) added to the identity grid.
+def warp(feat: torch.Tensor, offsets: torch.Tensor, release_grid: bool = False) -> torch.Tensor:
+    """Backward-warp ``feat`` by ``offsets`` ``(B, 2, H, W)`` (x, y, in normalised units) added to the identity grid
+    (built as the release builds it when ``release_grid``; see :func:`identity_grid`).
 
     ``align_corners=False`` as in the public release, so released weights reproduce their outputs.
     """
     b, _, h, w = offsets.shape
-    grid = identity_grid(h, w, b, offsets.device, offsets.dtype) + offsets.permute(0, 2, 3, 1)
+    grid = identity_grid(h, w, b, offsets.device, offsets.dtype, release_grid) + offsets.permute(0, 2, 3, 1)
     if feat.shape[-2:] != (h, w):
         feat = F.interpolate(feat, size=(h, w), mode="bilinear", align_corners=False)
     return F.grid_sample(feat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -241,14 +253,16 @@ class ToRGB(nn.Module):
 class ToFlow(nn.Module):
     """Predicts a flow field (2 channels, tanh offsets) and an occlusion mask (sigmoid) from decoder features.
 
-    The raw 3-channel prediction accumulates across scales like StyleGAN2's RGB skips.
+    The raw 3-channel prediction accumulates across scales like StyleGAN2's RGB skips. ``release_grid``: build the
+    identity sampling grid exactly as the ToonTalker release does (see :func:`identity_grid`).
     """
 
-    def __init__(self, cin: int, style_dim: int) -> None:
+    def __init__(self, cin: int, style_dim: int, release_grid: bool = False) -> None:
         super().__init__()
         self.upsample = Upsample()
         self.conv = ModulatedConv2d(cin, 3, 1, style_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+        self.release_grid = release_grid
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, feat: torch.Tensor,
                 skip: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -257,7 +271,7 @@ class ToFlow(nn.Module):
         if skip is not None:
             raw = raw + self.upsample(skip)
         mask = torch.sigmoid(raw[:, 2:3])
-        return warp(feat, torch.tanh(raw[:, :2])) * mask, mask, raw
+        return warp(feat, torch.tanh(raw[:, :2]), self.release_grid) * mask, mask, raw
 
 
 class FuseSFT(nn.Module):

@@ -137,16 +137,24 @@ def check_state(method: Method, state: dict[str, torch.Tensor], where: str) -> N
 
 
 def load_torch_file(path: str | Path, trust: bool = False) -> Any:
-    """``torch.load`` for third-party files: tensors-only unpickling unless ``trust`` is set."""
+    """``torch.load`` for third-party files: tensors-only unpickling unless ``trust`` is set.
+
+    Safe loading (``weights_only=True``) accepts tensors, dicts (also ``OrderedDict``), lists, tuples, sets, numbers,
+    strings, bytes, ``None``, ``torch.Size`` / ``dtype`` / ``device`` and optimiser state dicts; it refuses any other
+    pickled object (an ``argparse.Namespace`` of training arguments, numpy arrays or scalars, ``pathlib`` paths,
+    ``datetime``, whole ``nn.Module`` objects...), which then needs ``trust`` (``--trust-checkpoint``).
+    """
     import pickle
+    import re
 
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         return torch.load(str(path), map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path} holds Python objects beyond tensors and was refused "
-                              f"({str(e).splitlines()[0][:120]})",
-                              hint="pass --trust-checkpoint only if you trust where the file came from") from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        what = f"a pickled Python object ({found.group(1)})" if found else "pickled Python objects"
+        raise CheckpointError(f"{path} holds {what}, refused by safe loading (weights_only=True); pass "
+                              "--trust-checkpoint if you trust the file (unpickling it can run code from it)") from None
     except (OSError, RuntimeError, EOFError) as e:
-        raise CheckpointError(f"cannot read {path}: {str(e).splitlines()[0][:160]}") from None
+        raise CheckpointError(f"cannot read {path}: {str(e).strip().splitlines()[0][:200]}") from None

@@ -14,8 +14,10 @@ class DenseMotionNetwork(nn.Module):
     """Sparse per-keypoint affine motions -> soft-assigned dense backward flow ``(B, h, w, 2)`` + occlusion map."""
 
     def __init__(self, block_expansion: int, num_blocks: int, max_features: int, num_kp: int, num_channels: int,
-                 estimate_occlusion_map: bool = True, scale_factor: float = 1.0, kp_variance: float = 0.01) -> None:
+                 estimate_occlusion_map: bool = True, scale_factor: float = 1.0, kp_variance: float = 0.01,
+                 align_corners: bool = True) -> None:
         super().__init__()
+        self.align_corners = align_corners
         self.hourglass = Hourglass(block_expansion, (num_kp + 1) * (num_channels + 1), num_blocks, max_features)
         self.mask = nn.Conv2d(self.hourglass.out_filters, num_kp + 1, 7, padding=3)
         self.occlusion = nn.Conv2d(self.hourglass.out_filters, 1, 7, padding=3) if estimate_occlusion_map else None
@@ -46,7 +48,8 @@ class DenseMotionNetwork(nn.Module):
         heat = torch.cat([heat.new_zeros(b, 1, h, w), heat], dim=1)
         motions = self.sparse_motions(h, w, kp_driving, kp_source)
         src = source_image.unsqueeze(1).expand(b, k1, c, h, w).reshape(b * k1, c, h, w)
-        deformed = warp(src, motions.reshape(b * k1, h, w, 2)).reshape(b, k1, c, h, w)
+        deformed = warp(src, motions.reshape(b * k1, h, w, 2), align_corners=self.align_corners)
+        deformed = deformed.reshape(b, k1, c, h, w)
         net_in = torch.cat([heat.unsqueeze(2), deformed], dim=2).reshape(b, k1 * (c + 1), h, w)
         features = self.hourglass(net_in)
         mask = F.softmax(self.mask(features), dim=1)

@@ -16,11 +16,13 @@ class OcclusionAwareGenerator(nn.Module):
     """Encoder -> features warped by the dense flow and masked by occlusion -> residual bottleneck -> decoder."""
 
     def __init__(self, num_channels: int, num_kp: int, block_expansion: int, max_features: int, num_down_blocks: int,
-                 num_bottleneck_blocks: int, estimate_occlusion_map: bool, dense_motion_params: dict[str, Any]) -> None:
+                 num_bottleneck_blocks: int, estimate_occlusion_map: bool, dense_motion_params: dict[str, Any],
+                 align_corners: bool = True) -> None:
         super().__init__()
+        self.align_corners = align_corners
         self.dense_motion_network = DenseMotionNetwork(num_kp=num_kp, num_channels=num_channels,
                                                        estimate_occlusion_map=estimate_occlusion_map,
-                                                       **dense_motion_params)
+                                                       align_corners=align_corners, **dense_motion_params)
         ch = lambda i: min(max_features, block_expansion * 2**i)  # noqa: E731
         self.first = SameBlock2d(num_channels, block_expansion, kernel_size=7, padding=3)
         self.down_blocks = nn.ModuleList(DownBlock2d(ch(i), ch(i + 1)) for i in range(num_down_blocks))
@@ -43,15 +45,16 @@ class OcclusionAwareGenerator(nn.Module):
         motion = self.dense_motion_network(source_image, kp_driving, kp_source)
         flow = motion["deformation"]
         if flow.shape[1:3] != features.shape[2:]:
+            # resizes: align_corners=False in either mode, as the official F.interpolate default (PyTorch >= 0.4)
             flow = F.interpolate(flow.permute(0, 3, 1, 2), size=features.shape[2:], mode="bilinear",
-                                 align_corners=True).permute(0, 2, 3, 1)
+                                 align_corners=False).permute(0, 2, 3, 1)
         if features.shape[0] != flow.shape[0]:
             features = features.expand(flow.shape[0], -1, -1, -1)
-        out = warp(features, flow)
+        out = warp(features, flow, align_corners=self.align_corners)
         occlusion = motion.get("occlusion_map")
         if occlusion is not None:
             if occlusion.shape[2:] != out.shape[2:]:
-                occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear", align_corners=True)
+                occlusion = F.interpolate(occlusion, size=out.shape[2:], mode="bilinear", align_corners=False)
             out = out * occlusion
         out = self.bottleneck(out)
         for block in self.up_blocks:

@@ -6,8 +6,13 @@ multi-scale reconstruction loss and equivariance constraints under random TPS wa
 
 Sub-module and parameter names follow the official implementation (``modules/keypoint_detector.py``,
 ``generator.py``, ``dense_motion.py``, ``util.py``), so the official ``vox-cpk.pth.tar`` loads through an identity
-name mapping (:mod:`.release`). Coordinates are in [-1, 1] with the corner-aligned convention of the
-release (it was trained with PyTorch 1.0, whose ``grid_sample`` aligned corners).
+name mapping (:mod:`.release`). Coordinates are in [-1, 1] with the corner-aligned convention of the release.
+
+``align_corners`` (profile key, default true) is what every ``grid_sample`` uses. The release was trained with
+PyTorch 1.0, whose ``grid_sample`` aligned corners (true: reproduces the released weights and the published numbers);
+the official code run on PyTorch >= 1.3 samples with false. Bilinear resizes (flow and occlusion map, when the dense
+motion runs at another resolution than the generator's features) never align corners, as in the official code on
+every PyTorch since 0.4.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ class RandomTPS:
     """
 
     def __init__(self, batch: int, sigma_affine: float, sigma_tps: float, points_tps: int, *,
-                 like: torch.Tensor, generator: torch.Generator | None = None) -> None:
+                 like: torch.Tensor, generator: torch.Generator | None = None, align_corners: bool = True) -> None:
+        self.align_corners = align_corners
         kw = dict(dtype=like.dtype, device=like.device)
         noise = torch.randn(batch, 2, 3, generator=generator).to(**kw) * sigma_affine
         self.theta = noise + torch.eye(2, 3, **kw)
@@ -65,7 +71,8 @@ class RandomTPS:
     def transform_frame(self, frame: torch.Tensor) -> torch.Tensor:
         b, _, h, w = frame.shape
         grid = make_coordinate_grid(h, w, frame).reshape(1, h * w, 2).expand(b, -1, -1)
-        return warp(frame, self.warp_coordinates(grid).reshape(b, h, w, 2), padding_mode="reflection")
+        return warp(frame, self.warp_coordinates(grid).reshape(b, h, w, 2), padding_mode="reflection",
+                    align_corners=self.align_corners)
 
 
 def equivariance_losses(kp_detector: nn.Module, kp_driving: KP, driving: torch.Tensor,
@@ -112,7 +119,10 @@ class FOMM(Method):
         self.kp_detector = KPDetector(num_kp=num_kp, num_channels=channels, estimate_jacobian=jac,
                                       **cfg["kp_detector_params"])
         gen = dict(cfg["generator_params"])
-        self.generator = OcclusionAwareGenerator(num_channels=channels, num_kp=num_kp, **gen)
+        # every grid_sample: true = the release's training-time PyTorch 1.0 (see the module docstring)
+        self.align_corners = self.cfg["align_corners"] = bool(cfg.get("align_corners", True))
+        self.generator = OcclusionAwareGenerator(num_channels=channels, num_kp=num_kp, align_corners=self.align_corners,
+                                                 **gen)
         loss = cfg.get("loss", {})
         self.loss_weights = dict(loss.get("weights", {}))
         self.transform_params = dict(loss.get("transform_params", {}))
@@ -148,7 +158,7 @@ class FOMM(Method):
         recon = self._loss[0].to(driving.device)
         losses = {"reconstruction": float(w.get("reconstruction", 10.0)) * recon(pred, driving)}
         if float(w.get("equivariance_value", 0)) or float(w.get("equivariance_jacobian", 0)):
-            tps = RandomTPS(driving.shape[0], like=driving, **self.transform_params)
+            tps = RandomTPS(driving.shape[0], like=driving, align_corners=self.align_corners, **self.transform_params)
             eq = equivariance_losses(self.kp_detector, kp_driving, driving, tps)
             for k, v in eq.items():
                 losses[k] = float(w.get(k, 0)) * v

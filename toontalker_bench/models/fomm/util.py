@@ -23,8 +23,9 @@ def kp2gaussian(kp_value: torch.Tensor, h: int, w: int, variance: float) -> torc
     return torch.exp(-0.5 * diff.square().sum(-1) / variance)
 
 
-def warp(image: torch.Tensor, grid: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+def warp(image: torch.Tensor, grid: torch.Tensor, padding_mode: str = "zeros",
+         align_corners: bool = True) -> torch.Tensor:
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
 
 
 class ResBlock2d(nn.Module):

@@ -19,8 +19,18 @@ from ...domains import DOMAINS, Domain
 from ...errors import ConfigError
 from ..base import METHODS, Capabilities, Method
 from ..blocks import Discriminator, channel_map
-from .networks import DomainGenerator
+from .networks import FUSION_MODES, DomainGenerator, choice
 from .release import load_release
+
+CROSS_DOMAIN_TRANSFORMERS = ("own", "release")
+"""``cross_domain_transformer`` config values: which query transformers (``t_src``, ``t_drv``) map motion features
+to the canonical space when :meth:`ToonTalker.animate` crosses domains.
+
+- ``own``: each image through its own domain's memory queries, motion encoder and transformers (the paper's model).
+- ``release``: as the release's cross-domain demo: cartoon images keep the cartoon motion encoder and memory
+  queries but go through the *real* generator's ``t_src`` / ``t_drv``. Within one domain, and in training, every
+  domain always uses its own.
+"""
 
 
 def _prep(img: torch.Tensor) -> torch.Tensor:
@@ -45,7 +55,11 @@ class ToonTalker(Method):
         super().__init__(cfg)
         from ..losses import ReconstructionLoss
 
-        self.gens = nn.ModuleDict({d: DomainGenerator(cfg) for d in DOMAINS})
+        # both modes are part of the saved run config and checkpoint metadata (absent keys: today's defaults)
+        self.fusion = self.cfg["fusion"] = choice(cfg, "fusion", FUSION_MODES, "corrected")
+        self.cross_domain_transformer = self.cfg["cross_domain_transformer"] = choice(
+            cfg, "cross_domain_transformer", CROSS_DOMAIN_TRANSFORMERS, "own")
+        self.gens = nn.ModuleDict({d: DomainGenerator(self.cfg) for d in DOMAINS})
         lw = dict(cfg.get("loss", {}))
         self.w = {k: float(lw.get(k, 0.0)) for k in ("rec", "analogy", "adv", "r1")}
         self.r1_every = int(lw.get("r1_every", 16))
@@ -79,31 +93,54 @@ class ToonTalker(Method):
         q = g.canon_src(g.motion(xs)) + g.canon_drv(g.motion(xd))
         return (g.decode(q, g.appearance(xs)) + 1) / 2
 
-    def driving_codes(self, driving: torch.Tensor, domain: Domain) -> torch.Tensor:
+    def driving_codes(self, driving: torch.Tensor, domain: Domain,
+                      via: DomainGenerator | None = None) -> torch.Tensor:
         """Canonical driving tokens ``(T, N, d)``, one frame at a time so equal frames give bit-equal tokens."""
         g = self.gens[domain]
-        return torch.cat([g.canon_drv(g.motion(_prep(f[None]))) for f in driving])
+        return torch.cat([g.canon_drv(g.motion(_prep(f[None])), via) for f in driving])
+
+    def _canonical_via(self, source_domain: Domain, driving_domain: Domain) -> DomainGenerator | None:
+        """Whose query transformers canonicalise motion in :meth:`animate` (None: each domain's own)."""
+        if source_domain != driving_domain and self.cross_domain_transformer == "release":
+            return self.gens["real"]  # type: ignore[return-value]
+        return None
 
     @torch.no_grad()
     def animate(self, source: torch.Tensor, driving: torch.Tensor, *, source_domain: Domain,
                 driving_domain: Domain, relative: bool = True) -> torch.Tensor:
         """``q = T_src_B(src) + (T_drv_A(drv_t) - T_drv_A(drv_0)) + T_drv_B(src)`` with B = source, A = driving domain
-        (``relative=False``: ``q = T_src_B(src) + T_drv_A(drv_t)``)."""
+        (``relative=False``: ``q = T_src_B(src) + T_drv_A(drv_t)``); see :meth:`animate_raw`."""
+        out = self.animate_raw(source, driving, source_domain=source_domain, driving_domain=driving_domain,
+                               relative=relative)
+        return ((out + 1) / 2).clamp(0, 1)
+
+    @torch.no_grad()
+    def animate_raw(self, source: torch.Tensor, driving: torch.Tensor, *, source_domain: Domain,
+                    driving_domain: Domain, relative: bool = True) -> torch.Tensor:
+        """:meth:`animate` before the toolkit's mapping: the generator's own output, nominally in [-1, 1], unclamped
+        (what the release returns). Across domains, ``cross_domain_transformer`` picks the query transformers."""
         g = self.gens[source_domain]
+        via = self._canonical_via(source_domain, driving_domain)
         xs = _prep(source[None])
         feats = g.appearance(xs)
         m_src = g.motion(xs)
-        drv = self.driving_codes(driving, driving_domain)
+        drv = self.driving_codes(driving, driving_domain, via)
         if relative:
-            q = g.canon_src(m_src) + (drv - drv[:1]) + g.canon_drv(m_src)
+            q = g.canon_src(m_src, via) + (drv - drv[:1]) + g.canon_drv(m_src, via)
         else:
-            q = g.canon_src(m_src) + drv
+            q = g.canon_src(m_src, via) + drv
         chunk = int(self.cfg.get("animate_chunk", 16))
         out = []
         for i in range(0, len(q), chunk):
             qi = q[i:i + chunk]
             out.append(g.decode(qi, [f.expand(len(qi), -1, -1, -1) for f in feats]))
-        return ((torch.cat(out) + 1) / 2).clamp(0, 1)
+        return torch.cat(out)
+
+    def variant(self) -> str:
+        parts = [f"fusion={self.fusion}"]
+        if self.cross_domain_transformer != "own":
+            parts.append(f"cross={self.cross_domain_transformer}")
+        return "; ".join([*parts, super().variant()]).strip("; ")
 
     # -- training ---------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], step: int) -> dict[str, float]:
@@ -190,5 +227,22 @@ class ToonTalker(Method):
 
     # -- official release -------------------------------------------------------------------------------------
     def load_release_checkpoint(self, path: str, trust: bool = False) -> list[str]:
-        """Load the official release's generators (see :func:`.release.load_release`)."""
-        return load_release(self.gens, path, trust)
+        """Load the official release's generators (see :func:`.release.load_release`). Requires ``fusion: release``
+        (released weights were trained with the release's decoder)."""
+        self._require_release_fusion(path)
+        return load_release(self.gens, path, trust, warn_cross=self.cross_domain_transformer != "release")
+
+    def load_release_state(self, state: Any, path: str = "<state>") -> list[str]:
+        """:meth:`load_release_checkpoint` on an already-loaded checkpoint object (``path`` names it in messages)."""
+        from .release import load_release_generators
+
+        self._require_release_fusion(path)
+        return load_release_generators(self.gens, state, path, warn_cross=self.cross_domain_transformer != "release")
+
+    def _require_release_fusion(self, where: str) -> None:
+        from ...errors import CheckpointError
+
+        if self.fusion != "release":
+            raise CheckpointError(
+                f"{where}: released ToonTalker weights need fusion: release (the decoder they were trained with), "
+                f"but this config has fusion: {self.fusion}", hint="use --profile paper, or --set fusion=release")

@@ -15,13 +15,37 @@ from ..blocks import EqualLinear, FuseSFT, QueryDecoderLayer, StyleEncoder, Styl
 
 MASK_INIT_LOGIT = 3.0  # sigmoid(3) = 0.95: the warped source feature dominates at initialisation
 
+FUSION_MODES = ("release", "corrected")
+"""``fusion`` config values: how the decoder fuses the SFT-refined warped feature with its own feature from 64 px up.
+
+- ``release``: exactly what the public release computes (and what its weights were trained with):
+  ``out = sft(w) + out * (1 - (w + out * (1 - mask)))``, where ``w`` is the masked warped feature before SFT — the
+  release's ``ToFlow`` returns the fused feature ``w + out * (1 - mask)`` where its decoder expects the mask — with
+  the sampling grid built as the release builds it (``numpy.linspace`` rounded to float32).
+- ``corrected``: the intended ``out = sft(w) + out * (1 - mask)`` on a ``torch.linspace`` grid, for training from
+  scratch.
+
+Below 64 px both modes fuse ``w + out * (1 - mask)``, as the release does.
+"""
+
+
+def choice(cfg: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+    """``cfg[key]`` (default ``default``), which must be one of ``choices``."""
+    value = str(cfg.get(key, default))
+    if value not in choices:
+        raise ConfigError(f"toontalker {key} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
 
 class Synthesis(nn.Module):
     """StyleGAN2-style decoder: per scale two styled convs, a flow+mask head that warps the source feature of that
     scale and fuses it with the decoder feature, and an RGB skip computed from the warped feature."""
 
-    def __init__(self, size: int, channels: dict[int, int], style_dim: int) -> None:
+    def __init__(self, size: int, channels: dict[int, int], style_dim: int, fusion: str = "corrected") -> None:
         super().__init__()
+        if fusion not in FUSION_MODES:
+            raise ConfigError(f"toontalker fusion must be one of {', '.join(FUSION_MODES)}, got {fusion!r}")
+        self.fusion = fusion
         self.const = nn.Parameter(torch.randn(1, channels[4], 4, 4))
         self.conv1 = StyledConv(channels[4], channels[4], 3, style_dim)
         self.convs = nn.ModuleList()
@@ -35,7 +59,7 @@ class Synthesis(nn.Module):
             self.convs.append(StyledConv(cin, cout, 3, style_dim, upsample=True))
             self.convs.append(StyledConv(cout, cout, 3, style_dim))
             self.to_rgbs.append(ToRGB(cout))
-            self.to_flows.append(ToFlow(cout, style_dim))
+            self.to_flows.append(ToFlow(cout, style_dim, release_grid=fusion == "release"))
             if res >= 64:  # the release refines warped features with SFT from 64 px up
                 self.sft.append(FuseSFT(cout, style_dim))
             cin = cout
@@ -56,9 +80,15 @@ class Synthesis(nn.Module):
             out = self.convs[2 * k](out, codes[:, i])
             out = self.convs[2 * k + 1](out, codes[:, i + 1])
             warped, mask, flow = self.to_flows[k](out, codes[:, i + 2], feat, flow)
-            if res >= 64:
-                warped = next(sft)(warped, codes[:, i + 2])
-            out = warped + out * (1 - mask)
+            if res < 64:
+                out = warped + out * (1 - mask)
+            else:  # SFT-refined warp, fused as FUSION_MODES describes
+                refined = next(sft)(warped, codes[:, i + 2])
+                if self.fusion == "release":
+                    out = refined + out * (1 - (warped + out * (1 - mask)))
+                else:
+                    out = refined + out * (1 - mask)
+                warped = refined
             rgb = self.to_rgbs[k](warped, rgb)
         assert rgb is not None
         return rgb
@@ -84,7 +114,7 @@ class DomainGenerator(nn.Module):
         self.t_drv = QueryDecoderLayer(d, heads, ff)          # driving query transformer
         self.back = nn.ModuleList([QueryDecoderLayer(d, heads, ff) for _ in range(3)])  # canonical -> this domain
         self.lateral = nn.Conv2d(ch[64], d, 3, padding=1)
-        self.synth = Synthesis(size, ch, d)
+        self.synth = Synthesis(size, ch, d, choice(cfg, "fusion", FUSION_MODES, "corrected"))
         self.to_codes = EqualLinear(n_tok * d, self.synth.n_codes * d)
         self.style_dim = d
 
@@ -95,13 +125,14 @@ class DomainGenerator(nn.Module):
     def _queries(self, b: int) -> torch.Tensor:
         return self.memory.weight.unsqueeze(0).expand(b, -1, -1)
 
-    def canon_src(self, m: torch.Tensor) -> torch.Tensor:
-        """Source motion feature ``(B, d)`` -> canonical tokens ``(B, N, d)``."""
-        return self.t_src(self._queries(m.shape[0]), m.unsqueeze(1))
+    def canon_src(self, m: torch.Tensor, via: DomainGenerator | None = None) -> torch.Tensor:
+        """Source motion feature ``(B, d)`` -> canonical tokens ``(B, N, d)`` (through ``via``'s ``t_src`` with this
+        generator's queries when given; see ``model.CROSS_DOMAIN_TRANSFORMERS``)."""
+        return (via or self).t_src(self._queries(m.shape[0]), m.unsqueeze(1))
 
-    def canon_drv(self, m: torch.Tensor) -> torch.Tensor:
-        """Driving motion feature ``(B, d)`` -> canonical tokens ``(B, N, d)``."""
-        return self.t_drv(self._queries(m.shape[0]), m.unsqueeze(1))
+    def canon_drv(self, m: torch.Tensor, via: DomainGenerator | None = None) -> torch.Tensor:
+        """Driving motion feature ``(B, d)`` -> canonical tokens ``(B, N, d)`` (``via``: as :meth:`canon_src`)."""
+        return (via or self).t_drv(self._queries(m.shape[0]), m.unsqueeze(1))
 
     # appearance + decoding ----------------------------------------------------------------------------------
     def appearance(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,19 +95,29 @@ def _load_generator(gen: DomainGenerator, release: dict[str, torch.Tensor], top:
     return skipped
 
 
-def load_release(gens: nn.ModuleDict, path: str, trust: bool = False) -> list[str]:
+def load_release(gens: nn.ModuleDict, path: str, trust: bool = False, warn_cross: bool = False) -> list[str]:
+    """Read a release file (``torch.load(weights_only=True)`` unless ``trust``: tensors, dicts, lists, tuples, numbers,
+    strings, ``torch.Size`` and optimiser state dicts load; any other pickled object — an ``argparse.Namespace`` of
+    training arguments, numpy values, paths, modules — needs ``trust``, i.e. ``--trust-checkpoint``) and load its
+    generators into ``gens`` (:func:`load_release_generators`)."""
+    return load_release_generators(gens, load_torch_file(path, trust), path, warn_cross)
+
+
+def load_release_generators(gens: nn.ModuleDict, state: Any, path: str, warn_cross: bool = False) -> list[str]:
     """Load ``in-domain*.pt(h)`` (``{"gen": ...}``, loaded into both domains) or ``cross-domain.pt(h)``
     (``{"gen": cartoon, "gen_real": real}``) into ``gens`` with strict name/shape checking via
     :data:`RELEASE_PREFIXES` and :data:`RELEASE_PARTS`. Returns the release keys not loaded, each as
-    ``"key: reason"``.
-    """
-    state = load_torch_file(path, trust)
+    ``"key: reason"``. ``warn_cross``: say that the cross-domain model will not animate as the release's demo does
+    (see the method's ``cross_domain_transformer``)."""
     if not isinstance(state, dict) or not isinstance(state.get("gen"), dict):
         raise CheckpointError(f"{path} is not a ToonTalker release checkpoint (no 'gen' state dict)",
                               hint="pass in-domain*.pth or cross-domain.pth from OpenTalker/ToonTalker")
     targets = {"gen": ["cartoon"], "gen_real": ["real"]} if "gen_real" in state else {"gen": list(DOMAINS)}
     if "gen_real" not in state:
         log.warning("%s holds one generator (in-domain model): loading it into both domains", path)
+    elif warn_cross:
+        log.warning("%s is the release's cross-domain model; with cross_domain_transformer: own, animation across "
+                    "domains will not match the release's demo (set cross_domain_transformer=release for that)", path)
     skipped = [f"{k}: not a generator (training state), unused at inference" for k in state if k not in targets]
     for top, domains in targets.items():
         for dom in domains:
