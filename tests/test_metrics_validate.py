@@ -29,3 +29,26 @@ def test_split_is_identity_disjoint_and_stable() -> None:
     splits = [V._split_of(i) for i in ids]
     assert splits == [V._split_of(i) for i in ids]
     assert 0 < splits.count("test") < len(ids)
+
+
+def test_validation_markers_follow_the_targets_per_domain_and_task() -> None:
+    """A metric is marked unless its estimator meets the target in every domain the task reads (generated = source
+    domain, and the driving domain for motion metrics) and the sensitivity suite found it monotone and flat."""
+    from toontalker_bench.metrics import MetricValue
+
+    report = {"pose_mae_deg": {"cartoon": 4.2, "real": 2.1}, "expression_probe_r": {"cartoon": 0.7, "real": 0.65},
+              "identity_auc": {"cartoon": 0.74, "real": 1.0},
+              "metrics": {"apd_rel_deg": {"monotone": True, "flat": True},
+                          "aed_exp_rel": {"monotone": True, "flat": False}}}
+    assert V.validation_problems(report, "apd_rel_deg", "self_real") == []
+    assert V.validation_problems(report, "apd_rel_deg", "self_cartoon") == ["pose MAE 4.2 deg > 3 on cartoon"]
+    assert V.validation_problems(report, "apd_rel_deg", "cartoon2real") == ["pose MAE 4.2 deg > 3 on cartoon"]
+    assert V.validation_problems(report, "aed_exp_rel", "self_real") == [
+        "answers to errors it should ignore (sensitivity suite)"]
+    assert V.validation_problems(report, "csim", "real2cartoon") == ["identity AUC 0.740 < 0.9 on cartoon"]
+    assert V.validation_problems(report, "csim", "cartoon2real") == []  # the generated frames are real
+    assert V.validation_problems(report, "l1", "self_cartoon") == [] == V.validation_problems(None, "ssim", "x")
+    assert V.validation_problems(None, "csim", "self_real") == ["no metric validation report"]
+    v = MetricValue("apd_rel_deg", 3.0, "bfm3ddfa")
+    V.annotate(v, "self_cartoon", None)
+    assert v.extra["validation"] == "not validated on this data: no metric validation report"

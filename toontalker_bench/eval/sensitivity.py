@@ -1,0 +1,186 @@
+"""Does each metric measure what it claims? Known errors injected into the exact answer, metric by metric.
+
+The ``oracle-render`` answer to a self-reenactment pair (:mod:`toontalker_bench.data.synth.oracle`: the source
+identity drawn with the driving clip's ground-truth motion) is perturbed by one kind of error at a time, at growing
+strength, and evaluated against the real driving frames like any method's output:
+
+- **pose**: yaw, pitch and roll offset by ``delta`` degrees on every frame after the first (the first frame stays
+  right, so the change since it — what ``apd_rel_deg`` reads — is off by ``delta`` too);
+- **expression**: every morph moved by ``epsilon`` (in a fixed random direction per morph, clipped to [0, 1]) after
+  the first frame;
+- **identity**: the same motion drawn on another identity of the domain (framed as that clip's first frame);
+- **blur**: a Gaussian blur of ``sigma`` pixels (at the dataset's 256 px).
+
+A metric is *monotone* when it gets worse at every step of its own error, and *flat* under another error when its
+change there stays within ``TOLERANCE`` of the change its own strongest error causes. The pose metrics answer to pose,
+the expression metrics to expression, CSIM to identity, the pixel metrics to blur.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..faces.pose import N_MORPHS
+from ..progress import progress
+
+log = logging.getLogger(__name__)
+
+POSE_DEG = (0.0, 2.0, 5.0, 10.0)
+EXPRESSION = (0.0, 0.1, 0.3, 0.5)
+BLUR_SIGMA = (0.0, 1.0, 2.0, 4.0)
+TOLERANCE = 0.25  # a change under another error of at most this fraction of the metric's own strongest error's
+#: metric -> the error it must answer to
+OWN_ERROR = {"apd_rel_deg": "pose", "apd_deg": "pose", "aed_exp_rel": "expression", "aed_exp": "expression",
+             "csim": "identity", "l1": "blur", "lpips": "blur", "ssim": "blur", "psnr": "blur"}
+#: metric -> the errors it must not answer to (pose changes the pixels, so pixel metrics are not held to it, and
+#: the face metrics are not held to blur beyond the tolerance either)
+MUST_IGNORE = {"apd_rel_deg": ("expression", "identity"), "apd_deg": ("expression", "identity"),
+               "aed_exp_rel": ("pose", "identity"), "aed_exp": ("pose", "identity"),
+               "csim": ("pose", "expression")}
+METRICS = tuple(OWN_ERROR)
+HIGHER_IS_BETTER = ("csim", "ssim", "psnr")
+
+
+@dataclass
+class Case:
+    """One self-reenactment pair of the protocol, as the suite perturbs it."""
+
+    domain: str
+    source_clip: str
+    source_frame: int
+    driving_clip: str
+    driving_start: int
+    n_frames: int
+    other_clip: str  # a clip of another identity of the same domain (for the identity swap)
+
+
+def cases(dataset_dir: Path, per_domain: int, n_frames: int) -> list[Case]:
+    """The first ``per_domain`` self pairs of each domain, each with a clip of another identity to swap in."""
+    from ..data.dataset import clip_table
+
+    clips = clip_table(dataset_dir)
+    pairs = pd.read_parquet(dataset_dir / "protocol" / "pairs.parquet")
+    out = []
+    for task, domain in (("self_cartoon", "cartoon"), ("self_real", "real")):
+        ids = clips.set_index("clip_id")["identity"]
+        for r in pairs[pairs.task == task].head(per_domain).itertuples():
+            others = clips[(clips.domain == domain) & (clips.identity != ids[r.source_clip])].sort_values("clip_id")
+            if others.empty:
+                continue
+            out.append(Case(domain, r.source_clip, int(r.source_frame), r.driving_clip, int(r.driving_start),
+                            min(int(r.n_frames), n_frames), str(others.iloc[0]["clip_id"])))
+    return out
+
+
+def _perturbed(case: Case, root: Path, kind: str, level: float, seed: int = 0) -> np.ndarray:
+    """The oracle's answer to ``case`` with error ``kind`` at ``level``: uint8 ``(T, 256, 256, 3)``."""
+    from scipy.ndimage import gaussian_filter
+
+    from ..data.synth.oracle import clip_renderer, relative_motion
+
+    src = clip_renderer(str(root), case.source_clip)
+    drv = clip_renderer(str(root), case.driving_clip)
+    motion = relative_motion(src.motion[case.source_frame],
+                             drv.motion[case.driving_start:case.driving_start + case.n_frames])
+    if kind == "pose":
+        motion[1:, N_MORPHS:] += level
+    elif kind == "expression":
+        direction = np.where(np.random.default_rng(seed).random(N_MORPHS) < 0.5, -1.0, 1.0)
+        moved = motion[1:, :N_MORPHS] + level * direction
+        motion[1:, :N_MORPHS] = np.clip(moved, 0, 1)
+    if kind == "identity" and level:  # the same motion drawn on another head (clamped to what it can draw)
+        other = clip_renderer(str(root), case.other_clip)
+        frames = np.stack([other.frame(0, m) for m in motion])
+    else:
+        frames = np.stack([src.frame(case.source_frame, m) for m in motion])
+    if kind == "blur" and level:
+        frames = np.stack([gaussian_filter(f.astype(np.float32), (level, level, 0)) for f in frames])
+        frames = frames.round().clip(0, 255).astype(np.uint8)
+    return frames
+
+
+def levels(kind: str, short: bool = False) -> tuple[float, ...]:
+    """The error strengths of ``kind``; ``short``: none and the strongest only (the fast check in the tests)."""
+    full = {"pose": POSE_DEG, "expression": EXPRESSION, "identity": (0.0, 1.0), "blur": BLUR_SIGMA}[kind]
+    return (full[0], full[-1]) if short else full
+
+
+def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep: Any = None,
+            metrics: tuple[str, ...] = METRICS, short: bool = False) -> dict[str, Any]:
+    """Evaluate every (error kind, level) on the suite's cases; returns per domain and metric the value at each level,
+    the ``monotone`` flag and the cross-sensitivity figures (see the module docstring)."""
+    from ..config import EvalParams
+    from ..data.dataset import clip_table
+    from ..video import read_frames
+    from .evaluator import Evaluator
+
+    root = Path(dataset_dir)
+    ep = ep or EvalParams()
+    todo = cases(root, per_domain, n_frames)
+    values: dict[str, dict[str, dict[str, list[float | None]]]] = {}
+    table = clip_table(root)
+    paths = dict(zip(table["clip_id"], table["path"]))
+    for domain in sorted({c.domain for c in todo}):
+        mine = [c for c in todo if c.domain == domain]
+        values[domain] = {}
+        for kind in ("pose", "expression", "identity", "blur"):
+            per_level = []
+            for level in progress(levels(kind, short), desc=f"sensitivity {domain} {kind}", unit="level"):
+                ev = Evaluator(list(metrics), device="cpu", batch_size=ep.batch_size, id_backend=ep.id_backend,
+                               motion_backend=ep.motion_backend, analysis_size=ep.analysis_size,
+                               face_stride=ep.face_stride, cache=ep.cache)
+                for c in mine:
+                    gen = _perturbed(c, root, kind, level)
+                    drv = read_frames(root / paths[c.driving_clip], c.driving_start, c.driving_start + c.n_frames)
+                    src = read_frames(root / paths[c.source_clip], c.source_frame, c.source_frame + 1)[0]
+                    ev.evaluate_pair(ev.pair(gen, drv, src, f"{c.source_clip}:{kind}={level}"))
+                per_level.append({m: v.value for m, v in ev.compute().items()})
+            values[domain][kind] = {m: [lv[m] for lv in per_level] for m in metrics}
+    return {"levels": {k: list(levels(k, short)) for k in ("pose", "expression", "identity", "blur")},
+            "cases": {d: sum(c.domain == d for c in todo) for d in values}, "frames_per_case": n_frames,
+            "values": values, "metrics": judge(values, metrics)}
+
+
+def _worse(metric: str, a: float, b: float) -> float:
+    """How much worse ``b`` is than ``a`` for ``metric`` (positive = worse)."""
+    return a - b if metric in HIGHER_IS_BETTER else b - a
+
+
+def judge(values: dict[str, dict[str, dict[str, list[float | None]]]], metrics: tuple[str, ...]
+          ) -> dict[str, dict[str, Any]]:
+    """Per metric and domain: ``monotone`` in its own error, and for each error it must ignore the ratio of the change
+    that error causes to the change its own strongest error causes (``flat`` when every ratio is within
+    ``TOLERANCE``). ``monotone`` / ``flat`` overall hold when they hold in every domain."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in metrics:
+        own = OWN_ERROR[m]
+        res: dict[str, Any] = {"own_error": own, "domains": {}}
+        for domain, kinds in values.items():
+            v = kinds[own][m]
+            if any(x is None for x in v):
+                res["domains"][domain] = {"monotone": False, "reason": "not computed at every level"}
+                continue
+            steps = [_worse(m, a, b) for a, b in zip(v, v[1:])]
+            span = _worse(m, v[0], v[-1])
+            cross = {}
+            for other in MUST_IGNORE.get(m, ()):
+                w = kinds[other][m]
+                if any(x is None for x in w):
+                    cross[other] = None
+                    continue
+                change = max(abs(x - w[0]) for x in w)
+                cross[other] = round(change / span, 4) if span > 0 else None
+            res["domains"][domain] = {"monotone": bool(all(s > 0 for s in steps)), "own_span": span,
+                                      "cross": cross,
+                                      "flat": all(r is not None and r <= TOLERANCE for r in cross.values())}
+        doms = res["domains"].values()
+        res["monotone"] = bool(doms) and all(d.get("monotone", False) for d in doms)
+        res["flat"] = bool(doms) and all(d.get("flat", True) for d in doms)
+        out[m] = res
+    return out
