@@ -189,3 +189,19 @@ def test_each_metric_answers_to_its_own_error_and_not_to_the_others(demo: Path) 
     real = {m: judged[m]["domains"]["real"]["cross"] for m in ("apd_rel_deg", "csim")}
     assert real["apd_rel_deg"]["identity"] <= sensitivity.TOLERANCE, real
     assert real["csim"]["pose"] <= sensitivity.TOLERANCE, real
+
+
+def test_validate_metrics_writes_the_report_and_its_json(demo: Path, tmp_path: Path) -> None:
+    """The whole `evaluate validate-metrics` verb on the tiny corpus (small sizes): the markdown and the JSON keys
+    the leaderboard's markers read."""
+    out, js = tmp_path / "v.md", tmp_path / "v.json"
+    code = main(["--params", str(demo / "params.yaml"), "--set", f"build.out_dir={demo / 'data/dataset'}",
+                 "evaluate", "validate-metrics", "--out", str(out), "--json", str(js), "--max-clips", "2",
+                 "--frames-per-clip", "6", "--sensitivity-pairs", "1", "--sensitivity-frames", "6"])
+    assert code == 0
+    report = json.loads(js.read_text())
+    for key in ("pose_mae_deg", "expression_probe_r", "identity_auc", "identities"):
+        assert set(report[key]) == {"cartoon", "real"}, key
+    assert {"monotone", "flat", "cross"} <= set(report["metrics"]["apd_rel_deg"])
+    text = out.read_text()
+    assert "## Sensitivity to injected errors" in text and "## What the leaderboard marks as not validated" in text

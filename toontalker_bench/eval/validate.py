@@ -230,7 +230,7 @@ def measure_motion(clips: list[Clip], analyzer: FaceAnalyzer) -> dict[str, Any]:
 def measure_fid(clips: list[Clip], n: int, device: str, batch_size: int) -> dict[str, Any]:
     from scipy.ndimage import gaussian_filter
 
-    from .fid import InceptionExtractor, fid_from_features
+    from ..metrics.fid import InceptionExtractor, fid_from_features
 
     frames = np.concatenate([c.frames for c in clips if c.split == "test"] or [c.frames for c in clips])
     rng = np.random.default_rng(0)
@@ -252,8 +252,8 @@ def measure_fid(clips: list[Clip], n: int, device: str, batch_size: int) -> dict
 
 
 def measure_identity(clips: list[Clip], analyzer: FaceAnalyzer, per_clip: int = 6) -> dict[str, Any]:
-    from .identity import ID_BACKENDS
-    from .pair import Pair
+    from ..metrics.identity import ID_BACKENDS
+    from ..metrics.pair import Pair
 
     out: dict[str, Any] = {}
     for name in ID_BACKENDS.names():
