@@ -71,3 +71,13 @@ def test_all_labelled_needs_no_fit() -> None:
     calls = []
     counts = fill_pseudo_pose(clips, lambda f: calls.append(f) or np.zeros((len(f), N_FEATURES)))
     assert counts["pseudo_clips"] == 0 and not calls
+
+
+def test_withheld_domain_trains_on_pseudo_labels_fitted_on_the_other_domain() -> None:
+    clips = [_clip("a", "cartoon", _poses(40), True), _clip("b", "real", _poses(30), True)]
+    counts = fill_pseudo_pose(clips, _estimator_for(clips), fit_stride=2, ridge=1e-9, withhold=("real",))
+    assert counts == {"true_clips": 1, "pseudo_clips": 1, "fit_frames": 20, "pseudo_frames": 30}
+    assert clips[0].motion_true and not clips[1].motion_true  # the real clip's ground truth was never used as such
+    np.testing.assert_allclose(clips[1].motion, clips[1].true_poses, atol=1e-3)  # type: ignore[attr-defined]
+    with pytest.raises(DatasetError, match="none has ground truth"):  # withholding every domain leaves nothing to fit
+        fill_pseudo_pose([_clip("c", "cartoon", _poses(8), True)], _estimator_for(clips), withhold=("cartoon",))

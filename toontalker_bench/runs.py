@@ -190,7 +190,8 @@ def train(plan: RunPlan) -> dict[str, Any]:
     else:
         tc = train_config(plan.cfg)
         data = TrainData.from_dataset(plan.dataset, model.size, plan.seed, tc.max_frames_per_clip,
-                                      pseudo_pose=plan.cls.capabilities.needs_paired_pose)
+                                      pseudo_pose=plan.cls.capabilities.needs_paired_pose,
+                                      withhold=tuple(plan.cfg.get("pseudo_pose_domains", ())))
         if data.pose_label_counts:
             record["pose_label_counts"] = data.pose_label_counts
         res = run_trainer(model, data, plan.run_dir, seed=plan.seed, device=plan.device, resume=plan.resume)

@@ -163,6 +163,12 @@ class AnimeCeleb(Method):
     def estimator(self) -> PoseEstimator:
         return self._estimator or pose_features
 
+    def variant(self) -> str:
+        """Where its training pose vectors came from, and that its driving motion is estimated by the same 3DMM fit
+        the AED/APD metrics use (so those metrics can flatter it: it aims at what they read)."""
+        withheld = ",".join(self.cfg.get("pseudo_pose_domains", [])) or "none"
+        return f"pseudo labels for: {withheld}; driven by the bfm3ddfa fit (the AED/APD estimator)"
+
     def pose_labels(self) -> str:
         true, pseudo = (int(v) for v in self.label_counts)
         return "none" if not true + pseudo else "true" if not pseudo else "pseudo" if not true else "mixed"

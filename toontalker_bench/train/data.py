@@ -35,14 +35,15 @@ class TrainData:
 
     @classmethod
     def from_dataset(cls, dataset_dir: str | Path, size: int, seed: int, max_frames: int = 0,
-                     pseudo_pose: bool = False) -> TrainData:
-        """The train split; ``pseudo_pose`` fills clips without ground-truth motion with 3DMM pseudo labels."""
+                     pseudo_pose: bool = False, withhold: tuple[str, ...] = ()) -> TrainData:
+        """The train split; ``pseudo_pose`` fills clips without ground-truth motion (and every clip of the
+        ``withhold`` domains) with 3DMM pseudo labels."""
         clips = load_clips(dataset_dir, "train", size, max_frames)
         data = cls(clips, seed)
         if pseudo_pose:
             from .pseudo_pose import fill_pseudo_pose
 
-            data.pose_label_counts = fill_pseudo_pose(clips)
+            data.pose_label_counts = fill_pseudo_pose(clips, withhold=withhold)
         return data
 
     @property

@@ -33,18 +33,20 @@ def _features(clip: Clip, estimator: FeatureFn, idx: np.ndarray, chunk: int = 64
 
 
 def fill_pseudo_pose(clips: list[Clip], estimator: FeatureFn | None = None, fit_stride: int = 4,
-                     ridge: float = 1e-3) -> dict[str, int]:
+                     ridge: float = 1e-3, withhold: tuple[str, ...] = ()) -> dict[str, int]:
     """Give every clip without ground-truth motion pseudo pose vectors (in place).
 
-    The map is fitted on every ``fit_stride``-th labelled frame of ``clips``. Returns counts: ``true_clips``,
+    Clips of the ``withhold`` domains count as unlabelled even when the corpus has their ground truth (real footage
+    never comes with pose vectors, so a method must not train on the demo corpus's). The map is fitted on every
+    ``fit_stride``-th labelled frame of the other clips. Returns counts: ``true_clips``,
     ``pseudo_clips``, ``fit_frames`` (labelled frames the map was fitted on) and ``pseudo_frames`` (frames that got a
     pose vector). Raises :class:`DatasetError` when some clips need pseudo labels but no clip has ground truth.
     """
     from ..faces.pose_map import PoseVectorMap, pose_features
 
     estimator = estimator or pose_features
-    unlabelled = [c for c in clips if not np.isfinite(c.motion).any()]
-    labelled = [c for c in clips if np.isfinite(c.motion).any()]
+    unlabelled = [c for c in clips if c.domain in withhold or not np.isfinite(c.motion).any()]
+    labelled = [c for c in clips if c.domain not in withhold and np.isfinite(c.motion).any()]
     counts = {"true_clips": len(labelled), "pseudo_clips": len(unlabelled), "fit_frames": 0, "pseudo_frames": 0}
     if not unlabelled:
         return counts
