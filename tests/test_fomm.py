@@ -284,3 +284,12 @@ def test_align_corners_reaches_every_grid_sample(align: bool, monkeypatch: pytes
     assert {a for _, a in seen["grid_sample"]} == {align}
     assert {"zeros", "reflection"} <= {p for p, _ in seen["grid_sample"]}  # warps and the TPS transform
     assert seen["resize"] and set(seen["resize"]) == {False}
+
+
+def test_bfloat16_autocast_step_and_animate(tiny: FOMM) -> None:
+    """The trainer steps under bfloat16 autocast on CUDA; the keypoint Jacobians' inverse has no bf16 kernel."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logs = tiny.training_step(_batch(tiny.size, n=1), 0)
+        frames = _batch(tiny.size, n=2)["real"]["driving"]
+        out = tiny.animate(frames[0], frames, source_domain="real", driving_domain="real")
+    assert torch.isfinite(torch.tensor(logs["loss"])) and out.shape == (2, 3, tiny.size, tiny.size)

@@ -49,6 +49,32 @@ def test_validation_markers_follow_the_targets_per_domain_and_task() -> None:
     assert V.validation_problems(report, "csim", "cartoon2real") == []  # the generated frames are real
     assert V.validation_problems(report, "l1", "self_cartoon") == [] == V.validation_problems(None, "ssim", "x")
     assert V.validation_problems(None, "csim", "self_real") == ["no metric validation report"]
+    report["metrics"]["csim"] = {"monotone": True, "flat": False, "domains": {  # per-domain verdicts win
+        "real": {"monotone": True, "flat": True}, "cartoon": {"monotone": True, "flat": False}}}
+    assert V.validation_problems(report, "csim", "cartoon2real") == []
+    assert V.validation_problems(report, "csim", "self_cartoon") == [
+        "answers to errors it should ignore (sensitivity suite) on cartoon", "identity AUC 0.740 < 0.9 on cartoon"]
     v = MetricValue("apd_rel_deg", 3.0, "bfm3ddfa")
     V.annotate(v, "self_cartoon", None)
     assert v.extra["validation"] == "not validated on this data: no metric validation report"
+
+
+def test_judge_allows_noise_below_the_floor_but_not_a_metric_that_falls() -> None:
+    """Monotone: worse overall and no step back by more than SLACK of the total change; flat: another error moves
+    it by at most TOLERANCE of that change. Verdicts per domain."""
+    from toontalker_bench.eval.sensitivity import SLACK, judge
+
+    def kinds(pose: list[float], identity: list[float]) -> dict:
+        return {"pose": {"apd_rel_deg": pose}, "identity": {"apd_rel_deg": identity},
+                "expression": {"apd_rel_deg": [pose[0]] * 4}}
+
+    span = 6.0
+    noisy = [2.0, 2.0 - 0.9 * SLACK * span, 4.0, 8.0]  # a small step back under the noise floor
+    res = judge({"real": kinds(noisy, [2.0, 2.5]), "cartoon": kinds([2.0, 1.0, 1.5, 3.0], [2.0, 4.0])},
+                ("apd_rel_deg",))["apd_rel_deg"]
+    assert res["domains"]["real"]["monotone"] and res["domains"]["real"]["flat"]
+    assert res["domains"]["real"]["cross"]["identity"] == round(0.5 / span, 4)
+    assert not res["domains"]["cartoon"]["monotone"] and not res["domains"]["cartoon"]["flat"]
+    assert not res["monotone"] and not res["flat"]
+    falls = judge({"real": kinds([3.0, 2.5, 2.0, 1.0], [3.0, 3.0])}, ("apd_rel_deg",))["apd_rel_deg"]
+    assert not falls["monotone"]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..blocks import AntiAliasInterpolation2d
-from .util import KP, Hourglass, kp2gaussian, make_coordinate_grid, warp
+from .util import KP, Hourglass, inverse_jacobian, kp2gaussian, make_coordinate_grid, warp
 
 class DenseMotionNetwork(nn.Module):
     """Sparse per-keypoint affine motions -> soft-assigned dense backward flow ``(B, h, w, 2)`` + occlusion map."""
@@ -33,7 +33,7 @@ class DenseMotionNetwork(nn.Module):
         grid = make_coordinate_grid(h, w, kp_source["value"])
         rel = grid[None, None] - kp_driving["value"][:, :, None, None, :]
         if "jacobian" in kp_driving:
-            jac = kp_source["jacobian"] @ torch.linalg.inv(kp_driving["jacobian"])
+            jac = kp_source["jacobian"] @ inverse_jacobian(kp_driving["jacobian"])
             rel = torch.einsum("bkij,bkhwj->bkhwi", jac, rel)
         to_source = rel + kp_source["value"][:, :, None, None, :]
         return torch.cat([grid.expand(b, 1, h, w, 2), to_source], dim=1)

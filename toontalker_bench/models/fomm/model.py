@@ -29,7 +29,7 @@ from .discriminator import Discriminator
 from .generator import OcclusionAwareGenerator
 from .keypoint_detector import KPDetector
 from .release import load_release
-from .util import KP, make_coordinate_grid, warp
+from .util import KP, inverse_jacobian, make_coordinate_grid, warp
 
 
 # ----------------------------------------------------------------------------------------------- equivariance
@@ -82,7 +82,7 @@ def equivariance_losses(kp_detector: nn.Module, kp_driving: KP, driving: torch.T
     out = {"equivariance_value": (kp_driving["value"] - transform.warp_coordinates(kp_t["value"])).abs().mean()}
     if "jacobian" in kp_t:
         jac_t = transform.jacobian(kp_t["value"]) @ kp_t["jacobian"]
-        value = torch.linalg.inv(kp_driving["jacobian"]) @ jac_t
+        value = inverse_jacobian(kp_driving["jacobian"]) @ jac_t
         out["equivariance_jacobian"] = (torch.eye(2, dtype=value.dtype, device=value.device) - value).abs().mean()
     return out
 
@@ -92,7 +92,7 @@ def normalize_kp(kp_source: KP, kp_driving: KP, kp_driving_initial: KP) -> KP:
     """Relative motion: the driving displacement and Jacobian change w.r.t. the first driving frame, on the source."""
     out = {"value": kp_driving["value"] - kp_driving_initial["value"] + kp_source["value"]}
     if "jacobian" in kp_driving:
-        change = kp_driving["jacobian"] @ torch.linalg.inv(kp_driving_initial["jacobian"])
+        change = kp_driving["jacobian"] @ inverse_jacobian(kp_driving_initial["jacobian"])
         out["jacobian"] = change @ kp_source["jacobian"]
     return out
 

@@ -16,6 +16,12 @@ def make_coordinate_grid(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     return torch.stack(torch.meshgrid(x, y, indexing="xy"), dim=-1)
 
 
+def inverse_jacobian(jacobian: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``(..., 2, 2)`` keypoint Jacobians in float32: ``linalg.inv`` has no bfloat16 kernel, and under
+    the trainer's CUDA autocast the keypoint detector hands out bfloat16 Jacobians."""
+    return torch.linalg.inv(jacobian.float())
+
+
 def kp2gaussian(kp_value: torch.Tensor, h: int, w: int, variance: float) -> torch.Tensor:
     """Gaussian bumps ``(B, K, h, w)`` centred on keypoints ``(B, K, 2)``."""
     grid = make_coordinate_grid(h, w, kp_value)
