@@ -36,7 +36,7 @@ from ..eval.visual import save_png
 from ..models.base import Method
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.registry import train_config
-from ..progress import progress
+from ..progress import progress, quiet
 from .data import TrainData, move, split_micro
 from .distributed import DeferredSteps, agree, find_optimizers, init_distributed, local_device
 from .logs import TrainLogs, sample_grid
@@ -125,7 +125,7 @@ def train(method: Method, data: TrainData, run_dir: str | Path, *, seed: int = 0
     step, t0, t_last, n_last = start, time.perf_counter(), time.perf_counter(), start
     sums: dict[str, float] = {}
     bar = progress(total=tc.steps, initial=start, desc=f"train {method.name}", unit="step",
-                   **({} if rank == 0 else {"disable": True}))
+                   disable=rank != 0 or quiet())  # in a log, TrainLogs.progress writes the richer line
     interrupted = False
     with _StopFlag() as stop:
         while step < tc.steps:
