@@ -167,11 +167,16 @@ def statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
                      eps: float = 1e-6) -> float:
     """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``; a singular product is regularised with ``eps * I``."""
+    import warnings
+
     from scipy import linalg
 
     diff = mu1 - mu2
-    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # a singular product is expected (few distinct
+        covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)  # frames, e.g. copy-source) and handled below
     if not np.isfinite(covmean).all():
+        log.info("FID: singular covariance product; adding %g to the diagonals (as pytorch-fid does)", eps)
         off = np.eye(len(sigma1)) * eps
         covmean = linalg.sqrtm((sigma1 + off) @ (sigma2 + off))
     if np.iscomplexobj(covmean):
