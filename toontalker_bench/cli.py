@@ -226,7 +226,8 @@ def evaluate() -> None:
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 or auto (default: run.device).")
 @click.option("--batch-size", type=int, default=None, help="Network batch size (default: eval.batch_size).")
 @click.option("--id-backend", default=None, help="auto, arcface or dlib-resnet128 (default: eval.id_backend).")
-@click.option("--motion-backend", default=None, help="bfm3ddfa or deep3d (default: eval.motion_backend).")
+@click.option("--motion-backend", default=None,
+              help="bfm3ddfa, bfm3ddfa-jaw-y, corpus-ridge or deep3d (default: eval.motion_backend).")
 @click.option("--coeffs-generated", type=click.Path(exists=True, dir_okay=False), default=None,
               help="deep3d backend: (T, 257) .npy coefficients of the generated frames.")
 @click.option("--coeffs-driving", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -257,18 +258,22 @@ def evaluate_metrics(ctx: click.Context, generated: str, driving: str | None, so
 @click.option("--out", default="docs/metrics-validation.md", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--dataset", "dataset_dir", default=None, type=click.Path(),
               help="Built dataset (default: build.out_dir when it exists, else the demo corpus synth.out_dir).")
-@click.option("--max-clips", type=int, default=12, show_default=True, help="Clips per domain.")
+@click.option("--max-clips", type=int, default=12, show_default=True, help="Clips per domain (identity and FID).")
 @click.option("--frames-per-clip", type=int, default=24, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Also write the figures as JSON.")
+@click.option("--motion-frames-per-clip", type=int, default=48, show_default=True,
+              help="Frames per clip for the pose/expression part, which reads every clip (0 = all frames).")
 @click.pass_context
 def evaluate_validate_metrics(ctx: click.Context, out: str, dataset_dir: str | None, max_clips: int,
-                              frames_per_clip: int, device: str, json_out: str | None) -> None:
+                              frames_per_clip: int, device: str, json_out: str | None,
+                              motion_frames_per_clip: int) -> None:
     """Measure the metrics against the demo corpus's known motion and identities; write the validation report."""
     from .eval.validate import run as validate
 
     report = validate(_params(ctx), out=out, dataset_dir=dataset_dir, max_clips=max_clips,
-                      frames_per_clip=frames_per_clip, device=device, json_out=json_out)
+                      frames_per_clip=frames_per_clip, device=device, json_out=json_out,
+                      motion_frames_per_clip=motion_frames_per_clip)
     click.echo(f"wrote {out} ({report['n_frames']} frames from {report['n_clips']} clips)")
 
 

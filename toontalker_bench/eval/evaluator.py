@@ -65,11 +65,11 @@ def check_metric_names(ep: EvalParams) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ metrics adapter
-def _make_metric(name: str, ep: EvalParams, device: str) -> Metric:
-    """Build a registered metric, passing the eval params its constructor accepts."""
+def _make_metric(name: str, ep: EvalParams, device: str, dataset_dir: str | None = None) -> Metric:
+    """Build a registered metric, passing the eval params (and the dataset being evaluated) its constructor accepts."""
     cls = METRICS.get(name).factory
     offered = {"device": device, "batch_size": ep.batch_size, "min_frames": ep.fid_min_frames,
-               "id_backend": ep.id_backend, "backend": ep.motion_backend}
+               "id_backend": ep.id_backend, "backend": ep.motion_backend, "dataset_dir": dataset_dir}
     accepted = inspect.signature(cls.__init__).parameters
     return cls(**{k: v for k, v in offered.items() if k in accepted})
 
@@ -179,7 +179,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         names = task_metrics(task, ep)
         per_pair = [m for m in names if m not in DISTRIBUTION_METRICS]
         dist_names = [m for m in names if m in DISTRIBUTION_METRICS]
-        metrics = {m: _make_metric(m, ep, mdev) for m in per_pair}
+        metrics = {m: _make_metric(m, ep, mdev, str(root)) for m in per_pair}
         if analyzer is None and any(m in FACE_METRICS for m in per_pair):
             from ..faces.analyzer import FaceAnalyzer
 

@@ -53,11 +53,11 @@ class Evaluator:
 
     def __init__(self, metrics: str | Sequence[str] | None = None, *, device: str = "auto", batch_size: int = 50,
                  id_backend: str = "auto", motion_backend: str = "bfm3ddfa", fid_min_frames: int = 64,
-                 detector: str = "retinaface") -> None:
+                 detector: str = "retinaface", motion_dataset: str | None = None) -> None:
         self.names = parse_metrics(metrics)
         self.options: dict[str, Any] = {"device": resolve_device(device), "batch_size": batch_size,
                                         "id_backend": id_backend, "backend": motion_backend,
-                                        "min_frames": fid_min_frames}
+                                        "min_frames": fid_min_frames, "dataset_dir": motion_dataset}
         self.detector = detector
         self._analyzer: FaceAnalyzer | None = None
         self.aggregates = {n: self._make(n) for n in self.names}
