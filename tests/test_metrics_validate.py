@@ -78,3 +78,59 @@ def test_judge_allows_noise_below_the_floor_but_not_a_metric_that_falls() -> Non
     assert not res["monotone"] and not res["flat"]
     falls = judge({"real": kinds([3.0, 2.5, 2.0, 1.0], [3.0, 3.0])}, ("apd_rel_deg",))["apd_rel_deg"]
     assert not falls["monotone"]
+
+
+def test_motion_part_measures_every_backend_and_writes_the_summary_keys() -> None:
+    """Rendered cartoon and real-head clips with known motion (train and held-out test identities): every generic fit
+    variant and the corpus map are measured against the truth, and the summary carries the figures the report and
+    the JSON publish."""
+    from toontalker_bench.data.dataset import Clip
+    from toontalker_bench.data.synth.background import background
+    from toontalker_bench.data.synth.cartoon import render
+    from toontalker_bench.data.synth.realface3d import RealHead
+    from toontalker_bench.data.synth.render import character
+    from toontalker_bench.faces.analyzer import FaceAnalyzer
+
+    rng = np.random.default_rng(5)
+    clips = []
+    for ident, split in ((0, "train"), (1, "train"), (2, "train"), (3, "test")):
+        bg = background(rng, 256, 256)
+        frames, motion = [], []
+        for _ in range(12):
+            m = np.zeros(20)
+            m[17:] = rng.uniform([-25, -10, -7], [25, 10, 7])
+            m[8] = rng.uniform(0, 0.8)
+            img, _, _ = render(character(0, ident), m, bg.copy(), (128, 128), 80.0)
+            frames.append((img * 255 + 0.5).astype(np.uint8))
+            motion.append(m)
+        clips.append(Clip(f"c{ident}", "cartoon", f"cartoon_{ident:02d}", split, np.stack(frames), np.array(motion)))
+    for name, split in (("astronaut", "train"), ("carphone_a", "train"), ("grace_hopper", "test")):
+        head = RealHead.from_photo(name)
+        frames, motion = [], []
+        for _ in range(10):
+            m = np.zeros(20)
+            m[17:] = head.pose0 + rng.uniform([-24, -8, -5], [24, 8, 5])
+            m[8] = rng.uniform(0, 0.8)
+            frame, _, box = head.render(m, (640, 360))
+            frames.append(V._square_crop(frame, box))
+            motion.append(m)
+        clips.append(Clip(name, "real", name, split, np.stack(frames), np.array(motion)))
+
+    m = V.measure_motion(clips, FaceAnalyzer())
+    assert m["identities"] == {"cartoon": {"all": 4, "train": 3, "test": 1}, "real": {"all": 3, "train": 2, "test": 1}}
+    assert m["corpus"]["backend"] == "corpus-ridge:validation-train-clips" and m["headline_backend"] == "corpus-ridge"
+    full, jaw_y = m["backends"]["bfm3ddfa"]["real"], m["backends"]["bfm3ddfa-jaw-y"]["real"]
+    assert jaw_y["pose_mae_deg"]["yaw"] < full["pose_mae_deg"]["yaw"]  # the silhouette no longer pulls yaw
+    corpus = m["backends"]["corpus-ridge"]
+    assert corpus["cartoon"]["pose_mae_deg"] is None  # fitted on the train clips: measured on test clips only
+    assert corpus["cartoon"]["domain_correct_test_clips"] == "1/1" and corpus["real"]["domain_correct_test_clips"] == "1/1"
+    assert corpus["cartoon"]["pose_mae_deg_test_mean"] < m["backends"]["bfm3ddfa-jaw-y"]["cartoon"]["pose_mae_deg_test_mean"]
+    assert corpus["cartoon"]["expression_direct_r"]["mouth_open"] > 0.5
+
+    summary = V.motion_summary(m)
+    assert summary["motion_backend"] == "corpus-ridge:validation-train-clips"
+    for key in ("pose_mae_deg", "expression_probe_r", "identities", "pose_mae_deg_per_angle"):
+        assert set(summary[key]) == {"cartoon", "real"}, key
+    assert summary["pose_mae_deg"]["real"] == pytest.approx(np.mean(list(corpus["real"]["pose_mae_deg_test"].values())))
+    text = "\n".join(V.render_motion({**m, "source": "test clips", "clips": len(clips), "frames_per_clip": "all"}))
+    assert "corpus-ridge:validation-train-clips" in text and "bfm3ddfa-jaw-y+seqshape" in text

@@ -91,13 +91,13 @@ class Evaluator:
     def __init__(self, metrics: str | Sequence[str] | None = None, *, device: str = "auto", batch_size: int = 16,
                  id_backend: str = "auto", motion_backend: str = "bfm3ddfa", fid_min_frames: int = 64,
                  analysis_size: int = 256, face_stride: int = 1, cache: bool = True,
-                 detector: str = "retinaface") -> None:
+                 detector: str = "retinaface", motion_dataset: str | None = None) -> None:
         if face_stride < 1 or analysis_size < 0:
             raise ConfigError("eval.face_stride must be >= 1 and eval.analysis_size >= 0")
         self.names = parse_metrics(metrics)
         self.options: dict[str, Any] = {"device": str(resolve_device(device)), "batch_size": batch_size,
                                         "id_backend": id_backend, "backend": motion_backend,
-                                        "min_frames": fid_min_frames}
+                                        "min_frames": fid_min_frames, "dataset_dir": motion_dataset}
         self.analysis_size, self.face_stride, self.detector = analysis_size, face_stride, detector
         self.disk = AnalysisCache(face_cache_dir()) if cache else None
         self._analyzer = None
@@ -105,10 +105,14 @@ class Evaluator:
         self.errors: dict[str, str] = {}  # metric -> why it could not be computed (a missing model file...)
 
     @classmethod
-    def from_params(cls, names: Sequence[str], ep: EvalParams, device: str = "auto") -> Evaluator:
+    def from_params(cls, names: Sequence[str], ep: EvalParams, device: str = "auto",
+                    motion_dataset: str | None = None) -> Evaluator:
+        """``motion_dataset``: the built dataset being evaluated, for a motion backend fitted on its train split
+        (``corpus-ridge``)."""
         return cls(names, device=device, batch_size=ep.batch_size, id_backend=ep.id_backend,
                    motion_backend=ep.motion_backend, fid_min_frames=ep.fid_min_frames,
-                   analysis_size=ep.analysis_size, face_stride=ep.face_stride, cache=ep.cache)
+                   analysis_size=ep.analysis_size, face_stride=ep.face_stride, cache=ep.cache,
+                   motion_dataset=motion_dataset)
 
     def _make(self, name: str) -> Metric:
         cls = METRICS.get(name).factory
@@ -319,7 +323,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         if ep.max_pairs:
             tp = tp.head(ep.max_pairs)
         names = task_metrics(task, ep)
-        ev = Evaluator.from_params(names, ep, mdev)
+        ev = Evaluator.from_params(names, ep, mdev, motion_dataset=str(root))
         if rank == 0 and any(n in DISTRIBUTION_METRICS for n in names):
             ev.set_reference(frames.reference(src_dom, ep.fid_reference_frames))
         local_rows, samples = [], []

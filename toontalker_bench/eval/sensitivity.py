@@ -135,9 +135,7 @@ def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep
         for kind in ("pose", "expression", "identity", "blur"):
             per_level = []
             for level in progress(levels(kind, short), desc=f"sensitivity {domain} {kind}", unit="level"):
-                ev = Evaluator(list(metrics), device="cpu", batch_size=ep.batch_size, id_backend=ep.id_backend,
-                               motion_backend=ep.motion_backend, analysis_size=ep.analysis_size,
-                               face_stride=ep.face_stride, cache=ep.cache)
+                ev = Evaluator.from_params(list(metrics), ep, "cpu", motion_dataset=str(root))
                 for c in mine:
                     gen = _perturbed(c, root, kind, level)
                     drv = read_frames(root / paths[c.driving_clip], c.driving_start, c.driving_start + c.n_frames)

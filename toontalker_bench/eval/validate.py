@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from ..errors import AssetError, DatasetError
 from ..io import write_json, write_text
 from ..progress import progress
 from ..faces.analyzer import FaceAnalyzer
-from ..faces.bfm import default_bfm
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,8 @@ def _square_crop(frame: np.ndarray, box: np.ndarray, increase: float = 0.4) -> n
 
 
 def load_synth_clips(root: Path, max_clips: int, frames_per_clip: int) -> list[Clip]:
-    """One clip per (video, shot) with a face; frames sampled evenly and cropped around the ground-truth box."""
+    """One clip per (video, shot) with a face (at most ``max_clips`` per domain, 0 = all); frames sampled evenly and
+    cropped around the ground-truth box."""
     import pandas as pd
 
     from ..video import read_frames
@@ -135,7 +136,7 @@ def load_synth_clips(root: Path, max_clips: int, frames_per_clip: int) -> list[C
         usable = gt["has_face"] & np.isfinite(gt[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(float)).all(1)
         for (shot, identity), rows in gt[usable].groupby(["shot", "identity"], sort=True):
             domain = str(rows["domain"].iloc[0])
-            if len(per_domain.get(domain, [])) + len([w for w in wanted if w[2] == domain]) >= max_clips:
+            if max_clips and len(per_domain.get(domain, [])) + len([w for w in wanted if w[2] == domain]) >= max_clips:
                 continue
             wanted.append((shot, identity, domain, rows.iloc[_pick(len(rows), frames_per_clip)]))
         if not wanted:
@@ -188,49 +189,197 @@ def ridge_probe(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, la
     return np.hstack([x_test, np.ones((len(x_test), 1))]) @ w
 
 
-# ------------------------------------------------------------------------------------------------ measurements
-def measure_motion(clips: list[Clip], analyzer: FaceAnalyzer) -> dict[str, Any]:
-    bfm = default_bfm()
-    rows: dict[str, dict[str, list]] = {}
-    for c in progress(clips, desc="pose/expression", unit="clip"):
-        track = analyzer.track(c.frames, desc=c.clip_id)
-        est = bfm.estimate(track.landmarks68)
-        d = rows.setdefault(c.domain, {k: [] for k in ("est", "gt", "exp", "split", "found", "fallback")})
-        d["est"].append(est.angles)
-        d["exp"].append(est.exp)
-        d["gt"].append(c.motion)
-        d["split"].append(np.full(len(c.frames), c.split))
-        d["found"].append(est.ok)
-        d["fallback"].append(track.fallback)
-    out: dict[str, Any] = {}
-    for domain, d in rows.items():
-        est, gt, exp = (np.concatenate(d[k]) for k in ("est", "gt", "exp"))
-        split, found = np.concatenate(d["split"]), np.concatenate(d["found"])
-        ok = found & np.isfinite(gt).all(1)
-        err = np.abs(est[ok] - gt[ok, 17:20])
-        train, test = ok & (split == "train"), ok & (split == "test")
-        res: dict[str, Any] = {
-            "frames": int(len(found)), "face_found_rate": float(found.mean()),
-            "box_fallback_rate": float(np.concatenate(d["fallback"]).mean()),
-            "pose_mae_deg": {a: float(v) for a, v in zip(("yaw", "pitch", "roll"), err.mean(0))},
-            "pose_mae_deg_mean": float(err.mean()),
-            "gt_range_deg": {a: [float(gt[ok, 17 + i].min()), float(gt[ok, 17 + i].max())]
-                             for i, a in enumerate(("yaw", "pitch", "roll"))},
-            "pose_corr": {a: pearson(est[ok, i], gt[ok, 17 + i]) for i, a in enumerate(("yaw", "pitch", "roll"))},
-        }
-        if train.any() and test.any():
+# ------------------------------------------------------------------------------------------------ motion
+#: Generic fits measured side by side (jaw contour mode, one shape code per clip).
+GENERIC_VARIANTS: tuple[tuple[str, bool], ...] = (("full", False), ("full", True), ("vertical", False),
+                                                  ("vertical", True), ("inner", False), ("inner", True))
+GENERIC = "bfm3ddfa-jaw-y"
+CORPUS = "corpus-ridge"
+HEADLINE = CORPUS  # the figures at the top of the JSON (its fallback's when the corpus map cannot be fitted)
+
+
+def motion_clips(params: Params, dataset_dir: str | None, frames_per_clip: int
+                 ) -> tuple[Iterator[Clip], int, str, str | None]:
+    """Every clip of the built dataset (decoded one at a time, ``frames_per_clip`` evenly spaced frames, 0 = all), or
+    of the demo corpus videos; the number of clips, the source and the built dataset's folder (None for the videos)."""
+    from ..data.dataset import clip_table
+    from ..video import read_frames
+
+    ds = Path(dataset_dir or params.build.out_dir)
+    if (ds / "clips.parquet").is_file():
+        table = clip_table(ds).sort_values(["domain", "clip_id"])
+
+        def gen() -> Iterator[Clip]:
+            for row in table.itertuples():
+                frames = read_frames(ds / row.path, size=(SIZE, SIZE))
+                motion = np.full((len(frames), 20), np.nan)
+                npz = (ds / row.path).with_suffix(".npz")
+                if npz.is_file():
+                    with np.load(npz) as z:
+                        if "motion" in z:
+                            m = np.asarray(z["motion"], np.float64)[: len(frames)]
+                            motion[: len(m)] = m
+                idx = _pick(len(frames), frames_per_clip) if frames_per_clip else np.arange(len(frames))
+                yield Clip(str(row.clip_id), str(row.domain), str(row.identity), str(row.split), frames[idx],
+                           motion[idx])
+
+        return gen(), len(table), f"built dataset {ds}", str(ds)
+    clips, source = validation_clips(params, dataset_dir, 0, frames_per_clip or 48)
+    return iter(clips), len(clips), source, None
+
+
+def _finite_mean(values: Iterable[float]) -> float | None:
+    """Mean of the finite values (a constant prediction has no correlation), None when there are none."""
+    v = np.array(list(values), np.float64)
+    return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else None
+
+
+def _stats(est: np.ndarray, gt: np.ndarray, code: np.ndarray, split: np.ndarray, found: np.ndarray,
+           test_only: bool = False, direct: bool = False) -> dict[str, Any]:
+    """Pose errors and expression probe of one backend in one domain (frames with a face and ground truth)."""
+    from ..faces.pose import ANGLES, MORPHS
+
+    ok = found & np.isfinite(gt).all(1)
+    train, test = ok & (split == "train"), ok & (split == "test")
+    res: dict[str, Any] = {"frames": int(len(found)), "face_found_rate": float(found.mean()),
+                           "train_frames": int(train.sum()), "test_frames": int(test.sum())}
+
+    def mae(rows: np.ndarray) -> dict[str, float] | None:
+        if not rows.any():
+            return None
+        return {a: float(v) for a, v in zip(ANGLES, np.abs(est[rows] - gt[rows, 17:20]).mean(0))}
+
+    res["pose_mae_deg"] = None if test_only else mae(ok)
+    res["pose_mae_deg_test"] = mae(test)
+    for key in ("pose_mae_deg", "pose_mae_deg_test"):
+        res[key + "_mean"] = None if res[key] is None else float(np.mean(list(res[key].values())))
+    eval_rows = test if test_only else ok
+    res["pose_corr"] = {a: pearson(est[eval_rows, i], gt[eval_rows, 17 + i]) for i, a in enumerate(ANGLES)} \
+        if eval_rows.any() else None
+    res["gt_range_deg"] = {a: [float(gt[ok, 17 + i].min()), float(gt[ok, 17 + i].max())]
+                           for i, a in enumerate(ANGLES)} if ok.any() else None
+    if train.any() and test.any():
+        if not test_only:
             cal = np.stack([ridge_probe(est[train, i:i + 1], gt[train, 17 + i], est[test, i:i + 1], lam=0.0)
                             for i in range(3)], axis=1)
             res["pose_mae_deg_calibrated"] = float(np.abs(cal - gt[test, 17:20]).mean())
-            res["pose_mae_deg_test"] = float(np.abs(est[test] - gt[test, 17:20]).mean())
-            pred = ridge_probe(exp[train], gt[train, :17], exp[test])
-            from ..faces.pose import MORPHS
+        vary = [i for i in range(len(MORPHS)) if gt[test, i].std() > 1e-6]
+        pred = ridge_probe(code[train], gt[train, :17], code[test])
+        res["expression_probe_r"] = {MORPHS[i]: pearson(pred[:, i], gt[test, i]) for i in vary}
+        res["expression_probe_r_mean"] = _finite_mean(res["expression_probe_r"].values())
+        if direct:
+            res["expression_direct_r"] = {MORPHS[i]: pearson(code[test, i], gt[test, i]) for i in vary}
+            res["expression_direct_r_mean"] = _finite_mean(res["expression_direct_r"].values())
+    return res
 
-            per = {m: pearson(pred[:, i], gt[test, i]) for i, m in enumerate(MORPHS) if gt[test, i].std() > 1e-6}
-            res["expression_probe_r"] = {m: float(v) for m, v in per.items()}
-            res["expression_probe_r_mean"] = float(np.nanmean(list(per.values())))
-            res["train_frames"], res["test_frames"] = int(train.sum()), int(test.sum())
-        out[domain] = res
+
+def _predict(corpus: Any, feats: dict[str, np.ndarray], seconds: dict[str, float]) -> tuple | None:
+    import time
+
+    if corpus.model is None:
+        return None
+    t0 = time.perf_counter()
+    out = corpus.model.predict(feats)
+    seconds["corpus_predict"] += time.perf_counter() - t0
+    return out
+
+
+def measure_motion(clips: Iterable[Clip], analyzer: FaceAnalyzer, dataset_dir: str | None = None,
+                   corpus: Any = None, n_clips: int | None = None) -> dict[str, Any]:
+    """Every generic fit variant and the corpus-specific backend against ground truth, per domain.
+
+    ``corpus``: a fitted ``CorpusRidgeBackend``; by default one is fitted on ``dataset_dir``'s train split (exactly as
+    the evaluation does), or, without a built dataset, on the train clips given here.
+    """
+    import time
+
+    from ..faces.bfm import backend_name, get_bfm
+    from ..faces.motion_map import BLOCKS, PoseVectorRidge, motion_features
+    from ..metrics.motion import CorpusRidgeBackend
+
+    t_corpus = time.perf_counter()
+    if corpus is None and dataset_dir is not None:
+        corpus = CorpusRidgeBackend(dataset_dir=dataset_dir)
+    corpus_fit_s = time.perf_counter() - t_corpus
+    names = [backend_name(c, s) for c, s in GENERIC_VARIANTS]
+    seconds = {"face_analysis": 0.0, **{n: 0.0 for n in names}, "corpus_features": 0.0, "corpus_predict": 0.0}
+    per: dict[str, dict[str, list]] = {}
+    kept: list[tuple[Clip, dict[str, np.ndarray], int]] = []
+    n_frames = 0
+    for c in progress(clips, desc="pose/expression", unit="clip", total=n_clips):
+        t0 = time.perf_counter()
+        track = analyzer.track(c.frames, desc=c.clip_id)
+        seconds["face_analysis"] += time.perf_counter() - t0
+        n_frames += len(c.frames)
+        d = per.setdefault(c.domain, {"gt": [], "split": [], "identity": [], "fallback": [], "clip": [],
+                                      "corpus": [], **{n: [] for n in names}})
+        d["gt"].append(c.motion.astype(np.float64))
+        d["split"].append(np.full(len(c.frames), c.split))
+        d["identity"].append(np.full(len(c.frames), c.identity))
+        d["fallback"].append(track.fallback)
+        d["clip"].append(c.clip_id)
+        for (contour, shared), name in zip(GENERIC_VARIANTS, names):
+            t0 = time.perf_counter()
+            d[name].append(get_bfm(contour).estimate(track.landmarks68, shared_shape=shared))
+            seconds[name] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        feats = motion_features(c.frames, track.landmarks68)
+        seconds["corpus_features"] += time.perf_counter() - t0
+        d["corpus"].append(None)
+        if corpus is not None:
+            d["corpus"][-1] = _predict(corpus, feats, seconds)
+        else:  # kept (as float32) until the map is fitted on the train clips below
+            kept.append((c, {k: v.astype(np.float32) for k, v in feats.items()}, len(d["corpus"]) - 1))
+    if corpus is None:  # no built dataset: fit on the train clips given here
+        train = [(c, f) for c, f, _ in kept if c.split == "train" and np.isfinite(c.motion).all(1).any()]
+        if train:
+            feats = {k: np.concatenate([f[k] for _, f in train]).astype(np.float64) for k in BLOCKS}
+            model = PoseVectorRidge.fit(feats, np.concatenate([c.motion for c, _ in train]).astype(np.float64),
+                                        np.concatenate([np.full(len(c.frames), c.domain) for c, _ in train]),
+                                        np.concatenate([np.full(len(c.frames), c.identity) for c, _ in train]))
+            corpus = CorpusRidgeBackend(model=model, label="validation-train-clips")
+        else:
+            corpus = CorpusRidgeBackend(dataset_dir=None)
+        for c, f, i in kept:
+            per[c.domain]["corpus"][i] = _predict(corpus, {k: v.astype(np.float64) for k, v in f.items()}, seconds)
+    corpus_name = corpus.name
+    out: dict[str, Any] = {"frames": n_frames, "backends": {}, "corpus": {
+        "backend": corpus_name, "fallback_reason": corpus.fallback_reason or None,
+        "fit_seconds": round(corpus_fit_s, 1),
+        "maps": getattr(corpus.model, "info", None) and {
+            d: {k: (v["chosen"] if isinstance(v, dict) else v) for k, v in i.items()}
+            for d, i in corpus.model.info.items()}}}
+    s_frame = {k: v / max(n_frames, 1) for k, v in seconds.items()}
+    out["s_per_frame"] = {"face_analysis": s_frame["face_analysis"], **{n: s_frame[n] for n in names},
+                          # the corpus features include a jaw-y fit
+                          CORPUS: s_frame["corpus_features"] + s_frame["corpus_predict"]}
+    identities: dict[str, dict[str, int]] = {}
+    for domain, d in per.items():
+        gt = np.concatenate(d["gt"])
+        split = np.concatenate(d["split"])
+        ident = np.concatenate(d["identity"])
+        has_gt = np.isfinite(gt).all(1)
+        identities[domain] = {k: len(set(ident[has_gt & sel].tolist())) for k, sel in
+                              (("all", np.ones(len(gt), bool)), ("train", split == "train"), ("test", split == "test"))}
+        for name in names:
+            est = d[name]
+            found = np.concatenate([e.ok for e in est])
+            res = _stats(np.concatenate([e.angles for e in est]), gt, np.concatenate([e.exp for e in est]), split,
+                         found)
+            res["box_fallback_rate"] = float(np.concatenate(d["fallback"]).mean())
+            out["backends"].setdefault(name, {})[domain] = res
+        if corpus.model is not None:
+            preds = d["corpus"]
+            pred = np.concatenate([p[0] for p in preds])
+            found = np.concatenate([p[1] for p in preds])
+            res = _stats(pred[:, 17:20], gt, pred[:, :17], split, found, test_only=True, direct=True)
+            test_clips = [p for p, sp in zip(preds, d["split"]) if sp[0] == "test"]
+            right = [p[2] == domain for p in test_clips]
+            res["domain_correct_test_clips"] = f"{sum(right)}/{len(right)}"
+            out["backends"].setdefault(CORPUS, {})[domain] = res
+    out["identities"] = identities
+    out["headline_backend"] = CORPUS if corpus.model is not None else GENERIC
+    out["headline_backend_name"] = corpus_name if corpus.model is not None else GENERIC
     return out
 
 
@@ -295,11 +444,18 @@ def measure_identity(clips: list[Clip], analyzer: FaceAnalyzer, per_clip: int = 
 # ------------------------------------------------------------------------------------------------ report
 def run(params: Params, out: str = "docs/metrics-validation.md", dataset_dir: str | None = None, max_clips: int = 12,
         frames_per_clip: int = 24, device: str = "cpu", json_out: str | None = None,
-        fid_images: int = 64, sensitivity_pairs: int = 3, sensitivity_frames: int = 24) -> dict[str, Any]:
-    """Measure everything and write the Markdown report (and optionally the JSON figures). Returns the figures."""
+        fid_images: int = 64, motion_frames_per_clip: int = 48, sensitivity_pairs: int = 3,
+        sensitivity_frames: int = 24) -> dict[str, Any]:
+    """Measure everything and write the Markdown report (and optionally the JSON figures). Returns the figures.
+
+    The motion part reads every clip (``motion_frames_per_clip`` evenly spaced frames each, 0 = all, one clip in
+    memory at a time); identity and FID use the first ``max_clips`` clips per domain, ``frames_per_clip`` frames each; the sensitivity
+    suite perturbs ``sensitivity_pairs`` exact answers per domain (0 skips it).
+    """
     import time
 
     t0 = time.time()
+    seconds: dict[str, float] = {}
     clips, source = validation_clips(params, dataset_dir, max_clips, frames_per_clip)
     if not clips:
         raise DatasetError(f"no clip with a face in {source}", hint="rebuild the demo corpus")
@@ -308,45 +464,63 @@ def run(params: Params, out: str = "docs/metrics-validation.md", dataset_dir: st
         "source": source, "n_clips": len(clips), "n_frames": int(sum(len(c.frames) for c in clips)),
         "clips_per_domain": {d: sum(c.domain == d for c in clips) for d in sorted({c.domain for c in clips})},
         "face_backend": analyzer.backend,
-        "motion": measure_motion(clips, analyzer),
-        "identity": measure_identity(clips, analyzer),
-        "fid": measure_fid(clips, fid_images, device, params.eval.batch_size),
     }
-    ds = Path(dataset_dir or params.build.out_dir)
-    if sensitivity_pairs and (ds / "protocol" / "renderer.json").is_file():
+    seconds["load"] = time.time() - t0
+    t = time.time()
+    mclips, n_mclips, msource, ds = motion_clips(params, dataset_dir, motion_frames_per_clip)
+    report["motion"] = measure_motion(mclips, analyzer, dataset_dir=ds, n_clips=n_mclips)
+    report["motion"].update(source=msource, clips=n_mclips, frames_per_clip=motion_frames_per_clip or "all")
+    seconds["motion"] = time.time() - t
+    t = time.time()
+    report["identity"] = measure_identity(clips, analyzer)
+    seconds["identity"] = time.time() - t
+    t = time.time()
+    report["fid"] = measure_fid(clips, fid_images, device, params.eval.batch_size)
+    seconds["fid"] = time.time() - t
+    report.update(motion_summary(report["motion"]))
+    built = Path(dataset_dir or params.build.out_dir)
+    if sensitivity_pairs and (built / "protocol" / "renderer.json").is_file():
         from .sensitivity import measure
 
-        report["sensitivity"] = measure(ds, per_domain=sensitivity_pairs, n_frames=sensitivity_frames,
+        t = time.time()
+        report["sensitivity"] = measure(built, per_domain=sensitivity_pairs, n_frames=sensitivity_frames,
                                         ep=params.eval)
+        seconds["sensitivity"] = time.time() - t
     report.update(summary_keys(report, params.eval.id_backend))
     report["seconds"] = round(time.time() - t0, 1)
+    report["seconds_per_part"] = {k: round(v, 1) for k, v in seconds.items()}
     write_text(out, render(report))
     if json_out:
         write_json(json_out, report)
     return report
 
 
+def motion_summary(m: dict[str, Any]) -> dict[str, Any]:
+    """Top-level figures of the headline motion backend: test-clip pose MAE (mean and per angle), the expression
+    probe's mean r on test clips, and the identities per domain."""
+    b = m["backends"][m["headline_backend"]]
+    return {
+        "motion_backend": m["headline_backend_name"],
+        "pose_mae_deg": {d: x["pose_mae_deg_test_mean"] for d, x in sorted(b.items())},
+        "pose_mae_deg_per_angle": {d: x["pose_mae_deg_test"] for d, x in sorted(b.items())},
+        "expression_probe_r": {d: x.get("expression_probe_r_mean") for d, x in sorted(b.items())},
+        "identities": {d: v["all"] for d, v in sorted(m["identities"].items())},
+        "s_per_frame": m["s_per_frame"]["face_analysis"] + m["s_per_frame"][m["headline_backend"]],
+    }
+
+
 def summary_keys(report: dict[str, Any], id_backend: str = "auto") -> dict[str, Any]:
-    """The machine-readable headline figures per domain, and per metric its validation verdict: ``pose_mae_deg``,
-    ``expression_probe_r``, ``identity_auc`` (the backend the evaluation uses), ``identities``, ``metrics``."""
+    """The identity figures of the backend the evaluation uses (``identity_backend``, ``identity_auc``) and per
+    metric its sensitivity verdicts (``metrics``); the motion figures are :func:`motion_summary`'s."""
     from ..metrics.identity import embedder
 
-    motion = report.get("motion", {})
-    out: dict[str, Any] = {
-        "pose_mae_deg": {d: m.get("pose_mae_deg_mean") for d, m in motion.items()},
-        "expression_probe_r": {d: m.get("expression_probe_r_mean") for d, m in motion.items()},
-    }
     try:
         backend = embedder(id_backend).name
     except AssetError:
         backend = "dlib-resnet128"
     ident = report.get("identity", {}).get(backend, {})
-    out["identity_backend"] = backend
-    out["identity_auc"] = {d: x.get("auc") for d, x in ident.items() if isinstance(x, dict)}
-    out["identities"] = {d: x.get("identities") for d, x in ident.items() if isinstance(x, dict)}
-    for k, v in out.items():  # figures the motion measurement already set under these names win
-        if isinstance(v, dict):
-            out[k] = {**v, **report.get(k, {})} if isinstance(report.get(k), dict) else v
+    out: dict[str, Any] = {"identity_backend": backend,
+                           "identity_auc": {d: x.get("auc") for d, x in ident.items() if isinstance(x, dict)}}
     verdicts: dict[str, Any] = {}
     sens = report.get("sensitivity", {}).get("metrics", {})
     for m, res in sens.items():
@@ -362,60 +536,149 @@ def _f(v: Any, nd: int = 2) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{nd}f}"
 
 
+def _angles(x: dict[str, float] | None) -> str:
+    return " | ".join(_f(None if x is None else x[a]) for a in ("yaw", "pitch", "roll"))
+
+
+def render_motion(m: dict[str, Any]) -> list[str]:
+    from ..faces.bfm import backend_name
+
+    backends, ids, spf = m["backends"], m["identities"], m["s_per_frame"]
+    doms = sorted(ids)
+    head = m["headline_backend"]
+    corpus = m["corpus"]
+    lines = [
+        "## Head pose (APD) and expression (AED): motion estimators vs ground truth", "",
+        f"Every clip of {m['source']} ({m['clips']} clips, {m['frames_per_clip']} frames per clip, {m['frames']} "
+        "frames): " + "; ".join(f"{d}: {ids[d]['all']} identities with ground truth ({ids[d]['train']} train, "
+                                 f"{ids[d]['test']} test)" for d in doms) + ".",
+        "Pose: mean absolute error of yaw, pitch, roll in degrees against the rendered rotation. Expression probe: a "
+        "ridge map from the backend's expression output to the 17 ground-truth morphs, fitted on train clips, "
+        "Pearson r on test clips, averaged over the morphs that vary there. Seconds per frame on this machine "
+        "(face analysis = RetinaFace + dlib 68 + dlib 5, shared by every backend): "
+        f"face analysis {spf['face_analysis']:.4f} s; fits: "
+        + ", ".join(f"`{k}` {v:.4f} s" for k, v in spf.items() if k != "face_analysis") + ".", "",
+        "### Summary (test clips: identities never seen by any fitted map)", "",
+        ("| backend | domain | MAE yaw | MAE pitch | MAE roll | MAE mean | expression probe r | direct r | "
+         "s/frame (with face analysis) |"),
+        "|---|---|---|---|---|---|---|---|---|"]
+    for name in (head, GENERIC, backend_name("full")):
+        if name not in backends:
+            continue
+        label = f"`{corpus['backend']}` (corpus-specific)" if name == CORPUS else f"`{name}`"
+        for d in doms:
+            x = backends[name].get(d)
+            if x is None:
+                continue
+            lines.append(f"| {label} | {d} | {_angles(x['pose_mae_deg_test'])} | {_f(x['pose_mae_deg_test_mean'])} | "
+                         f"{_f(x.get('expression_probe_r_mean'))} | {_f(x.get('expression_direct_r_mean'))} | "
+                         f"{spf['face_analysis'] + spf[name]:.3f} |")
+        if name == head and head == GENERIC:
+            break
+    lines += [
+        "", ("Direct r: the backend's own morph output against the ground truth, no probe (corpus-ridge only: its "
+             "expression output is in morph units)."), "",
+        "### Generic 3DMM fits: what each change does (all clips, no fitting on the corpus)", "",
+        ("| fit | domain | MAE yaw | MAE pitch | MAE roll | MAE mean | MAE mean, test clips | calibrated MAE test | "
+         "r yaw | r pitch | r roll | expression probe r |"),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, per in backends.items():
+        if name == CORPUS:
+            continue
+        for d in doms:
+            x = per[d]
+            pc = x["pose_corr"] or {}
+            lines.append(f"| `{name}` | {d} | {_angles(x['pose_mae_deg'])} | {_f(x['pose_mae_deg_mean'])} | "
+                         f"{_f(x['pose_mae_deg_test_mean'])} | {_f(x.get('pose_mae_deg_calibrated'))} | "
+                         + " | ".join(_f(pc.get(a)) for a in ("yaw", "pitch", "roll"))
+                         + f" | {_f(x.get('expression_probe_r_mean'))} |")
+    first = backends[next(iter(backends))][doms[0]] if backends else None
+    lines += [
+        "", "`bfm3ddfa`: the 68 points fitted as fixed BFM surface points (3DDFA's convention; the estimator as first "
+        "released). `-jaw-y`: the 17 jaw-contour points constrain only the image-vertical coordinate (dlib puts them "
+        "on the visible silhouette, which slides sideways across the cheek as the head turns). `-inner51`: the contour "
+        "dropped. `+seqshape`: one identity (shape) code per clip, shared by its frames. Calibrated: a per-angle gain "
+        "and offset fitted on train clips, applied to test clips (separates a scale/offset mismatch between the "
+        "corpus's heads and the BFM from noise). r: Pearson correlation with the ground-truth angle."
+        + ("" if first is None else " Ground-truth ranges: " + "; ".join(
+            f"{d} yaw {backends[GENERIC][d]['gt_range_deg']['yaw'][0]:.0f} to "
+            f"{backends[GENERIC][d]['gt_range_deg']['yaw'][1]:.0f}, pitch "
+            f"{backends[GENERIC][d]['gt_range_deg']['pitch'][0]:.0f} to "
+            f"{backends[GENERIC][d]['gt_range_deg']['pitch'][1]:.0f}, roll "
+            f"{backends[GENERIC][d]['gt_range_deg']['roll'][0]:.0f} to "
+            f"{backends[GENERIC][d]['gt_range_deg']['roll'][1]:.0f} degrees"
+            for d in doms if backends.get(GENERIC, {}).get(d, {}).get("gt_range_deg")) + "."), ""]
+    lines += ["### The corpus-specific backend", ""]
+    if CORPUS in backends:
+        maps = corpus.get("maps") or {}
+        lines += [
+            (f"`{corpus['backend']}` is fitted on the train split of the dataset it evaluates (here the one validated; "
+             "it is not a general estimator, and its values are comparable only between runs on that dataset). "
+             "Features: the `bfm3ddfa-jaw-y` fit (angles, 10-D code), per-region landmark measures, the 68 landmarks "
+             "rotated back to frontal, HOG of the aligned face; per domain a ridge map to the 17 morphs and one per "
+             "angle to the correction of the fitted angle, feature blocks and ridge strength chosen by "
+             "leave-identity-out cross-validation on the train clips (`zero` = no correction, `mean` = a constant). "
+             f"Fitted in {corpus['fit_seconds']} s (0 when loaded from the cache)."), "",
+            ("| domain | train frames | train identities | morphs | yaw | pitch | roll | "
+             "domain classifier (test clips) |"),
+            "|---|---|---|---|---|---|---|---|"]
+        for d in doms:
+            mp = maps.get(d, {})
+            x = backends[CORPUS].get(d, {})
+            lines.append(f"| {d} | {mp.get('frames', 'n/a')} | {mp.get('identities', 'n/a')} | "
+                         + " | ".join(f"`{mp.get(k, 'n/a')}`" for k in ("morphs", "yaw", "pitch", "roll"))
+                         + f" | {x.get('domain_correct_test_clips', 'n/a')} clips right |")
+    else:
+        lines.append(f"Not fitted: {corpus.get('fallback_reason')}; `corpus-ridge` falls back to `{GENERIC}` (values "
+                     "carry that name).")
+    lines += ["", "### Per morph (test clips)", "",
+              "| backend | domain | test frames | " + " | ".join(_MORPH_SHORT) + " |",
+              "|---|---|---|" + "---|" * len(_MORPH_SHORT)]
+    for name, key in ((GENERIC, "expression_probe_r"), (CORPUS, "expression_probe_r"), (CORPUS, "expression_direct_r")):
+        for d in doms:
+            x = backends.get(name, {}).get(d)
+            if x is None or key not in x:
+                continue
+            label = f"`{name}` {'probe' if key == 'expression_probe_r' else 'direct'}"
+            lines.append(f"| {label} | {d} | {x['test_frames']} | "
+                         + " | ".join(_f(x[key].get(mo)) for mo in _morph_names()) + " |")
+    lines += ["", "n/a: the morph does not vary on that domain's test frames (or the prediction is constant)."]
+    return lines
+
+
+def _morph_names() -> tuple[str, ...]:
+    from ..faces.pose import MORPHS
+
+    return MORPHS
+
+
+_MORPH_SHORT = ("blink L", "blink R", "wide L", "wide R", "brow up L", "brow up R", "brow down L", "brow down R",
+                "mouth open", "smile", "frown", "a", "i", "u", "e", "o", "eye happy")
+
+
 def render(r: dict[str, Any]) -> str:
     m, fid, ident = r["motion"], r["fid"], r["identity"]
-    doms = sorted(m)
     lines = [
         "# Metric validation",
         "",
         "Generated by `toontalker-bench evaluate validate-metrics`; every figure below is measured, on "
-        f"{r['source']} ({r['n_clips']} clips, {r['n_frames']} frames: "
-        + ", ".join(f"{k} {v} clips" for k, v in r["clips_per_domain"].items()) + f"), in {r['seconds']} s.",
-        f"Faces: `{r['face_backend']}`. Motion: 3DDFA BFM subspace fitted to dlib 68-point landmarks (`bfm3ddfa`).",
+        f"{r['source']} (identity and FID: {r['n_clips']} clips, {r['n_frames']} frames: "
+        + ", ".join(f"{k} {v} clips" for k, v in r["clips_per_domain"].items()) + f"), in {r['seconds']} s ("
+        + ", ".join(f"{k} {v} s" for k, v in r.get("seconds_per_part", {}).items()) + ").",
+        f"Faces: `{r['face_backend']}`.",
         "Train/test: identity-disjoint (the built dataset's split, or a fixed hash of the identity for the corpus).",
         "",
-        "## Pose (APD's input): 3DMM Euler angles vs ground truth",
+        *render_motion(m),
         "",
-        "| domain | face found | MAE yaw | MAE pitch | MAE roll | MAE mean | MAE test | linearly calibrated MAE test | "
-        "r yaw | r pitch | "
-        "r roll | GT yaw range |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for d in doms:
-        x = m[d]
-        pm, pc = x["pose_mae_deg"], x["pose_corr"]
-        lines.append(f"| {d} | {x['face_found_rate']:.1%} | {_f(pm['yaw'])} | {_f(pm['pitch'])} | {_f(pm['roll'])} | "
-                     f"{_f(x['pose_mae_deg_mean'])} | {_f(x.get('pose_mae_deg_test'))} | {_f(x.get('pose_mae_deg_calibrated'))} | "
-                     f"{_f(pc['yaw'])} | "
-                     f"{_f(pc['pitch'])} | {_f(pc['roll'])} | {x['gt_range_deg']['yaw'][0]:.0f} to "
-                     f"{x['gt_range_deg']['yaw'][1]:.0f} |")
-    lines += ["", "MAE in degrees over frames where the face was found (all clips, then test clips only); r: Pearson "
-              "correlation with the ground truth. Linearly calibrated: a per-angle gain and offset fitted on train "
-              "clips, applied to test clips; it separates a scale/offset mismatch between the corpus's head geometry "
-              "and the BFM's from noise. Goal: MAE <= 3 degrees in each domain.", "",
-              "On the demo corpus the real heads are textured BFM meshes turned in 3-D, so their ground truth is an "
-              "exact rotation in the estimator's conventions; the cartoon heads are ray-cast ellipsoids with painted "
-              "features, a geometry that is not the BFM's, so part of the cartoon error is a gain/offset mismatch "
-              "(the calibrated column shows how much). The unmodified carphone video has no ground truth and is not counted.", "",
-              "## Expression (AED's input): linear probe from the 10-D code to the 17 ground-truth morphs", "",
-              "| domain | train frames | test frames | mean Pearson r (test) | per morph |", "|---|---|---|---|---|"]
-    for d in doms:
-        x = m[d]
-        if "expression_probe_r" not in x:
-            lines.append(f"| {d} | n/a | n/a | n/a | no train/test split in this domain |")
-            continue
-        per = ", ".join(f"{k} {v:.2f}" for k, v in x["expression_probe_r"].items())
-        lines.append(f"| {d} | {x['train_frames']} | {x['test_frames']} | {_f(x['expression_probe_r_mean'])} | {per} |")
-    lines += ["", "nan: the morph or its prediction is constant on the test frames, so no correlation is defined.", "",
-              "## FID", "", f"{fid['n']} held-out frames, weights `{fid['backend']}`.", "",
-              f"- FID(X, X) = {fid['fid_x_x']:.2e}; FID between two disjoint halves of X = {_f(fid['fid_half_half'])}",
-              "- Gaussian blur, sigma in pixels: " + ", ".join(f"{k}: {_f(v)}" for k, v in fid["blur"].items())
-              + f" (monotone: {'yes' if fid['monotone_blur'] else 'NO'})",
-              "- Additive Gaussian noise, std on [0, 1]: " + ", ".join(f"{k}: {_f(v)}" for k, v in fid["noise"].items())
-              + f" (monotone: {'yes' if fid['monotone_noise'] else 'NO'})", "",
-              "## Identity: ROC AUC of same- vs different-identity cosine similarity", "",
-              "| backend | domain | AUC | identities | embeddings | mean sim same | mean sim different |",
-              "|---|---|---|---|---|---|---|"]
+        "## FID", "", f"{fid['n']} held-out frames, weights `{fid['backend']}`.", "",
+        f"- FID(X, X) = {fid['fid_x_x']:.2e}; FID between two disjoint halves of X = {_f(fid['fid_half_half'])}",
+        "- Gaussian blur, sigma in pixels: " + ", ".join(f"{k}: {_f(v)}" for k, v in fid["blur"].items())
+        + f" (monotone: {'yes' if fid['monotone_blur'] else 'NO'})",
+        "- Additive Gaussian noise, std on [0, 1]: " + ", ".join(f"{k}: {_f(v)}" for k, v in fid["noise"].items())
+        + f" (monotone: {'yes' if fid['monotone_noise'] else 'NO'})", "",
+        "## Identity: ROC AUC of same- vs different-identity cosine similarity", "",
+        "| backend | domain | AUC | identities | embeddings | mean sim same | mean sim different |",
+        "|---|---|---|---|---|---|---|"]
     for b, res in ident.items():
         if "reason" in res:
             lines.append(f"| {b} | all | n/a | | | | {res['reason']} |")

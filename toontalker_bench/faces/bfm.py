@@ -4,6 +4,14 @@ Model: ``X = mean + W_shp @ alpha + W_exp @ beta`` (68 x 3, BFM units, y up, z t
 scaled orthographic camera ``x = s * R[:2] @ X + t`` after flipping image y to point up. The fit alternates a
 closed-form camera step (least-squares affine camera, projected onto the nearest scaled rotation) with a ridge step
 for ``alpha, beta`` under a Gaussian prior (the 3DDFA parameter whitening statistics), batched over frames.
+
+Jaw contour (``contour``): the BFM's points 0-16 are fixed surface points, while a landmarker such as dlib puts them on
+the visible silhouette, which slides sideways across the cheek as the head turns. ``"full"`` fits them like any other
+point (3DDFA's convention, and what the demo-corpus renderer uses); ``"vertical"`` lets them constrain only the
+image-vertical coordinate (the height of the jaw line and the chin still fix pitch, their horizontal position no
+longer pulls yaw); ``"inner"`` drops them (51 points). ``shared_shape=True`` fits one identity (shape) code for the
+whole sequence and an expression code per frame (a standard video-fitting practice). docs/metrics-validation.md
+measures each choice against ground truth.
 """
 
 from __future__ import annotations
@@ -44,11 +52,36 @@ class MotionEstimate:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+CONTOURS = ("full", "vertical", "inner")
+BACKEND = "bfm3ddfa"  # contour "full", per-frame shape: the estimator as first released
+
+
+def contour_weights(contour: str) -> np.ndarray:
+    """``(68, 2)`` weight of each landmark's image x and y in the fit for a jaw-contour mode of :data:`CONTOURS`."""
+    if contour not in CONTOURS:
+        raise ValueError(f"contour must be one of {CONTOURS}, got {contour!r}")
+    w = np.ones((68, 2))
+    if contour == "vertical":
+        w[:17, 0] = 0.0
+    elif contour == "inner":
+        w[:17] = 0.0
+    return w
+
+
+def backend_name(contour: str = "full", shared_shape: bool = False) -> str:
+    """The motion-backend name of a fit setting: ``bfm3ddfa`` (full contour), ``bfm3ddfa-jaw-y`` (vertical),
+    ``bfm3ddfa-inner51``; ``+seqshape`` when one shape code is shared by the sequence."""
+    base = {"full": BACKEND, "vertical": "bfm3ddfa-jaw-y", "inner": "bfm3ddfa-inner51"}[contour]
+    return base + ("+seqshape" if shared_shape else "")
+
+
 class BFM:
     """The 68-point BFM subspace of 3DDFA (files ``u_shp.npy u_exp.npy w_shp_sim.npy w_exp_sim.npy
-    keypoints_sim.npy param_whitening.pkl``)."""
+    keypoints_sim.npy param_whitening.pkl``); ``contour`` says how the jaw-contour points enter the fit (see the
+    module docstring). The default ``"full"`` is 3DDFA's and the demo-corpus renderer's convention."""
 
-    def __init__(self, root: str | Path | None = None, noise: float = 0.02, iters: int = 15) -> None:
+    def __init__(self, root: str | Path | None = None, noise: float = 0.02, iters: int = 15,
+                 contour: str = "full") -> None:
         root = Path(root) if root is not None else require("bfm-3ddfa", "AED/APD (3DMM fit)")
         kp = np.load(root / "keypoints_sim.npy")
         mean = np.load(root / "u_shp.npy") + np.load(root / "u_exp.npy")
@@ -66,34 +99,51 @@ class BFM:
         iod = np.linalg.norm(self.mean[45] - self.mean[36])
         self.noise = noise * iod  # landmark noise in BFM units, relative to the inter-ocular distance
         self.iters = iters
+        self.contour = contour
+        self.weights = contour_weights(contour)
 
-    def fit(self, landmarks: np.ndarray) -> BFMFit:
-        """``landmarks`` (B, 68, 2) image pixels (y down) -> :class:`BFMFit`."""
+    def backend(self, shared_shape: bool = False) -> str:
+        return backend_name(self.contour, shared_shape)
+
+    def points(self, z: np.ndarray) -> np.ndarray:
+        """``(B, 50)`` whitened shape + expression codes -> ``(B, 68, 3)`` model points (BFM frame)."""
+        return self.mean + np.einsum("pck,bk->bpc", self.basis, z)
+
+    def fit(self, landmarks: np.ndarray, shared_shape: bool = False) -> BFMFit:
+        """``landmarks`` (B, 68, 2) image pixels (y down) -> :class:`BFMFit`.
+
+        ``shared_shape``: the B frames show one face; one shape code is fitted to all of them (each frame keeps its own
+        camera and expression code).
+        """
         y = np.asarray(landmarks, np.float64).copy()
         b = len(y)
         y[..., 1] *= -1
-        z = np.zeros((b, N_SHAPE + N_EXP))
-        yc = y - y.mean(1, keepdims=True)
-        eye = np.eye(N_SHAPE + N_EXP)
+        k = N_SHAPE + N_EXP
+        w = self.weights
+        sw = np.sqrt(w).reshape(-1)
+        z = np.zeros((b, k))
         for _ in range(self.iters):
-            x = self.mean + np.einsum("pck,bk->bpc", self.basis, z)
-            r2, s, t = _camera(x, y, yc)
-            # ridge step: y - t - s R2 mean = s R2 B z  ->  (D^T D / noise^2 + I) z = D^T r / noise^2
-            d = np.einsum("bij,pjk->bpik", r2, self.basis).reshape(b, -1, N_SHAPE + N_EXP)
-            rhs = ((y - t[:, None]) / s[:, None, None] - np.einsum("bij,pj->bpi", r2, self.mean)).reshape(b, -1)
-            a = np.einsum("bnk,bnl->bkl", d, d) / self.noise**2 + eye
-            z = np.linalg.solve(a, np.einsum("bnk,bn->bk", d, rhs)[..., None] / self.noise**2)[..., 0]
-        x = self.mean + np.einsum("pck,bk->bpc", self.basis, z)
-        r2, s, t = _camera(x, y, yc)
+            r2, s, t = _camera(self.points(z), y, w)
+            # ridge step: y - t - s R2 mean = s R2 B z  ->  (D^T D / noise^2 + I) z = D^T r / noise^2 (rows weighted)
+            d = np.einsum("bij,pjk->bpik", r2, self.basis).reshape(b, -1, k) * sw[:, None]
+            rhs = ((y - t[:, None]) / s[:, None, None] - np.einsum("bij,pj->bpi", r2, self.mean)).reshape(b, -1) * sw
+            a = np.einsum("bnk,bnl->bkl", d, d) / self.noise**2
+            g = np.einsum("bnk,bn->bk", d, rhs) / self.noise**2
+            z = _solve_shared(a, g) if shared_shape else np.linalg.solve(a + np.eye(k), g[..., None])[..., 0]
+        x = self.points(z)
+        r2, s, t = _camera(x, y, w)
         proj = s[:, None, None] * np.einsum("bij,bpj->bpi", r2, x) + t[:, None]
-        rms = np.sqrt(((proj - y) ** 2).sum(-1).mean(-1))
+        if self.contour == "full":  # the released formula, kept bit for bit (the demo-corpus heads depend on it)
+            rms = np.sqrt(((proj - y) ** 2).sum(-1).mean(-1))
+        else:
+            rms = np.sqrt(2 * (w * (proj - y) ** 2).sum((1, 2)) / w.sum())
         iod = s * np.linalg.norm(self.mean[45] - self.mean[36])
         r3 = np.cross(r2[:, 0], r2[:, 1])
         rot = np.concatenate([r2, r3[:, None]], axis=1)
         return BFMFit(euler_degrees(rot), z[:, N_SHAPE:], z[:, :N_SHAPE], rot, s, t, rms / iod)
 
-
-    def estimate(self, landmarks68: np.ndarray, extra: dict[str, Any] | None = None) -> MotionEstimate:
+    def estimate(self, landmarks68: np.ndarray, extra: dict[str, Any] | None = None,
+                 shared_shape: bool = False) -> MotionEstimate:
         """Fit every frame whose 68 landmarks are all finite; the others stay NaN (``ok`` False)."""
         t = len(landmarks68)
         has = np.isfinite(landmarks68).all(axis=(1, 2))
@@ -101,30 +151,62 @@ class BFM:
         exp = np.full((t, N_EXP), np.nan)
         extra = dict(extra or {})
         if has.any():
-            fit = self.fit(landmarks68[has])
+            fit = self.fit(landmarks68[has], shared_shape=shared_shape)
             angles[has], exp[has] = fit.angles, fit.exp
             extra["fit_residual_median"] = float(np.median(fit.residual))
-        return MotionEstimate(angles, exp, has, BACKEND, extra)
-
-
-BACKEND = "bfm3ddfa"
+        return MotionEstimate(angles, exp, has, self.backend(shared_shape), extra)
 
 
 @functools.cache
 def default_bfm() -> BFM:
-    """The BFM with default settings, its files read once per process."""
+    """The BFM with default settings (full contour), its files read once per process."""
     return BFM()
 
 
-def _camera(x: np.ndarray, y: np.ndarray, yc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Least-squares affine camera, projected to the nearest scaled orthographic one: rows of R (B,2,3), s, t."""
-    xm = x.mean(1, keepdims=True)
-    xc = x - xm
-    aff = np.linalg.solve(np.einsum("bpi,bpj->bij", xc, xc), np.einsum("bpi,bpj->bij", xc, yc)).transpose(0, 2, 1)
+@functools.cache
+def get_bfm(contour: str = "full") -> BFM:
+    """A BFM with the given jaw-contour mode, read once per process and mode."""
+    return default_bfm() if contour == "full" else BFM(contour=contour)
+
+
+def _solve_shared(a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Ridge step with one shape code for all B frames: minimise ``sum_b z_b^T a_b z_b / 2 - g_b^T z_b`` plus the unit
+    prior, with ``z_b = (alpha, beta_b)``. The per-frame expression blocks are eliminated (Schur complement)."""
+    sh, ex = slice(0, N_SHAPE), slice(N_SHAPE, N_SHAPE + N_EXP)
+    inv = np.linalg.inv(a[:, ex, ex] + np.eye(N_EXP))
+    a_se = a[:, sh, ex]
+    reduced = (a[:, sh, sh] - a_se @ inv @ a_se.transpose(0, 2, 1)).sum(0) + np.eye(N_SHAPE)
+    rhs = (g[:, sh] - np.einsum("bij,bjk,bk->bi", a_se, inv, g[:, ex])).sum(0)
+    alpha = np.linalg.solve(reduced, rhs)
+    beta = np.einsum("bij,bj->bi", inv, g[:, ex] - np.einsum("bji,j->bi", a_se, alpha))
+    return np.concatenate([np.broadcast_to(alpha, (len(g), N_SHAPE)), beta], axis=1)
+
+
+def _camera(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares affine camera, projected to the nearest scaled orthographic one: rows of R (B,2,3), s, t.
+
+    ``w`` (P, 2): weight of each point's image x and y (each image row of the camera is its own weighted fit). All
+    ones (or None) takes the unweighted path, whose arithmetic is the released estimator's, bit for bit.
+    """
+    if w is None or (w == 1).all():
+        xm = x.mean(1, keepdims=True)
+        xc = x - xm
+        yc = y - y.mean(1, keepdims=True)
+        aff = np.linalg.solve(np.einsum("bpi,bpj->bij", xc, xc), np.einsum("bpi,bpj->bij", xc, yc)).transpose(0, 2, 1)
+    else:
+        xh = np.concatenate([x, np.ones(x.shape[:2] + (1,))], axis=2)  # (B, P, 4): affine with intercept
+        rows = []
+        for i in range(2):
+            a = np.einsum("p,bpi,bpj->bij", w[:, i], xh, xh)
+            rows.append(np.linalg.solve(a, np.einsum("p,bpi,bp->bi", w[:, i], xh, y[..., i])[..., None])[:, :3, 0])
+        aff = np.stack(rows, axis=1)
     u, sv, vt = np.linalg.svd(aff, full_matrices=False)  # (B,2,2), (B,2), (B,2,3)
     r2 = u @ vt
     s = sv.mean(1)
-    t = (y.mean(1) - s[:, None] * np.einsum("bij,bj->bi", r2, xm[:, 0]))
+    if w is None or (w == 1).all():
+        t = y.mean(1) - s[:, None] * np.einsum("bij,bj->bi", r2, x.mean(1))
+    else:
+        t = ((y - s[:, None, None] * np.einsum("bij,bpj->bpi", r2, x)) * w).sum(1) / w.sum(0)
     return r2, s, t
 
 

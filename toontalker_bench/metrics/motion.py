@@ -9,17 +9,35 @@ scores the driving motion's size. All are averaged per pair (video) and then ove
 FOMM's identity-embedding distance is a different quantity and lives in :mod:`.identity` as ``aed_id``.
 
 Motion backends (``MOTION_BACKENDS``) turn a pair's frames into a :class:`MotionEstimate`:
-``bfm3ddfa`` fits the 3DDFA BFM subspace to dlib 68-point landmarks (offline default);
-``deep3d`` reads Deep3DFaceRecon-style coefficient arrays the user supplies (257-D per frame).
+
+- ``bfm3ddfa`` fits the 3DDFA BFM subspace to dlib 68-point landmarks (10-D expression code), the jaw contour fitted as
+  fixed surface points (the estimator as first released);
+- ``bfm3ddfa-jaw-y`` is the same fit with the jaw contour constraining only the image-vertical coordinate (dlib puts the
+  contour on the visible silhouette, which slides across the cheek as the head turns): generic, and measured better
+  on the demo corpus (docs/metrics-validation.md);
+- ``corpus-ridge`` is CORPUS-SPECIFIC: ridge maps from landmark geometry and HOG appearance to the 17 morphs and to a
+  correction of ``bfm3ddfa-jaw-y``'s angles, fitted on the train split of the dataset being evaluated, which must carry
+  ground-truth motion (the demo corpus does). Its expression output is in morph units. Without a dataset with
+  ground-truth motion it falls back to ``bfm3ddfa-jaw-y``, logs why, and its values carry that backend's name;
+- ``deep3d`` reads Deep3DFaceRecon-style coefficient arrays the user supplies (257-D per frame).
+
+AED values are comparable only between runs with the same backend string (``corpus-ridge:<dataset>:<hash>`` names the
+dataset and the train split it was fitted on).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
+import logging
+import os
+from pathlib import Path
 
 import numpy as np
 
-from ..faces.bfm import MotionEstimate, default_bfm
+from ..errors import DatasetError
+from ..faces.bfm import MotionEstimate, get_bfm
 from ..registry import Registry
 from .base import METRICS, Metric, MetricValue, video_mean
 from .pair import Pair, Which
@@ -33,27 +51,181 @@ class MotionBackend:
 
 
 MOTION_BACKENDS: Registry[type[MotionBackend]] = Registry("motion backend", entry_point_group="toontalker_bench.motion")
+log = logging.getLogger(__name__)
 
 
 @functools.cache
-def motion_backend(name: str) -> MotionBackend:
-    """Backend instances are shared: the BFM files are read once per process."""
-    return MOTION_BACKENDS.create(name)
+def motion_backend(name: str, dataset_dir: str | None = None) -> MotionBackend:
+    """Backend instances are shared: the BFM files are read (and a corpus map fitted) once per process. A backend
+    whose constructor takes ``dataset_dir`` gets the dataset being evaluated."""
+    factory = MOTION_BACKENDS.get(name).factory
+    takes = "dataset_dir" in inspect.signature(factory).parameters
+    return factory(dataset_dir=dataset_dir) if takes else factory()
 
 
-def pair_motion(pair: Pair, which: Which, backend: str) -> MotionEstimate:
+def pair_motion(pair: Pair, which: Which, backend: str, dataset_dir: str | None = None) -> MotionEstimate:
     """The motion estimate of one side of a pair, computed once per pair and backend."""
-    return pair.cached(("motion", which, backend), lambda: motion_backend(backend).estimate(pair, which))
+    return pair.cached(("motion", which, backend, dataset_dir),
+                       lambda: motion_backend(backend, dataset_dir).estimate(pair, which))
+
+
+def _track_extra(track) -> dict[str, int]:  # noqa: ANN001 - FaceTrack
+    return {"box_fallback": int(track.fallback.sum()), "detected": int(track.detected.sum())}
 
 
 @MOTION_BACKENDS.register("bfm3ddfa", "3DDFA BFM subspace fitted to dlib 68-point landmarks (10-D expression)")
 class BFMLandmarkBackend(MotionBackend):
     name = "bfm3ddfa"
+    contour = "full"
 
     def estimate(self, pair: Pair, which: Which) -> MotionEstimate:
         track = pair.faces(which)
-        return default_bfm().estimate(track.landmarks68, extra={"box_fallback": int(track.fallback.sum()),
-                                                               "detected": int(track.detected.sum())})
+        return get_bfm(self.contour).estimate(track.landmarks68, extra=_track_extra(track))
+
+
+@MOTION_BACKENDS.register("bfm3ddfa-jaw-y", "3DDFA BFM subspace fitted to dlib 68-point landmarks, the jaw contour "
+                                            "constraining only the vertical (10-D expression)")
+class BFMJawYBackend(BFMLandmarkBackend):
+    name = "bfm3ddfa-jaw-y"
+    contour = "vertical"
+
+
+CORPUS_FALLBACK = "bfm3ddfa-jaw-y"
+
+
+def motion_cache_dir() -> Path:
+    root = os.environ.get("TOONTALKER_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "toontalker-bench")
+    return Path(root) / "features" / "motion"
+
+
+def corpus_train_clips(dataset_dir: str | os.PathLike[str]) -> tuple[Path, list[dict[str, object]]]:
+    """The train-split clips of a built dataset that carry ground-truth motion (a DatasetError saying why when none
+    do): ``[{clip_id, domain, identity, video, npz}]``."""
+    import pandas as pd
+
+    root = Path(dataset_dir)
+    table_path = root / "clips.parquet"
+    if not table_path.is_file():
+        raise DatasetError(f"no clip table {table_path}")
+    table = pd.read_parquet(table_path)
+    missing = {"clip_id", "domain", "identity", "split", "path"} - set(table.columns)
+    if missing:
+        raise DatasetError(f"{table_path} lacks columns {sorted(missing)}")
+    clips = []
+    for row in table[table["split"] == "train"].sort_values("clip_id").itertuples():
+        npz = (root / str(row.path)).with_suffix(".npz")
+        if not npz.is_file():
+            continue
+        with np.load(npz) as z:
+            has = "motion" in z and bool(np.isfinite(z["motion"]).all(1).any())
+        if has:
+            clips.append({"clip_id": str(row.clip_id), "domain": str(row.domain), "identity": str(row.identity),
+                          "video": root / str(row.path), "npz": npz})
+    if not clips:
+        raise DatasetError(f"no train clip of {root} carries ground-truth motion")
+    return root, clips
+
+
+def corpus_key(root: Path, clips: list[dict[str, object]], frames_per_clip: int) -> str:
+    """Content hash of what a corpus map is fitted from: the clip table, the train clips and their annotations."""
+    from ..faces.motion_map import FEATURE_VERSION
+
+    h = hashlib.sha256(f"corpus-ridge v{FEATURE_VERSION} frames_per_clip={frames_per_clip}".encode())
+    h.update((root / "clips.parquet").read_bytes())
+    for c in clips:
+        for p in (c["video"], c["npz"]):
+            h.update(Path(p).read_bytes())  # type: ignore[arg-type]
+    return h.hexdigest()
+
+
+def fit_corpus_map(clips: list[dict[str, object]], frames_per_clip: int = 48, analyzer=None):  # noqa: ANN001, ANN201
+    """Fit :class:`~toontalker_bench.faces.motion_map.PoseVectorRidge` on ``frames_per_clip`` evenly spaced frames of
+    each clip (landmarks by the evaluation's face analyzer, so features match what the backend sees later)."""
+    from ..faces.analyzer import FaceAnalyzer
+    from ..faces.motion_map import BLOCKS, PoseVectorRidge, motion_features
+    from ..progress import progress
+    from ..video import read_frames
+
+    analyzer = analyzer or FaceAnalyzer()
+    feats: dict[str, list[np.ndarray]] = {k: [] for k in BLOCKS}
+    ys, doms, groups = [], [], []
+    for c in progress(clips, desc="corpus map: train clips", unit="clip"):
+        frames = read_frames(c["video"])  # type: ignore[arg-type]
+        with np.load(c["npz"]) as z:  # type: ignore[arg-type]
+            motion = np.asarray(z["motion"], np.float64)[: len(frames)]
+        n = min(len(frames), len(motion))
+        idx = np.unique(np.linspace(0, n - 1, min(n, frames_per_clip)).round().astype(int))
+        track = analyzer.track(frames[idx], desc=str(c["clip_id"]))
+        f = motion_features(frames[idx], track.landmarks68)
+        for k in BLOCKS:
+            feats[k].append(f[k])
+        ys.append(motion[idx])
+        doms += [c["domain"]] * len(idx)
+        groups += [c["identity"]] * len(idx)
+    return PoseVectorRidge.fit({k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(ys),
+                               np.array(doms), np.array(groups))
+
+
+@MOTION_BACKENDS.register("corpus-ridge", "CORPUS-SPECIFIC: landmark geometry + HOG -> 17 morphs and yaw/pitch/roll, "
+                                          "ridge maps fitted on the evaluated dataset's train split (needs ground-"
+                                          "truth motion, else falls back to bfm3ddfa-jaw-y)")
+class CorpusRidgeBackend(MotionBackend):
+    """See the module docstring. ``name`` is ``corpus-ridge:<dataset folder>:<content hash>`` when fitted, else the
+    fallback's name; ``fallback_reason`` says why."""
+
+    name = "corpus-ridge"
+
+    def __init__(self, dataset_dir: str | os.PathLike[str] | None = None, frames_per_clip: int = 48,
+                 model=None, label: str = "") -> None:  # noqa: ANN001 - a fitted PoseVectorRidge
+        self.model, self.fallback_reason = model, ""
+        if model is not None:
+            self.name = f"corpus-ridge:{label or 'given'}"
+            return
+        try:
+            if dataset_dir is None:
+                raise DatasetError("no dataset was given to fit the map on (the evaluator passes the one it evaluates)")
+            root, clips = corpus_train_clips(dataset_dir)
+            key = corpus_key(root, clips, frames_per_clip)
+            self.model = self._load_or_fit(key, clips, frames_per_clip)
+            self.name = f"corpus-ridge:{root.resolve().name}:{key[:12]}"
+            missing = sorted({"cartoon", "real"} - set(self.model.domains))
+            if missing:
+                log.warning("corpus-ridge: the train split has no ground-truth motion for %s; sequences of that domain "
+                            "are mapped with the %s map", ", ".join(missing), self.model.domains[0])
+        except DatasetError as e:
+            self.model, self.name, self.fallback_reason = None, CORPUS_FALLBACK, str(e)
+            log.warning("motion backend corpus-ridge falls back to %s: %s", CORPUS_FALLBACK, e)
+
+    @staticmethod
+    def _load_or_fit(key: str, clips: list[dict[str, object]], frames_per_clip: int):  # noqa: ANN205
+        from ..faces.motion_map import PoseVectorRidge
+        from ..io import atomic_path
+
+        path = motion_cache_dir() / f"corpus-ridge-{key[:24]}.npz"
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                return PoseVectorRidge.from_arrays(dict(z))
+        model = fit_corpus_map(clips, frames_per_clip)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **model.to_arrays())
+        return model
+
+    def estimate(self, pair: Pair, which: Which) -> MotionEstimate:
+        track = pair.faces(which)
+        if self.model is None:
+            est = get_bfm("vertical").estimate(track.landmarks68, extra=_track_extra(track))
+            est.extra["fallback_reason"] = self.fallback_reason
+            return est
+        return self.estimate_frames(pair.frames(which), track.landmarks68, _track_extra(track))
+
+    def estimate_frames(self, frames: np.ndarray, landmarks68: np.ndarray, extra: dict | None = None,
+                        domain: str | None = None) -> MotionEstimate:
+        """Frames + their 68 landmarks -> morphs (as ``exp``) and corrected angles."""
+        from ..faces.motion_map import motion_features
+
+        pred, ok, dom = self.model.predict(motion_features(frames, landmarks68), domain)
+        return MotionEstimate(pred[:, 17:], pred[:, :17], ok, self.name, {**(extra or {}), "domain": dom})
 
 
 @MOTION_BACKENDS.register("deep3d", "user-supplied Deep3DFaceRecon coefficients (257-D: 80 id, 64 exp, 80 tex, "
@@ -88,20 +260,32 @@ class _MotionDistance(Metric):
 
     key = "exp"
 
-    def __init__(self, backend: str = "bfm3ddfa") -> None:
+    def __init__(self, backend: str = "bfm3ddfa", dataset_dir: str | None = None) -> None:
         self.backend = backend
+        self.dataset_dir = None if dataset_dir is None else str(dataset_dir)
         super().__init__()
 
     def reset(self) -> None:
         super().reset()
         self._missed = 0
         self._total = 0
+        self._used: str | None = None  # the backend the estimates report (a corpus map's name, or its fallback)
+        self._fallback: str | None = None  # why the requested backend fell back, if it did
+
+    def _motion(self, pair: Pair, which: Which) -> MotionEstimate:
+        est = pair_motion(pair, which, self.backend, self.dataset_dir)
+        self._used = est.backend
+        self._fallback = est.extra.get("fallback_reason") or self._fallback
+        return est
+
+    def _extra(self) -> dict[str, str]:
+        return {"motion_backend_fallback": self._fallback} if self._fallback else {}
 
     relative = False
 
     def update(self, pair: Pair) -> None:
-        gen = pair_motion(pair, "generated", self.backend)
-        drv = pair_motion(pair, "driving", self.backend)
+        gen = self._motion(pair, "generated")
+        drv = self._motion(pair, "driving")
         both = gen.ok & drv.ok
         self._total += len(both)
         self._missed += int((~both).sum())
@@ -119,8 +303,9 @@ class _MotionDistance(Metric):
         self._n_frames += int(both.sum())
 
     def compute(self) -> MetricValue:
-        extra = {"face_miss_rate": self._missed / self._total if self._total else None, "frames_missed": self._missed}
-        return video_mean(self.name, self._per_video, self.backend, self._n_frames, extra,
+        extra = {"face_miss_rate": self._missed / self._total if self._total else None, "frames_missed": self._missed,
+                 **self._extra()}
+        return video_mean(self.name, self._per_video, self._used or self.backend, self._n_frames, extra,
                           reason="no frame had a usable face in both generated and driving")
 
 
@@ -167,9 +352,9 @@ class FaceMissRate(_MotionDistance):
     name = "face_miss_rate"
 
     def update(self, pair: Pair) -> None:
-        gen = pair_motion(pair, "generated", self.backend)
+        gen = self._motion(pair, "generated")
         self._per_video.append(float((~gen.ok).mean()))
         self._n_frames += len(gen.ok)
 
     def compute(self) -> MetricValue:
-        return video_mean(self.name, self._per_video, self.backend, self._n_frames)
+        return video_mean(self.name, self._per_video, self._used or self.backend, self._n_frames, self._extra())
