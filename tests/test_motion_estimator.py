@@ -214,3 +214,24 @@ def test_corpus_ridge_falls_back_clearly_without_ground_truth(tmp_path, caplog, 
     assert value.backend == "bfm3ddfa-jaw-y"  # the value names the estimator that produced it, and why
     assert "ground-truth motion" in value.extra["motion_backend_fallback"]
     assert value.value is not None and value.value > 0
+
+
+def test_corpus_ridge_reads_the_frames_face_analysis_sees(cartoon_set, analyzer) -> None:  # noqa: ANN001
+    """In the evaluator a pair is analysed on every ``face_stride``-th frame, upscaled to the analysis size: the map
+    reads those frames (not the method-size ones), one estimate per analysed frame."""
+    from toontalker_bench.faces.motion_map import BLOCKS, PoseVectorRidge
+    from toontalker_bench.metrics import Pair
+    from toontalker_bench.metrics.motion import CorpusRidgeBackend
+    from toontalker_bench.metrics.pair import resize_frames
+
+    train = [c for c in cartoon_set if c[0] < 4]
+    feats = {k: np.concatenate([c[4][k] for c in train]) for k in BLOCKS}
+    y = np.concatenate([c[2] for c in train])
+    groups = np.concatenate([[c[0]] * len(c[2]) for c in train])
+    backend = CorpusRidgeBackend(model=PoseVectorRidge.fit(feats, y, np.array(["cartoon"] * len(y)), groups))
+    _, frames, truth, _, _ = cartoon_set[4]
+    small = resize_frames(frames[:12], 64)  # a method's output size
+    pair = Pair(small, small, None, "p", analyzer, analysis_size=256, face_stride=2)
+    est = backend.estimate(pair, "generated")
+    assert len(est.angles) == 6 and est.ok.sum() >= 5
+    assert np.abs(est.angles[est.ok] - truth[:12:2][est.ok, 17:]).mean() < 5.0

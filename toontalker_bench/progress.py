@@ -36,7 +36,7 @@ class _LineBar(tqdm):
         if msg == "" or not self.n:  # tqdm clears the bar on close; nothing done yet says nothing
             return True
         if self.total:
-            log.info(self.format_meter(**self.format_dict))
+            log.info(" ".join(self.format_meter(**self.format_dict).split()))  # tqdm pads the rate
         else:
             log.info("%s: %d %ss, %.1f/s", self.desc, self.n, self.unit, self.format_dict.get("rate") or 0.0)
         return True

@@ -147,15 +147,18 @@ class Evaluator:
                     dict(coefficients or {}), dict(full or {}), self.analysis_size, self.face_stride, self.disk)
 
     def evaluate_pair(self, pair: Pair) -> dict[str, MetricValue]:
-        """The pair's own value of every metric (a missing model file gives ``None`` with the reason, never a
-        failed run); the pair also joins the aggregates."""
+        """The pair's own value of every per-pair metric (a missing model file gives ``None`` with the reason, never
+        a failed run); the pair also joins the aggregates. Distribution metrics (FID/KID) only pool the pair's frames:
+        a distance between distributions has no per-pair value worth its cost (a 2048-D matrix root per pair)."""
         out = {}
         for name in self.names:
-            one = self._make(name)
             if name in DISTRIBUTION_METRICS:
-                ref = self.aggregates[name]._reference  # type: ignore[attr-defined]
-                if ref is not None:
-                    one.set_reference(features=ref)  # type: ignore[attr-defined]
+                try:
+                    self.aggregates[name].update(pair)
+                except AssetError as e:
+                    self.errors[name] = str(e)
+                continue
+            one = self._make(name)
             try:
                 one.update(pair)
                 out[name] = one.compute()

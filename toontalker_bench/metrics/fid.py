@@ -164,26 +164,34 @@ def statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
-    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``; a singular product is regularised with ``eps * I``."""
-    import warnings
+_ROOTS: dict[str, np.ndarray] = {}  # covariance content hash -> its symmetric square root (the reference sets')
 
-    from scipy import linalg
 
+def _psd_root(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a covariance; the last few are kept, keyed by content (a run compares every task's
+    outputs with the same reference set, so its root is computed once)."""
+    key = hashlib.blake2b(np.ascontiguousarray(sigma).tobytes(), digest_size=16).hexdigest()
+    if key not in _ROOTS:
+        w, v = np.linalg.eigh(sigma)
+        while len(_ROOTS) >= 4:
+            _ROOTS.pop(next(iter(_ROOTS)))
+        _ROOTS[key] = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    return _ROOTS[key]
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """``|mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``, with ``2`` the reference side.
+
+    ``Tr (S1 S2)^(1/2)`` is taken as ``sum sqrt(eig(B S1 B))`` with ``B = S2^(1/2)``: the same eigenvalues (``S1 S2``
+    is similar to the symmetric ``B S1 B``), from symmetric eigenproblems instead of a general matrix root
+    (pytorch-fid's ``scipy.linalg.sqrtm``): at 2048-D about 1 s instead of 10 s, 0.5 s once ``B`` is cached, and free
+    of imaginary round-off. Eigenvalues below zero are round-off of a singular product and count as zero (pytorch-fid
+    then adds ``1e-6 * I`` to both; the two agree to < 1e-3, tested)."""
     diff = mu1 - mu2
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)  # a singular product is expected (few distinct
-        covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)  # frames, e.g. copy-source) and handled below
-    if not np.isfinite(covmean).all():
-        log.info("FID: singular covariance product; adding %g to the diagonals (as pytorch-fid does)", eps)
-        off = np.eye(len(sigma1)) * eps
-        covmean = linalg.sqrtm((sigma1 + off) @ (sigma2 + off))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"FID: imaginary component {np.max(np.abs(covmean.imag))} in the covariance root")
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    root2 = _psd_root(sigma2)
+    inner = np.linalg.eigvalsh(root2 @ sigma1 @ root2)
+    tr_covmean = float(np.sqrt(np.clip(inner, 0, None)).sum())
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
 def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:

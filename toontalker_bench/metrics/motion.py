@@ -217,7 +217,7 @@ class CorpusRidgeBackend(MotionBackend):
             est = get_bfm("vertical").estimate(track.landmarks68, extra=_track_extra(track))
             est.extra["fallback_reason"] = self.fallback_reason
             return est
-        return self.estimate_frames(pair.frames(which), track.landmarks68, _track_extra(track))
+        return self.estimate_frames(pair.face_frames(which), track.landmarks68, _track_extra(track))
 
     def estimate_frames(self, frames: np.ndarray, landmarks68: np.ndarray, extra: dict | None = None,
                         domain: str | None = None) -> MotionEstimate:

@@ -164,10 +164,11 @@ class AnimeCeleb(Method):
         return self._estimator or pose_features
 
     def variant(self) -> str:
-        """Where its training pose vectors came from, and that its driving motion is estimated by the same 3DMM fit
-        the AED/APD metrics use (so those metrics can flatter it: it aims at what they read)."""
+        """Where its training pose vectors came from, and that its driving motion comes from the same landmarks and
+        3DMM fit the AED/APD backends start from (so those metrics can flatter it: it aims at what they read)."""
         withheld = ",".join(self.cfg.get("pseudo_pose_domains", [])) or "none"
-        return f"pseudo labels for: {withheld}; driven by the bfm3ddfa fit (the AED/APD estimator)"
+        return (f"pseudo labels for: {withheld}; driven by the bfm3ddfa landmark fit (AED/APD read the same "
+                "landmarks)")
 
     def pose_labels(self) -> str:
         true, pseudo = (int(v) for v in self.label_counts)
