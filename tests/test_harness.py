@@ -241,3 +241,33 @@ def test_run_records_the_commit_that_trained(dataset: Path, work: Path, monkeypa
     run_dir = next((work / "runs" / "copy-source").iterdir())
     assert json.loads((run_dir / "train.json").read_text())["code_commit"] == "commit-at-train-start"
     assert json.loads((run_dir / "run.json").read_text())["code_commit"] == "commit-at-train-start"
+
+
+def test_train_split_gap_and_subset_runs_stay_off_the_board(dataset: Path, work: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """`evaluate run --split train` scores pairs drawn the protocol's way from the train clips, into eval-train/,
+    never the leaderboard; a run on a protocol subset (eval.max_pairs) is recorded as such and not rendered with
+    whole-protocol rows."""
+    from toontalker_bench.data.dataset import clip_table, load_pairs
+
+    train_ids = set(clip_table(dataset).query("split == 'train'").clip_id)
+    pairs = load_pairs(dataset, ["self_real", "self_cartoon"], split="train")
+    assert set(pairs.task) == {"self_real", "self_cartoon"}
+    assert set(pairs.driving_clip) <= train_ids and set(pairs.source_clip) <= train_ids
+
+    assert cli(dataset, "run", "--method", "copy-source") == 0
+    rd = next((work / "runs" / "copy-source").iterdir())
+    assert cli(dataset, "evaluate", "run", "--method", "copy-source", "--run-id", rd.name, "--split", "train",
+               "--tasks", "self_real") == 0
+    detail = json.loads((rd / "eval-train" / "metrics_detail.json").read_text())
+    assert detail["split"] == "train" and set(detail["tasks"]) == {"self_real"}
+    assert set(pd.read_csv(rd / "eval-train" / "pairs.csv").driving_clip) <= train_ids
+    assert json.loads((rd / "metrics_detail.json").read_text())["split"] == "test"  # the test results are untouched
+    board = pd.read_csv(work / "leaderboard" / "demo.csv")
+    assert len(board) == 4 and (board.protocol_subset.fillna("") == "").all()
+
+    assert cli(dataset, "run", "--method", "copy-source", "--set", "eval.max_pairs=1") == 0
+    board = pd.read_csv(work / "leaderboard" / "demo.csv")
+    assert sorted(board.protocol_subset.fillna("")) == [""] * 4 + ["max_pairs=1"] * 4
+    text = (work / "leaderboard" / "README.md").read_text()
+    assert "4 rows of other versions or of protocol subsets" in text

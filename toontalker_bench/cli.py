@@ -364,18 +364,22 @@ def train_cmd(ctx: click.Context, method: str, profile: str | None, run_id: str 
 @click.option("--profile", default=None, help="Profile, when the run directory has no config.yaml.")
 @click.option("--tasks", multiple=True, help=_TASKS_HELP)
 @click.option("--trust-checkpoint", is_flag=True, help="Allow a full pickle .pth (runs code from the file).")
+@click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="train: pairs drawn the protocol's way from the train clips, into <run>/eval-train/ (never "
+                   "published): what the method scores on faces it trained on, against the test pairs.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_HSET_HELP)
 @click.pass_context
 def evaluate_run_cmd(ctx: click.Context, method: str, run_id: str | None, checkpoint: str | None,
-                     profile: str | None, tasks: tuple[str, ...], trust_checkpoint: bool, sets: tuple[str, ...]) -> None:
+                     profile: str | None, tasks: tuple[str, ...], trust_checkpoint: bool, split: str,
+                     sets: tuple[str, ...]) -> None:
     """Evaluate a checkpoint on the protocol pairs: metrics.json, pairs.csv, sample grids and videos."""
     from .runs import evaluate, plan_run
 
     params, profile_sets = _harness_params(ctx, sets)
     plan = plan_run(params, method, profile, profile_sets, _task_list(tasks), run_id=run_id, checkpoint=checkpoint,
                     trust_checkpoint=trust_checkpoint, train=False)
-    _echo_metrics(evaluate(plan))
-    click.echo(f"results in {plan.run_dir}")
+    _echo_metrics(evaluate(plan, split))
+    click.echo(f"results in {plan.run_dir if split == 'test' else plan.run_dir / f'eval-{split}'}")
 
 
 def _echo_metrics(metrics: dict[str, dict[str, float | None]]) -> None:

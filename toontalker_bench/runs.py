@@ -203,8 +203,15 @@ def train(plan: RunPlan) -> dict[str, Any]:
     return record
 
 
-def evaluate(plan: RunPlan) -> dict[str, dict[str, float | None]]:
-    """Evaluate the plan's checkpoint (default: the run's own) into the run directory and write ``run.json``."""
+def protocol_subset(ep: Any) -> str:
+    """``""`` for the whole protocol, else what was cut (such rows are never compared with whole-protocol rows)."""
+    return ",".join(f"{k}={getattr(ep, k)}" for k in ("max_pairs", "max_frames") if getattr(ep, k))
+
+
+def evaluate(plan: RunPlan, split: str = "test") -> dict[str, dict[str, float | None]]:
+    """Evaluate the plan's checkpoint (default: the run's own) into the run directory and write ``run.json``.
+    ``split="train"``: on pairs of the train clips, into ``eval-train/`` of the run (never published): the
+    train-vs-test gap."""
     from .eval.evaluator import evaluate as run_evaluator
     from .leaderboard.provenance import code_commit, dataset_version, now_iso
     from .train.trainer import FINAL_CHECKPOINT
@@ -220,6 +227,10 @@ def evaluate(plan: RunPlan) -> dict[str, dict[str, float | None]]:
         write_json(plan.run_dir / "train.json", {"run_id": plan.run_id, "profile": plan.profile, "steps": 0,
                                                  "train_seconds": 0.0, "device": "",
                                                  "checkpoint_from": str(plan.checkpoint)})
+    if split != "test":
+        out = plan.run_dir / f"eval-{split}"
+        result = run_evaluator(model, plan.dataset, out, plan.params.eval, plan.tasks, plan.device, split)
+        return {t: {m: v.value for m, v in ms.items()} for t, ms in result.metrics.items()}
     result = run_evaluator(model, plan.dataset, plan.run_dir, plan.params.eval, plan.tasks, plan.device)
     train_rec = _read_json(plan.run_dir / "train.json")
     info = {"run_id": plan.run_id, "method": plan.method, "profile": plan.profile, "seed": plan.seed,
@@ -231,7 +242,8 @@ def evaluate(plan: RunPlan) -> dict[str, dict[str, float | None]]:
             "checkpoint": str(ckpt), "tasks": plan.tasks, "eval_seconds": round(result.seconds, 3),
             # methods trained on pose vectors: were they ground truth, 3DMM pseudo labels, or both
             "pose_labels": model.cfg.get("pose_labels", "") if plan.cls.capabilities.needs_paired_pose else "",
-            "bracket": "yes" if plan.cls.capabilities.bracket else "", "variant": model.variant()}
+            "bracket": "yes" if plan.cls.capabilities.bracket else "", "variant": model.variant(),
+            "protocol_subset": protocol_subset(plan.params.eval)}
     if _rank() == 0:
         write_json(plan.run_dir / "run.json", info)
     return {t: {m: v.value for m, v in ms.items()} for t, ms in result.metrics.items()}

@@ -42,31 +42,45 @@ def clip_table(dataset_dir: str | Path) -> pd.DataFrame:
     return clips
 
 
-def load_pairs(dataset_dir: str | Path, tasks: list[str]) -> pd.DataFrame:
-    """The protocol pairs of ``tasks``; every referenced clip must exist in the test split with enough frames."""
+def load_pairs(dataset_dir: str | Path, tasks: list[str], split: str = "test") -> pd.DataFrame:
+    """The protocol pairs of ``tasks``; every referenced clip must exist in ``split`` with enough frames.
+
+    ``split="test"`` reads the built protocol (``protocol/pairs.parquet``). Another split gets pairs drawn the same
+    way (the protocol's pairs per task, window length and motion threshold; seed 0) from its own clips: what a
+    method scores on clips it trained on, against the protocol's test pairs, is its train-vs-test gap."""
     root = Path(dataset_dir)
     clips = clip_table(root)
     path = root / "protocol" / "pairs.parquet"
     if not path.is_file():
         raise DatasetError(f"evaluation protocol not found: {path}", hint="rebuild the dataset (build stage)")
-    pairs = pd.read_parquet(path)
+    if split == "test":
+        pairs = pd.read_parquet(path)
+    else:
+        import json
+
+        from .protocol import clip_motion, make_pairs
+
+        spec_path = root / "protocol" / "protocol.json"
+        spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
+        pairs = make_pairs(clips, int(spec.get("pairs_per_task", 8)), int(spec.get("pair_frames", 32)), 0,
+                           float(spec.get("min_motion_deg", 0.0)), clip_motion(root), split=split)
     missing = [c for c in PAIR_COLUMNS if c not in pairs.columns]
     if missing:
         raise DatasetError(f"{path} lacks columns {missing}", hint="rebuild the dataset")
     for task in tasks:
         if not (pairs["task"] == task).any():
             src, drv = TASKS[task]
-            have = sorted(clips.loc[clips["split"] == "test", "domain"].unique())
-            raise DatasetError(f"{path} has no pairs for task {task!r} (needs {src} and {drv} test clips; the "
-                               f"test split has: {', '.join(have) or 'none'})",
+            have = sorted(clips.loc[clips["split"] == split, "domain"].unique())
+            raise DatasetError(f"no pairs for task {task!r} in the {split} split of {root} (needs {src} and {drv} "
+                               f"{split} clips; it has: {', '.join(have) or 'none'})",
                                hint="add clips of the missing domain, or pass --tasks without it")
     pairs = pairs[pairs["task"].isin(tasks)].copy()
-    test = clips[clips["split"] == "test"].set_index("clip_id")
+    test = clips[clips["split"] == split].set_index("clip_id")
     for row in pairs.itertuples():
         for clip, first, n, dom in ((row.source_clip, row.source_frame, 1, TASKS[row.task][0]),
                                     (row.driving_clip, row.driving_start, row.n_frames, TASKS[row.task][1])):
             if clip not in test.index:
-                raise DatasetError(f"pair {row.pair_id}: clip {clip!r} is not in the test split of {root}",
+                raise DatasetError(f"pair {row.pair_id}: clip {clip!r} is not in the {split} split of {root}",
                                    hint="the protocol and the clip table are out of sync; rebuild the dataset")
             c = test.loc[clip]
             if c["domain"] != dom or first < 0 or n < 1 or first + n > int(c["n_frames"]):

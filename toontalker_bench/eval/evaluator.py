@@ -301,8 +301,9 @@ def _gather(obj: Any, world: int) -> list[Any]:
 
 
 def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: EvalParams,
-             tasks: list[str], device: torch.device | str = "cpu") -> EvalResult:
-    """Animate the protocol pairs of ``tasks`` with ``method`` and write the results (rank 0) to ``out_dir``."""
+             tasks: list[str], device: torch.device | str = "cpu", split: str = "test") -> EvalResult:
+    """Animate the protocol pairs of ``tasks`` with ``method`` and write the results (rank 0) to ``out_dir``;
+    ``split="train"`` uses pairs drawn the same way from the train clips (the train-vs-test gap)."""
     from .validate import annotate
 
     root, out_dir = Path(dataset_dir), Path(out_dir)
@@ -312,7 +313,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         if is_cross(task) and not method.capabilities.cross_domain:
             raise ConfigError(f"method {method.name!r} cannot do cross-domain task {task!r}",
                               hint="pass --tasks self_real self_cartoon")
-    pairs = load_pairs(root, tasks)
+    pairs = load_pairs(root, tasks, split)
     frames = _Frames(root, clip_table(root), method.size)
     rank, world = _rank_world()
     mdev = "cuda" if device.type == "cuda" else "cpu"
@@ -380,7 +381,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
     table = pd.DataFrame(rows)
     if rank == 0:
         _write_results(out_dir, method, root, ep, results, table, seconds,
-                       int(table["n_frames"].sum()) if len(table) else 0)
+                       int(table["n_frames"].sum()) if len(table) else 0, split)
     return EvalResult(results, table, seconds, out_dir)
 
 
@@ -407,11 +408,12 @@ def protocol_version(dataset_dir: Path) -> int:
 
 def _write_results(out_dir: Path, method: Method, root: Path, ep: EvalParams,
                    results: dict[str, dict[str, MetricValue]], table: pd.DataFrame, seconds: float,
-                   n_frames: int) -> None:
+                   n_frames: int, split: str = "test") -> None:
     write_json(out_dir / "metrics.json", {t: {m: _finite(v.value) for m, v in ms.items()} for t, ms in results.items()})
     write_json(out_dir / "metrics_detail.json", {
         "method": method.name, "size": method.size, "analysis_size": ep.analysis_size,
-        "face_stride": ep.face_stride, "protocol_version": protocol_version(root), "seconds": round(seconds, 3),
+        "face_stride": ep.face_stride, "protocol_version": protocol_version(root), "split": split,
+        "seconds": round(seconds, 3),
         "frames_per_s": round(n_frames / max(seconds, 1e-9), 3),
         "tasks": {t: {m: v.to_dict() for m, v in ms.items()} for t, ms in results.items()}})
     write_text(out_dir / "pairs.csv", table.to_csv(index=False))

@@ -27,7 +27,9 @@ GROUP = ["method", "profile", "variant", "task"]
 
 
 def current(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the dataset version and protocol version of the newest row."""
+    """Rows of the whole protocol (not a ``protocol_subset`` quick run) of the dataset version and protocol version of
+    the newest such row."""
+    df = df[df["protocol_subset"].fillna("") == ""] if "protocol_subset" in df.columns else df
     if df.empty:
         return df
     newest = df.sort_values(["date", "run_id"]).iloc[-1]
@@ -131,8 +133,8 @@ def render_markdown(df: pd.DataFrame, benchmark: str) -> str:
         newest = cur.sort_values(["date", "run_id"]).iloc[-1]
         out += [f"Dataset `{newest['dataset_version']}`, protocol version {newest['protocol_version']}, face analysis "
                 f"at {newest['analysis_size'] or 'the method'} px"
-                + (f"; {hidden} rows of other versions are not shown (`leaderboard prune` drops them)."
-                   if hidden else "."), ""]
+                + (f"; {hidden} rows of other versions or of protocol subsets (quick runs with eval.max_pairs / "
+                   "eval.max_frames) are not shown (`leaderboard prune` drops other versions)." if hidden else "."), ""]
     s = summarise(cur)
     for task in TASKS:
         if s.empty:
