@@ -94,7 +94,7 @@ class FacesParams:
     landmarks: str = "dlib68"
     landmarks_every: int = 1  # landmark model every k frames (and on detection frames); 1 = every frame
     landmarks_between: str = "linear"  # frames between model frames: linear (interpolation) | flow (optical flow)
-    chunk_seconds: float = 60.0  # sources longer than 1.5x this run as chunks of this length (parallel); 0 = never
+    chunk_seconds: float = 30.0  # sources longer than 1.5x this run as chunks of this length (parallel); 0 = never
 
 
 @dataclass
@@ -107,7 +107,7 @@ class AlignParams:
     pad: str = "constant"  # constant (black) | reflect | edge: fills the part of a crop outside the frame
     write_png: bool = False
     crf: int = 18
-    chunk_seconds: float = 60.0  # a source whose tubes span more than 1.5x this runs as several jobs; 0 = never
+    chunk_seconds: float = 30.0  # a source whose tubes span more than 1.5x this runs as several jobs; 0 = never
 
 
 @dataclass
