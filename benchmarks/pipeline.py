@@ -136,18 +136,19 @@ def pipeline(path: Path, work: Path, params) -> dict:  # noqa: ANN001 - Params
             "fps": round(info.n_frames / total, 1)}
 
 
-GROUPS = (  # cProfile function -> what the time was spent on (first match wins)
-    ("decode (PyAV)", ("decode' of 'av.", "av/container", "av.container", "demux", "_frame_table")),
-    ("RGB conversion (full frames)", ("to_ndarray",)),
-    ("face detection (RetinaFace)", ("InferenceSession", "onnxruntime", "retinaface", "_decode", "NMSBoxes", "_input",
-                                     "preprocess")),
-    ("landmark model (dlib)", ("dlib", "predict")),
-    ("landmark flow (LK)", ("calcOpticalFlowPyrLK", "flow.py")),
-    ("shot cuts (PySceneDetect)", ("scenedetect", "small_bgr", "cvtColor")),
-    ("encode (x264)", ("encode", "mux", "from_ndarray")),
-    ("crops + resize", ("resize", "rgb_region", "_i420_rgb", "crop_square", "copyMakeBorder", "pad")),
-    ("tables, files, pickling", ("parquet", "arrow", "savez", "npyio", "json", "zipfile", "write", "read", "pickle",
-                                 "posix", "stat")),
+GROUPS = (  # what the time went to, by "<file name>:<function>" of cProfile's entries (first match wins)
+    ("decode (PyAV)", ("video.py:decode", "video.py:iter_frames", "av.container.core.open", "demux", "_frame_table",
+                       "video.py:plane")),
+    ("face detection (RetinaFace)", ("onnxruntime", "detect.py:", "preprocess.py:", "postprocess.py:", "NMSBoxes")),
+    ("landmark model (dlib)", ("landmarks.py:",)),
+    ("landmark flow (LK)", ("calcOpticalFlowPyrLK", "flow.py:")),
+    ("encode (x264)", ("'encode' of", "from_ndarray", "'mux' of")),
+    ("RGB conversion (frames, crops)", ("to_ndarray", "_i420_rgb", "rgb_region")),
+    ("crops, resizes", ("<resize>", "crop_square", "copyMakeBorder", "pad")),
+    ("shot cuts (PySceneDetect)", ("scenedetect", "content_detector.py:", "adaptive_detector.py:", "cuts.py:",
+                                   "<cvtColor>", "<split>")),
+    ("tables, files", ("parquet", "arrow", "core.py:read", "zlib", "npyio", "_npyio", "json", "posix", "zipfile",
+                       "io.py:", "write", "format.py:")),
 )
 
 
@@ -164,7 +165,7 @@ def profile_once(path: Path, work: Path, params) -> dict:  # noqa: ANN001 - Para
     total = sum(v[2] for v in st.stats.values())
     groups: dict[str, float] = {}
     for (file, _, func), (_, _, tottime, _, _) in st.stats.items():
-        name = f"{file}:{func}"
+        name = f"{Path(file).name}:{func}"
         key = next((g for g, pats in GROUPS if any(p in name for p in pats)), "other (Python)")
         groups[key] = groups.get(key, 0.0) + tottime
     return {"total_s": round(total, 3), "by_group_s": {k: round(v, 3) for k, v in sorted(groups.items(),

@@ -61,7 +61,7 @@ def table(res: dict[str, Any]) -> str:
                          f"frames/s; faces {_med(r['faces_s'])} s, shots {_med(r['shots_s'])} s, align "
                          f"{_med(r['align_s'])} s per {r['frames']} frames; median of {r['ratio']['n']})"))
         for video, prof in (pipe.get("profiles") or {}).items():
-            top = ", ".join(f"{g} {t:.2f} s" for g, t in list(prof["by_group_s"].items())[:6])
+            top = ", ".join(f"{g} {t:.2f} s" for g, t in sorted(prof["by_group_s"].items(), key=lambda kv: -kv[1]))
             rows.append((f"pipeline profile, {video}, defaults (cProfile own time){mark('pipeline')}",
                          f"{prof['total_s']:.2f} s: {top}"))
         rows.append((f"pipeline benchmark peak memory{mark('pipeline')}", f"{pipe['peak_rss_mib']:.0f} MiB max RSS"))

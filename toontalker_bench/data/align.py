@@ -117,12 +117,12 @@ class AlignJob:
     params: AlignParams
 
 
-def decode_runs(tubes: list[tuple[int, int]], keys: list[int]) -> list[tuple[int, int]]:
+def decode_runs(tubes: list[tuple[int, int]], keys: list[int] | None = None) -> list[tuple[int, int]]:
     """``[start, end)`` frame runs to decode for tube spans ``tubes``: overlapping or touching spans are one run, and
-    so are spans with no key frame in the gap between them (seeking would decode the gap again)."""
+    so are spans with no key frame (``keys``) in the gap between them (seeking would decode the gap again)."""
     runs: list[list[int]] = []
     for a, b in sorted(tubes):
-        if runs and (a <= runs[-1][1] or not any(runs[-1][1] < k <= a for k in keys)):
+        if runs and (a <= runs[-1][1] or (keys is not None and not any(runs[-1][1] < k <= a for k in keys))):
             runs[-1][1] = max(runs[-1][1], b)
         else:
             runs.append([a, b])
@@ -141,7 +141,9 @@ def process_source(job: AlignJob) -> dict[str, Any]:
         crops = crop_boxes(arr["boxes"], p.increase, p.box_mode, p.smooth_window)
         plan.append((t, arr, crops))
     spans = [(t["start_frame"], t["end_frame"]) for t in tubes]
-    runs = decode_runs(spans, key_frames(job.video) if len(spans) > 1 else [])
+    runs = decode_runs(spans)
+    if len(runs) > 1:  # gaps: seek across those that hold a key frame (reading the packets once to know)
+        runs = decode_runs(spans, key_frames(job.video))
     writers: dict[str, VideoWriter] = {}
     pngs: dict[str, Path] = {}
     rows: list[dict] = []

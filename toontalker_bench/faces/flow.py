@@ -78,56 +78,48 @@ def flow_between(grays: list[np.ndarray], boxes: np.ndarray, first: np.ndarray, 
     sc = np.float32([sx, sy])
     idx = np.flatnonzero(ok)
     m_pts = len(idx)
-
-    # the straight line's step per frame: LK starts each point there and finds how far the face moved off it
+    # LK starts each point where the straight line between the model frames puts it one frame on, and finds how far
+    # the face moved off that line (fast but steady motion needs no pyramid)
     step = ((last[idx] - first[idx]) * sc / (n - 1)).astype(np.float32)
+    step2 = np.concatenate([step, step])
 
     def lk_step(src: int, dst: int, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        k = len(pts) // len(step)
-        guess = pts + np.tile(step, (k, 1)) * np.float32(np.sign(dst - src))
-        new, st, _ = cv2.calcOpticalFlowPyrLK(crops[src], crops[dst], pts.reshape(-1, 1, 2),
-                                              guess.reshape(-1, 1, 2).copy(), flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **lk)
-        return new.reshape(-1, 2), st.ravel() == 1
+        move = step if len(pts) == m_pts else step2
+        guess = (pts + move) if dst > src else (pts - move)
+        new, st, _ = cv2.calcOpticalFlowPyrLK(crops[src], crops[dst], pts.reshape(-1, 1, 2), guess.reshape(-1, 1, 2),
+                                              flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **lk)
+        return new.reshape(-1, 2), st.ravel().astype(bool)
 
     # forward chain from a, backward chain from b (scaled-crop pixels); each step is checked by tracking its result
     # back (forward-backward error). The checks share LK calls with the other chain: 3 calls per frame pair.
-    fwd = np.full((n, m_pts, 2), np.nan, np.float32)
-    bwd = np.full((n, m_pts, 2), np.nan, np.float32)
+    fwd = np.zeros((n, m_pts, 2), np.float32)
+    bwd = np.zeros((n, m_pts, 2), np.float32)
     fwd[0] = (first[idx] - offs) * sc
     bwd[n - 1] = (last[idx] - offs) * sc
     f_ok = np.zeros((n, m_pts), bool)
     b_ok = np.zeros((n, m_pts), bool)
     f_ok[0] = b_ok[n - 1] = True
     for f in range(n - 2):  # a -> b-1
-        fwd[f + 1], st = lk_step(f, f + 1, fwd[f])
-        f_ok[f + 1] = f_ok[f] & st
+        fwd[f + 1], f_ok[f + 1] = lk_step(f, f + 1, fwd[f])
     for f in range(n - 1, 0, -1):  # b -> a+1 (and the forward chain's check on the same pair, down to a)
         pts = bwd[f] if f == n - 1 else fwd[f] if f == 1 else np.concatenate([bwd[f], fwd[f]])
         res, st = lk_step(f, f - 1, pts)
         if f > 1:
-            bwd[f - 1], b_ok[f - 1] = res[:m_pts], b_ok[f] & st[:m_pts]
-            res, st = res[-m_pts:] if f < n - 1 else res, st[-m_pts:] if f < n - 1 else st
+            bwd[f - 1], b_ok[f - 1] = res[:m_pts], st[:m_pts]
         if f < n - 1:
+            res, st = res[-m_pts:], st[-m_pts:]
             f_ok[f] &= st & (np.linalg.norm(res - fwd[f - 1], axis=1) <= MAX_FB_ERROR)
     for f in range(1, n - 1):  # the backward chain's check: a+1 -> its next frame
         res, st = lk_step(f, f + 1, bwd[f])
         b_ok[f] &= st & (np.linalg.norm(res - bwd[f + 1], axis=1) <= MAX_FB_ERROR)
     # a point lost once stays lost along its chain
-    f_ok = np.logical_and.accumulate(f_ok, axis=0)
-    b_ok = np.logical_and.accumulate(b_ok[::-1], axis=0)[::-1]
-    fwd = fwd / sc + offs
-    bwd = bwd / sc + offs
-    fv, bv = f_ok, b_ok
-    pts_idx = idx
+    fv = np.logical_and.accumulate(f_ok, axis=0)[1:n - 1, :, None]
+    bv = np.logical_and.accumulate(b_ok[::-1], axis=0)[::-1][1:n - 1, :, None]
+    fw = fwd[1:n - 1] / sc + offs
+    bw = bwd[1:n - 1] / sc + offs
+    wf = ((n - 1 - np.arange(1, n - 1, dtype=np.float32)) / (n - 1))[:, None, None]
     out = linear.copy()
-    for k, f in enumerate(range(1, n - 1)):
-        wf = (n - 1 - f) / (n - 1)
-        both = fv[f] & bv[f]
-        sel = linear[k, pts_idx]
-        sel = np.where(fv[f][:, None], fwd[f], sel)
-        sel = np.where(bv[f][:, None] & ~fv[f][:, None], bwd[f], sel)
-        sel = np.where(both[:, None], wf * fwd[f] + (1 - wf) * bwd[f], sel)
-        out[k, pts_idx] = sel
+    out[:, idx] = np.where(fv & bv, wf * fw + (1 - wf) * bw, np.where(fv, fw, np.where(bv, bw, linear[:, idx])))
     for i, o in follow.items():
         if not np.isnan(first[o]).any() and not np.isnan(last[o]).any():
             out[:, i] = linear[:, i] + (out[:, o] - linear[:, o])
