@@ -11,6 +11,10 @@ average before and after each run (the 2-core machine is shared, so a run compet
 Then ``--memory-minutes`` of the same video run through the stages with one worker in a fresh process, which reports
 its peak RSS; so does a run on half that length: memory does not grow with the source's length.
 
+Because the machine is shared, each round also reports what the jobs' split allows: the one-worker run's measured
+seconds per job, scheduled on two workers (longest first, each to the first free worker), give the two-worker wall
+time the stages would take with two free cores; ``split_allows`` is the one-worker wall time over that.
+
     python -m benchmarks.scaling [--raw data/raw] [--repeats 2] [--long-minutes 5] [--memory-minutes 10]
 """
 
@@ -71,8 +75,24 @@ def timed_run(raw: Path, work: Path, params, workers: int) -> dict:  # noqa: ANN
     wall = time.perf_counter() - t0
     return {"workers": workers, "wall_s": round(wall, 2), "load_before": before, "load_after": load_avg(),
             **{k: v for k, v in res.items() if k.endswith("_s")}, "tubes": res["faces_report"]["tubes"],
+            "job_seconds": {st: res[f"{st}_report"].get("job_seconds", {}) for st in ("faces", "shots", "align")},
             "clips": res["align_report"]["clips"], "frames": res["faces_report"]["frames_decoded"],
             "faces_jobs": res["faces_report"]["jobs"]}
+
+
+def makespan(seconds: list[float], workers: int) -> float:
+    """Wall time of jobs taking ``seconds`` on ``workers`` workers, longest first, each to the first free worker."""
+    free = [0.0] * workers
+    for t in sorted(seconds, reverse=True):
+        free[free.index(min(free))] += t
+    return max(free) if seconds else 0.0
+
+
+def split_allows(run: dict) -> float:
+    """The one-worker run's wall time over what its jobs would take on two free cores (its other time unchanged)."""
+    work = sum(sum(v.values()) for v in run["job_seconds"].values())
+    two = sum(makespan(list(v.values()), 2) for v in run["job_seconds"].values())
+    return round(run["wall_s"] / (run["wall_s"] - work + two), 3)
 
 
 def compare(name: str, raw: Path, tmp: Path, params, repeats: int) -> dict:  # noqa: ANN001 - Params
@@ -85,12 +105,14 @@ def compare(name: str, raw: Path, tmp: Path, params, repeats: int) -> dict:  # n
         order = (1, 2) if r % 2 == 0 else (2, 1)
         got = {w: timed_run(raw, tmp / f"{name}-r{r}-w{w}", copy.deepcopy(params), w) for w in order}
         runs.append({"order": list(order), **{f"w{w}": got[w] for w in (1, 2)},
-                     "ratio": round(got[1]["wall_s"] / got[2]["wall_s"], 3)})
+                     "ratio": round(got[1]["wall_s"] / got[2]["wall_s"], 3), "split_allows": split_allows(got[1])})
         print(f"{name} round {r}: 1 worker {got[1]['wall_s']} s, 2 workers {got[2]['wall_s']} s, "
-              f"ratio {runs[-1]['ratio']} (load {got[1]['load_before'][0]}..{got[2]['load_after'][0]})", flush=True)
+              f"ratio {runs[-1]['ratio']}, the job split allows {runs[-1]['split_allows']} "
+              f"(load {got[1]['load_before'][0]}..{got[2]['load_after'][0]})", flush=True)
     frames = runs[0]["w1"]["frames"]
     return {"frames": frames, "tubes": runs[0]["w1"]["tubes"], "clips": runs[0]["w1"]["clips"],
             "faces_jobs": runs[0]["w1"]["faces_jobs"], "ratio": summary([x["ratio"] for x in runs]),
+            "split_allows": summary([x["split_allows"] for x in runs]),
             "fps_1_worker": summary([frames / x["w1"]["wall_s"] for x in runs], 1),
             "fps_2_workers": summary([frames / x["w2"]["wall_s"] for x in runs], 1), "runs": runs}
 

@@ -287,6 +287,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     report = {"clips": len(df), "clips_by_domain": {str(k): int(v) for k, v in df.groupby("domain").size().items()},
               "sources": len(jobs), "sources_failed": failed, "rejects": rejects, "frames_decoded": frames}
     res = stage.finish(report, {"sources_resumed": done.resumed, "work_seconds": round(done.work_seconds, 2),
+                                "job_seconds": done.job_seconds,
                                 "frames_per_second": done.rate(lambda part: part["stats"]["frames"])})
     log.info("align: %d clips from %d sources (%d resumed, %d failed), %d frames in %.1fs", len(df), len(jobs),
              done.resumed, len(failed), frames, res["wall_seconds"])

@@ -46,6 +46,7 @@ class Outcome:
     failures: dict[str, str] = field(default_factory=dict)  # job id -> reason
     resumed: int = 0
     work_seconds: float = 0.0
+    job_seconds: dict[str, float] = field(default_factory=dict)  # job id -> seconds, for the jobs done now
     new: list[str] = field(default_factory=list)  # ids of the jobs done in this run
 
     def rate(self, count: Callable[[dict[str, Any]], float]) -> float | None:
@@ -122,6 +123,7 @@ class Stage:
                     log.debug("%s", res.detail)
                     out.failures[job.id] = res.reason
                 else:
+                    out.job_seconds[job.id] = round(res[SECONDS], 3)
                     out.work_seconds += res.pop(SECONDS)
                     out.parts[job.id] = res
                     out.new.append(job.id)

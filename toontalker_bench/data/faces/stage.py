@@ -641,7 +641,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     }
     new = [done.parts[i] for i in done.new]
     res = stage.finish(report, {"sources_resumed": done.resumed, "jobs": len(jobs),
-                                "work_seconds": round(done.work_seconds, 2),
+                                "work_seconds": round(done.work_seconds, 2), "job_seconds": done.job_seconds,
                                 "frames_per_second": done.rate(lambda part: part["stats"]["frames"]),
                                 "frames_decoded_with_chunk_overlap": sum(x["stats"]["decoded"] for x in new)})
     log.info("faces: %d tubes and %d shots from %d sources (%d jobs, %d resumed), %d rejects %s, %d frames in %.1fs "
