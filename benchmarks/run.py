@@ -83,8 +83,9 @@ def table(res: dict[str, Any]) -> str:
                              f"{_med(x['fps_1_worker']):.0f} frames/s; median of {x['ratio']['n']}; load "
                              f"{min(loads)}-{max(loads)}; the job split allows {_med(x['split_allows']):.2f}×)"))
         for k, m in (sc.get("memory") or {}).items():
-            rows.append((f"peak memory, {k.replace('_', ' ')} of 720p, 1 worker{mark('scaling')}",
-                         f"{m['peak_rss_mib']:.0f} MiB max RSS ({m['frames']} frames, {m['wall_s']} s)"))
+            rows.append((f"peak memory, {k} of 720p, all three stages, 1 worker{mark('scaling')}",
+                         f"{m['peak_rss_mib']:.0f} MiB max RSS ({m['frames']} frames, {m.get('tubes', 0)} tubes, "
+                         f"{m.get('clips', 0)} clips, {m['wall_s']} s)"))
     met = res.get("metrics")
     if met:
         speeds = ", ".join(f"{k} {_med(v['images_per_s']):.1f}" for k, v in met["per_metric"].items()

@@ -8,8 +8,10 @@ and align's tube groups. Each round runs the three stages with one worker and wi
 stages, as one ``dvc repro`` would not: each stage there starts its own), in alternating order; the ratio of the two
 wall times is taken per round, and the median over ``--repeats`` rounds is reported with every value and the load
 average before and after each run (the 2-core machine is shared, so a run competes with whatever else is running).
-Then ``--memory-minutes`` of the same video run through the stages with one worker in a fresh process, which reports
-its peak RSS; so does a run on half that length: memory does not grow with the source's length.
+Then ``--memory-minutes`` of 720p video run through the stages with one worker in a fresh process, which reports
+its peak RSS; so does a run on half that length: memory does not grow with the source's length. Two videos: the long
+Big Buck Bunny (no face RetinaFace takes for one: decoding, cuts and detection only) and the pipeline benchmark's
+720p video (a photographed face, a cut every 4 s: tubes, landmarks and clips all the way), each repeated.
 
 Because the machine is shared, each round also reports what the jobs' split allows: the one-worker run's measured
 seconds per job, scheduled on two workers (longest first, each to the first free worker), give the two-worker wall
@@ -117,6 +119,14 @@ def compare(name: str, raw: Path, tmp: Path, params, repeats: int) -> dict:  # n
             "fps_2_workers": summary([frames / x["w2"]["wall_s"] for x in runs], 1), "runs": runs}
 
 
+def face_video(dest: Path) -> Path:
+    """The pipeline benchmark's 10 s 720p video of a photographed face (a cut every 4 s)."""
+    from .pipeline import make_video
+
+    make_video(dest, 1280, 720, 10.0)
+    return dest
+
+
 def _memory_child(video: str, work: str, params_path: str) -> None:
     """Run in a fresh process: the stages over one long source with one worker; print the peak RSS (MiB)."""
     from toontalker_bench.config import load_params
@@ -126,11 +136,14 @@ def _memory_child(video: str, work: str, params_path: str) -> None:
 
     params = load_params(params_path)
     raw = Path(work) / "raw"
-    write_sources(raw, [("long", Path(video), "cartoon")])
+    write_sources(raw, [("long", Path(video), "real")])
     t0 = time.perf_counter()
-    res = run_stages(raw, Path(work), params, None)
+    from toontalker_bench.executors import LocalExecutor
+
+    res = run_stages(raw, Path(work), params, LocalExecutor(1))  # inline: this process does all the work
     print(json.dumps({"peak_rss_mib": peak_rss_mib(), "wall_s": round(time.perf_counter() - t0, 1),
-                      "frames": res["faces_report"]["frames_decoded"], "tubes": res["faces_report"]["tubes"]}))
+                      "frames": res["faces_report"]["frames_decoded"], "tubes": res["faces_report"]["tubes"],
+                      "clips": res["align_report"]["clips"], "faces_jobs": res["faces_report"]["jobs"]}))
 
 
 def memory(video: Path, work: Path, params_path: str) -> dict:
@@ -187,13 +200,14 @@ def main(argv: list[str] | None = None) -> dict:
                                                                             args.repeats)}
         if "memory" not in skip:
             mem = {}
-            for minutes in (args.memory_minutes / 2, args.memory_minutes):
-                v = tmp / f"bunny_{minutes:g}min.mp4"
-                make_long_video(bunny(), v, minutes * 60)
-                mem[f"{minutes:g}_min"] = {"frames": probe(v).n_frames, **memory(v, tmp / f"mem{minutes:g}",
-                                                                                 args.params)}
-                print(f"memory, {minutes:g} min 720p, 1 worker: {mem[f'{minutes:g}_min']}", flush=True)
-                v.unlink()
+            for name, src in (("bunny", bunny()), ("face", face_video(tmp / "face10s.mp4"))):
+                for minutes in (args.memory_minutes / 2, args.memory_minutes):
+                    v = tmp / f"{name}_{minutes:g}min.mp4"
+                    make_long_video(src, v, minutes * 60)
+                    key = f"{name} {minutes:g} min"
+                    mem[key] = {"frames": probe(v).n_frames, **memory(v, tmp / f"mem-{name}{minutes:g}", args.params)}
+                    print(f"memory, {key} of 720p, 1 worker: {mem[key]}", flush=True)
+                    v.unlink()
             report["memory"] = mem
     report["load_avg_end"] = load_avg()
     write_json(args.out, report)
