@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--demo", action="store_true", help="also time each side's align stage over the demo corpus")
     ap.add_argument("--raw", default="data/raw")
     ap.add_argument("--faces", default="data/faces")
-    ap.add_argument("--out", default="benchmarks/results/pipeline_before_after.json")
+    ap.add_argument("--out", default="benchmarks/results/pipeline_one_pass_before_after.json")
     args = ap.parse_args(argv)
     from toontalker_bench.io import write_json
 
