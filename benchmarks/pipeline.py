@@ -1,15 +1,21 @@
-"""Speed of shots + faces + align against decode-only, on one core, for a 360p and a 720p video.
+"""Speed of the data pipeline's decoding stages (faces + shots + align) against decode-only, on one core.
 
 Each video (generated: a real photograph of a face — skimage's ``astronaut``, NASA, public domain — drifting slowly
-over a textured background, with hard cuts between shots) is decoded once on its own, then run through the three
-stages' per-source functions exactly as the pipeline does (each stage decodes the video once). Reported per video:
-decode-only frames/s, pipeline frames/s and their ratio, plus each stage's seconds. The process is pinned to one CPU
-and every library runs single-threaded. Each round times decode-only and then the pipeline once per
-``faces.landmarks_every`` value, so every ratio compares timings taken back to back; figures are medians over
-``--repeats`` rounds (after one warm-up round), with n, min, max and every value kept. Peak memory is the process's
-max RSS (cumulative: the 720p rows include the 360p runs).
+over a textured background, with hard cuts between shots) is decoded once on its own (PyAV, every frame converted to
+RGB: what a stage that reads frames does at the least), then run through the stages' ``run`` functions exactly as
+``dvc repro`` runs them (one worker, in-process: each stage reads its inputs, runs its jobs and writes its tables).
+Reported per video: decode-only frames/s, pipeline frames/s and their ratio, plus each stage's seconds. The process is
+pinned to one CPU and every library runs single-threaded. Each round times decode-only and then the pipeline once per
+landmark setting, so every ratio compares timings taken back to back; figures are medians over ``--repeats`` rounds
+(after one warm-up round), with n, min, max and every value kept. Peak memory is the process's max RSS (cumulative:
+the 720p rows include the 360p runs). ``--profile`` adds one cProfile run per video, its time grouped by what it was
+spent on.
 
-    python -m benchmarks.pipeline [--seconds 10] [--repeats 5] [--landmarks-every 1,5] [--out ...pipeline.json]
+The script also runs against an older checkout of the package (``PYTHONPATH=<old>:<this repo>``, ``--params
+<old>/params.yaml``): before the faces stage found the cuts itself, the shots stage ran first and decoded on its own;
+the script runs the stages in the order the code it finds needs.
+
+    python -m benchmarks.pipeline [--seconds 10] [--repeats 5] [--landmarks default,2:linear] [--profile] [--out ...]
 """
 
 from __future__ import annotations
@@ -63,49 +69,136 @@ def decode_only(path: Path) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def pipeline(path: Path, work: Path, params) -> dict:  # noqa: ANN001 - Params
-    """shots -> faces -> align on one source, each stage's own per-source function."""
+def fused() -> bool:
+    """Whether the package finds shot cuts inside the faces stage (else the shots stage decodes first)."""
+    import importlib.util
+
+    return importlib.util.find_spec("toontalker_bench.data.cuts") is not None
+
+
+def write_sources(raw: Path, videos: list[tuple[str, Path, str]]) -> None:
+    """A scrape table (``data/raw/sources.parquet``) for local videos ``(source_id, path, domain)``, hard-linked in."""
     import pandas as pd
 
-    from toontalker_bench.data import align
+    from toontalker_bench.data.scrape import TABLE_COLUMNS
+    from toontalker_bench.io import write_table
+    from toontalker_bench.video import probe
+
+    raw.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for sid, path, domain in videos:
+        dest = raw / f"{sid}.mp4"
+        if not dest.exists():
+            try:
+                os.link(path, dest)
+            except OSError:
+                dest.write_bytes(Path(path).read_bytes())
+        info = probe(dest)
+        rows.append({c: "" for c in TABLE_COLUMNS} | {
+            "source_id": sid, "domain": domain, "identity": sid, "status": "ok", "path": dest.name,
+            "start": float("nan"), "end": float("nan"), "width": info.width, "height": info.height, "fps": info.fps,
+            "n_frames": info.n_frames, "box": ""})
+    write_table(raw / "sources.parquet", pd.DataFrame(rows, columns=list(TABLE_COLUMNS)))
+
+
+def run_stages(raw: Path, work: Path, params, executor=None) -> dict:  # noqa: ANN001 - Params, Executor
+    """faces + shots + align (or shots + faces + align for older code) over ``raw``; seconds per stage."""
+    from toontalker_bench.data import align, shots
     from toontalker_bench.data.faces import stage as faces
-    from toontalker_bench.data.shots import detect_shots
+
+    params.scrape.out_dir = str(raw)
+    params.shots.out_dir, params.faces.out_dir = str(work / "shots"), str(work / "faces")
+    params.align.out_dir = str(work / "clips")
+    order = (("faces", faces.run), ("shots", shots.run), ("align", align.run)) if fused() else (
+        ("shots", shots.run), ("faces", faces.run), ("align", align.run))
+    out = {}
+    for name, fn in order:
+        t0 = time.perf_counter()
+        rep = fn(params, executor)
+        out[f"{name}_s"] = round(time.perf_counter() - t0, 3)
+        out[f"{name}_report"] = rep
+    return out
+
+
+def pipeline(path: Path, work: Path, params) -> dict:  # noqa: ANN001 - Params
+    """The three stages on one source, one worker, in-process."""
+    from toontalker_bench.executors import LocalExecutor
     from toontalker_bench.video import probe
 
     info = probe(path)
+    raw = work / "raw"
+    write_sources(raw, [("bench", path, "real")])
     t0 = time.perf_counter()
-    shots = detect_shots(path, params.shots)["shots"]
-    t1 = time.perf_counter()
-    source = {"source_id": "bench", "domain": "real", "identity": "astronaut"}
-    params.faces.out_dir = str(work / "faces")
-    job = faces.SourceJob(source, [(k, a, b) for k, (a, b) in enumerate(shots)], str(path), "", params.faces,
-                          params.faces.out_dir, "bench")
-    part = faces.process_source(job)
-    t2 = time.perf_counter()
-    params.align.out_dir = str(work / "clips")
-    tubes = pd.DataFrame(part["tubes"]).to_dict("records")
-    clips = 0
-    if tubes:
-        res = align.process_source(align.AlignJob("bench", str(path), info.fps, tubes, params.faces.out_dir,
-                                                  params.align, "bench"))
-        clips = len(res["clips"])
-    t3 = time.perf_counter()
-    return {"frames": info.n_frames, "shots": len(shots), "tubes": len(tubes), "clips": clips,
-            "shots_s": round(t1 - t0, 3), "faces_s": round(t2 - t1, 3), "align_s": round(t3 - t2, 3),
-            "fps": round(info.n_frames / (t3 - t0), 1)}
+    res = run_stages(raw, work, params, LocalExecutor(1))
+    total = time.perf_counter() - t0
+    return {"frames": info.n_frames, "shots": res["shots_report"]["shots"], "tubes": res["faces_report"]["tubes"],
+            "clips": res["align_report"]["clips"], **{k: v for k, v in res.items() if k.endswith("_s")},
+            "fps": round(info.n_frames / total, 1)}
+
+
+GROUPS = (  # what the time went to, by "<file name>:<function>" of cProfile's entries (first match wins)
+    ("decode (PyAV)", ("video.py:decode", "video.py:iter_frames", "av.container.core.open", "demux", "_frame_table",
+                       "video.py:plane")),
+    ("face detection (RetinaFace)", ("onnxruntime", "detect.py:", "preprocess.py:", "postprocess.py:", "NMSBoxes")),
+    ("landmark model (dlib)", ("landmarks.py:",)),
+    ("landmark flow (LK)", ("calcOpticalFlowPyrLK", "flow.py:")),
+    ("encode (x264)", ("'encode' of", "from_ndarray", "'mux' of")),
+    ("RGB conversion (frames, crops)", ("to_ndarray", "_i420_rgb", "rgb_region")),
+    ("crops, resizes", ("<resize>", "crop_square", "copyMakeBorder", "pad")),
+    ("shot cuts (PySceneDetect)", ("scenedetect", "content_detector.py:", "adaptive_detector.py:", "cuts.py:",
+                                   "<cvtColor>", "<split>")),
+    ("tables, files", ("parquet", "arrow", "core.py:read", "zlib", "npyio", "_npyio", "json", "posix", "zipfile",
+                       "io.py:", "write", "format.py:")),
+)
+
+
+def profile_once(path: Path, work: Path, params) -> dict:  # noqa: ANN001 - Params
+    """One pipeline run under cProfile; its own time per function, summed into :data:`GROUPS`."""
+    import cProfile
+    import pstats
+
+    prof = cProfile.Profile()
+    prof.enable()
+    pipeline(path, work, params)
+    prof.disable()
+    st = pstats.Stats(prof)
+    total = sum(v[2] for v in st.stats.values())
+    groups: dict[str, float] = {}
+    for (file, _, func), (_, _, tottime, _, _) in st.stats.items():
+        name = f"{Path(file).name}:{func}"
+        key = next((g for g, pats in GROUPS if any(p in name for p in pats)), "other (Python)")
+        groups[key] = groups.get(key, 0.0) + tottime
+    return {"total_s": round(total, 3), "by_group_s": {k: round(v, 3) for k, v in sorted(groups.items(),
+                                                                                        key=lambda kv: -kv[1])}}
+
+
+def _variants(spec: str, params) -> list[tuple[str, int, str]]:  # noqa: ANN001 - Params
+    out = []
+    for v in spec.split(","):
+        if v == "default":
+            out.append(("default", params.faces.landmarks_every, getattr(params.faces, "landmarks_between", "linear")))
+        elif v:
+            k, between = v.split(":")
+            out.append((v, int(k), between))
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=5, help="timed rounds per video (after one warm-up round)")
-    ap.add_argument("--landmarks-every", default="1,2,5",
-                    help="faces.landmarks_every values to time, comma-separated (1 = dlib on every frame)")
+    ap.add_argument("--landmarks", default="default,2:linear",
+                    help="landmark settings to time, comma-separated: default (params.yaml's) or k:linear|flow")
     ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--profile", action="store_true", help="also one cProfile run per video (default settings)")
+    ap.add_argument("--sizes", default="640x360,1280x720")
     ap.add_argument("--out", default="benchmarks/results/pipeline.json")
     args = ap.parse_args(argv)
+    import copy
+
     import cv2
 
+    import toontalker_bench
     from toontalker_bench.config import load_params
     from toontalker_bench.io import write_json
 
@@ -114,42 +207,65 @@ def main(argv: list[str] | None = None) -> dict:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     cv2.setNumThreads(1)
+    logging_quiet()
     params = load_params(args.params if Path(args.params).is_file() else None)
-    variants = [int(k) for k in args.landmarks_every.split(",") if k]
+    variants = _variants(args.landmarks, params)
     report: dict = {"benchmark": "pipeline", "cores_used": 1, "machine": machine(), "repeats": args.repeats,
+                    "package": str(Path(toontalker_bench.__file__).parent), "fused_shots": fused(),
                     "detect_every": params.faces.detect_every, "detect_max_side": params.faces.detect_max_side,
-                    "real_detector": params.faces.real_detector, "align_size": params.align.size, "results": []}
+                    "real_detector": params.faces.real_detector, "align_size": params.align.size, "results": [],
+                    "profiles": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        for w, h in ((640, 360), (1280, 720)):
+        for size in args.sizes.split(","):
+            w, h = (int(v) for v in size.split("x"))
             video = Path(tmp) / f"{h}p.mp4"
             make_video(video, w, h, args.seconds)
-            runs: dict[int, list[dict]] = {k: [] for k in variants}
+            runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
             decode: list[float] = []
             for r in range(args.repeats + 1):  # round 0 warms caches and model loads and is not counted
                 dec = decode_only(video)
-                for k in variants:
-                    params.faces.landmarks_every = k
-                    res = pipeline(video, Path(tmp) / f"r{h}-{r}-{k}", params)
+                for name, k, between in variants:
+                    p = copy.deepcopy(params)
+                    p.faces.landmarks_every = k
+                    if hasattr(p.faces, "landmarks_between"):
+                        p.faces.landmarks_between = between
+                    elif between != "linear":
+                        continue
+                    res = pipeline(video, Path(tmp) / f"r{h}-{r}-{name.replace(':', '_')}", p)
                     if r:
-                        runs[k].append({**res, "ratio": res["fps"] / dec})
+                        runs[name].append({**res, "ratio": res["fps"] / dec})
                 if r:
                     decode.append(dec)
-            for k, rs in runs.items():
-                row = {"video": f"{w}x{h}", "frames": rs[0]["frames"], "landmarks_every": k,
-                       "shots": rs[0]["shots"], "tubes": rs[0]["tubes"], "clips": rs[0]["clips"],
-                       "decode_fps": summary(decode, 1), "pipeline_fps": summary([x["fps"] for x in rs], 1),
-                       "ratio": summary([x["ratio"] for x in rs]),
+            for (name, k, between) in variants:
+                rs = runs[name]
+                if not rs:
+                    continue
+                row = {"video": f"{w}x{h}", "frames": rs[0]["frames"], "landmarks": name, "landmarks_every": k,
+                       "landmarks_between": between, "shots": rs[0]["shots"], "tubes": rs[0]["tubes"],
+                       "clips": rs[0]["clips"], "decode_fps": summary(decode, 1),
+                       "pipeline_fps": summary([x["fps"] for x in rs], 1), "ratio": summary([x["ratio"] for x in rs]),
                        **{f"{st}_s": summary([x[f"{st}_s"] for x in rs]) for st in ("shots", "faces", "align")},
                        "peak_rss_mib_so_far": peak_rss_mib(), "load_avg_after": load_avg()}
                 report["results"].append(row)
-                print(f"{w}x{h} landmarks_every={k}: decode {row['decode_fps']['median']:.0f} fps, shots+faces+align "
-                      f"{row['pipeline_fps']['median']:.0f} fps, ratio {row['ratio']['median']:.3f} "
-                      f"(median of {args.repeats}; shots {row['shots_s']['median']}s faces {row['faces_s']['median']}s"
+                print(f"{w}x{h} landmarks {name} (every {k}, {between}): decode {row['decode_fps']['median']:.0f} fps, "
+                      f"faces+shots+align {row['pipeline_fps']['median']:.0f} fps, ratio {row['ratio']['median']:.3f} "
+                      f"(median of {args.repeats}; faces {row['faces_s']['median']}s shots {row['shots_s']['median']}s"
                       f" align {row['align_s']['median']}s, {row['clips']} clips)", flush=True)
+            if args.profile:
+                prof = profile_once(video, Path(tmp) / f"prof{h}", copy.deepcopy(params))
+                report["profiles"][f"{w}x{h}"] = prof
+                print(f"{w}x{h} profile (cProfile, own time): " + ", ".join(
+                    f"{g} {s:.3f}s" for g, s in prof["by_group_s"].items()), flush=True)
     report["peak_rss_mib"] = peak_rss_mib()
     report["load_avg_end"] = load_avg()
     write_json(args.out, report)
     return report
+
+
+def logging_quiet() -> None:
+    import logging
+
+    logging.getLogger("toontalker_bench").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

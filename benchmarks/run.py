@@ -26,7 +26,9 @@ MERGED = Path("benchmarks/results.json")
 
 def _scripts(model_profiles: str) -> dict[str, list[str]]:
     return {
-        "pipeline": ["benchmarks.pipeline"],
+        "pipeline": ["benchmarks.pipeline", "--profile"],
+        "landmarks": ["benchmarks.landmarks"],
+        "scaling": ["benchmarks.scaling"],
         "metrics": ["benchmarks.metrics", "--n", "200"],
         "models": ["benchmarks.models", "--methods", "toontalker,fomm,animeceleb", "--profiles", model_profiles],
         "demo": ["benchmarks.demo"],
@@ -51,12 +53,40 @@ def table(res: dict[str, Any]) -> str:
     if pipe:
         for r in pipe["results"]:
             k = r.get("landmarks_every", 1)
-            knob = f"faces.landmarks_every={k}"
-            rows.append((f"pipeline (shots+faces+align) vs decode-only, {r['video']}, 1 core, {knob}{mark('pipeline')}",
+            knob = f"faces.landmarks_every={k} {r.get('landmarks_between', 'linear')}"
+            if r.get("landmarks") == "default":
+                knob += " (default)"
+            rows.append((f"pipeline (faces+shots+align) vs decode-only, {r['video']}, 1 core, {knob}{mark('pipeline')}",
                          f"{_med(r['ratio']):.3f}× ({_med(r['pipeline_fps']):.0f} vs {_med(r['decode_fps']):.0f} "
                          f"frames/s; faces {_med(r['faces_s'])} s, shots {_med(r['shots_s'])} s, align "
                          f"{_med(r['align_s'])} s per {r['frames']} frames; median of {r['ratio']['n']})"))
+        for video, prof in (pipe.get("profiles") or {}).items():
+            top = ", ".join(f"{g} {t:.2f} s" for g, t in sorted(prof["by_group_s"].items(), key=lambda kv: -kv[1]))
+            rows.append((f"pipeline profile, {video}, defaults (cProfile own time){mark('pipeline')}",
+                         f"{prof['total_s']:.2f} s: {top}"))
         rows.append((f"pipeline benchmark peak memory{mark('pipeline')}", f"{pipe['peak_rss_mib']:.0f} MiB max RSS"))
+    lms = res.get("landmarks")
+    if lms:
+        for r in lms["results"]:
+            nme = "; ".join(f"{d} NME {r[d]['nme']:.4f} (mouth {r[d]['nme_mouth']:.4f}, {r[d]['frames']} frames)"
+                            for d in ("cartoon", "real") if d in r)
+            rows.append((f"landmarks every {r['landmarks_every']} + {r['landmarks_between']}, demo corpus, 1 core"
+                         f"{mark('landmarks')}", f"faces stage {_med(r['faces_stage_s']):.2f} s; {nme}"))
+    sc = res.get("scaling")
+    if sc:
+        for part in ("demo", "long"):
+            x = sc.get(part)
+            if x:
+                loads = [run[f"w{w}"][k][0] for run in x["runs"] for w in (1, 2) for k in ("load_before", "load_after")]
+                rows.append((f"faces+shots+align, 2 workers vs 1, {part} ({x['frames']} frames, {x['faces_jobs']} faces "
+                             f"jobs){mark('scaling')}", f"{_med(x['ratio']):.2f}× ({_med(x['fps_2_workers']):.0f} vs "
+                             f"{_med(x['fps_1_worker']):.0f} frames/s; median of {x['ratio']['n']}; load "
+                             f"{min(loads)}-{max(loads)}; the job split allows {_med(x['split_allows']):.2f}×; two "
+                             f"independent processes got {_med(x['machine_2proc']):.2f}× of one on the machine then)"))
+        for k, m in (sc.get("memory") or {}).items():
+            rows.append((f"peak memory, {k} of 720p, all three stages, 1 worker{mark('scaling')}",
+                         f"{m['peak_rss_mib']:.0f} MiB max RSS ({m['frames']} frames, {m.get('tubes', 0)} tubes, "
+                         f"{m.get('clips', 0)} clips, {m['wall_s']} s)"))
     met = res.get("metrics")
     if met:
         speeds = ", ".join(f"{k} {_med(v['images_per_s']):.1f}" for k, v in met["per_metric"].items()
@@ -90,7 +120,8 @@ def table(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default="", help="comma-separated subset of: pipeline, metrics, models, demo")
+    ap.add_argument("--only", default="",
+                    help="comma-separated subset of: pipeline, landmarks, scaling, metrics, models, demo")
     ap.add_argument("--model-profiles", default="tiny,paper")
     ap.add_argument("--table", action="store_true", help="only print the table of the existing results.json")
     args = ap.parse_args(argv)

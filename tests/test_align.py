@@ -158,3 +158,73 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     got, want = _tree(Path(p.align.out_dir)), _tree(Path(ref.align.out_dir))
     assert sorted(got) == sorted(want) and len(want) == 2 * len(a) + 2 + 4  # clips (mp4, npz), table, report, parts
     assert [f for f in want if got[f] != want[f]] == []
+
+
+def test_only_the_tubes_frames_are_decoded_and_the_clips_are_the_same(tmp_path: Path) -> None:
+    """Tubes in the 2nd and 3rd of three shots (a key frame at each cut): align decodes from the key frames, only
+    the tubes' frames, and converts only the crops; the clips equal crops of the video decoded front to back."""
+    from toontalker_bench.video import VideoWriter, iter_frames, key_frames
+
+    from helpers_media import multishot_frames
+
+    n = 120
+    centres = np.stack([60 + np.arange(n), 70 + 0.5 * np.arange(n)], 1)
+    disc = _disc_video(n, centres).mean(axis=3) > 170
+    frames = np.stack(list(multishot_frames((40, 40, 40), size=(W, H), seed=5)))  # hard cuts at 40 and 80
+    frames[disc] = 250
+    raw = tmp_path / "raw"
+
+    def write(path: Path) -> None:  # a key frame every 40 frames, B-frames in between
+        import av
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(path), "w", format="mp4") as c:
+            st = c.add_stream("libx264", rate=25)
+            st.width, st.height, st.pix_fmt = W, H, "yuv420p"
+            st.options = {"x264-params": "keyint=40:min-keyint=40:scenecut=0", "threads": "1"}
+            for f in frames:
+                for pkt in st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                    c.mux(pkt)
+            for pkt in st.encode():
+                c.mux(pkt)
+
+    write(raw / "src0.mp4")
+    assert key_frames(raw / "src0.mp4") == [0, 40, 80]
+    spans = [(44, 76), (86, 118)]
+    p = _write_inputs(tmp_path, n_sources=1, n=n)  # rewrites src0.mp4; put ours back and its tubes in
+    write(raw / "src0.mp4")
+    tubes = []
+    for k, (a, b) in enumerate(spans):
+        c = centres[a:b]
+        boxes = np.concatenate([c - R, c + R], 1).astype(np.float32)
+        lm = np.repeat(c[:, None, :], 68, 1).astype(np.float32)
+        np.savez(tmp_path / "faces" / "tracks" / f"src0-s00{k + 1}-t00.npz", frames=np.arange(a, b), boxes=boxes,
+                 scores=np.ones(b - a, np.float32), landmarks68=lm, landmarks5=lm[:, :5], detected=np.ones(b - a, bool),
+                 gt_box=boxes, motion=np.zeros((b - a, 20), np.float32))
+        tubes.append(dict(tube_id=f"src0-s00{k + 1}-t00", source_id="src0", domain="real", identity="id0", shot=k + 1,
+                          start_frame=a, end_frame=b, n_frames=b - a, mean_score=1.0, median_face_px=2.0 * R,
+                          detector="test"))
+    (tmp_path / "faces" / "tracks" / "src0-s000-t00.npz").unlink()
+    write_table(tmp_path / "faces" / "tubes.parquet", pd.DataFrame(tubes))
+    report = align.run(p)
+    assert report["clips"] == 2 and report["frames_decoded"] == sum(b - a for a, b in spans)  # 64 of 120 frames
+    full = list(iter_frames(raw / "src0.mp4"))
+    for t, (a, b) in zip(tubes, spans):
+        with np.load(tmp_path / "faces" / "tracks" / f"{t['tube_id']}.npz") as z:
+            crops = align.crop_boxes(z["boxes"], p.align.increase, p.align.box_mode, p.align.smooth_window)
+        ref = tmp_path / "ref" / f"{t['tube_id']}.mp4"
+        with VideoWriter(ref, fps=25.0, crf=p.align.crf) as w:
+            for i in range(a, b):
+                w.write(align.crop_square(full[i], *(int(v) for v in crops[i - a]), p.align.size, p.align.pad))
+        assert (tmp_path / "clips" / f"{t['tube_id']}.mp4").read_bytes() == ref.read_bytes()
+
+
+def test_long_sources_split_into_jobs_of_tubes() -> None:
+    tubes = [{"tube_id": f"t{k}", "start_frame": a, "end_frame": b}
+             for k, (a, b) in enumerate([(0, 100), (90, 400), (1000, 1100), (1600, 1700), (1650, 3000)])]
+    assert align.tube_groups(tubes, 2000) == [tubes]  # 3000 frames <= 1.5 x 2000
+    assert align.tube_groups(tubes, 0) == [tubes]
+    groups = align.tube_groups(tubes, 1000)
+    assert [[t["tube_id"] for t in g] for g in groups] == [["t0", "t1"], ["t2", "t3"], ["t4"]]
+    assert align.decode_runs([(0, 100), (90, 400), (1000, 1100)], [0, 500, 950]) == [(0, 400), (1000, 1100)]
+    assert align.decode_runs([(0, 100), (1000, 1100)], [0]) == [(0, 1100)]  # no key frame between: decode through

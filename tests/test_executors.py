@@ -73,11 +73,19 @@ def _local_and_dask(run, p: Params, stage: str, root: Path, dask_ex: DaskExecuto
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_shot_table(tmp_path: Path, dask_ex: DaskExecutor) -> None:
+    """The cuts come from the faces stage's decoding pass; both stages run on each executor."""
     p = Params(workers=2, scrape=ScrapeParams(out_dir=str(_raw(tmp_path))))
-    local, dask = _local_and_dask(shots.run, p, "shots", tmp_path, dask_ex)
-    a = pd.read_parquet(tmp_path / "local" / "shots.parquet")
-    b = pd.read_parquet(tmp_path / "dask" / "shots.parquet")
+    reports = []
+    for name, ex in (("local", LocalExecutor(2)), ("dask", dask_ex)):
+        p.faces.out_dir, p.shots.out_dir = str(tmp_path / name / "faces"), str(tmp_path / name / "shots")
+        faces.run(p, ex)
+        reports.append(shots.run(p, ex))
+    local, dask = reports
+    a = pd.read_parquet(tmp_path / "local" / "shots" / "shots.parquet")
+    b = pd.read_parquet(tmp_path / "dask" / "shots" / "shots.parquet")
     assert len(a) == 5 and a.equals(b)
+    assert pd.read_parquet(tmp_path / "local" / "faces" / "cuts.parquet").equals(
+        pd.read_parquet(tmp_path / "dask" / "faces" / "cuts.parquet"))
     assert local["failed"] == dask["failed"] == 1  # the truncated video is recorded, not fatal
     assert [f["source_id"] for f in dask["failures"]] == ["bad"]
 
@@ -101,11 +109,8 @@ def _faces_params(root: Path) -> Params:
     truncate(raw / "a.mp4", raw / "bad.mp4", 0.4)
     write_table(raw / "sources.parquet", pd.DataFrame([_source_row(s, d, f"id_{s}", n=60)
                                                        for s, d in (("a", "real"), ("b", "cartoon"), ("bad", "real"))]))
-    write_table(root / "shots" / "shots.parquet", pd.DataFrame(
-        [dict(source_id=s, shot=0, start_frame=0, end_frame=60, start_s=0.0, end_s=2.4, fps=25.0)
-         for s in ("a", "b", "bad")]))
     p = Params(workers=2)
-    p.scrape.out_dir, p.shots.out_dir = str(raw), str(root / "shots")
+    p.scrape.out_dir = str(raw)
     p.faces.min_frames = 32
     return p
 

@@ -215,3 +215,66 @@ def test_shipped_manifests_validate() -> None:
     movies = read_manifest(REPO / "manifests" / "cartoon-open-movies.csv", root=REPO)
     assert {s.domain for s in movies} >= {"cartoon"} and all(s.kind == "remote" for s in movies)
     assert len(movies) >= 8 and len({s.url for s in movies}) == len(movies)
+
+
+FOMM = REPO / "tests" / "fixtures" / "fomm"  # real rows of AliaksandrSiarohin/video-preprocessing's metadata (ac40aac)
+
+
+def test_import_fomm_vox_metadata(tmp_path: Path) -> None:
+    out = tmp_path / "vox.csv"
+    res = import_manifest("fomm-csv", FOMM / "vox-metadata.csv", out)
+    assert res["rows"] == 12 and res["skipped"] == ["line 10: repeats line 9 (00C50DI8uZU frames 3651-3739)"]
+    rows = {s.source_id: s for s in read_manifest(out)}
+    s = rows["vox-id10005-WMh3ye5tBsE-003657-003994"]
+    assert s.url == "https://www.youtube.com/watch?v=WMh3ye5tBsE" and s.domain == "real"
+    assert (s.identity, s.split, s.start, s.end) == ("id10005", "train", 3657 / 25, 3994 / 25)
+    assert s.box == pytest.approx((624 / 1280, 48 / 720, 1018 / 1280, 553 / 720), abs=1e-4)
+    assert rows["vox-id10004-6WxS8rpNjmk-011278-011461"].box == pytest.approx(
+        (249 / 640, 23 / 356, 495 / 640, 335 / 356), abs=1e-4)  # a 640x356 source
+    assert rows["vox-id10001-DtdEYdViWdw-000066-000172"].box[3] == 1.0  # y1 776 of 720: clipped to the frame
+    test = sorted(s.source_id for s in rows.values() if s.split == "test")
+    assert test == ["vox-id10280-NXjT3732Ekg-001093-001192", "vox-id10280-XiKRlssBw2M-000330-001148",
+                    "vox-id10280-XiKRlssBw2M-001538-002000", "vox-id10284-Uzxv7Axh3Z8-019680-019858"]
+    assert {s.identity for s in rows.values()} == {"id10001", "id10003", "id10004", "id10005", "id10280", "id10284",
+                                                   "id10982"}
+
+
+def test_import_fomm_taichi_and_frames_survive_the_seconds(tmp_path: Path) -> None:
+    """start/end are frame numbers at the CSV's fps; written as seconds (ms) they must still select exactly those
+    frames under the scrape stage's rule (a frame at t is kept when start - half a frame <= t < end - half a frame)."""
+    import csv
+
+    out = tmp_path / "taichi.csv"
+    res = import_manifest("fomm-csv", FOMM / "taichi-metadata.csv", out)
+    assert res["rows"] == 7 and res["skipped"] == []
+    rows = read_manifest(out)
+    by_id = {s.source_id: s for s in rows}
+    s = by_id["taichi-u6rJiF-gPx8-000080-000300"]
+    assert (s.identity, s.split) == ("u6rJiF-gPx8", "train")  # TaiChi has no identities: the video stands in
+    assert by_id["taichi-uEqWZ9S_-Lw-000089-000581"].split == "test"
+    portrait = by_id["taichi-nLEzl5ntdeQ-000149-000431"]  # an 810x1440 source
+    assert portrait.box == pytest.approx((85 / 810, 379 / 1440, 731 / 810, 1025 / 1440), abs=1e-4)
+    with open(FOMM / "taichi-metadata.csv") as f:
+        for r, s in zip(csv.DictReader(f), rows):
+            fps, a, b = float(r["fps"]), int(r["start"]), int(r["end"])
+            half = 0.5 / fps
+            kept = [i for i in range(b + 50) if s.start - half <= i / fps < s.end - half]
+            assert kept == list(range(a, b)), (r, s.start, s.end)
+
+
+def test_vox_format_reads_fomm_metadata_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "v.csv"
+    assert main(["data", "import-manifest", "--format", "vox", str(FOMM / "vox-metadata.csv"), "--out", str(out)]) == 0
+    assert "wrote 12 rows" in capsys.readouterr().out
+    assert main(["data", "import-manifest", "--format", "fomm-csv", str(FOMM / "taichi-metadata.csv"),
+                 "--out", str(out)]) == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("video_id,start,end,bbox,fps,width,height,partition\nAAAAAAAAAAA,10,5,1-2-3-4,25,640,360,train\n"
+                   "BBBBBBBBBBB,0,50,1-2-300-200,25,640,360,val\nCCCCCCCCCCC,0,50,1-2-x-4,25,640,360,train\n")
+    with pytest.raises(ManifestError, match="no usable entries"):
+        import_manifest("fomm-csv", bad, tmp_path / "b.csv")
+    from toontalker_bench.data.importers import import_fomm_csv
+
+    assert [m.split(":")[0] for m in import_fomm_csv(bad)[1]] == ["line 2", "line 3", "line 4"]
+    with pytest.raises(ManifestError, match="not first-order-model metadata"):
+        import_manifest("fomm-csv", REPO / "manifests" / "demo.csv", tmp_path / "c.csv")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from toontalker_bench.eval import validate as V
+from toontalker_bench.eval import verdicts
 
 
 def test_roc_auc_counts_ordered_pairs() -> None:
@@ -40,22 +41,22 @@ def test_validation_markers_follow_the_targets_per_domain_and_task() -> None:
               "identity_auc": {"cartoon": 0.74, "real": 1.0},
               "metrics": {"apd_rel_deg": {"monotone": True, "flat": True},
                           "aed_exp_rel": {"monotone": True, "flat": False}}}
-    assert V.validation_problems(report, "apd_rel_deg", "self_real") == []
-    assert V.validation_problems(report, "apd_rel_deg", "self_cartoon") == ["pose MAE 4.2 deg > 3 on cartoon"]
-    assert V.validation_problems(report, "apd_rel_deg", "cartoon2real") == ["pose MAE 4.2 deg > 3 on cartoon"]
-    assert V.validation_problems(report, "aed_exp_rel", "self_real") == [
+    assert verdicts.validation_problems(report, "apd_rel_deg", "self_real") == []
+    assert verdicts.validation_problems(report, "apd_rel_deg", "self_cartoon") == ["pose MAE 4.2 deg > 3 on cartoon"]
+    assert verdicts.validation_problems(report, "apd_rel_deg", "cartoon2real") == ["pose MAE 4.2 deg > 3 on cartoon"]
+    assert verdicts.validation_problems(report, "aed_exp_rel", "self_real") == [
         "answers to errors it should ignore (sensitivity suite)"]
-    assert V.validation_problems(report, "csim", "real2cartoon") == ["identity AUC 0.740 < 0.9 on cartoon"]
-    assert V.validation_problems(report, "csim", "cartoon2real") == []  # the generated frames are real
-    assert V.validation_problems(report, "l1", "self_cartoon") == [] == V.validation_problems(None, "ssim", "x")
-    assert V.validation_problems(None, "csim", "self_real") == ["no metric validation report"]
+    assert verdicts.validation_problems(report, "csim", "real2cartoon") == ["identity AUC 0.740 < 0.9 on cartoon"]
+    assert verdicts.validation_problems(report, "csim", "cartoon2real") == []  # the generated frames are real
+    assert verdicts.validation_problems(report, "l1", "self_cartoon") == [] == verdicts.validation_problems(None, "ssim", "x")
+    assert verdicts.validation_problems(None, "csim", "self_real") == ["no metric validation report"]
     report["metrics"]["csim"] = {"monotone": True, "flat": False, "domains": {  # per-domain verdicts win
         "real": {"monotone": True, "flat": True}, "cartoon": {"monotone": True, "flat": False}}}
-    assert V.validation_problems(report, "csim", "cartoon2real") == []
-    assert V.validation_problems(report, "csim", "self_cartoon") == [
+    assert verdicts.validation_problems(report, "csim", "cartoon2real") == []
+    assert verdicts.validation_problems(report, "csim", "self_cartoon") == [
         "answers to errors it should ignore (sensitivity suite) on cartoon", "identity AUC 0.740 < 0.9 on cartoon"]
     v = MetricValue("apd_rel_deg", 3.0, "bfm3ddfa")
-    V.annotate(v, "self_cartoon", None)
+    verdicts.annotate(v, "self_cartoon", None)
     assert v.extra["validation"] == "not validated on this data: no metric validation report"
 
 

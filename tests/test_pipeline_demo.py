@@ -1,4 +1,4 @@
-"""End to end on a tiny demo corpus: synth -> scrape -> shots -> faces -> align -> build through the CLI verbs.
+"""End to end on a tiny demo corpus: synth -> scrape -> faces (+ shot cuts) -> shots -> align -> build through the CLI verbs.
 
 Also checks detection + tracking against the corpus' ground-truth boxes per domain. Floors below are what was
 measured on this tiny corpus (recall 1.0 both domains; mean IoU 0.91 real, 0.76 cartoon — the synthetic cartoon
@@ -36,7 +36,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     try:
-        for verb in ("synth", "scrape", "shots", "faces", "align", "build"):
+        for verb in ("synth", "scrape", "faces", "shots", "align", "build"):
             assert main(["--params", "params.yaml", "data", verb]) == 0, verb
     finally:
         mp.undo()

@@ -1,16 +1,19 @@
-"""Shots stage: real PySceneDetect on generated multi-shot videos with known cuts."""
+"""Shot cuts: real PySceneDetect on generated multi-shot videos with known cuts, found by the faces stage's decoding
+pass (or by ``detect_shots`` alone), and the ``shots`` stage that writes the shot table from them."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers_media import multishot_frames, remux_faststart, truncate, write_multishot
 
 from toontalker_bench.cli import main
-from toontalker_bench.config import Params, ScrapeParams, ShotsParams
+from toontalker_bench.config import FacesParams, Params, ScrapeParams, ShotsParams
+from toontalker_bench.data import faces
 from toontalker_bench.data.scrape import TABLE_COLUMNS as SOURCE_COLUMNS
 from toontalker_bench.data.shots import TABLE_COLUMNS, detect_shots, run
 from toontalker_bench.errors import ConfigError, MediaError
@@ -42,6 +45,55 @@ def test_cuts_found_within_two_frames(videos: dict[str, tuple[Path, list[int]]],
         starts_ends = [x for shot in res["shots"] for x in shot]
         assert starts_ends == sorted(starts_ends) and res["shots"][0][0] == 0
     assert detect_shots(videos["a"][0], ShotsParams(detector=detector))["dropped"] == 1
+
+
+def _scenedetect_own(video: Path, p: ShotsParams) -> list[tuple[int, int]]:
+    """The shots PySceneDetect finds running its own decoding (SceneManager over its PyAV stream), on the frames our
+    finder sees (every ``step``-th sample of the YUV planes, converted at the small size), as the shots stage did
+    before the faces stage found the cuts."""
+    import cv2
+    from scenedetect import AdaptiveDetector, ContentDetector, SceneManager
+    from scenedetect.backends.pyav import VideoStreamAv
+
+    class Small(VideoStreamAv):
+        def __init__(self, step: int) -> None:
+            super().__init__(str(video), suppress_output=True)
+            w, h = super().frame_size
+            self.step, self.small = step, (max(2, w // step // 2 * 2), max(2, h // step // 2 * 2))
+
+        @property
+        def frame_size(self) -> tuple[int, int]:
+            return self.small
+
+        def read(self, decode: bool = True):  # noqa: ANN202
+            got = super().read(decode=False)
+            if got is False or not decode:
+                return got
+            (w, h), st = self.small, self.step
+            planes = [np.frombuffer(pl, np.uint8).reshape(-1, pl.line_size)[::st, ::st] for pl in self._frame.planes]
+            i420 = np.concatenate([planes[0][:h, :w].ravel(), planes[1][:h // 2, :w // 2].ravel(),
+                                   planes[2][:h // 2, :w // 2].ravel()])
+            return cv2.cvtColor(i420.reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_I420)
+
+    import av
+
+    with av.open(str(video)) as c:
+        width = c.streams.video[0].codec_context.width
+    det = (ContentDetector(threshold=p.threshold, min_scene_len=p.min_shot_frames) if p.detector == "content" else
+           AdaptiveDetector(adaptive_threshold=p.adaptive_threshold, min_scene_len=p.min_shot_frames))
+    sm = SceneManager()
+    sm.add_detector(det)
+    sm.auto_downscale, sm.downscale = False, 1
+    sm.detect_scenes(Small(max(1, width // p.downscale_width)))
+    return [(a.frame_num, b.frame_num) for a, b in sm.get_scene_list(start_in_scene=True)
+            if b.frame_num - a.frame_num >= p.min_shot_frames]
+
+
+@pytest.mark.parametrize("detector", ["content", "adaptive"])
+def test_cut_finder_matches_scenedetects_own_decoding(videos: dict[str, tuple[Path, list[int]]], detector: str) -> None:
+    p = ShotsParams(detector=detector)
+    for path, _ in videos.values():
+        assert detect_shots(path, p)["shots"] == _scenedetect_own(path, p)
 
 
 def test_other_pixel_formats_take_the_generic_path(tmp_path: Path) -> None:
@@ -81,9 +133,15 @@ def _sources(tmp_path: Path, videos: dict[str, tuple[Path, list[int]]]) -> Path:
     return raw
 
 
+def _params(tmp_path: Path, raw: Path) -> Params:
+    return Params(workers=1, scrape=ScrapeParams(out_dir=str(raw)), shots=ShotsParams(out_dir=str(tmp_path / "s")),
+                  faces=FacesParams(out_dir=str(tmp_path / "f")))
+
+
 def test_stage_table_report_failures_and_resume(tmp_path: Path, videos: dict[str, tuple[Path, list[int]]]) -> None:
     raw = _sources(tmp_path, videos)
-    params = Params(workers=1, scrape=ScrapeParams(out_dir=str(raw)), shots=ShotsParams(out_dir=str(tmp_path / "s")))
+    params = _params(tmp_path, raw)
+    faces.run(params, LocalExecutor(1))  # finds the cuts while it looks for faces
     report = run(params, LocalExecutor(1))
     table = pd.read_parquet(tmp_path / "s" / "shots.parquet")
     assert tuple(table.columns) == TABLE_COLUMNS
@@ -98,6 +156,12 @@ def test_stage_table_report_failures_and_resume(tmp_path: Path, videos: dict[str
     assert report["frames"] == sum(LENGTHS) + 155 + 60
     rep_file = json.loads((tmp_path / "s" / "report.json").read_text())
     assert rep_file["shots"] == len(table) == 8
+    # the same shots as detect_shots finds decoding each video on its own
+    for sid in ("a", "b", "one"):
+        alone = detect_shots(raw / f"{sid}.mp4", params.shots)
+        assert [tuple(x) for x in table[table.source_id == sid][["start_frame", "end_frame"]].values] == alone["shots"]
+    cuts = pd.read_parquet(tmp_path / "f" / "cuts.parquet")  # every shot the cut finder saw, the short one too
+    assert cuts[~cuts.kept].values.tolist() == [["a", -1, 170, 176, False]]
 
     files = sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*"))
     # what a kill -9 part-way leaves: no table yet, one source unfinished, temporaries of atomic writes
@@ -110,26 +174,32 @@ def test_stage_table_report_failures_and_resume(tmp_path: Path, videos: dict[str
     assert sorted(p.relative_to(tmp_path / "s").as_posix() for p in (tmp_path / "s").rglob("*")) == files
     again = run(params, LocalExecutor(1))
     assert again["skipped_done"] == 3 and pd.read_parquet(tmp_path / "s" / "shots.parquet").equals(table)
-    # new detector settings invalidate the finished parts
+    # new detector settings change the cuts the faces stage finds, and with them the sources' shot tables
     params.shots.min_shot_frames = 5
+    assert faces.run(params, LocalExecutor(1))["sources_resumed"] == 0
     third = run(params, LocalExecutor(1))
-    assert third["skipped_done"] == 0 and third["dropped_short_shots"] == 0 and third["shots"] == 9
+    assert third["skipped_done"] == 2 and third["dropped_short_shots"] == 0 and third["shots"] == 9
 
 
 def test_cli_verb_and_bad_config(tmp_path: Path, videos: dict[str, tuple[Path, list[int]]],
                                  monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     _sources(tmp_path, videos)
+    assert main(["data", "shots", "--set", "scrape.out_dir=raw", "--set", "shots.out_dir=s"]) == 2
+    assert "data/faces/cuts.parquet" in capsys.readouterr().err  # the faces stage finds the cuts
+    assert main(["data", "faces", "--workers", "2", "--set", "scrape.out_dir=raw"]) == 0
     assert main(["data", "shots", "--workers", "2", "--set", "scrape.out_dir=raw", "--set", "shots.out_dir=s"]) == 0
     assert len(pd.read_parquet(tmp_path / "s" / "shots.parquet")) == 8
-    assert main(["data", "shots", "--set", "scrape.out_dir=raw", "--set", "shots.detector=magic"]) == 2
+    assert main(["data", "faces", "--set", "scrape.out_dir=raw", "--set", "shots.detector=magic"]) == 2
     assert "unknown shots.detector 'magic'" in capsys.readouterr().err
     assert main(["data", "shots", "--set", "scrape.out_dir=nowhere"]) == 2
     assert "sources.parquet" in capsys.readouterr().err
     with pytest.raises(ConfigError):
-        run(Params(shots=ShotsParams(min_shot_frames=0)))
+        faces.run(Params(shots=ShotsParams(min_shot_frames=0)))
+    with pytest.raises(ConfigError):
+        detect_shots(videos["a"][0], ShotsParams(detector="magic"))
     with pytest.raises(MediaError):
         detect_shots(videos["a"][0].parent / "broken.mp4", ShotsParams())
     # the header of a cut-short faststart mp4 still lists every frame; decoding ends early and that is an error
-    with pytest.raises(MediaError, match=r"decoding stopped at frame \d+ of 176"):
+    with pytest.raises(MediaError, match=r"cut_short.mp4.*(decoding stopped at frame \d+ of 176|at frame \d+)"):
         detect_shots(videos["a"][0].parent / "cut_short.mp4", ShotsParams())

@@ -77,8 +77,8 @@ def test_sharpness_orders_sharp_over_blurred() -> None:
 
 # ------------------------------------------------------------------------------------------ the faces stage
 def _faces_inputs(root):  # noqa: ANN001, ANN202 - Path -> Params
-    """One real-photo video (face drifting 1 px / 4 frames in shot 0, no face in shot 1), a zero-length shot, an
-    empty (corrupt) file and a source the scrape stage could not fetch."""
+    """One real-photo video (face drifting 1 px / 4 frames in shot 0, no face in shot 1: the photo's disappearing
+    is a hard cut), an empty (corrupt) file and a source the scrape stage could not fetch."""
     import cv2
     import pandas as pd
     from skimage import data
@@ -106,10 +106,6 @@ def _faces_inputs(root):  # noqa: ANN001, ANN202 - Path -> Params
         {**base, "source_id": "gone", "domain": "cartoon", "identity": "", "status": "failed", "path": "",
          "reason": "HTTP Error 404"},
         {**base, "source_id": "vid", "domain": "real", "identity": "astronaut", "status": "ok", "path": "vid.mp4"}]))
-    shots = [("vid", 0, 0, 100), ("vid", 1, 100, 130), ("vid", 2, 130, 130), ("bad", 0, 0, 50)]
-    write_table(root / "shots" / "shots.parquet", pd.DataFrame(
-        [dict(source_id=s, shot=k, start_frame=a, end_frame=b, start_s=a / 25, end_s=b / 25, fps=25.0)
-         for s, k, a, b in shots]))
     p = Params()
     p.workers = 1
     p.scrape.out_dir, p.shots.out_dir, p.faces.out_dir = str(raw), str(root / "shots"), str(root / "faces")
@@ -138,15 +134,17 @@ def test_faces_stage_tubes_rejects_and_resume(tmp_path) -> None:  # noqa: ANN001
     # landmarks sit inside their box on every (also interpolated) frame
     lm = z["landmarks68"]
     assert ((lm[..., 0] > z["boxes"][:, None, 0] - 15) & (lm[..., 0] < z["boxes"][:, None, 2] + 15)).all()
+    cuts = pd.read_parquet(tmp_path / "faces" / "cuts.parquet")  # the shots the same decoding pass found
+    assert cuts.values.tolist() == [["vid", 0, 0, 100, True], ["vid", 1, 100, 130, True]]
     rej = pd.read_parquet(tmp_path / "faces" / "rejects.parquet")
     got = sorted(zip(rej.source_id, rej.shot, rej.reason))
-    assert got == [("bad", 0, "decode_error"), ("gone", -1, "source_failed"), ("vid", 1, "no_face"),
-                   ("vid", 2, "empty_shot")]
+    assert got == [("bad", -1, "source_error"), ("gone", -1, "source_failed"), ("vid", 1, "no_face")]
     assert "bad.mp4" in rej[rej.source_id == "bad"].detail.iloc[0]
-    assert report["rejects"] == {"decode_error": 1, "empty_shot": 1, "no_face": 1, "source_failed": 1}
+    assert report["rejects"] == {"no_face": 1, "source_error": 1, "source_failed": 1}
+    assert (report["shots"], report["dropped_short_shots"], report["frames_decoded"]) == (2, 0, 130)
     first = (tmp_path / "faces" / "tubes.parquet").read_bytes()
     again = run(p)
-    assert again["sources_resumed"] == 2 and (tmp_path / "faces" / "tubes.parquet").read_bytes() == first
+    assert again["sources_resumed"] == 1 and (tmp_path / "faces" / "tubes.parquet").read_bytes() == first
 
 
 def test_ground_truth_follows_the_tube() -> None:

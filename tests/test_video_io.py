@@ -97,3 +97,51 @@ def test_same_frames_give_the_same_bytes_in_any_process(tmp_path: Path) -> None:
     assert hashes[0] == hashes[1]
     assert hashes[0][0] == hashes[0][1]  # write_video and VideoWriter write the same bytes
     assert read_frames(tmp_path / "all" / "a.mp4").shape == (16, 180, 320, 3)
+
+
+def _keyed(path: Path, n: int = 90, key_every: int = 30, size: tuple[int, int] = (160, 96)) -> np.ndarray:
+    """A random-texture video with a key frame every ``key_every`` frames and B-frames between; its frames (RGB)."""
+    import av
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (n, size[1], size[0], 3), dtype=np.uint8)
+    with av.open(str(path), "w", format="mp4") as c:
+        st = c.add_stream("libx264", rate=25)
+        st.width, st.height, st.pix_fmt = size[0], size[1], "yuv420p"
+        st.options = {"x264-params": f"keyint={key_every}:min-keyint={key_every}:scenecut=0", "threads": "1"}
+        for f in frames:
+            for pkt in st.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+    return frames
+
+
+def test_decoding_from_a_key_frame_gives_the_frames_of_a_full_decode(tmp_path: Path) -> None:
+    from toontalker_bench.video import decode, iter_frames, key_frames
+
+    _keyed(tmp_path / "k.mp4")
+    assert key_frames(tmp_path / "k.mp4") == [0, 30, 60]
+    full = list(iter_frames(tmp_path / "k.mp4"))
+    for start, end in ((0, 10), (29, 31), (30, 45), (47, 90), (61, None)):
+        got = [(f.index, f.rgb()) for f in decode(tmp_path / "k.mp4", start, end)]
+        assert [i for i, _ in got] == list(range(start, len(full) if end is None else end))
+        assert all(np.array_equal(a, full[i]) for i, a in got)
+
+
+def test_region_conversion_equals_the_whole_frames_pixels(tmp_path: Path) -> None:
+    from toontalker_bench.video import decode
+
+    _keyed(tmp_path / "k.mp4", n=3)
+    rng = np.random.default_rng(2)
+    for f in decode(tmp_path / "k.mp4"):
+        full = f.av.to_ndarray(format="rgb24")
+        for _ in range(50):
+            x0, y0 = (int(v) for v in rng.integers(-20, [150, 90]))
+            x1, y1 = x0 + int(rng.integers(1, 90)), y0 + int(rng.integers(1, 70))
+            got = f.rgb_region(x0, y0, x1, y1)
+            assert np.array_equal(got, full[max(0, y0):max(0, min(96, y1)), max(0, x0):max(0, min(160, x1))])
+        assert f._rgb is None  # nothing converted the whole frame
+        rgb = full.astype(np.float64)  # the luma plane is BT.601 limited-range Y of those pixels
+        y = 16 + (65.738 * rgb[..., 0] + 129.057 * rgb[..., 1] + 25.064 * rgb[..., 2]) / 256
+        assert f.luma().shape == (96, 160) and np.median(np.abs(f.luma() - y)) <= 2.0  # rounding, clipping

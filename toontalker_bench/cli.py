@@ -141,13 +141,14 @@ def data_build(ctx: click.Context, repo: str | None, overrides: tuple[str, ...])
 
 
 @data.command("import-manifest")
-@click.option("--format", "fmt", type=click.Choice(["vox", "celebvhq", "hdtf"]), required=True,
-              help="Metadata format: VoxCeleb txt files, CelebV-HQ celebvhq_info.json, HDTF_dataset folder.")
+@click.option("--format", "fmt", type=click.Choice(["vox", "celebvhq", "hdtf", "fomm-csv"]), required=True,
+              help="Metadata format: VoxCeleb txt files, CelebV-HQ celebvhq_info.json, HDTF_dataset folder, "
+                   "first-order-model vox-metadata.csv / taichi-metadata.csv (fomm-csv; also read by --format vox).")
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Manifest CSV to write.")
 @click.option("--limit", type=int, default=None, help="Keep only the first N rows.")
 def data_import_manifest(fmt: str, input_path: str, out: str, limit: int | None) -> None:
-    """Turn VoxCeleb / CelebV-HQ / HDTF metadata into a manifest (segments and face boxes included)."""
+    """Turn VoxCeleb / CelebV-HQ / HDTF / first-order-model metadata into a manifest (segments and face boxes)."""
     from .data.importers import import_manifest
 
     res = import_manifest(fmt, input_path, out, limit=limit)

@@ -65,7 +65,7 @@ class ScrapeParams:
 
 @dataclass
 class ShotsParams:
-    """Stage 2 (``data shots``): PySceneDetect over each source."""
+    """Shot cuts (PySceneDetect), found by the faces stage's decoding pass; ``data shots`` writes the shot table."""
 
     out_dir: str = "data/shots"
     detector: str = "content"  # content | adaptive
@@ -92,7 +92,9 @@ class FacesParams:
     real_detector: str = "retinaface"
     cartoon_detector: str = "retinaface"
     landmarks: str = "dlib68"
-    landmarks_every: int = 1  # landmark model every k frames, linearly interpolated between; 1 = every frame
+    landmarks_every: int = 1  # landmark model every k frames (and on detection frames); 1 = every frame
+    landmarks_between: str = "linear"  # frames between model frames: linear (interpolation) | flow (optical flow)
+    chunk_seconds: float = 30.0  # sources longer than 1.5x this run as chunks of this length (parallel); 0 = never
 
 
 @dataclass
@@ -105,6 +107,7 @@ class AlignParams:
     pad: str = "constant"  # constant (black) | reflect | edge: fills the part of a crop outside the frame
     write_png: bool = False
     crf: int = 18
+    chunk_seconds: float = 30.0  # a source whose tubes span more than 1.5x this runs as several jobs; 0 = never
 
 
 @dataclass

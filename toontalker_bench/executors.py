@@ -58,33 +58,51 @@ class Executor:
 
 
 class LocalExecutor(Executor):
-    """Process pool over ``workers`` processes; ``workers == 1`` runs inline (no pickling, easy debugging)."""
+    """Process pool over ``workers`` processes; ``workers == 1`` runs inline (no pickling, easy debugging).
+
+    The pool starts with the first :meth:`map` that needs it and serves every later one until :meth:`close`, so
+    stages run on one executor (a benchmark, a script calling several stages) start their workers once."""
 
     name = "local"
 
     def __init__(self, workers: int = 0) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return self._pool
 
     def map(self, fn: Callable[[I], R], items: Iterable[I], desc: str = "") -> Iterator[tuple[I, R | Failure]]:
         items = list(items)
-        if self.workers == 1 or len(items) <= 1:
+        if self.workers == 1 or (len(items) <= 1 and self._pool is None):
             for item in progress(items, desc=desc):
                 yield item, _call(fn, item)
             return
-        import multiprocessing as mp
+        pool = self._get_pool()
+        futures = [pool.submit(_call, fn, it) for it in items]
+        bar = progress(total=len(items), desc=desc)
+        broken = False
+        for item, fut in zip(items, futures):
+            try:
+                res = fut.result()
+            except Exception as e:  # noqa: BLE001 - a crashed worker process
+                res = Failure(f"worker crashed: {type(e).__name__}: {e}")
+                broken = True
+            bar.update(1)
+            yield item, res
+        bar.close()
+        if broken:  # a pool that lost a worker refuses new work: the next map starts a fresh one
+            self.close()
 
-        ctx = mp.get_context("forkserver" if os.name == "posix" else "spawn")
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(items)), mp_context=ctx) as pool:
-            futures = [pool.submit(_call, fn, it) for it in items]
-            bar = progress(total=len(items), desc=desc)
-            for item, fut in zip(items, futures):
-                try:
-                    res = fut.result()
-                except Exception as e:  # noqa: BLE001 - a crashed worker process
-                    res = Failure(f"worker crashed: {type(e).__name__}: {e}")
-                bar.update(1)
-                yield item, res
-            bar.close()
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 class DaskExecutor(Executor):

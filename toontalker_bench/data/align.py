@@ -7,9 +7,12 @@ its centre and side smoothed by a moving average of ``smooth_window`` frames. A 
 padded (``pad``: ``constant`` = black, the default, so no mirrored second face appears; or ``reflect``/``edge``),
 never squeezed; the square is then resized to ``size`` px, so the aspect ratio is always preserved.
 
-Each source video is decoded once (from its first tube's start to its last tube's end); finished sources write their
-part record (:mod:`.stage`) after their clips, so a rerun skips them and a killed run leaves only temporary files,
-which are never counted.
+Only the frames of the tubes are decoded: each run of overlapping tubes from the key frame before it (seeking past
+every gap that holds a key frame; the same frames, bit for bit, as decoding from the start), and of each frame only
+the crop squares are converted to RGB (the same values as converting the whole frame). A source whose tubes span
+more than ``1.5 * align.chunk_seconds`` is split into jobs of tubes spanning about ``chunk_seconds`` each, which run
+in parallel with ``workers`` > 1. Finished jobs write their part record (:mod:`.stage`) after their clips, so a
+rerun skips them and a killed run leaves only temporary files, which are never counted.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..config import AlignParams, Params, to_dict, view
 from ..errors import ConfigError
 from ..executors import Executor
 from ..io import atomic_path, read_table, sha256_file, write_table
-from ..video import VideoWriter, iter_frames
+from ..video import DecodedFrame, VideoWriter, decode, key_frames
 from .stage import Job, Stage
 
 log = logging.getLogger(__name__)
@@ -68,16 +71,20 @@ def _moving_average(x: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(pad, np.ones(w) / w, mode="valid")
 
 
-def crop_square(frame: np.ndarray, x0: int, y0: int, side: int, size: int, pad: str = "constant") -> np.ndarray:
-    """The ``side``-px square at ``(x0, y0)`` of ``frame``, padded where it leaves the frame, resized to ``size``."""
+def crop_square(frame: np.ndarray | DecodedFrame, x0: int, y0: int, side: int, size: int,
+                pad: str = "constant") -> np.ndarray:
+    """The ``side``-px square at ``(x0, y0)`` of ``frame``, padded where it leaves the frame, resized to ``size``.
+
+    ``frame`` is an RGB array, or a :class:`DecodedFrame` of which only the square is converted."""
     import cv2
 
-    h, w = frame.shape[:2]
+    h, w = (frame.height, frame.width) if isinstance(frame, DecodedFrame) else frame.shape[:2]
     ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
     if ax1 <= ax0 or ay1 <= ay0:
         patch = np.zeros((side, side, 3), np.uint8)
     else:
-        patch = frame[ay0:ay1, ax0:ax1]
+        patch = (frame.rgb_region(ax0, ay0, ax1, ay1) if isinstance(frame, DecodedFrame)
+                 else frame[ay0:ay1, ax0:ax1])
         widths = ((ay0 - y0, y0 + side - ay1), (ax0 - x0, x0 + side - ax1), (0, 0))
         if any(a or b for a, b in widths[:2]):
             if pad == "reflect" and min(patch.shape[:2]) < 2:
@@ -110,8 +117,20 @@ class AlignJob:
     params: AlignParams
 
 
+def decode_runs(tubes: list[tuple[int, int]], keys: list[int] | None = None) -> list[tuple[int, int]]:
+    """``[start, end)`` frame runs to decode for tube spans ``tubes``: overlapping or touching spans are one run, and
+    so are spans with no key frame (``keys``) in the gap between them (seeking would decode the gap again)."""
+    runs: list[list[int]] = []
+    for a, b in sorted(tubes):
+        if runs and (a <= runs[-1][1] or (keys is not None and not any(runs[-1][1] < k <= a for k in keys))):
+            runs[-1][1] = max(runs[-1][1], b)
+        else:
+            runs.append([a, b])
+    return [(a, b) for a, b in runs]
+
+
 def process_source(job: AlignJob) -> dict[str, Any]:
-    """Write every clip of one source (decoding it once); returns its part record ``{clips, rejects, stats}``."""
+    """Write every clip of one job (decoding only its tubes' frames); returns its part record."""
     p = job.params
     out = Path(p.out_dir)
     tubes = sorted(job.tubes, key=lambda t: (t["start_frame"], t["tube_id"]))
@@ -121,30 +140,34 @@ def process_source(job: AlignJob) -> dict[str, Any]:
             arr = {k: z[k] for k in z.files}
         crops = crop_boxes(arr["boxes"], p.increase, p.box_mode, p.smooth_window)
         plan.append((t, arr, crops))
-    first = min(t["start_frame"] for t in tubes)
-    last = max(t["end_frame"] for t in tubes)
+    spans = [(t["start_frame"], t["end_frame"]) for t in tubes]
+    runs = decode_runs(spans)
+    if len(runs) > 1:  # gaps: seek across those that hold a key frame (reading the packets once to know)
+        runs = decode_runs(spans, key_frames(job.video))
     writers: dict[str, VideoWriter] = {}
     pngs: dict[str, Path] = {}
     rows: list[dict] = []
     n = 0
     try:
-        for i, frame in enumerate(iter_frames(job.video, first, last), start=first):
-            n += 1
-            for t, arr, crops in plan:
-                j = i - t["start_frame"]
-                if j < 0 or i >= t["end_frame"]:
-                    continue
-                cid = t["tube_id"]
-                if cid not in writers:
-                    writers[cid] = VideoWriter(out / f"{cid}.mp4", fps=job.fps, crf=p.crf)
+        for a, b in runs:
+            for fr in decode(job.video, a, b, seek=True):
+                i = fr.index
+                n += 1
+                for t, arr, crops in plan:
+                    j = i - t["start_frame"]
+                    if j < 0 or i >= t["end_frame"]:
+                        continue
+                    cid = t["tube_id"]
+                    if cid not in writers:
+                        writers[cid] = VideoWriter(out / f"{cid}.mp4", fps=job.fps, crf=p.crf)
+                        if p.write_png:
+                            pngs[cid] = _fresh_dir(out / f".{cid}.png-tmp")
+                    img = crop_square(fr, *(int(v) for v in crops[j]), p.size, p.pad)
+                    writers[cid].write(img)
                     if p.write_png:
-                        pngs[cid] = _fresh_dir(out / f".{cid}.png-tmp")
-                img = crop_square(frame, *(int(v) for v in crops[j]), p.size, p.pad)
-                writers[cid].write(img)
-                if p.write_png:
-                    _write_png(pngs[cid] / f"{j:05d}.png", img)
-                if i == t["end_frame"] - 1:
-                    rows.append(_finish_clip(t, arr, crops, writers.pop(cid), pngs.pop(cid, None), job, out))
+                        _write_png(pngs[cid] / f"{j:05d}.png", img)
+                    if i == t["end_frame"] - 1:
+                        rows.append(_finish_clip(t, arr, crops, writers.pop(cid), pngs.pop(cid, None), job, out))
     finally:
         for w in writers.values():
             w.abort()
@@ -209,11 +232,33 @@ def _jobs(params: Params) -> list[Job]:
                 for r in g.sort_values("tube_id").to_dict("records")]
         src = sources.loc[sid]
         video = raw / str(src["path"])
-        blob = json.dumps([rows, to_dict(p) | {"out_dir": None}, str(src["path"]), float(src["fps"]),
-                           sha256_file(video) if video.exists() else None], sort_keys=True, default=str)
-        jobs.append(Job(str(sid), hashlib.sha256(blob.encode()).hexdigest()[:16],
-                        AlignJob(str(sid), str(video), float(src["fps"]), rows, str(faces), p)))
+        digest = sha256_file(video) if video.exists() else None
+        groups = tube_groups(rows, float(src["fps"]) * p.chunk_seconds)
+        pixels = max(1, int(src.get("width") or 0) * int(src.get("height") or 0))
+        for k, group in enumerate(groups):
+            blob = json.dumps([group, to_dict(p) | {"out_dir": None, "chunk_seconds": None}, str(src["path"]),
+                               float(src["fps"]), digest], sort_keys=True, default=str)
+            jid = str(sid) if len(groups) == 1 else f"{sid}~g{k:03d}"
+            span = max(t["end_frame"] for t in group) - min(t["start_frame"] for t in group)
+            jobs.append(Job(jid, hashlib.sha256(blob.encode()).hexdigest()[:16],
+                            AlignJob(str(sid), str(video), float(src["fps"]), group, str(faces), p),
+                            cost=span * pixels))
     return jobs
+
+
+def tube_groups(tubes: list[dict], chunk_frames: float) -> list[list[dict]]:
+    """The tubes of one source as one job, or (when they span more than ``1.5 * chunk_frames``) as jobs of tubes
+    (in start order) spanning about ``chunk_frames`` each; ``chunk_frames <= 0`` never splits."""
+    order = sorted(tubes, key=lambda t: (t["start_frame"], t["tube_id"]))
+    span = max(t["end_frame"] for t in order) - min(t["start_frame"] for t in order)
+    if chunk_frames <= 0 or span <= 1.5 * chunk_frames:
+        return [tubes]
+    groups: list[list[dict]] = [[]]
+    for t in order:
+        if groups[-1] and t["end_frame"] - groups[-1][0]["start_frame"] > chunk_frames:
+            groups.append([])
+        groups[-1].append(t)
+    return [sorted(g, key=lambda t: t["tube_id"]) for g in groups]
 
 
 def _complete(out: Path):  # noqa: ANN202 - part record -> bool
@@ -242,6 +287,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     report = {"clips": len(df), "clips_by_domain": {str(k): int(v) for k, v in df.groupby("domain").size().items()},
               "sources": len(jobs), "sources_failed": failed, "rejects": rejects, "frames_decoded": frames}
     res = stage.finish(report, {"sources_resumed": done.resumed, "work_seconds": round(done.work_seconds, 2),
+                                "job_seconds": done.job_seconds,
                                 "frames_per_second": done.rate(lambda part: part["stats"]["frames"])})
     log.info("align: %d clips from %d sources (%d resumed, %d failed), %d frames in %.1fs", len(df), len(jobs),
              done.resumed, len(failed), frames, res["wall_seconds"])

@@ -11,6 +11,12 @@ Supported inputs (all are metadata the dataset authors publish; the videos stay 
 - ``hdtf``: a folder with ``{RD,WDA,WRA}_video_url.txt`` (``name url``) and ``*_annotion_time.txt``
   (``name.mp4 mm:ss-mm:ss ...``); when ``*_crop_wh.txt`` (``name_k.mp4 x w y h`` pixels) and ``*_resolution.txt``
   (``name.mp4 height``) are present too, each clip gets a box (normalised assuming 16:9).
+- ``fomm-csv``: the metadata CSVs of the first-order-model preprocessing repository (AliaksandrSiarohin/
+  video-preprocessing), from which most reenactment work builds VoxCeleb (``vox-metadata.csv``) and TaiChi-HD
+  (``taichi-metadata.csv``): ``video_id,start,end,bbox,fps,width,height,partition[,person_id]``, ``start``/``end``
+  frame numbers at ``fps`` (end exclusive), ``bbox`` ``x0-y0-x1-y1`` pixels of a ``width`` x ``height`` frame. The
+  published ``partition`` is kept as the split and ``person_id`` as the identity (TaiChi has none: the video id
+  stands in). ``--format vox`` given such a CSV reads it as ``fomm-csv``.
 
 Each utterance/clip becomes one row with ``start``/``end`` seconds and a ``box`` = ``x0 y0 x1 y1`` in fractions of
 the frame width/height (the union of the per-frame boxes for VoxCeleb).
@@ -18,6 +24,8 @@ the frame width/height (the union of the per-frame boxes for VoxCeleb).
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 import math
@@ -32,7 +40,7 @@ from .manifest import Source, check_sources, write_manifest
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("vox", "celebvhq", "hdtf")
+FORMATS = ("vox", "celebvhq", "hdtf", "fomm-csv")
 VOX_FPS = 25.0
 VOX1_REF_HEIGHT = 360.0
 ASPECT = 16 / 9
@@ -245,8 +253,86 @@ def import_hdtf(path: Path) -> tuple[list[Source], list[str]]:
     return sources, skipped
 
 
+# --------------------------------------------------------------------------------------------------- FOMM CSV
+FOMM_COLUMNS = ("video_id", "start", "end", "bbox", "fps", "width", "height", "partition")
+_FOMM_DATASETS = {  # file name prefix -> (source id prefix, title, attribution)
+    "vox": ("vox", "VoxCeleb", "VoxCeleb (Nagrani et al. 2017; Chung et al. 2018), clips as cut by the "
+            "first-order-model preprocessing (Siarohin et al. 2019, AliaksandrSiarohin/video-preprocessing)"),
+    "taichi": ("taichi", "TaiChi-HD", "TaiChi-HD (Siarohin et al. 2019, AliaksandrSiarohin/video-preprocessing)"),
+}
+
+
+def is_fomm_csv(path: Path) -> bool:
+    """Whether ``path`` is a file whose first line is a first-order-model metadata header."""
+    if not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
+            head = f.readline()
+    except OSError:
+        return False
+    cols = [c.strip() for c in head.split(",")]
+    return tuple(cols[:len(FOMM_COLUMNS)]) == FOMM_COLUMNS
+
+
+def import_fomm_csv(path: Path) -> tuple[list[Source], list[str]]:
+    """One row per clip: ``<dataset>-[<person_id>-]<video_id>-<start>-<end>`` (start/end: the CSV's frame
+    numbers), ``start``/``end`` seconds = frames / ``fps``, ``box`` = ``bbox`` / (``width``, ``height``), clipped to the
+    frame. Exact repeats of an earlier row (vox-metadata.csv has 299) are skipped and listed."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"cannot read first-order-model metadata {path}: {e}",
+                            hint="pass vox-metadata.csv or taichi-metadata.csv") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = tuple(reader.fieldnames or ())
+    if header[:len(FOMM_COLUMNS)] != FOMM_COLUMNS:
+        raise ManifestError(f"{path} is not first-order-model metadata (header {','.join(header)!r})",
+                            hint=f"the header must start with {','.join(FOMM_COLUMNS)}")
+    stem = path.name.split("-")[0].split(".")[0].lower()
+    prefix, name, attribution = _FOMM_DATASETS.get(stem, ("fomm", "first-order-model clip",
+                                                          "first-order-model preprocessing metadata (Siarohin et al. "
+                                                          "2019, AliaksandrSiarohin/video-preprocessing)"))
+    sources, skipped = [], []
+    seen: dict[tuple, int] = {}
+    for row in reader:
+        line = reader.line_num
+        try:
+            vid = (row.get("video_id") or "").strip()
+            url = _youtube(vid)
+            try:
+                start, end, fps = int(row["start"]), int(row["end"]), float(row["fps"])
+                width, height = float(row["width"]), float(row["height"])
+                x0, y0, x1, y1 = (float(v) for v in row["bbox"].split("-"))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise _Skip("bad start/end/bbox/fps/width/height " + " ".join(
+                    repr(row.get(k)) for k in ("start", "end", "bbox", "fps", "width", "height"))) from None
+            if not (fps > 0 and width > 0 and height > 0 and 0 <= start < end):
+                raise _Skip(f"bad frame range {start}-{end} at {fps:g} fps or frame size {width:g}x{height:g}")
+            split = (row.get("partition") or "").strip().lower()
+            if split not in ("train", "test"):
+                raise _Skip(f"unknown partition {split!r} (train or test)")
+            person = (row.get("person_id") or "").strip()
+            key = (vid, start, end, person)
+            if key in seen:
+                raise _Skip(f"repeats line {seen[key]} ({vid} frames {start}-{end})")
+            seen[key] = line
+            identity = person or vid
+            sid = "-".join([prefix, *([person] if person else []), vid, f"{start:06d}", f"{end:06d}"])
+            sources.append(Source(
+                source_id=sid, url=url, domain="real", title=f"{name} {vid} frames {start}-{end} at {fps:g} fps",
+                license=f"video: YouTube (uploader's terms); {name} metadata: see "
+                        "AliaksandrSiarohin/video-preprocessing",
+                attribution=f"{attribution}; {url}", identity=identity, split=split,
+                start=round(start / fps, 3), end=round(end / fps, 3),
+                box=_box(x0 / width, y0 / height, x1 / width, y1 / height)))
+        except _Skip as e:
+            skipped.append(f"line {line}: {e}")
+    return sources, skipped
+
+
 # --------------------------------------------------------------------------------------------------- entry
-IMPORTERS = {"vox": import_vox, "celebvhq": import_celebvhq, "hdtf": import_hdtf}
+IMPORTERS = {"vox": import_vox, "celebvhq": import_celebvhq, "hdtf": import_hdtf, "fomm-csv": import_fomm_csv}
 
 
 def import_manifest(fmt: str, input_path: str | Path, out: str | Path, limit: int | None = None) -> dict[str, Any]:
@@ -260,6 +346,9 @@ def import_manifest(fmt: str, input_path: str | Path, out: str | Path, limit: in
     path = Path(input_path)
     if not path.exists():
         raise ManifestError(f"import input not found: {path}")
+    if fmt == "vox" and is_fomm_csv(path):
+        log.info("import vox: %s is first-order-model metadata (vox-metadata.csv); reading it as fomm-csv", path)
+        fmt = "fomm-csv"
     sources, skipped = IMPORTERS[fmt](path)
     if limit is not None:
         sources = sources[:limit]

@@ -37,6 +37,7 @@ class Job:
     id: str  # names the part record: a source id, a video name (a safe file name)
     key: str  # hash of everything the job's output depends on
     payload: Any  # what the stage's process function receives
+    cost: float = 0.0  # relative work (e.g. frames x pixels): bigger jobs start first, so workers finish together
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Outcome:
     failures: dict[str, str] = field(default_factory=dict)  # job id -> reason
     resumed: int = 0
     work_seconds: float = 0.0
+    job_seconds: dict[str, float] = field(default_factory=dict)  # job id -> seconds, for the jobs done now
     new: list[str] = field(default_factory=list)  # ids of the jobs done in this run
 
     def rate(self, count: Callable[[dict[str, Any]], float]) -> float | None:
@@ -112,6 +114,7 @@ class Stage:
             else:
                 out.parts[job.id] = part
         out.resumed = len(out.parts)
+        todo.sort(key=lambda j: -j.cost)  # stable: equal costs keep the stage's order
         ex = self.executor or make_executor(self.params.executor, self.params.n_workers(), self.params.scheduler)
         try:
             for job, res in ex.map(_Recorded(process, str(self.parts_dir)), todo, desc=desc or self.name):
@@ -120,6 +123,7 @@ class Stage:
                     log.debug("%s", res.detail)
                     out.failures[job.id] = res.reason
                 else:
+                    out.job_seconds[job.id] = round(res[SECONDS], 3)
                     out.work_seconds += res.pop(SECONDS)
                     out.parts[job.id] = res
                     out.new.append(job.id)

@@ -49,6 +49,7 @@ from ..metrics.pair import AnalysisCache, load_frames, resize_frames
 from ..models.base import Method, PairContext, to_tensor, to_uint8
 from ..progress import progress
 from ..video import read_frames
+from .verdicts import annotate
 from .visual import grid, save_clip, save_png, triptych
 
 log = logging.getLogger(__name__)
@@ -304,8 +305,6 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
              tasks: list[str], device: torch.device | str = "cpu", split: str = "test") -> EvalResult:
     """Animate the protocol pairs of ``tasks`` with ``method`` and write the results (rank 0) to ``out_dir``;
     ``split="train"`` uses pairs drawn the same way from the train clips (the train-vs-test gap)."""
-    from .validate import annotate
-
     root, out_dir = Path(dataset_dir), Path(out_dir)
     device = torch.device(device)
     check_metric_names(ep)
