@@ -461,7 +461,8 @@ def leaderboard_publish(ctx: click.Context, run_dir: str, benchmark: str | None)
               help="Rows to keep (default: the current dataset's version, from dvc.lock or its tables).")
 @click.pass_context
 def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version: str | None) -> None:
-    """Drop rows measured on other dataset versions (e.g. after the dataset was rebuilt), then re-render."""
+    """Drop rows measured on other dataset versions (e.g. after the dataset was rebuilt) and superseded runs' sample
+    GIFs, then re-render."""
     from .leaderboard.provenance import dataset_version as current_version
     from .leaderboard.render import render
     from .leaderboard.store import prune

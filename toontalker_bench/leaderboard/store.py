@@ -221,15 +221,23 @@ def run_rows(run_dir: str | Path, leaderboard_dir: str | Path) -> list[dict[str,
     return rows
 
 
-def prune(leaderboard_dir: str | Path, benchmark: str, keep_dataset_version: str) -> tuple[int, int]:
-    """Drop the rows measured on any other dataset version (they stay in git history) and the sample GIFs no row
-    references any more; returns ``(rows dropped, GIFs deleted)``. Re-render afterwards."""
+def prune(leaderboard_dir: str | Path, benchmark: str, keep_dataset_version: str | None) -> tuple[int, int]:
+    """Drop the rows measured on any other dataset version (``None``: keep every version; dropped rows stay in git
+    history) and keep sample GIFs only for the newest run of each (method, profile, variant, task): the board shows
+    that one, and older runs keep theirs in their run directories. Returns ``(rows dropped, GIFs deleted)``."""
     folder = Path(leaderboard_dir)
     path = folder / f"{benchmark}.csv"
     with lock(path):
         rows, metrics = read_rows(path)
-        kept = [r for r in rows if r["dataset_version"] == keep_dataset_version]
-        if len(kept) < len(rows):
+        kept = [r for r in rows if keep_dataset_version is None or r["dataset_version"] == keep_dataset_version]
+        newest: dict[tuple[str, ...], dict[str, str]] = {}
+        for r in sorted(kept, key=lambda r: (r["date"], r["run_id"])):
+            newest[tuple(r[k] for k in ("method", "profile", "variant", "task"))] = r
+        shown = {id(r) for r in newest.values()}
+        superseded = [r for r in kept if r["sample_gif"] and id(r) not in shown]
+        for r in superseded:
+            r["sample_gif"] = ""
+        if len(kept) < len(rows) or superseded:
             with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
                 w = csv.DictWriter(f, columns_for(metrics), restval="", lineterminator="\n")
                 w.writeheader()

@@ -81,6 +81,8 @@ class InceptionExtractor:
     # -- forward --------------------------------------------------------------------------------------------------
     @torch.inference_mode()
     def _forward(self, batch: np.ndarray) -> np.ndarray:
+        if not batch.flags.writeable:  # decoded frames can be read-only views; torch wants to own writable memory
+            batch = batch.copy()
         x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).float().div(255)
         x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)[0].flatten(1).cpu().numpy()
