@@ -30,6 +30,7 @@ def _scripts(model_profiles: str) -> dict[str, list[str]]:
         "landmarks": ["benchmarks.landmarks"],
         "scaling": ["benchmarks.scaling"],
         "metrics": ["benchmarks.metrics", "--n", "200"],
+        "evaluation": ["benchmarks.evaluation"],
         "models": ["benchmarks.models", "--methods", "toontalker,fomm,animeceleb", "--profiles", model_profiles],
         "demo": ["benchmarks.demo"],
     }
@@ -101,6 +102,14 @@ def table(res: dict[str, Any]) -> str:
                      f"images/s; median of {f.get('repeats', 1)}); cached {f['ratio_cached']}×"))
         if "peak_rss_mib" in met:
             rows.append((f"metrics benchmark peak memory{mark('metrics')}", f"{met['peak_rss_mib']:.0f} MiB max RSS"))
+    ev = res.get("evaluation")
+    if ev:
+        sec = ev["seconds_per_pair"]
+        rows.append((f"evaluation per pair, {ev['frames']} frames at 64 px, self metrics, face analysis at 64 px "
+                     f"(before) vs 256 px every 2nd frame (after){mark('evaluation')}",
+                     f"{_med(sec['before']):.2f} s before; after {_med(sec['after_cold']):.2f} s with an empty cache "
+                     f"({ev['ratio_after_cold_vs_before']}×), {_med(sec['after_warm']):.2f} s with the driving/source "
+                     f"analyses cached ({ev['ratio_after_warm_vs_before']}×); median of {sec['before']['n']}"))
     for r in (res.get("models") or {}).get("results", []):
         step = r.get("train_step_s_median")
         rows.append((f"{r['method']} / {r['profile']} on {r['device']} (measured {r['date'][:16]}Z){mark('models')}",
@@ -121,7 +130,7 @@ def table(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="",
-                    help="comma-separated subset of: pipeline, landmarks, scaling, metrics, models, demo")
+                    help="comma-separated subset of: pipeline, landmarks, scaling, metrics, evaluation, models, demo")
     ap.add_argument("--model-profiles", default="tiny,paper")
     ap.add_argument("--table", action="store_true", help="only print the table of the existing results.json")
     args = ap.parse_args(argv)
