@@ -56,3 +56,12 @@ def summary(values: list[float], digits: int = 3) -> dict[str, Any]:
     """Median of repeated measurements, with n, min, max and every value."""
     return {"median": round(statistics.median(values), digits), "n": len(values), "min": round(min(values), digits),
             "max": round(max(values), digits), "all": [round(v, digits) for v in values]}
+
+
+def pin_one_core() -> None:
+    """Pin this process to one core with single-threaded OpenCV: stage timings then compare like with like."""
+    import cv2
+
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    cv2.setNumThreads(1)

@@ -81,17 +81,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default="benchmarks/results/landmarks.json")
     args = ap.parse_args(argv)
-    import cv2
     import pandas as pd
 
     from toontalker_bench.config import load_params
     from toontalker_bench.io import write_json
 
-    from .common import load_avg, machine, summary
+    from .common import load_avg, machine, pin_one_core, summary
 
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    cv2.setNumThreads(1)
+    pin_one_core()
     raw = Path(args.raw)
     if not (raw / "sources.parquet").is_file():
         raise SystemExit(f"{raw}/sources.parquet not found: run `dvc repro` first (the demo corpus)")

@@ -196,17 +196,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     import copy
 
-    import cv2
-
     import toontalker_bench
     from toontalker_bench.config import load_params
     from toontalker_bench.io import write_json
 
-    from .common import load_avg, machine, peak_rss_mib, summary
+    from .common import load_avg, machine, peak_rss_mib, pin_one_core, summary
 
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    cv2.setNumThreads(1)
+    pin_one_core()
     logging_quiet()
     params = load_params(args.params if Path(args.params).is_file() else None)
     variants = _variants(args.landmarks, params)
