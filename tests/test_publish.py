@@ -186,12 +186,14 @@ def test_prune_keeps_one_dataset_version_and_its_gifs(tmp_path: Path) -> None:
 def test_only_the_newest_run_per_method_and_task_keeps_its_sample(tmp_path: Path) -> None:
     board = tmp_path / "leaderboard"
     (board / "samples").mkdir(parents=True)
-    runs = [("a", "2026-01-01", "fomm"), ("b", "2026-01-02", "fomm"), ("c", "2026-01-01", "toontalker")]
-    for run_id, _, _ in runs:
+    runs = [("a", "2026-01-01", "fomm", ""), ("b", "2026-01-02", "fomm", ""), ("c", "2026-01-01", "toontalker", ""),
+            ("quick", "2026-01-03", "fomm", "max_pairs=4,max_frames=0")]  # a quick run keeps the whole run's sample
+    for run_id, *_ in runs:
         (board / "samples" / f"{run_id}.gif").write_bytes(b"GIF89a")
-    publish_rows(board / "demo.csv", [{**row(run_id, method=m), "date": d, "sample_gif": f"samples/{run_id}.gif"}
-                                      for run_id, d, m in runs])
+    publish_rows(board / "demo.csv", [{**row(run_id, method=m), "date": d, "sample_gif": f"samples/{run_id}.gif",
+                                       "protocol_subset": sub} for run_id, d, m, sub in runs])
     assert prune(board, "demo", None) == (0, 1)
     rows, _ = read_rows(board / "demo.csv")
-    assert {r["run_id"]: r["sample_gif"] for r in rows} == {"a": "", "b": "samples/b.gif", "c": "samples/c.gif"}
-    assert sorted(p.name for p in (board / "samples").iterdir()) == ["b.gif", "c.gif"]
+    assert {r["run_id"]: r["sample_gif"] for r in rows} == {"a": "", "b": "samples/b.gif", "c": "samples/c.gif",
+                                                           "quick": "samples/quick.gif"}
+    assert sorted(p.name for p in (board / "samples").iterdir()) == ["b.gif", "c.gif", "quick.gif"]

@@ -35,6 +35,9 @@ ADDED_PROVENANCE = {"pose_labels": "", "protocol_version": "1", "analysis_size":
 INT_COLUMNS = ("seed", "steps", "size", "protocol_version", "analysis_size")
 METRIC_SUFFIXES = ("_backend", "_note")
 LOCK_TIMEOUT_S = 300.0
+#: one sample GIF per board cell: the rows a rendered board summarises together (quick subset runs and other
+#: dataset or protocol versions are cells of their own, so a quick run never takes a whole run's sample)
+SAMPLE_GROUP = ("method", "profile", "variant", "task", "protocol_subset", "dataset_version", "protocol_version")
 
 
 def csv_path(leaderboard_dir: str | Path, benchmark: str) -> Path:
@@ -223,8 +226,8 @@ def run_rows(run_dir: str | Path, leaderboard_dir: str | Path) -> list[dict[str,
 
 def prune(leaderboard_dir: str | Path, benchmark: str, keep_dataset_version: str | None) -> tuple[int, int]:
     """Drop the rows measured on any other dataset version (``None``: keep every version; dropped rows stay in git
-    history) and keep sample GIFs only for the newest run of each (method, profile, variant, task): the board shows
-    that one, and older runs keep theirs in their run directories. Returns ``(rows dropped, GIFs deleted)``."""
+    history) and keep sample GIFs only for the newest run of each :data:`SAMPLE_GROUP`: the board shows that one, and
+    older runs keep theirs in their run directories. Returns ``(rows dropped, GIFs deleted)``."""
     folder = Path(leaderboard_dir)
     path = folder / f"{benchmark}.csv"
     with lock(path):
@@ -232,7 +235,7 @@ def prune(leaderboard_dir: str | Path, benchmark: str, keep_dataset_version: str
         kept = [r for r in rows if keep_dataset_version is None or r["dataset_version"] == keep_dataset_version]
         newest: dict[tuple[str, ...], dict[str, str]] = {}
         for r in sorted(kept, key=lambda r: (r["date"], r["run_id"])):
-            newest[tuple(r[k] for k in ("method", "profile", "variant", "task"))] = r
+            newest[tuple(r[k] for k in SAMPLE_GROUP)] = r
         shown = {id(r) for r in newest.values()}
         superseded = [r for r in kept if r["sample_gif"] and id(r) not in shown]
         for r in superseded:
