@@ -23,7 +23,7 @@ LAYERS: list[frozenset[str]] = [  # bottom to top
     frozenset({"models"}),
     frozenset({"eval"}),
     frozenset({"train"}),
-    frozenset({"leaderboard", "publish"}),
+    frozenset({"leaderboard"}),
     frozenset({"runs", "animate", "doctor"}),
     frozenset({"cli"}),
     frozenset({"__main__"}),

@@ -24,6 +24,7 @@ from ..errors import AssetError, DatasetError
 from ..io import write_json, write_text
 from ..progress import progress
 from ..faces.analyzer import FaceAnalyzer
+from ..faces.pose import POSE_DIM
 from .verdicts import EXPRESSION_R_TARGET, IDENTITY_AUC_TARGET, POSE_MAE_TARGET_DEG, _f, validation_problems
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def motion_clips(params: Params, dataset_dir: str | None, frames_per_clip: int
         def gen() -> Iterator[Clip]:
             for row in table.itertuples():
                 frames = read_frames(ds / row.path, size=(SIZE, SIZE))
-                motion = np.full((len(frames), 20), np.nan)
+                motion = np.full((len(frames), POSE_DIM), np.nan)
                 npz = (ds / row.path).with_suffix(".npz")
                 if npz.is_file():
                     with np.load(npz) as z:

@@ -2,7 +2,7 @@
 
 The landmark model (dlib's 68 points, 0.5-1.5 ms a face) runs on a few frames of a track; :func:`flow_between`
 fills the frames between two such frames ``a < b``. The points of ``a`` are tracked forward frame by frame and those
-of ``b`` backward (pyramidal Lucas-Kanade, OpenCV), on grey crops around the face scaled to about ``FACE_PX`` pixels;
+of ``b`` backward (Lucas-Kanade without a pyramid, OpenCV: see ``LEVELS``), on grey crops around the face scaled to about ``FACE_PX`` pixels;
 each frame then takes the two tracks' weighted mean, weight ``(b - f) / (b - a)`` on the forward one, so the result
 starts at the model's points on ``a``, ends at those on ``b`` (re-anchored at every model frame: no drift carries
 over) and follows the motion in between. A point that either track loses (LK status 0, or a forward-backward error

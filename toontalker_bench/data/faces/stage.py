@@ -51,8 +51,10 @@ import numpy as np
 import pandas as pd
 
 from ...config import FacesParams, Params, ShotsParams, to_dict, view
+from ...domains import DOMAINS
 from ...errors import ConfigError, MediaError
 from ...executors import Executor
+from ...faces.pose import POSE_DIM
 from ...io import atomic_path, read_table, sha256_file, write_json, write_table
 from ...video import DecodedFrame, decode, probe
 from .. import cuts as C
@@ -108,7 +110,7 @@ class _Open:
 
 
 def detector_for(domain: str, p: FacesParams) -> str:
-    if domain not in ("real", "cartoon"):
+    if domain not in DOMAINS:
         raise ConfigError(f"unknown domain {domain!r}", hint="domains are real and cartoon")
     return p.real_detector if domain == "real" else p.cartoon_detector
 
@@ -187,12 +189,12 @@ def _load_gt(path: str) -> pd.DataFrame | None:
 
 def _gt_arrays(gt: pd.DataFrame | None, frames: np.ndarray, boxes: np.ndarray, fallback_identity: str
                ) -> tuple[np.ndarray, np.ndarray, str, bool]:
-    """Ground truth along a tube: per-frame GT box ``(T, 4)`` where the GT face overlaps the tube, motion ``(T, 20)``
+    """Ground truth along a tube: per-frame GT box ``(T, 4)`` where the GT face overlaps the tube, motion ``(T, POSE_DIM)``
     where the GT face is the tube's face (overlapping, or annotated without a box), both NaN elsewhere; the identity
     (most frequent such GT identity, else ``fallback_identity``); and whether the GT knows this face at all."""
     n = len(frames)
     gt_box = np.full((n, 4), np.nan, np.float32)
-    motion = np.full((n, 20), np.nan, np.float32)
+    motion = np.full((n, POSE_DIM), np.nan, np.float32)
     if gt is None:
         return gt_box, motion, fallback_identity, True
     rows = gt.reindex(frames)

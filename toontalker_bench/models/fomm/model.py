@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...domains import Domain
+from ...domains import DOMAINS, Domain
 from ..base import METHODS, Capabilities, Method
 from ..losses import ReconstructionLoss
 from .discriminator import Discriminator
@@ -99,7 +99,7 @@ def normalize_kp(kp_source: KP, kp_driving: KP, kp_driving_initial: KP) -> KP:
 
 def _batch_images(batch: dict[str, dict[str, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Source and driving frames of every domain present, concatenated."""
-    doms = [batch[d] for d in ("real", "cartoon") if d in batch]
+    doms = [batch[d] for d in DOMAINS if d in batch]
     return torch.cat([d["source"] for d in doms]), torch.cat([d["driving"] for d in doms])
 
 
