@@ -150,6 +150,22 @@ def test_dataset_version_from_dvc_lock_or_content(tmp_path: Path) -> None:
     assert dataset_version(ds, lock) != v
 
 
+def test_dataset_version_does_not_depend_on_the_working_directory(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from toontalker_bench.leaderboard.provenance import dataset_version
+
+    project = tmp_path / "project"
+    ds = project / "data" / "dataset"
+    ds.mkdir(parents=True)
+    (project / "dvc.lock").write_text("stages:\n  build:\n    outs:\n    - path: data/dataset\n      md5: abc.dir\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "dvc.lock").write_text("stages: {}\n")  # another project's lock in the working directory
+    for cwd, path in ((project, "data/dataset"), (elsewhere, str(ds)), (project, str(ds) + "/")):
+        monkeypatch.chdir(cwd)
+        assert dataset_version(path) == "dvc:abc.dir"
+
+
 def test_file_without_pose_labels_reads_and_gains_the_column(tmp_path: Path) -> None:
     """A leaderboard written before `pose_labels` (and the later provenance and note columns) existed still reads,
     with the defaults of older rows; the next publish adds the columns."""
