@@ -46,24 +46,26 @@ def run(frames: int, repeats: int) -> dict[str, Any]:
     source = resize_frames(source_full[None], 64)[0]
     times: dict[str, list[float]] = {k: [] for k in CONFIGS}
     values: dict[str, dict[str, Any]] = {}
+
+    def evaluate(cfg: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        ev = Evaluator(names, device="cpu", motion_backend="bfm3ddfa-jaw-y", **cfg)
+        ev.analyzer  # noqa: B018 - load the detector/landmarker outside the timing
+        full = {"driving": drv_full, "source": source_full} if cfg["analysis_size"] else {}
+        pair = ev.pair(gen, drv, source, full=full)
+        t0 = time.perf_counter()
+        out = ev.evaluate_pair(pair)
+        return time.perf_counter() - t0, {k: v.value for k, v in out.items()}
+
     with tempfile.TemporaryDirectory() as tmp:
         for cfg in (CONFIGS["before"], {**CONFIGS["after_cold"], "cache": False}):  # first-call costs: model loads
-            ev = Evaluator(names, device="cpu", motion_backend="bfm3ddfa-jaw-y", **cfg)
-            ev.evaluate_pair(ev.pair(gen, drv, source, full={"driving": drv_full, "source": source_full}
-                                     if cfg["analysis_size"] else {}))
+            evaluate(cfg)
         for r in range(repeats):
             # a fresh cache folder per repeat: cold on its first use, warm on the second
             with mock.patch("toontalker_bench.eval.evaluator.face_cache_dir", lambda r=r: Path(tmp) / f"faces{r}"):
                 for name, cfg in CONFIGS.items():
-                    ev = Evaluator(names, device="cpu", motion_backend="bfm3ddfa-jaw-y", **cfg)
-                    ev.analyzer  # noqa: B018 - load the detector/landmarker outside the timing
-                    full = {"driving": drv_full, "source": source_full} if cfg["analysis_size"] else {}
-                    pair = ev.pair(gen, drv, source, pair_id=name, full=full)
-                    t0 = time.perf_counter()
-                    out = ev.evaluate_pair(pair)
-                    times[name].append(time.perf_counter() - t0)
-                    values[name] = {k: v.value for k, v in out.items()}
-                    print(f"repeat {r} {name:<11} {times[name][-1]:7.2f} s/pair", flush=True)
+                    dt, values[name] = evaluate(cfg)
+                    times[name].append(dt)
+                    print(f"repeat {r} {name:<11} {dt:7.2f} s/pair", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {"metrics": names, "frames": frames, "generated_size": 64, "motion_backend": "bfm3ddfa-jaw-y",
             "seconds_per_pair": {k: summary(v, 3) for k, v in times.items()},
