@@ -271,3 +271,41 @@ def test_train_split_gap_and_subset_runs_stay_off_the_board(dataset: Path, work:
     assert sorted(board.protocol_subset.fillna("")) == [""] * 4 + ["max_pairs=1"] * 4
     text = (work / "leaderboard" / "README.md").read_text()
     assert "4 rows of other versions or of protocol subsets" in text
+
+
+def test_diagnose_splits_appearance_from_motion(dataset: Path, work: Path, capsys: pytest.CaptureFixture) -> None:
+    """`evaluate diagnose` on the brackets whose answers are known: copy-source re-draws the source exactly and never
+    moves (appearance 0, follow 0, reenact_l1 == copy_l1 == mean |d_t - d_0| from the files), oracle-driving
+    returns the driver (reenact 0, follow 1); a method that follows half the driver's change scores follow 0.5."""
+    import torch
+
+    from toontalker_bench.eval.diagnose import pair_figures
+
+    for method in ("copy-source", "oracle-driving"):
+        assert cli(dataset, "run", "--method", method, "--no-publish", "--tasks", "self_real") == 0
+    capsys.readouterr()
+    copy = next((work / "runs" / "copy-source").iterdir())
+    assert cli(dataset, "evaluate", "diagnose", "--method", "copy-source", "--run-id", copy.name, "--pairs", "0",
+               "--frames", "6") == 0
+    assert "| test | self_real | 0.0000 |" in capsys.readouterr().out
+    table = pd.read_csv(copy / "diagnosis.csv")
+    assert set(table.split) == {"test", "train"} and set(table.task) == {"self_real", "self_cartoon"}
+    assert (table.appearance_l1 == 0).all() and (table.follow == 0).all() and (table.response == 0).all()
+    assert np.allclose(table.reenact_l1, table.copy_l1)
+    pairs = pd.read_parquet(dataset / "protocol" / "pairs.parquet").query("task == 'self_real'")
+    p = pairs.iloc[0]
+    drv = read_frames(dataset / "clips" / f"{p.driving_clip}.mp4")[p.driving_start:p.driving_start + 6] / 255.0
+    row = table.query("split == 'test' and task == 'self_real'").iloc[0]
+    assert row.copy_l1 == pytest.approx(np.abs(drv[1:] - drv[:1]).mean(), abs=1e-6)
+
+    oracle = next((work / "runs" / "oracle-driving").iterdir())
+    assert cli(dataset, "evaluate", "diagnose", "--method", "oracle-driving", "--run-id", oracle.name,
+               "--split", "test", "--frames", "6") == 0
+    table = pd.read_csv(oracle / "diagnosis.csv")
+    assert set(table.split) == {"test"}
+    assert np.allclose(table.reenact_l1, 0) and np.allclose(table.follow, 1) and (table.copy_l1 > 0).all()
+
+    d = torch.from_numpy(drv).permute(0, 3, 1, 2).float()
+    half = pair_figures(d[:1] + 0.5 * (d - d[:1]), d)
+    assert half["follow"] == pytest.approx(0.5) and half["response"] == pytest.approx(0.5)
+    assert half["reenact_l1"] == pytest.approx(0.5 * half["copy_l1"], rel=1e-5)

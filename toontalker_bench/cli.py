@@ -383,6 +383,36 @@ def evaluate_run_cmd(ctx: click.Context, method: str, run_id: str | None, checkp
     click.echo(f"results in {plan.run_dir if split == 'test' else plan.run_dir / f'eval-{split}'}")
 
 
+@evaluate.command("diagnose")
+@click.option("--method", required=True, help="Registered method.")
+@click.option("--run-id", default=None, help="Run under runs/<method>/ to diagnose (default: a new id).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Checkpoint (default: the run's own).")
+@click.option("--profile", default=None, help="Profile, when the run directory has no config.yaml.")
+@click.option("--trust-checkpoint", is_flag=True, help="Allow a full pickle .pth (runs code from the file).")
+@click.option("--split", "splits", multiple=True, type=click.Choice(["test", "train"]),
+              help="Pairs of these splits (repeatable; default: test and train).")
+@click.option("--pairs", "max_pairs", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Self-reenactment pairs per task and split (0 = all).")
+@click.option("--frames", "max_frames", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Driving frames per pair.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_HSET_HELP)
+@click.pass_context
+def evaluate_diagnose_cmd(ctx: click.Context, method: str, run_id: str | None, checkpoint: str | None,
+                          profile: str | None, trust_checkpoint: bool, splits: tuple[str, ...], max_pairs: int,
+                          max_frames: int, sets: tuple[str, ...]) -> None:
+    """Why a method does (not) beat copy-source: appearance error (re-drawing the source) against motion error
+    (following the driver), on self-reenactment windows whose first frame is the source."""
+    from .domains import SELF_TASKS
+    from .runs import diagnose, plan_run
+
+    params, profile_sets = _harness_params(ctx, sets)
+    plan = plan_run(params, method, profile, profile_sets, list(SELF_TASKS), run_id=run_id,
+                    checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, train=False)
+    click.echo(diagnose(plan, splits or ("test", "train"), max_pairs, max_frames), nl=False)
+    click.echo(f"per pair: {plan.run_dir / 'diagnosis.csv'}")
+
+
 def _echo_metrics(metrics: dict[str, dict[str, float | None]]) -> None:
     for task, values in metrics.items():
         click.echo(f"{task:<13} " + "  ".join(f"{m}={'n/a' if v is None else f'{v:.4g}'}" for m, v in values.items()))

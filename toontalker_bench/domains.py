@@ -13,6 +13,7 @@ TASKS: dict[str, tuple[Domain, Domain]] = {  # task -> (source domain, driving d
     "real2cartoon": ("cartoon", "real"),
     "cartoon2real": ("real", "cartoon"),
 }
+SELF_TASKS: tuple[str, ...] = tuple(t for t, (src, drv) in TASKS.items() if src == drv)
 
 
 def is_cross(task: str) -> bool:

@@ -249,6 +249,26 @@ def evaluate(plan: RunPlan, split: str = "test") -> dict[str, dict[str, float | 
     return {t: {m: v.value for m, v in ms.items()} for t, ms in result.metrics.items()}
 
 
+def diagnose(plan: RunPlan, splits: tuple[str, ...] = ("test", "train"), max_pairs: int = 8,
+             max_frames: int = 32) -> str:
+    """Appearance-vs-motion figures of the plan's checkpoint (:mod:`toontalker_bench.eval.diagnose`) into
+    ``diagnosis.csv`` (per pair) and ``diagnosis.md`` (means) of the run directory; returns the markdown."""
+    from .eval.diagnose import diagnose as run_diagnosis
+    from .eval.diagnose import markdown, summarise
+    from .train.trainer import FINAL_CHECKPOINT
+
+    ckpt = plan.checkpoint or plan.run_dir / FINAL_CHECKPOINT
+    if not ckpt.is_file():
+        raise CheckpointError(f"checkpoint not found: {ckpt}", hint="train first, or pass --checkpoint PATH")
+    model = build_method(plan.method, cfg=plan.cfg, checkpoint=ckpt, trust=plan.trust_checkpoint)
+    table = run_diagnosis(model, plan.dataset, splits, max_pairs, max_frames, plan.device)
+    text = markdown(summarise(table), f"{plan.method} {plan.run_id} (seed {plan.seed}): appearance vs motion")
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(plan.run_dir / "diagnosis.csv", index=False)
+    write_text(plan.run_dir / "diagnosis.md", text)
+    return text
+
+
 def publish(plan: RunPlan) -> Path:
     from .leaderboard.publish import publish_run
 

@@ -257,7 +257,7 @@ def check_metric_names(ep: EvalParams) -> None:
             raise ConfigError(f"unknown metric {bad[0]!r} in eval.{key}", hint=f"known: {', '.join(sorted(known))}")
 
 
-class _Frames:
+class ProtocolFrames:
     """Protocol frames: read once at full clip size (face analysis), resized to the method's size (its input and
     the pixel metrics)."""
 
@@ -313,7 +313,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
             raise ConfigError(f"method {method.name!r} cannot do cross-domain task {task!r}",
                               hint="pass --tasks self_real self_cartoon")
     pairs = load_pairs(root, tasks, split)
-    frames = _Frames(root, clip_table(root), method.size)
+    frames = ProtocolFrames(root, clip_table(root), method.size)
     rank, world = _rank_world()
     mdev = "cuda" if device.type == "cuda" else "cpu"
     method.to(device).eval()

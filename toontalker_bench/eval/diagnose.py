@@ -1,0 +1,95 @@
+"""Where a reenactment method's error comes from: re-drawing the source (appearance) or following the driver (motion).
+
+For each self-reenactment protocol pair the driving window itself supplies the source: ``source = d_0`` and the method
+animates it with ``d_0 .. d_T`` (relative motion, so the reference frame is the source). Then, per frame, the ground
+truth is known exactly and the error splits in two:
+
+- ``appearance_l1`` = L1(out_0, d_0): the error with zero motion to apply; copy-source scores 0.
+- ``reenact_l1`` = mean over t >= 1 of L1(out_t, d_t), against ``copy_l1`` = mean L1(d_0, d_t), what copying scores.
+- ``follow`` = sum((out_t - out_0) . (d_t - d_0)) / sum(|d_t - d_0|^2): the share of the driver's frame-to-frame
+  change that the output reproduces, projected on it (1 = follows exactly, 0 = static or unrelated change).
+- ``response`` = mean|out_t - out_0| / mean|d_t - d_0|: how much the output changes at all, relative to the driver.
+
+A method that beats copy-source on ``reenact_l1`` must follow (``follow`` > 0) while drawing the source well
+(``appearance_l1`` small): the figures say which of the two is missing. Pixels in [0, 1] at the method's size.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..data.dataset import clip_table, load_pairs
+from ..domains import SELF_TASKS, TASKS
+from ..models.base import Method, PairContext, to_tensor
+from ..progress import progress
+from .evaluator import ProtocolFrames
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("appearance_l1", "reenact_l1", "copy_l1", "follow", "response")
+
+
+def pair_figures(out: torch.Tensor, driving: torch.Tensor) -> dict[str, float]:
+    """The module's figures for one animated window: ``out`` and ``driving`` ``(T, 3, S, S)`` in [0, 1], where
+    ``out`` animates ``driving[0]`` with ``driving``."""
+    d_change = driving[1:] - driving[:1]
+    o_change = out[1:] - out[:1]
+    energy = float(d_change.pow(2).sum())
+    return {
+        "appearance_l1": float((out[0] - driving[0]).abs().mean()),
+        "reenact_l1": float((out[1:] - driving[1:]).abs().mean()),
+        "copy_l1": float(d_change.abs().mean()),
+        "follow": float((o_change * d_change).sum()) / energy if energy > 0 else float("nan"),
+        "response": float(o_change.abs().mean() / d_change.abs().mean()) if energy > 0 else float("nan"),
+    }
+
+
+@torch.no_grad()
+def diagnose(method: Method, dataset_dir: str | Path, splits: tuple[str, ...] = ("test", "train"),
+             max_pairs: int = 8, max_frames: int = 32, device: torch.device | str = "cpu") -> pd.DataFrame:
+    """Per-pair figures (see the module docstring) on the self-reenactment pairs of ``splits``; one row per pair
+    with ``split``, ``task`` and ``pair_id``."""
+    root = Path(dataset_dir)
+    device = torch.device(device)
+    frames = ProtocolFrames(root, clip_table(root), method.size)
+    method.to(device).eval()
+    rows: list[dict[str, Any]] = []
+    tasks = list(SELF_TASKS)
+    for split in splits:
+        pairs = load_pairs(root, tasks, split)
+        for task in tasks:
+            domain = TASKS[task][0]
+            tp = pairs[pairs["task"] == task].head(max_pairs) if max_pairs else pairs[pairs["task"] == task]
+            for row in progress(list(tp.itertuples()), desc=f"diagnose {method.name} {split} {task}", unit="pair"):
+                n = min(int(row.n_frames), max_frames) if max_frames else int(row.n_frames)
+                driving = to_tensor(frames.window(row.driving_clip, int(row.driving_start), n)[0]).to(device)
+                kwargs: dict[str, Any] = {}
+                if method.capabilities.needs_pair_context:
+                    kwargs["context"] = PairContext(str(root), row.driving_clip, int(row.driving_start),
+                                                    row.driving_clip, int(row.driving_start), n)
+                out = method.animate(driving[0], driving, source_domain=domain, driving_domain=domain,
+                                     relative=True, **kwargs)
+                rows.append({"split": split, "task": task, "pair_id": row.pair_id,
+                             **pair_figures(out.float().clamp(0, 1).cpu(), driving.cpu())})
+    return pd.DataFrame(rows)
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean of each figure per (split, task)."""
+    return table.groupby(["split", "task"], sort=False)[list(COLUMNS)].mean().reset_index()
+
+
+def markdown(summary: pd.DataFrame, title: str) -> str:
+    head = "| split | task | " + " | ".join(COLUMNS) + " |"
+    lines = [f"**{title}**", "", head, "|" + "---|" * (len(COLUMNS) + 2)]
+    for r in summary.itertuples(index=False):
+        vals = [getattr(r, c) for c in COLUMNS]
+        lines.append(f"| {r.split} | {r.task} | " + " | ".join("n/a" if np.isnan(v) else f"{v:.4f}" for v in vals)
+                     + " |")
+    return "\n".join(lines) + "\n"
