@@ -357,14 +357,24 @@ def train_cmd(ctx: click.Context, method: str, profile: str | None, run_id: str 
         raise click.exceptions.Abort()  # main() prints "aborted" and exits 130
 
 
+def checkpoint_options(fn):  # noqa: ANN001, ANN201 - click decorator
+    """The options that pick a trained model: ``--method``, ``--run-id``, ``--checkpoint``, ``--profile``,
+    ``--trust-checkpoint``."""
+    for option in reversed((
+        click.option("--method", required=True, help="Registered method."),
+        click.option("--run-id", default=None, help="Run directory under runs/<method>/ (default: a new id)."),
+        click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+                     help="Checkpoint (.safetensors, or a release .pth the method can load; default: the run's own)."),
+        click.option("--profile", default=None, help="Profile, when the run directory has no config.yaml."),
+        click.option("--trust-checkpoint", is_flag=True, help="Allow a full pickle .pth (runs code from the file)."),
+    )):
+        fn = option(fn)
+    return fn
+
+
 @evaluate.command("run")
-@click.option("--method", required=True, help="Registered method.")
-@click.option("--run-id", default=None, help="Run under runs/<method>/ to evaluate (default: a new id).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint (.safetensors, or a release .pth the method can load; default: the run's own).")
-@click.option("--profile", default=None, help="Profile, when the run directory has no config.yaml.")
+@checkpoint_options
 @click.option("--tasks", multiple=True, help=_TASKS_HELP)
-@click.option("--trust-checkpoint", is_flag=True, help="Allow a full pickle .pth (runs code from the file).")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="train: pairs drawn the protocol's way from the train clips, into <run>/eval-train/ (never "
                    "published): what the method scores on faces it trained on, against the test pairs.")
@@ -384,12 +394,7 @@ def evaluate_run_cmd(ctx: click.Context, method: str, run_id: str | None, checkp
 
 
 @evaluate.command("diagnose")
-@click.option("--method", required=True, help="Registered method.")
-@click.option("--run-id", default=None, help="Run under runs/<method>/ to diagnose (default: a new id).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint (default: the run's own).")
-@click.option("--profile", default=None, help="Profile, when the run directory has no config.yaml.")
-@click.option("--trust-checkpoint", is_flag=True, help="Allow a full pickle .pth (runs code from the file).")
+@checkpoint_options
 @click.option("--split", "splits", multiple=True, type=click.Choice(["test", "train"]),
               help="Pairs of these splits (repeatable; default: test and train).")
 @click.option("--pairs", "max_pairs", type=click.IntRange(min=0), default=8, show_default=True,
