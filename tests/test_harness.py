@@ -287,7 +287,7 @@ def test_diagnose_splits_appearance_from_motion(dataset: Path, work: Path, capsy
     copy = next((work / "runs" / "copy-source").iterdir())
     assert cli(dataset, "evaluate", "diagnose", "--method", "copy-source", "--run-id", copy.name, "--pairs", "0",
                "--frames", "6") == 0
-    assert "| test | self_real | 0.0000 |" in capsys.readouterr().out
+    assert "| test | self_real | 2 | 0.0000 |" in capsys.readouterr().out
     table = pd.read_csv(copy / "diagnosis.csv")
     assert set(table.split) == {"test", "train"} and set(table.task) == {"self_real", "self_cartoon"}
     assert (table.appearance_l1 == 0).all() and (table.follow == 0).all() and (table.response == 0).all()

@@ -26,6 +26,7 @@ import torch
 
 from ..data.dataset import clip_table, load_pairs
 from ..domains import SELF_TASKS, TASKS
+from ..errors import UserError
 from ..models.base import Method, PairContext, to_tensor
 from ..progress import progress
 from .evaluator import ProtocolFrames
@@ -54,7 +55,8 @@ def pair_figures(out: torch.Tensor, driving: torch.Tensor) -> dict[str, float]:
 def diagnose(method: Method, dataset_dir: str | Path, splits: tuple[str, ...] = ("test", "train"),
              max_pairs: int = 8, max_frames: int = 32, device: torch.device | str = "cpu") -> pd.DataFrame:
     """Per-pair figures (see the module docstring) on the self-reenactment pairs of ``splits``; one row per pair
-    with ``split``, ``task`` and ``pair_id``."""
+    with ``split``, ``task`` and ``pair_id``. A bracket that cannot draw a pair (``oracle-render`` on a clip its
+    renderer did not make) leaves NaN figures and the reason in ``unavailable``."""
     root = Path(dataset_dir)
     device = torch.device(device)
     frames = ProtocolFrames(root, clip_table(root), method.size)
@@ -73,23 +75,31 @@ def diagnose(method: Method, dataset_dir: str | Path, splits: tuple[str, ...] = 
                 if method.capabilities.needs_pair_context:
                     kwargs["context"] = PairContext(str(root), row.driving_clip, int(row.driving_start),
                                                     row.driving_clip, int(row.driving_start), n)
-                out = method.animate(driving[0], driving, source_domain=domain, driving_domain=domain,
-                                     relative=True, **kwargs)
-                rows.append({"split": split, "task": task, "pair_id": row.pair_id,
-                             **pair_figures(out.float().clamp(0, 1).cpu(), driving.cpu())})
+                info = {"split": split, "task": task, "pair_id": row.pair_id}
+                try:
+                    out = method.animate(driving[0], driving, source_domain=domain, driving_domain=domain,
+                                         relative=True, **kwargs)
+                except UserError as e:
+                    if not method.capabilities.bracket:
+                        raise
+                    log.warning("%s cannot answer %s: %s", method.name, row.pair_id, e)  # as in the evaluator
+                    rows.append({**info, **dict.fromkeys(COLUMNS, float("nan")), "unavailable": str(e)})
+                    continue
+                rows.append({**info, **pair_figures(out.float().clamp(0, 1).cpu(), driving.cpu()), "unavailable": ""})
     return pd.DataFrame(rows)
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean of each figure per (split, task)."""
-    return table.groupby(["split", "task"], sort=False)[list(COLUMNS)].mean().reset_index()
+    """Mean of each figure per (split, task) over the pairs the method answered, and their number (``pairs``)."""
+    groups = table.groupby(["split", "task"], sort=False)
+    return groups[list(COLUMNS)].mean().join(groups["appearance_l1"].count().rename("pairs")).reset_index()
 
 
 def markdown(summary: pd.DataFrame, title: str) -> str:
-    head = "| split | task | " + " | ".join(COLUMNS) + " |"
-    lines = [f"**{title}**", "", head, "|" + "---|" * (len(COLUMNS) + 2)]
+    head = "| split | task | pairs | " + " | ".join(COLUMNS) + " |"
+    lines = [f"**{title}**", "", head, "|" + "---|" * (len(COLUMNS) + 3)]
     for r in summary.itertuples(index=False):
         vals = [getattr(r, c) for c in COLUMNS]
-        lines.append(f"| {r.split} | {r.task} | " + " | ".join("n/a" if np.isnan(v) else f"{v:.4f}" for v in vals)
-                     + " |")
+        lines.append(f"| {r.split} | {r.task} | {r.pairs} | "
+                     + " | ".join("n/a" if np.isnan(v) else f"{v:.4f}" for v in vals) + " |")
     return "\n".join(lines) + "\n"
