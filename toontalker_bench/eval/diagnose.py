@@ -95,11 +95,15 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return groups[list(COLUMNS)].mean().join(groups["appearance_l1"].count().rename("pairs")).reset_index()
 
 
+def _cell(v: float) -> str:
+    return "n/a" if np.isnan(v) else f"{v:.4f}".replace("-0.0000", "0.0000")  # a rounding sign says nothing
+
+
 def markdown(summary: pd.DataFrame, title: str) -> str:
     head = "| split | task | pairs | " + " | ".join(COLUMNS) + " |"
     lines = [f"**{title}**", "", head, "|" + "---|" * (len(COLUMNS) + 3)]
     for r in summary.itertuples(index=False):
         vals = [getattr(r, c) for c in COLUMNS]
         lines.append(f"| {r.split} | {r.task} | {r.pairs} | "
-                     + " | ".join("n/a" if np.isnan(v) else f"{v:.4f}" for v in vals) + " |")
+                     + " | ".join(_cell(v) for v in vals) + " |")
     return "\n".join(lines) + "\n"
