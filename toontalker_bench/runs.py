@@ -203,6 +203,16 @@ def train(plan: RunPlan) -> dict[str, Any]:
     return record
 
 
+def trained_model(plan: RunPlan) -> tuple[Method, Path]:
+    """The plan's checkpoint (default: the run's own) loaded into its method, and the checkpoint's path."""
+    from .train.trainer import FINAL_CHECKPOINT
+
+    ckpt = plan.checkpoint or plan.run_dir / FINAL_CHECKPOINT
+    if not ckpt.is_file():
+        raise CheckpointError(f"checkpoint not found: {ckpt}", hint="train first, or pass --checkpoint PATH")
+    return build_method(plan.method, cfg=plan.cfg, checkpoint=ckpt, trust=plan.trust_checkpoint), ckpt
+
+
 def protocol_subset(ep: Any) -> str:
     """``""`` for the whole protocol, else what was cut (such rows are never compared with whole-protocol rows)."""
     return ",".join(f"{k}={getattr(ep, k)}" for k in ("max_pairs", "max_frames") if getattr(ep, k))
@@ -214,13 +224,9 @@ def evaluate(plan: RunPlan, split: str = "test") -> dict[str, dict[str, float | 
     train-vs-test gap."""
     from .eval.evaluator import evaluate as run_evaluator
     from .leaderboard.provenance import code_commit, dataset_version, now_iso
-    from .train.trainer import FINAL_CHECKPOINT
 
     commit = code_commit()  # read at the start: the tree may change while a long evaluation runs
-    ckpt = plan.checkpoint or plan.run_dir / FINAL_CHECKPOINT
-    if not ckpt.is_file():
-        raise CheckpointError(f"checkpoint not found: {ckpt}", hint="train first, or pass --checkpoint PATH")
-    model = build_method(plan.method, cfg=plan.cfg, checkpoint=ckpt, trust=plan.trust_checkpoint)
+    model, ckpt = trained_model(plan)
     if not (plan.run_dir / CONFIG_FILE).is_file():
         _save_config(plan)
     if plan.checkpoint and not (plan.run_dir / "train.json").is_file():
@@ -255,12 +261,7 @@ def diagnose(plan: RunPlan, splits: tuple[str, ...] = ("test", "train"), max_pai
     ``diagnosis.csv`` (per pair) and ``diagnosis.md`` (means) of the run directory; returns the markdown."""
     from .eval.diagnose import diagnose as run_diagnosis
     from .eval.diagnose import markdown, summarise
-    from .train.trainer import FINAL_CHECKPOINT
-
-    ckpt = plan.checkpoint or plan.run_dir / FINAL_CHECKPOINT
-    if not ckpt.is_file():
-        raise CheckpointError(f"checkpoint not found: {ckpt}", hint="train first, or pass --checkpoint PATH")
-    model = build_method(plan.method, cfg=plan.cfg, checkpoint=ckpt, trust=plan.trust_checkpoint)
+    model, _ = trained_model(plan)
     table = run_diagnosis(model, plan.dataset, splits, max_pairs, max_frames, plan.device)
     text = markdown(summarise(table), f"{plan.method} {plan.run_id} (seed {plan.seed}): appearance vs motion")
     plan.run_dir.mkdir(parents=True, exist_ok=True)
