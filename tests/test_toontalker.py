@@ -117,6 +117,29 @@ def test_relative_identity_equals_reconstruction_of_source() -> None:
         assert (out - rec).abs().max() < 1e-4
 
 
+def test_motion_trace_stages() -> None:
+    """`motion_trace` is ~0 at every stage when the source drives itself (the output stage, relative to a zero
+    driver change, is undefined); for other driving frames each stage equals
+    the change computed from the generator's public pieces, and the output stage equals the change of
+    `reconstruct` (the training-time transfer) relative to the driver's."""
+    m = micro().eval()
+    src, drv = face(), torch.stack([face(seed=1), face(seed=2)])
+    still_trace = m.motion_trace(src, src[None].repeat(2, 1, 1, 1), "real")
+    assert max(still_trace[k] for k in ("feature", "tokens", "codes")) < 1e-5 and math.isnan(still_trace["output"])
+    trace = m.motion_trace(src, drv, "real")
+    assert list(trace) == ["feature", "tokens", "codes", "output"] and all(v > 0 for v in trace.values())
+    g = m.gens["real"]
+    with torch.no_grad():
+        ms, md = g.motion(src[None] * 2 - 1), g.motion(drv * 2 - 1)
+        ts, td = g.canon_drv(ms), g.canon_drv(md)
+        moved = m.reconstruct(src[None].repeat(2, 1, 1, 1), drv, "real")
+        still = m.reconstruct(src[None], src[None], "real")
+    assert trace["feature"] == pytest.approx(float((md - ms).abs().mean() / ms.abs().mean()), rel=1e-5)
+    assert trace["tokens"] == pytest.approx(float((td - ts).abs().mean() / ts.abs().mean()), rel=1e-4)
+    assert trace["output"] == pytest.approx(float((moved - still).abs().mean() / (drv - src).abs().mean()),
+                                            rel=1e-3)
+
+
 def test_reconstruction_of_source_improves_with_training() -> None:
     m = micro(loss={"reconstruction": "l1_ssim", "rec": 1.0, "ssim": 1.0, "analogy": 0.0, "adv": 0.0})
     src = face()[None]

@@ -12,6 +12,10 @@ truth is known exactly and the error splits in two:
 
 A method that beats copy-source on ``reenact_l1`` must follow (``follow`` > 0) while drawing the source well
 (``appearance_l1`` small): the figures say which of the two is missing. Pixels in [0, 1] at the method's size.
+
+Methods with named internal stages (:meth:`Method.motion_trace`) add ``trace_<stage>`` columns: how much each stage
+changes between driving by the source and driving by ``d_1 .. d_T``, so a motion that never reaches the output can be
+followed to the stage that drops it.
 """
 
 from __future__ import annotations
@@ -85,25 +89,36 @@ def diagnose(method: Method, dataset_dir: str | Path, splits: tuple[str, ...] = 
                     log.warning("%s cannot answer %s: %s", method.name, row.pair_id, e)  # as in the evaluator
                     rows.append({**info, **dict.fromkeys(COLUMNS, float("nan")), "unavailable": str(e)})
                     continue
-                rows.append({**info, **pair_figures(out.float().clamp(0, 1).cpu(), driving.cpu()), "unavailable": ""})
+                trace = {f"trace_{k}": v for k, v in method.motion_trace(driving[0], driving[1:], domain).items()}
+                rows.append({**info, **pair_figures(out.float().clamp(0, 1).cpu(), driving.cpu()), **trace,
+                             "unavailable": ""})
     return pd.DataFrame(rows)
+
+
+def figure_columns(table: pd.DataFrame) -> list[str]:
+    """:data:`COLUMNS` and the method's ``trace_*`` columns, if any."""
+    return [*COLUMNS, *(c for c in table.columns if c.startswith("trace_"))]
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
     """Mean of each figure per (split, task) over the pairs the method answered, and their number (``pairs``)."""
     groups = table.groupby(["split", "task"], sort=False)
-    return groups[list(COLUMNS)].mean().join(groups["appearance_l1"].count().rename("pairs")).reset_index()
+    return groups[figure_columns(table)].mean().join(groups["appearance_l1"].count().rename("pairs")).reset_index()
 
 
-def _cell(v: float) -> str:
-    return "n/a" if np.isnan(v) else f"{v:.4f}".replace("-0.0000", "0.0000")  # a rounding sign says nothing
+def _cell(v: float, column: str) -> str:
+    if np.isnan(v):
+        return "n/a"
+    if column.startswith("trace_"):  # ratios that span orders of magnitude
+        return f"{v:.2g}"
+    return f"{v:.4f}".replace("-0.0000", "0.0000")  # a rounding sign says nothing
 
 
 def markdown(summary: pd.DataFrame, title: str) -> str:
-    head = "| split | task | pairs | " + " | ".join(COLUMNS) + " |"
-    lines = [f"**{title}**", "", head, "|" + "---|" * (len(COLUMNS) + 3)]
-    for r in summary.itertuples(index=False):
-        vals = [getattr(r, c) for c in COLUMNS]
-        lines.append(f"| {r.split} | {r.task} | {r.pairs} | "
-                     + " | ".join(_cell(v) for v in vals) + " |")
+    columns = figure_columns(summary)
+    head = "| split | task | pairs | " + " | ".join(columns) + " |"
+    lines = [f"**{title}**", "", head, "|" + "---|" * (len(columns) + 3)]
+    for r in summary.to_dict("records"):
+        lines.append(f"| {r['split']} | {r['task']} | {r['pairs']} | "
+                     + " | ".join(_cell(r[c], c) for c in columns) + " |")
     return "\n".join(lines) + "\n"

@@ -106,6 +106,12 @@ class Method(nn.Module):
         """
         raise NotImplementedError
 
+    def motion_trace(self, source: torch.Tensor, driving: torch.Tensor, domain: Domain) -> dict[str, float]:
+        """How much each internal stage of the motion path changes when ``driving`` frames ``(T, 3, H, W)`` replace
+        ``source`` ``(3, H, W)`` as the driver, in order from input to output (``evaluate diagnose`` reports it, to
+        show where a method loses the driving motion). Empty for methods without named stages."""
+        return {}
+
     def variant(self) -> str:
         """What distinguishes this configuration on the leaderboard beyond method and profile (e.g. a fusion mode,
         the perceptual-loss backbone); empty by default."""

@@ -136,6 +136,30 @@ class ToonTalker(Method):
             out.append(g.decode(qi, [f.expand(len(qi), -1, -1, -1) for f in feats]))
         return torch.cat(out)
 
+    @torch.no_grad()
+    def motion_trace(self, source: torch.Tensor, driving: torch.Tensor, domain: Domain) -> dict[str, float]:
+        """Within one domain, the driving frames' change against the source itself as driver, stage by stage:
+        ``feature`` (motion encoder), ``tokens`` (canonical driving tokens), ``codes`` (the decoder's per-layer
+        codes), each as mean |change| / mean |value|; ``output`` = mean |image change| / mean |driver's change|
+        (``evaluate diagnose``'s ``response``, on the absolute transfer used in training; NaN when the driving frames
+        equal the source)."""
+        g = self.gens[domain]
+        xs, xd = _prep(source[None]), _prep(driving)
+        m_s, m_d = g.motion(torch.cat([xs, xd])).split([1, len(xd)])
+        feats = [f.expand(len(xd), -1, -1, -1) for f in g.appearance(xs)]
+        c_src = g.canon_src(m_s).expand(len(xd), -1, -1)
+        t_s, t_d = g.canon_drv(torch.cat([m_s, m_d])).split([1, len(xd)])
+        t_s = t_s.expand_as(t_d)
+        k_s, k_d = g.codes(c_src + t_s, feats), g.codes(c_src + t_d, feats)
+        o_s, o_d = g.synth(k_s, feats[1:]), g.synth(k_d, feats[1:])
+        driver = float((xd - xs).abs().mean())
+
+        def rel(d: torch.Tensor, s: torch.Tensor) -> float:
+            return float((d - s).abs().mean() / s.abs().mean().clamp_min(1e-12))
+
+        return {"feature": rel(m_d, m_s.expand_as(m_d)), "tokens": rel(t_d, t_s), "codes": rel(k_d, k_s),
+                "output": float((o_d - o_s).abs().mean()) / driver if driver > 0 else float("nan")}
+
     def variant(self) -> str:
         parts = [f"fusion={self.fusion}"]
         if self.cross_domain_transformer != "own":

@@ -139,12 +139,14 @@ class DomainGenerator(nn.Module):
         """Source feature maps ordered 4 px .. size."""
         return self.app_enc(x)[1]
 
-    def decode(self, q: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
-        """Project canonical tokens back to this domain (cross-attending 4, 16, 64 px source features), map them
-        to per-layer codes and synthesise."""
-        b = q.shape[0]
+    def codes(self, q: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Project canonical tokens back to this domain (cross-attending 4, 16, 64 px source features) and map them
+        to the synthesis's per-layer codes ``(B, n_codes, d)``."""
         f4, f16, f64 = feats[0], feats[2], self.lateral(feats[4])
         for layer, f in zip(self.back, (f4, f16, f64)):
             q = layer(q, f.flatten(2).transpose(1, 2))
-        codes = self.to_codes(q.flatten(1)).view(b, -1, self.style_dim)
-        return self.synth(codes, feats[1:])
+        return self.to_codes(q.flatten(1)).view(q.shape[0], -1, self.style_dim)
+
+    def decode(self, q: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        """Canonical tokens + source features -> image in [-1, 1]."""
+        return self.synth(self.codes(q, feats), feats[1:])
