@@ -140,6 +140,78 @@ def test_motion_trace_stages() -> None:
                                             rel=1e-3)
 
 
+def test_query_layer_norm_order() -> None:
+    """With every sub-layer's output zeroed, a pre-norm layer passes its queries through unchanged (the residual
+    stream is never normalised) and a post-norm layer returns them layer-normalised."""
+    from toontalker_bench.models.blocks import QueryDecoderLayer
+
+    q, mem = torch.randn(2, 4, 8) * 5, torch.randn(2, 1, 8)
+    for pre in (True, False):
+        layer = QueryDecoderLayer(8, 2, 16, pre_norm=pre)
+        for attn in (layer.cross_attn, layer.self_attn):
+            torch.nn.init.zeros_(attn.out_proj.weight)
+            torch.nn.init.zeros_(attn.out_proj.bias)
+        torch.nn.init.zeros_(layer.ff2.weight)
+        torch.nn.init.zeros_(layer.ff2.bias)
+        out = layer(q, mem)
+        want = q if pre else torch.nn.functional.layer_norm(q, (8,))
+        assert torch.allclose(out, want, atol=1e-5), pre
+
+
+def test_random_affine() -> None:
+    from toontalker_bench.models.blocks import random_affine
+
+    x = torch.stack([face(), face(seed=1)])
+    assert torch.allclose(random_affine(x, 0, 0, 0), x, atol=1e-5)  # zero ranges: the identity
+    torch.manual_seed(3)
+    a = random_affine(x, 15, 0.1, 0.1)
+    torch.manual_seed(3)
+    assert torch.equal(a, random_affine(x, 15, 0.1, 0.1)) and a.shape == x.shape
+    assert (a - x).abs().mean() > 0.01
+    # a pure shift of one half-width moves the image by a quarter of its width (grid units span [-1, 1])
+    x0 = torch.zeros(1, 1, 8, 8)
+    x0[..., 4] = 1.0
+    torch.manual_seed(0)
+    u = torch.rand(1, 4) * 2 - 1
+    torch.manual_seed(0)
+    shifted = random_affine(x0, 0, 0, 1.0)
+    col = int(shifted[0, 0, 0].argmax())
+    assert col == round(4 - float(u[0, 2]) * 4)
+
+
+def test_synthetic_pairs() -> None:
+    """`synthetic_pairs.p` = 1 replaces every driving frame by a warp of its source; 0 leaves the batch alone; a bad
+    setting is one clear error."""
+    from toontalker_bench.errors import ConfigError
+
+    src, drv = torch.stack([face(), face(seed=1)]), torch.stack([face(seed=2), face(seed=3)])
+    b = {"source": src, "driving": drv}
+    assert micro(synthetic_pairs={"p": 0})._driving(b) is drv
+    m = micro(synthetic_pairs={"p": 1.0, "rotation_deg": 0, "scale": 0, "shift": 0})
+    assert torch.allclose(m._driving(b), src, atol=1e-5)  # zero-range warps of the sources
+    m = micro(synthetic_pairs={"p": 1.0})
+    warped = m._driving(b)
+    assert not torch.allclose(warped, drv) and not torch.allclose(warped, src)
+    with pytest.raises(ConfigError, match="synthetic_pairs"):
+        micro(synthetic_pairs={"p": 2.0})
+    with pytest.raises(ConfigError, match="synthetic_pairs"):
+        micro(synthetic_pairs={"probability": 0.5})
+
+
+def test_token_skip_and_memory_init() -> None:
+    m = micro(token_skip=True, memory_init_std=0.02, transformer_norm="pre")
+    g = m.gens["real"]
+    assert g.token_skip is not None and "gens.real.token_skip.weight" in m.state_dict()
+    assert float(g.memory.weight.detach().std()) < 0.05 and g.t_drv.pre_norm and g.back[0].pre_norm
+    assert m.training_aids() == ["pre-norm", "memory_std=0.02", "token-skip", "synthetic=0.5"]
+    # the paper's model: none of the tiny profile's training aids
+    plain = micro(token_skip=False, transformer_norm="post", memory_init_std=None, synthetic_pairs={"p": 0})
+    assert plain.training_aids() == [] and plain.gens["real"].token_skip is None and not any("token_skip" in k for k in plain.state_dict())
+    assert float(plain.gens["real"].memory.weight.detach().std()) > 0.5 and not plain.gens["real"].t_drv.pre_norm
+    out = m.animate(face(), torch.stack([face(seed=1)]), source_domain="real", driving_domain="cartoon")
+    assert out.shape == (1, 3, 64, 64)
+
+
 def test_reconstruction_of_source_improves_with_training() -> None:
     m = micro(loss={"reconstruction": "l1_ssim", "rec": 1.0, "ssim": 1.0, "analogy": 0.0, "adv": 0.0})
     src = face()[None]

@@ -8,7 +8,8 @@ the mapping onto released checkpoints short. Stable public API:
   :class:`ConvLayer`, :class:`ResBlock`, :class:`ModulatedConv2d`, :class:`StyledConv`, :class:`ToRGB`,
   :class:`ToFlow`, :class:`FuseSFT`, :class:`QueryDecoderLayer`;
 - networks: :class:`StyleEncoder` (image -> multi-scale features, optionally a vector), :class:`Discriminator`;
-- helpers: :func:`channel_map`, :func:`make_blur_kernel`, :func:`upfirdn2d`, :func:`identity_grid`, :func:`warp`;
+- helpers: :func:`channel_map`, :func:`make_blur_kernel`, :func:`upfirdn2d`, :func:`identity_grid`, :func:`warp`,
+  :func:`random_affine`;
 - losses on images in any range: :func:`ssim`, :func:`multiscale_l1`.
 """
 
@@ -89,6 +90,21 @@ def warp(feat: torch.Tensor, offsets: torch.Tensor, release_grid: bool = False) 
     if feat.shape[-2:] != (h, w):
         feat = F.interpolate(feat, size=(h, w), mode="bilinear", align_corners=False)
     return F.grid_sample(feat, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def random_affine(x: torch.Tensor, max_rotation_deg: float, max_scale: float, max_shift: float) -> torch.Tensor:
+    """``x`` ``(B, C, H, W)`` under a random similarity per image: rotation, scale ``1 ± max_scale`` and shift (in
+    half-widths) drawn uniformly from torch's global generator; borders replicate."""
+    n = x.shape[0]
+    u = torch.rand(n, 4, device=x.device, dtype=x.dtype) * 2 - 1
+    angle, scale = u[:, 0] * math.radians(max_rotation_deg), 1 + u[:, 1] * max_scale
+    theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = torch.cos(angle) * scale
+    theta[:, 0, 1] = -torch.sin(angle) * scale
+    theta[:, 1, 0] = torch.sin(angle) * scale
+    theta[:, :, 2] = u[:, 2:] * max_shift
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 # ----------------------------------------------------------------------------------------------------- layers
@@ -291,13 +307,16 @@ class FuseSFT(nn.Module):
 
 
 class QueryDecoderLayer(nn.Module):
-    """DETR-style decoder layer (post-norm): cross-attention queries -> memory, then self-attention, then an MLP.
+    """DETR-style decoder layer: cross-attention queries -> memory, then self-attention, then an MLP.
 
-    ``query`` ``(B, N, d)``, ``memory`` ``(B, M, d)``; batch-first.
+    ``query`` ``(B, N, d)``, ``memory`` ``(B, M, d)``; batch-first. Post-norm (DETR's and the ToonTalker release's
+    order) normalises after each residual sum; ``pre_norm`` normalises each sub-layer's input instead and leaves the
+    residual stream unnormalised (same parameters, so either order loads the same weights).
     """
 
-    def __init__(self, d: int, heads: int, ff: int, dropout: float = 0.0) -> None:
+    def __init__(self, d: int, heads: int, ff: int, dropout: float = 0.0, pre_norm: bool = False) -> None:
         super().__init__()
+        self.pre_norm = pre_norm
         self.cross_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
         self.self_attn = nn.MultiheadAttention(d, heads, dropout=dropout, batch_first=True)
         self.ff1 = nn.Linear(d, ff)
@@ -307,6 +326,11 @@ class QueryDecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d)
 
     def forward(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        if self.pre_norm:
+            q = query + self.cross_attn(self.norm1(query), memory, memory, need_weights=False)[0]
+            x = self.norm2(q)
+            q = q + self.self_attn(x, x, x, need_weights=False)[0]
+            return q + self.ff2(F.relu(self.ff1(self.norm3(q))))
         q = self.norm1(query + self.cross_attn(query, memory, memory, need_weights=False)[0])
         q = self.norm2(q + self.self_attn(q, q, q, need_weights=False)[0])
         return self.norm3(q + self.ff2(F.relu(self.ff1(q))))

@@ -18,7 +18,7 @@ from torch import nn
 from ...domains import DOMAINS, Domain
 from ...errors import ConfigError
 from ..base import METHODS, Capabilities, Method
-from ..blocks import Discriminator, channel_map
+from ..blocks import Discriminator, channel_map, random_affine
 from .networks import FUSION_MODES, DomainGenerator, choice
 from .release import load_release
 
@@ -65,6 +65,11 @@ class ToonTalker(Method):
         self.r1_every = int(lw.get("r1_every", 16))
         self.domain_weight = {d: float(cfg.get("domain_weight", {}).get(d, 1.0)) for d in DOMAINS}
         self.stage1_steps = int(cfg.get("stage1_steps", 0))
+        self.synthetic = {"p": 0.0, "rotation_deg": 15.0, "scale": 0.1, "shift": 0.1,
+                          **{k: float(v) for k, v in dict(cfg.get("synthetic_pairs") or {}).items()}}
+        if set(self.synthetic) != {"p", "rotation_deg", "scale", "shift"} or not 0 <= self.synthetic["p"] <= 1:
+            raise ConfigError(f"toontalker synthetic_pairs must hold p in [0, 1], rotation_deg, scale, shift; got "
+                              f"{cfg.get('synthetic_pairs')!r}")
         # held outside the module tree: the loss network is not part of the method's checkpoint
         self._rec = [ReconstructionLoss(str(lw.get("reconstruction", "auto")), float(lw.get("ssim", 1.0)),
                                         int(lw.get("scales", 3)), perceptual=lw.get("perceptual"))]
@@ -164,7 +169,21 @@ class ToonTalker(Method):
         parts = [f"fusion={self.fusion}"]
         if self.cross_domain_transformer != "own":
             parts.append(f"cross={self.cross_domain_transformer}")
+        parts += self.training_aids()
         return "; ".join([*parts, super().variant()]).strip("; ")
+
+    def training_aids(self) -> list[str]:
+        """The departures from the paper's model this configuration uses (see the profile), as variant tags."""
+        aids = []
+        if self.cfg.get("transformer_norm", "post") == "pre":
+            aids.append("pre-norm")
+        if self.cfg.get("memory_init_std") is not None:
+            aids.append(f"memory_std={float(self.cfg['memory_init_std']):g}")
+        if self.cfg.get("token_skip", False):
+            aids.append("token-skip")
+        if self.synthetic["p"] > 0:
+            aids.append(f"synthetic={self.synthetic['p']:g}")
+        return aids
 
     # -- training ---------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], step: int) -> dict[str, float]:
@@ -177,13 +196,14 @@ class ToonTalker(Method):
         fakes: dict[str, list[torch.Tensor]] = {d: [] for d in batch}
         for dom, b in batch.items():
             g = self.gens[dom]
-            xs, xd = _prep(b["source"]), _prep(b["driving"])
+            driving = self._driving(b)
+            xs, xd = _prep(b["source"]), _prep(driving)
             m = g.motion(torch.cat([xs, xd]))
             m_s, m_d = m.chunk(2)
             c_src, c_s, c_d = g.canon_src(m_s), g.canon_drv(m_s), g.canon_drv(m_d)
             feats = g.appearance(xs)
             out = g.decode(c_src + c_d, feats)
-            rec = rec_loss((out + 1) / 2, b["driving"])
+            rec = rec_loss((out + 1) / 2, driving)
             total = total + self.w["rec"] * self.domain_weight[dom] * rec
             logs[f"rec_{dom}"] = float(rec.detach())
             fakes[dom].append(out)
@@ -205,6 +225,21 @@ class ToonTalker(Method):
             logs.update(self._d_step(batch, fakes, step))
         logs["loss"] = float(total.detach())
         return logs
+
+    def _driving(self, b: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The pairs' driving frames, each replaced with probability ``synthetic_pairs.p`` by its own source under a
+        random similarity warp: a large, exactly known motion to learn from, where a clip's own frames hold little
+        (torch's generator, re-seeded by the trainer every step, draws which pairs and which warps)."""
+        p = self.synthetic["p"]
+        if p <= 0:
+            return b["driving"]
+        pick = torch.rand(len(b["source"]), device=b["source"].device) < p
+        if not bool(pick.any()):
+            return b["driving"]
+        driving = b["driving"].clone()
+        driving[pick] = random_affine(b["source"][pick], self.synthetic["rotation_deg"], self.synthetic["scale"],
+                                      self.synthetic["shift"]).to(driving.dtype)
+        return driving
 
     def _analogy(self, ea: dict[str, Any], eb: dict[str, Any],
                  gb: DomainGenerator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,6 +29,12 @@ Below 64 px both modes fuse ``w + out * (1 - mask)``, as the release does.
 """
 
 
+TRANSFORMER_NORMS = ("post", "pre")
+"""``transformer_norm`` config values: where the query transformers normalise. ``post`` (DETR's order, the release's)
+after each residual sum; ``pre`` before each sub-layer, leaving the residual stream unnormalised, so a motion feature
+added to the memory queries is not rescaled away (see ``docs/toontalker.md``, the `tiny` profile)."""
+
+
 def choice(cfg: dict[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
     """``cfg[key]`` (default ``default``), which must be one of ``choices``."""
     value = str(cfg.get(key, default))
@@ -107,15 +113,20 @@ class DomainGenerator(nn.Module):
             raise ConfigError(f"toontalker needs 4 px and 16 px encoder channels == style_dim={d}, got {ch[4]}/{ch[16]}",
                               hint="adjust channel_base/channel_max or style_dim")
         n_tok, heads, ff = int(cfg["motion_tokens"]), int(cfg["heads"]), int(cfg["ff_dim"])
+        pre = choice(cfg, "transformer_norm", TRANSFORMER_NORMS, "post") == "pre"
         self.app_enc = StyleEncoder(size, ch)                 # appearance: multi-scale feature maps
         self.motion_enc = StyleEncoder(size, ch, out_dim=d)   # image -> d-D motion feature
         self.memory = nn.Embedding(n_tok, d)                  # learnable motion base memory (query tokens)
-        self.t_src = QueryDecoderLayer(d, heads, ff)          # source query transformer
-        self.t_drv = QueryDecoderLayer(d, heads, ff)          # driving query transformer
-        self.back = nn.ModuleList([QueryDecoderLayer(d, heads, ff) for _ in range(3)])  # canonical -> this domain
+        if cfg.get("memory_init_std") is not None:  # else nn.Embedding's own draw, N(0, 1)
+            nn.init.normal_(self.memory.weight, std=float(cfg["memory_init_std"]))
+        self.t_src = QueryDecoderLayer(d, heads, ff, pre_norm=pre)  # source query transformer
+        self.t_drv = QueryDecoderLayer(d, heads, ff, pre_norm=pre)  # driving query transformer
+        self.back = nn.ModuleList([QueryDecoderLayer(d, heads, ff, pre_norm=pre) for _ in range(3)])  # -> this domain
         self.lateral = nn.Conv2d(ch[64], d, 3, padding=1)
         self.synth = Synthesis(size, ch, d, choice(cfg, "fusion", FUSION_MODES, "corrected"))
         self.to_codes = EqualLinear(n_tok * d, self.synth.n_codes * d)
+        # canonical tokens straight to the codes, beside the back-projection (``token_skip``; not in the paper)
+        self.token_skip = EqualLinear(n_tok * d, self.synth.n_codes * d) if cfg.get("token_skip", False) else None
         self.style_dim = d
 
     # motion -------------------------------------------------------------------------------------------------
@@ -143,9 +154,13 @@ class DomainGenerator(nn.Module):
         """Project canonical tokens back to this domain (cross-attending 4, 16, 64 px source features) and map them
         to the synthesis's per-layer codes ``(B, n_codes, d)``."""
         f4, f16, f64 = feats[0], feats[2], self.lateral(feats[4])
+        canonical = q
         for layer, f in zip(self.back, (f4, f16, f64)):
             q = layer(q, f.flatten(2).transpose(1, 2))
-        return self.to_codes(q.flatten(1)).view(q.shape[0], -1, self.style_dim)
+        codes = self.to_codes(q.flatten(1))
+        if self.token_skip is not None:
+            codes = codes + self.token_skip(canonical.flatten(1))
+        return codes.view(q.shape[0], -1, self.style_dim)
 
     def decode(self, q: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
         """Canonical tokens + source features -> image in [-1, 1]."""
