@@ -20,8 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-# The demo is the real `run` at demo size, to fit 15 minutes on 2 cores: 150 training steps (the tiny profile trains
-# 900), 4 pairs per task and 256 FID reference frames. Its rows are marked protocol_subset and never rendered with
+# The demo is the real `run` at demo size, to fit 15 minutes on 2 cores: 150 training steps (the tiny profiles train
+# 500-1200), 4 pairs per task and 256 FID reference frames. Its rows are marked protocol_subset and never rendered with
 # whole-protocol rows; `leaderboard show` then prints the committed board (whole runs, several seeds).
 DEMO_SETS ?= --set train.steps=150 --set eval.max_pairs=4 --set eval.fid_reference_frames=256
 

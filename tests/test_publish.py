@@ -128,6 +128,17 @@ def test_rows_are_summarised_over_seeds_with_their_spread_and_notes(tmp_path: Pa
     assert "- `l1`†: not validated on this data: pose MAE 4.0 deg > 3 on real" in md
 
 
+def test_a_longer_training_budget_is_its_own_row_not_a_newer_seed(tmp_path: Path) -> None:
+    from toontalker_bench.leaderboard.render import summarise
+
+    path = tmp_path / "board.csv"
+    publish_rows(path, [{**row("short", l1=0.5), "steps": 10, "date": "2026-01-01T00:00:00Z"},
+                        {**row("long", l1=0.2), "steps": 20, "date": "2026-01-02T00:00:00Z"}])
+    df = summarise(read_leaderboard(path)).set_index("steps")
+    assert sorted(df.index) == [10, 20] and list(df["n_seeds"]) == [1, 1]
+    assert df.loc[10, "l1"] == pytest.approx(0.5) and df.loc[20, "l1"] == pytest.approx(0.2)
+
+
 def test_dataset_version_from_dvc_lock_or_content(tmp_path: Path) -> None:
     import hashlib
 

@@ -1,7 +1,7 @@
 """Leaderboard pages: ``README.md`` (markdown tables), ``index.html`` (sortable; the ``str.format`` template
 ``page.html``) and ``plots/<task>.png`` (bar charts), all from the CSV; and the plain-text view ``leaderboard show``.
 
-Rows are summarised per (method, profile, variant, task) over training seeds: the newest run of each seed, then the
+Rows are summarised per (method, profile, variant, training steps, task) over training seeds: the newest run of each seed, then the
 mean and, with two or more seeds, the standard deviation ("mean ± sd, n seeds"), so a ranking shows its
 seed-to-seed spread. Only rows of the newest dataset version and protocol version are shown. Brackets (reference
 points such as copy-source or oracle-render) are labelled and never marked best. A value whose note says it is not
@@ -23,7 +23,7 @@ from ..io import atomic_path, write_text
 from .store import csv_path, lock, metric_directions, read_leaderboard
 
 HEADLINE = ("apd_rel_deg", "aed_exp_rel")  # the motion metrics that fit the relative-motion protocol, shown first
-GROUP = ["method", "profile", "variant", "task"]
+GROUP = ["method", "profile", "variant", "steps", "task"]  # a different training budget is not another seed
 
 
 def current(df: pd.DataFrame) -> pd.DataFrame:
@@ -38,7 +38,7 @@ def current(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, profile, variant, task): metric means over seeds (newest run per seed), ``<m>_sd``,
+    """One row per (method, profile, variant, steps, task): metric means over seeds (newest run per seed), ``<m>_sd``,
     ``n_seeds``, the notes of those runs, and the newest run's id, sample and training record."""
     if df.empty:
         return df
