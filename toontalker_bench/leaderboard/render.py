@@ -1,8 +1,8 @@
 """Leaderboard pages: ``README.md`` (markdown tables), ``index.html`` (sortable; the ``str.format`` template
 ``page.html``) and ``plots/<task>.png`` (bar charts), all from the CSV; and the plain-text view ``leaderboard show``.
 
-Rows are summarised per (method, profile, variant, training steps, task) over training seeds: the newest run of each seed, then the
-mean and, with two or more seeds, the standard deviation ("mean ± sd, n seeds"), so a ranking shows its
+Rows are summarised per (method, profile, variant, training steps, task) over training seeds: the newest run of each
+seed, then the mean and, with two or more seeds, the standard deviation ("mean ± sd, n seeds"), so a ranking shows its
 seed-to-seed spread. Only rows of the newest dataset version and protocol version are shown. Brackets (reference
 points such as copy-source or oracle-render) are labelled and never marked best. A value whose note says it is not
 validated on this data carries †, one from too few frames ‡; the notes are listed under each table.

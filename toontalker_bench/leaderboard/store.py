@@ -37,7 +37,8 @@ METRIC_SUFFIXES = ("_backend", "_note")
 LOCK_TIMEOUT_S = 300.0
 #: one sample GIF per board cell: the rows a rendered board summarises together (quick subset runs and other
 #: dataset or protocol versions are cells of their own, so a quick run never takes a whole run's sample)
-SAMPLE_GROUP = ("method", "profile", "variant", "steps", "task", "protocol_subset", "dataset_version", "protocol_version")
+SAMPLE_GROUP = ("method", "profile", "variant", "steps", "task", "protocol_subset", "dataset_version",
+                "protocol_version")
 
 
 def csv_path(leaderboard_dir: str | Path, benchmark: str) -> Path:
