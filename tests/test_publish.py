@@ -137,6 +137,8 @@ def test_a_longer_training_budget_is_its_own_row_not_a_newer_seed(tmp_path: Path
     df = summarise(read_leaderboard(path)).set_index("steps")
     assert sorted(df.index) == [10, 20] and list(df["n_seeds"]) == [1, 1]
     assert df.loc[10, "l1"] == pytest.approx(0.5) and df.loc[20, "l1"] == pytest.approx(0.2)
+    md = render_markdown(read_leaderboard(path), "demo")
+    assert "| m (10 steps) | tiny | 1 |" in md and "| m (20 steps) | tiny | 1 |" in md
 
 
 def test_dataset_version_from_dvc_lock_or_content(tmp_path: Path) -> None:

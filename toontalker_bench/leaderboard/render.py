@@ -58,7 +58,10 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             row[f"{m}_backend"] = newest[f"{m}_backend"]
             row[f"{m}_note"] = "; ".join(dict.fromkeys(n for n in g[f"{m}_note"] if n))
         out.append(row)
-    return pd.DataFrame(out)
+    summary = pd.DataFrame(out)
+    # a configuration shown at several training budgets names its steps, so its rows can be told apart
+    summary["several_budgets"] = summary.groupby(["method", "profile", "variant"])["steps"].transform("nunique") > 1
+    return summary
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
@@ -73,7 +76,7 @@ def _arrow(direction: str) -> str:
 
 def _task_table(s: pd.DataFrame, task: str) -> tuple[pd.DataFrame, list[str], dict[str, float]]:
     directions = metric_directions()
-    t = s[s["task"] == task].sort_values(["bracket", "method", "profile", "variant"])
+    t = s[s["task"] == task].sort_values(["bracket", "method", "profile", "variant", "steps"])
     metrics = [m for m in metric_columns(t)]
     best: dict[str, float] = {}
     contenders = t[t["bracket"] != "yes"]
@@ -85,8 +88,11 @@ def _task_table(s: pd.DataFrame, task: str) -> tuple[pd.DataFrame, list[str], di
 
 
 def _label(r: Any) -> str:  # noqa: ANN401 - a summary row
-    """Method name, its variant, where its training pose vectors came from, and whether it is a bracket."""
+    """Method name, its variant, its training steps when the board shows it at several budgets, where its training
+    pose vectors came from, and whether it is a bracket."""
     name = r.method + (f" [{r.variant}]" if r.variant else "")
+    if r.several_budgets:
+        name += f" ({r.steps} steps)"
     if r.pose_labels:
         name += f" ({r.pose_labels} pose labels)"
     return f"{name} (bracket)" if r.bracket == "yes" else name
