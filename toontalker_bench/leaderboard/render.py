@@ -178,7 +178,7 @@ def _bar_charts(s: pd.DataFrame, folder: Path) -> list[str]:
         if t.empty or not metrics:
             continue
         fig, axes = plt.subplots(1, len(metrics), figsize=(2.6 * len(metrics) + 0.6, 3.0), squeeze=False)
-        labels = [f"{m}\n{p}" for m, p in zip(t["method"], t["profile"])]
+        labels = [f"{m} {p}" + (f" {n} st." if n else "") for m, p, n in zip(t["method"], t["profile"], t["steps"])]
         for ax, m in zip(axes[0], metrics):
             vals = t[m].astype(float).fillna(0.0)
             err = t[f"{m}_sd"].astype(float).fillna(0.0)
