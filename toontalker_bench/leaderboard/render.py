@@ -20,10 +20,10 @@ import pandas as pd
 
 from ..domains import TASKS
 from ..io import atomic_path, write_text
-from .store import csv_path, lock, metric_directions, read_leaderboard
+from .store import SUMMARY_KEY, csv_path, lock, metric_directions, read_leaderboard
 
 HEADLINE = ("apd_rel_deg", "aed_exp_rel")  # the motion metrics that fit the relative-motion protocol, shown first
-GROUP = ["method", "profile", "variant", "steps", "task"]  # a different training budget is not another seed
+GROUP = list(SUMMARY_KEY)
 
 
 def current(df: pd.DataFrame) -> pd.DataFrame:

@@ -35,10 +35,11 @@ ADDED_PROVENANCE = {"pose_labels": "", "protocol_version": "1", "analysis_size":
 INT_COLUMNS = ("seed", "steps", "size", "protocol_version", "analysis_size")
 METRIC_SUFFIXES = ("_backend", "_note")
 LOCK_TIMEOUT_S = 300.0
-#: one sample GIF per board cell: the rows a rendered board summarises together (quick subset runs and other
-#: dataset or protocol versions are cells of their own, so a quick run never takes a whole run's sample)
-SAMPLE_GROUP = ("method", "profile", "variant", "steps", "task", "protocol_subset", "dataset_version",
-                "protocol_version")
+#: the rows one board cell summarises over seeds (a different training budget is not another seed)
+SUMMARY_KEY = ("method", "profile", "variant", "steps", "task")
+#: one sample GIF per board cell (quick subset runs and other dataset or protocol versions are cells of their own,
+#: so a quick run never takes a whole run's sample)
+SAMPLE_GROUP = (*SUMMARY_KEY, "protocol_subset", "dataset_version", "protocol_version")
 
 
 def csv_path(leaderboard_dir: str | Path, benchmark: str) -> Path:
