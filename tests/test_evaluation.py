@@ -29,17 +29,27 @@ def test_relative_motion_metrics_score_the_right_answer_zero_and_copying_the_mot
     src = np.array([20.0, 0.0, 0.0])
     perfect = src + (drv - drv[0])
     copy = np.repeat(src[None], t, 0)
+    half = src + 0.5 * (drv - drv[0])
+    jitter = perfect.copy()
+    jitter[:, 1] += np.resize([0.0, 4.0, -4.0], t)  # pitch noise the driver does not have
     frames = np.zeros((t, 16, 16, 3), np.uint8)
-    scores = {}
-    for name, gen in (("perfect", perfect), ("copy", copy)):
+    scores, extra = {}, {}
+    for name, gen in (("perfect", perfect), ("copy", copy), ("half", half), ("jitter", jitter)):
         ev = Evaluator(["apd_rel_deg", "apd_deg"], device="cpu", motion_backend="deep3d", cache=False)
         pair = ev.pair(frames, frames, coefficients={"generated": _coeffs(gen), "driving": _coeffs(drv)})
         scores[name] = {k: v.value for k, v in ev.evaluate_pair(pair).items()}
+        extra[name] = ev.compute()["apd_rel_deg"].extra
     assert scores["perfect"]["apd_rel_deg"] == pytest.approx(0.0, abs=1e-9)
     motion = np.abs(drv - drv[0])[1:].mean()  # frame 0 is the reference, left out
     assert scores["copy"]["apd_rel_deg"] == pytest.approx(motion)
     assert scores["perfect"]["apd_deg"] == pytest.approx(10 / 3)  # |src - drv_0| on yaw
     assert scores["perfect"]["apd_deg"] > scores["copy"]["apd_deg"]  # the absolute form prefers doing nothing
+    # where the distance comes from: the share of the driving change carried, and how much the output moves at all
+    follow = {k: v["follow"] for k, v in extra.items()}
+    ratio = {k: v["change_ratio"] for k, v in extra.items()}
+    assert follow == pytest.approx({"perfect": 1.0, "copy": 0.0, "half": 0.5, "jitter": 1.0}, abs=1e-9)
+    assert ratio["perfect"] == pytest.approx(1.0) and ratio["copy"] == 0.0 and ratio["half"] == pytest.approx(0.5)
+    assert ratio["jitter"] == pytest.approx((90 + 24) / 90)  # follows the driver (yaw 2.5 .. 20), plus pitch of its own
 
 
 def test_face_analysis_runs_at_the_analysis_size_on_full_frames(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -271,6 +271,8 @@ class _MotionDistance(Metric):
         self._total = 0
         self._used: str | None = None  # the backend the estimates report (a corpus map's name, or its fallback)
         self._fallback: str | None = None  # why the requested backend fell back, if it did
+        # relative forms: sums over the compared frames for ``follow`` and ``change_ratio`` (see ``compute``)
+        self._dot = self._drv_sq = self._gen_abs = self._drv_abs = 0.0
 
     def _motion(self, pair: Pair, which: Which) -> MotionEstimate:
         est = pair_motion(pair, which, self.backend, self.dataset_dir)
@@ -299,12 +301,24 @@ class _MotionDistance(Metric):
             both[ref] = False
             if not both.any():
                 return
+            self._dot += float((a[both] * b[both]).sum())
+            self._drv_sq += float(np.square(b[both]).sum())
+            self._gen_abs += float(np.abs(a[both]).sum())
+            self._drv_abs += float(np.abs(b[both]).sum())
         self._per_video.append(float(np.abs(a[both] - b[both]).mean(axis=1).mean()))
         self._n_frames += int(both.sum())
 
     def compute(self) -> MetricValue:
+        """The relative forms also say where their distance comes from, pooled over every compared frame and
+        coefficient: ``follow`` = sum(dgen * ddrv) / sum(ddrv^2), the share of the driving change the output carries
+        (1 = all of it, 0 = none: copying the source), and ``change_ratio`` = sum|dgen| / sum|ddrv|, how much the
+        estimate of the output changes at all. ``change_ratio`` well above ``follow`` means the output's changes
+        are mostly not the driver's (its own artefacts, or the estimator's noise on them)."""
         extra = {"face_miss_rate": self._missed / self._total if self._total else None, "frames_missed": self._missed,
                  **self._extra()}
+        if self.relative and self._drv_sq > 0:
+            extra["follow"] = self._dot / self._drv_sq
+            extra["change_ratio"] = self._gen_abs / self._drv_abs
         return video_mean(self.name, self._per_video, self._used or self.backend, self._n_frames, extra,
                           reason="no frame had a usable face in both generated and driving")
 
