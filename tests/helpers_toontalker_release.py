@@ -72,7 +72,14 @@ def seeded_images(tag: str, n: int, size: int = 256) -> torch.Tensor:
     2^-10 so that the toolkit's [0, 1] -> [-1, 1] input mapping reproduces them exactly."""
     g = torch.Generator().manual_seed(_seed("images", tag, n, size))
     low = torch.rand(n, 3, 16, 16, generator=g) * 2 - 1
-    img = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    # float32 upsampling rounds differently with the number of intra-op threads, and a few pixels then round to
+    # the next 2^-10 step; the fixture's images were made with 2 threads, so they are made with 2 threads here
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        img = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+    finally:
+        torch.set_num_threads(threads)
     return torch.round(img * 1024) / 1024
 
 
