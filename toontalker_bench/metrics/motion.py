@@ -301,11 +301,13 @@ class _MotionDistance(Metric):
             both[ref] = False
             if not both.any():
                 return
-            self._dot += float((a[both] * b[both]).sum())
-            self._drv_sq += float(np.square(b[both]).sum())
-            self._gen_abs += float(np.abs(a[both]).sum())
-            self._drv_abs += float(np.abs(b[both]).sum())
-        self._per_video.append(float(np.abs(a[both] - b[both]).mean(axis=1).mean()))
+        a, b = a[both], b[both]
+        if self.relative:
+            self._dot += float((a * b).sum())
+            self._drv_sq += float(np.square(b).sum())
+            self._gen_abs += float(np.abs(a).sum())
+            self._drv_abs += float(np.abs(b).sum())
+        self._per_video.append(float(np.abs(a - b).mean(axis=1).mean()))
         self._n_frames += int(both.sum())
 
     def compute(self) -> MetricValue:
