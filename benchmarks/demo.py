@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/demo.json"))
     args = ap.parse_args(argv)
-    from toontalker_bench.io import write_json
+    from toontalker_bench.core.io import write_json
 
     if os.environ.get("BENCH_DEMO") == "1":
         log_path = args.out.with_suffix(".log")

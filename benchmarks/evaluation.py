@@ -36,7 +36,7 @@ CONFIGS = {"before": {"analysis_size": 0, "face_stride": 1, "cache": False},
 
 
 def run(frames: int, repeats: int) -> dict[str, Any]:
-    from toontalker_bench.config import load_params
+    from toontalker_bench.core.config import load_params
     from toontalker_bench.eval.evaluator import DISTRIBUTION_METRICS, Evaluator
     from toontalker_bench.metrics.pair import resize_frames
 

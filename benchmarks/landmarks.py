@@ -61,7 +61,7 @@ def nme(raw: Path, faces_dir: Path) -> dict[str, dict[str, float]]:
 
 def run_variant(params, every: int, between: str, out: Path) -> float:  # noqa: ANN001 - Params
     from toontalker_bench.data.faces import stage
-    from toontalker_bench.executors import LocalExecutor
+    from toontalker_bench.core.executors import LocalExecutor
 
     params.faces.landmarks_every, params.faces.landmarks_between = every, between
     params.faces.out_dir = str(out)
@@ -83,8 +83,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     import pandas as pd
 
-    from toontalker_bench.config import load_params
-    from toontalker_bench.io import write_json
+    from toontalker_bench.core.config import load_params
+    from toontalker_bench.core.io import write_json
 
     from .common import load_avg, machine, pin_one_core, summary
 

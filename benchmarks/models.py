@@ -61,8 +61,8 @@ def measure(method: str, profile: str, device: str, steps: int, repeats: int = 3
     import numpy as np
     import torch
 
-    from toontalker_bench.domains import DOMAINS
-    from toontalker_bench.errors import UserError
+    from toontalker_bench.core.domains import DOMAINS
+    from toontalker_bench.core.errors import UserError
     from toontalker_bench.faces.pose import POSE_DIM
     from toontalker_bench.models.registry import build_method
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:  # child process: one measurement, JSON on stdout
         print(json.dumps(measure(args.one[0], args.one[1], args.device, args.steps, args.repeats, args.amp == "on")))
         return 0
-    from toontalker_bench.io import write_json
+    from toontalker_bench.core.io import write_json
 
     records = json.loads(args.out.read_text())["results"] if args.out.is_file() else []
     failed = 0

@@ -37,7 +37,7 @@ def make_video(path: Path, width: int, height: int, seconds: float, fps: float =
     import cv2
     from skimage import data
 
-    from toontalker_bench.video import write_video
+    from toontalker_bench.core.video import write_video
 
     face = data.astronaut()
     n = int(seconds * fps)
@@ -62,7 +62,7 @@ def make_video(path: Path, width: int, height: int, seconds: float, fps: float =
 
 
 def decode_only(path: Path) -> float:
-    from toontalker_bench.video import iter_frames
+    from toontalker_bench.core.video import iter_frames
 
     t0 = time.perf_counter()
     n = sum(1 for _ in iter_frames(path))
@@ -81,8 +81,8 @@ def write_sources(raw: Path, videos: list[tuple[str, Path, str]]) -> None:
     import pandas as pd
 
     from toontalker_bench.data.scrape import TABLE_COLUMNS
-    from toontalker_bench.io import write_table
-    from toontalker_bench.video import probe
+    from toontalker_bench.core.io import write_table
+    from toontalker_bench.core.video import probe
 
     raw.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -122,8 +122,8 @@ def run_stages(raw: Path, work: Path, params, executor=None) -> dict:  # noqa: A
 
 def pipeline(path: Path, work: Path, params) -> dict:  # noqa: ANN001 - Params
     """The three stages on one source, one worker, in-process."""
-    from toontalker_bench.executors import LocalExecutor
-    from toontalker_bench.video import probe
+    from toontalker_bench.core.executors import LocalExecutor
+    from toontalker_bench.core.video import probe
 
     info = probe(path)
     raw = work / "raw"
@@ -197,8 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
     import copy
 
     import toontalker_bench
-    from toontalker_bench.config import load_params
-    from toontalker_bench.io import write_json
+    from toontalker_bench.core.config import load_params
+    from toontalker_bench.core.io import write_json
 
     from .common import load_avg, machine, peak_rss_mib, pin_one_core, summary
 

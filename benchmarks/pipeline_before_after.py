@@ -50,9 +50,9 @@ os.environ["OMP_NUM_THREADS"] = "1"
 os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the pipeline benchmark
 import cv2
 cv2.setNumThreads(1)
-from toontalker_bench.config import load_params
+from toontalker_bench.core.config import load_params
 from toontalker_bench.data import align
-from toontalker_bench.executors import LocalExecutor
+from toontalker_bench.core.executors import LocalExecutor
 logging.getLogger("toontalker_bench").setLevel(logging.WARNING)
 p = load_params(sys.argv[1])
 p.scrape.out_dir, p.faces.out_dir, p.align.out_dir = sys.argv[2], sys.argv[3], sys.argv[4]
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--faces", default="data/faces")
     ap.add_argument("--out", default="benchmarks/results/pipeline_one_pass_before_after.json")
     args = ap.parse_args(argv)
-    from toontalker_bench.io import write_json
+    from toontalker_bench.core.io import write_json
 
     from .common import load_avg, machine
 

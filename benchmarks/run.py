@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         print(table(json.loads(MERGED.read_text())))
         return 0
-    from toontalker_bench.io import write_json
+    from toontalker_bench.core.io import write_json
 
     scripts = _scripts(args.model_profiles)
     only = [s for s in args.only.split(",") if s] or list(scripts)

@@ -67,7 +67,7 @@ def make_long_video(src: Path, dest: Path, min_seconds: float) -> int:
 
 
 def timed_run(raw: Path, work: Path, params, workers: int) -> dict:  # noqa: ANN001 - Params
-    from toontalker_bench.executors import LocalExecutor
+    from toontalker_bench.core.executors import LocalExecutor
 
     from .common import load_avg
     from .pipeline import run_stages
@@ -99,7 +99,7 @@ def split_allows(run: dict) -> float:
     return round(run["wall_s"] / (run["wall_s"] - work + two), 3)
 
 
-_DECODE = "import sys; from toontalker_bench.video import iter_frames\nfor _ in range(int(sys.argv[2])):\n" \
+_DECODE = "import sys; from toontalker_bench.core.video import iter_frames\nfor _ in range(int(sys.argv[2])):\n" \
           "    for f in iter_frames(sys.argv[1]): pass"
 
 
@@ -150,7 +150,7 @@ def face_video(dest: Path) -> Path:
 
 def _memory_child(video: str, work: str, params_path: str) -> None:
     """Run in a fresh process: the stages over one long source with one worker; print the peak RSS (MiB)."""
-    from toontalker_bench.config import load_params
+    from toontalker_bench.core.config import load_params
 
     from .common import peak_rss_mib
     from .pipeline import run_stages, write_sources
@@ -159,7 +159,7 @@ def _memory_child(video: str, work: str, params_path: str) -> None:
     raw = Path(work) / "raw"
     write_sources(raw, [("long", Path(video), "real")])
     t0 = time.perf_counter()
-    from toontalker_bench.executors import LocalExecutor
+    from toontalker_bench.core.executors import LocalExecutor
 
     res = run_stages(raw, Path(work), params, LocalExecutor(1))  # inline: this process does all the work
     print(json.dumps({"peak_rss_mib": peak_rss_mib(), "wall_s": round(time.perf_counter() - t0, 1),
@@ -191,9 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     import logging
 
-    from toontalker_bench.config import load_params
-    from toontalker_bench.io import write_json
-    from toontalker_bench.video import probe
+    from toontalker_bench.core.config import load_params
+    from toontalker_bench.core.io import write_json
+    from toontalker_bench.core.video import probe
 
     from .common import load_avg, machine
     from .pipeline import write_sources

@@ -69,7 +69,7 @@ def prebuilt_asset() -> Callable[..., Path]:
     that ``require`` finds it there. Fails the test (never skips) when it was not built. ``get("sdist:<asset>")``:
     the verified source distribution that asset is built from, as cached in the user's cache."""
     from toontalker_bench import assets as A
-    from toontalker_bench.io import sha256_file
+    from toontalker_bench.core.io import sha256_file
 
     def get(name: str, into: Path | None = None) -> Path:
         if name.startswith("sdist:"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toontalker_bench.video import write_video
+from toontalker_bench.core.video import write_video
 
 
 def multishot_frames(shot_lengths: Sequence[int], size: tuple[int, int] = (320, 180),

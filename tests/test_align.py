@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toontalker_bench.config import Params, to_dict
+from toontalker_bench.core.config import Params, to_dict
 from toontalker_bench.data import align
-from toontalker_bench.io import write_table
-from toontalker_bench.video import read_frames, write_video
+from toontalker_bench.core.io import write_table
+from toontalker_bench.core.video import read_frames, write_video
 
 W, H, R = 320, 180, 30
 
@@ -137,7 +137,7 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     ref = _write_inputs(tmp_path / "ref", n_sources=4)
     align.run(ref)
     p = _write_inputs(tmp_path / "kill", n_sources=4)
-    code = ("import sys, json; from toontalker_bench.config import Params, from_dict; from toontalker_bench.data "
+    code = ("import sys, json; from toontalker_bench.core.config import Params, from_dict; from toontalker_bench.data "
             "import align; align.run(from_dict(Params, json.loads(sys.argv[1])))")
     proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(to_dict(p))], cwd=os.getcwd())
     parts = Path(p.align.out_dir) / ".parts"
@@ -167,7 +167,7 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
 def test_only_the_tubes_frames_are_decoded_and_the_clips_are_the_same(tmp_path: Path) -> None:
     """Tubes in the 2nd and 3rd of three shots (a key frame at each cut): align decodes from the key frames, only
     the tubes' frames, and converts only the crops; the clips equal crops of the video decoded front to back."""
-    from toontalker_bench.video import VideoWriter, iter_frames, key_frames
+    from toontalker_bench.core.video import VideoWriter, iter_frames, key_frames
 
     from helpers_media import multishot_frames
 

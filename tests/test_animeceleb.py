@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from toontalker_bench.errors import UserError
+from toontalker_bench.core.errors import UserError
 from toontalker_bench.faces.pose_map import N_FEATURES, PoseVectorMap
 from toontalker_bench.models.animeceleb import AnimeCeleb, fill_missing
 from toontalker_bench.models.base import METHODS

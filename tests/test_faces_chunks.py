@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from toontalker_bench.config import Params
+from toontalker_bench.core.config import Params
 from toontalker_bench.data.faces import stage
-from toontalker_bench.executors import LocalExecutor
-from toontalker_bench.io import write_table
-from toontalker_bench.video import write_video
+from toontalker_bench.core.executors import LocalExecutor
+from toontalker_bench.core.io import write_table
+from toontalker_bench.core.video import write_video
 
 N, FPS, CUTS = 300, 25.0, (110, 215)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toontalker_bench.config import FacesParams, Params
+from toontalker_bench.core.config import FacesParams, Params
 from toontalker_bench.data.faces import stage
-from toontalker_bench.errors import ConfigError
+from toontalker_bench.core.errors import ConfigError
 
 
 def _truth(f: int) -> np.ndarray:
@@ -139,7 +139,7 @@ def test_landmark_model_on_a_crop_gives_the_whole_frames_points(tmp_path) -> Non
     from skimage import data
 
     from toontalker_bench.faces.landmarks import get_landmarker
-    from toontalker_bench.video import decode, write_video
+    from toontalker_bench.core.video import decode, write_video
 
     face = cv2.resize(data.astronaut()[20:300, 110:390], (180, 180), interpolation=cv2.INTER_AREA)
     frames, boxes = [], []

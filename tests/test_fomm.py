@@ -13,7 +13,7 @@ from helpers_fomm_official import seeded_frames, seeded_state
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from toontalker_bench.errors import CheckpointError
+from toontalker_bench.core.errors import CheckpointError
 from toontalker_bench.models.base import METHODS
 from toontalker_bench.models.fomm.dense_motion import DenseMotionNetwork
 from toontalker_bench.models.fomm.keypoint_detector import KPDetector

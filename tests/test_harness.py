@@ -11,7 +11,7 @@ import pytest
 from fixtures_dataset import build_fixture_dataset
 
 from toontalker_bench.cli import main
-from toontalker_bench.video import read_frames
+from toontalker_bench.core.video import read_frames
 
 FAST = ["--set", "eval.self_metrics=[l1,psnr,ssim]", "--set", "eval.cross_metrics=[l1]"]
 
@@ -154,7 +154,7 @@ def test_animate_crops_faces_and_pastes_back(work: Path, capsys: pytest.CaptureF
     from PIL import Image
 
     from toontalker_bench.animate import animate_files, load_method
-    from toontalker_bench.config import load_params
+    from toontalker_bench.core.config import load_params
 
     source, driving = _package_media()
     params = load_params()
@@ -188,7 +188,7 @@ def _eval_worker(rank: int, world: int, port: int, dataset: str, out: str) -> No
 
     import torch.distributed as dist
 
-    from toontalker_bench.config import EvalParams
+    from toontalker_bench.core.config import EvalParams
     from toontalker_bench.eval.evaluator import evaluate
     from toontalker_bench.models.baselines import CopySource
 
@@ -205,7 +205,7 @@ def test_evaluation_sharded_over_two_ranks_equals_one_process(dataset: Path, tmp
 
     import torch.multiprocessing as mp
 
-    from toontalker_bench.config import EvalParams
+    from toontalker_bench.core.config import EvalParams
     from toontalker_bench.eval.evaluator import evaluate
     from toontalker_bench.models.baselines import CopySource
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from toontalker_bench import assets as A
 from toontalker_bench.assets import builders as B
 from toontalker_bench.assets import store as S
-from toontalker_bench.errors import AssetError
+from toontalker_bench.core.errors import AssetError
 from toontalker_bench.metrics.reconstruction import LPIPSNet, lpips_state
 
 NETS = {"alex": ("lpips-alex", "alexnet"), "vgg": ("lpips-vgg", "vgg16")}

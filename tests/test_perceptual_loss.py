@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from toontalker_bench.errors import AssetError
+from toontalker_bench.core.errors import AssetError
 from toontalker_bench.models.blocks import AntiAliasInterpolation2d
 from toontalker_bench.models.losses import ReconstructionLoss, antialias_downscale
 
@@ -149,7 +149,7 @@ def test_without_vgg_weights_the_fallback_runs_with_its_own_weights(no_vgg_home:
 
 
 def test_too_many_scales_for_the_image_size_is_a_config_error(vgg16_home: Path) -> None:
-    from toontalker_bench.errors import ConfigError
+    from toontalker_bench.core.errors import ConfigError
 
     loss = ReconstructionLoss("perceptual", perceptual={"scales": 3})
     x, y = _images(size=32)

@@ -19,7 +19,7 @@ import yaml
 
 from toontalker_bench.cli import main
 from toontalker_bench.data.faces.track import iou
-from toontalker_bench.video import probe, read_frames
+from toontalker_bench.core.video import probe, read_frames
 
 TINY = {"workers": 2,
         "synth": {"cartoon_videos": 1, "real_videos": 2, "cartoon_identities": 2, "shots_per_video": 2,
@@ -174,7 +174,7 @@ def test_each_metric_answers_to_its_own_error_and_not_to_the_others(demo: Path) 
     swap and L1 grows with blur. On the real heads (where the estimators are validated) the pose metric stays flat
     under an identity swap and CSIM under a pose error. Whether that holds on cartoons is what the full suite reports
     (docs/metrics-validation.md): it is a property of the estimators, not something to assume here."""
-    from toontalker_bench.config import EvalParams
+    from toontalker_bench.core.config import EvalParams
     from toontalker_bench.eval import sensitivity
 
     metrics = ("apd_rel_deg", "csim", "l1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toontalker_bench.errors import DatasetError
+from toontalker_bench.core.errors import DatasetError
 from toontalker_bench.faces.pose_map import N_FEATURES
 from toontalker_bench.data.dataset import Clip
 from toontalker_bench.train.data import TrainData

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from toontalker_bench.cli import main
-from toontalker_bench.errors import LeaderboardError
+from toontalker_bench.core.errors import LeaderboardError
 from toontalker_bench.leaderboard.render import render_markdown
 from toontalker_bench.leaderboard.store import (ADDED_PROVENANCE, PROVENANCE, metric_directions, prune, publish_rows,
                                                 read_leaderboard, read_rows)

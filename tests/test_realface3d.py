@@ -92,7 +92,7 @@ def test_faces_that_cannot_be_fitted_are_refused(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(realface3d, "_head", head)
     realface3d.usable_photos.cache_clear()
     try:
-        from toontalker_bench.config import load_params
+        from toontalker_bench.core.config import load_params
 
         videos = synth_plan.plan(load_params(Path(__file__).parents[1] / "params.yaml"))
         used = {s.source for v in videos for s in v.shots if s.kind == "photo"}

@@ -12,13 +12,13 @@ import pytest
 from helpers_media import multishot_frames, remux_faststart, truncate, write_multishot
 
 from toontalker_bench.cli import main
-from toontalker_bench.config import FacesParams, Params, ScrapeParams, ShotsParams
+from toontalker_bench.core.config import FacesParams, Params, ScrapeParams, ShotsParams
 from toontalker_bench.data import faces
 from toontalker_bench.data.scrape import TABLE_COLUMNS as SOURCE_COLUMNS
 from toontalker_bench.data.shots import TABLE_COLUMNS, detect_shots, run
-from toontalker_bench.errors import ConfigError, MediaError
-from toontalker_bench.executors import LocalExecutor
-from toontalker_bench.io import write_table
+from toontalker_bench.core.errors import ConfigError, MediaError
+from toontalker_bench.core.executors import LocalExecutor
+from toontalker_bench.core.io import write_table
 
 LENGTHS = (40, 55, 30, 45, 6)  # the last shot is shorter than min_shot_frames (15): dropped and counted
 

@@ -13,7 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from toontalker_bench.errors import CheckpointError
+from toontalker_bench.core.errors import CheckpointError
 from toontalker_bench.models.base import METHODS
 from toontalker_bench.models.blocks import ssim
 from toontalker_bench.models.toontalker import ToonTalker, analogy_loss
@@ -182,7 +182,7 @@ def test_random_affine() -> None:
 def test_synthetic_pairs() -> None:
     """`synthetic_pairs.p` = 1 replaces every driving frame by a warp of its source; 0 leaves the batch alone; a bad
     setting is one clear error."""
-    from toontalker_bench.errors import ConfigError
+    from toontalker_bench.core.errors import ConfigError
 
     src, drv = torch.stack([face(), face(seed=1)]), torch.stack([face(seed=2), face(seed=3)])
     b = {"source": src, "driving": drv}

@@ -40,7 +40,7 @@ import yaml
 from helpers_toontalker_release import seeded_images, seeded_release_generator, to_unit
 from safetensors import safe_open
 
-from toontalker_bench.errors import CheckpointError, ConfigError
+from toontalker_bench.core.errors import CheckpointError, ConfigError
 from toontalker_bench.models.blocks import identity_grid
 from toontalker_bench.models.toontalker import ToonTalker
 from toontalker_bench.models.toontalker.release import RELEASE_PARTS, RELEASE_PREFIXES, release_to_ours

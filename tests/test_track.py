@@ -83,9 +83,9 @@ def _faces_inputs(root):  # noqa: ANN001, ANN202 - Path -> Params
     import pandas as pd
     from skimage import data
 
-    from toontalker_bench.config import Params
-    from toontalker_bench.io import write_table
-    from toontalker_bench.video import write_video
+    from toontalker_bench.core.config import Params
+    from toontalker_bench.core.io import write_table
+    from toontalker_bench.core.video import write_video
 
     face = cv2.resize(data.astronaut(), (300, 300), interpolation=cv2.INTER_AREA)
     frames = []

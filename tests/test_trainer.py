@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 from fixtures_dataset import build_fixture_dataset
 from torch import nn
 
-from toontalker_bench.errors import CheckpointError
+from toontalker_bench.core.errors import CheckpointError
 from toontalker_bench.models.base import Capabilities, Method
 from toontalker_bench.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from toontalker_bench.data.dataset import load_clips

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toontalker_bench.video import VideoWriter, probe, read_frames, write_video
+from toontalker_bench.core.video import VideoWriter, probe, read_frames, write_video
 
 
 def _frames(n: int, fail_at: int | None = None):
@@ -58,7 +58,7 @@ _ENCODE_SCRIPT = """
 import hashlib, os, sys
 import cv2, numpy as np
 from skimage.data import coffee
-from toontalker_bench.video import VideoWriter, write_video
+from toontalker_bench.core.video import VideoWriter, write_video
 
 if sys.argv[2] == "one-cpu":
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -118,7 +118,7 @@ def _keyed(path: Path, n: int = 90, key_every: int = 30, size: tuple[int, int] =
 
 
 def test_decoding_from_a_key_frame_gives_the_frames_of_a_full_decode(tmp_path: Path) -> None:
-    from toontalker_bench.video import decode, iter_frames, key_frames
+    from toontalker_bench.core.video import decode, iter_frames, key_frames
 
     _keyed(tmp_path / "k.mp4")
     assert key_frames(tmp_path / "k.mp4") == [0, 30, 60]
@@ -130,7 +130,7 @@ def test_decoding_from_a_key_frame_gives_the_frames_of_a_full_decode(tmp_path: P
 
 
 def test_region_conversion_equals_the_whole_frames_pixels(tmp_path: Path) -> None:
-    from toontalker_bench.video import decode
+    from toontalker_bench.core.video import decode
 
     _keyed(tmp_path / "k.mp4", n=3)
     rng = np.random.default_rng(2)

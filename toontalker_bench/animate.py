@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Params
+from .core.config import Params
 from .data.align import crop_boxes, crop_square
-from .errors import MediaError
-from .domains import Domain
+from .core.errors import MediaError
+from .core.domains import Domain
 from .models.base import Method, to_tensor, to_uint8
-from .progress import progress
-from .video import VideoWriter, iter_frames, probe
+from .core.progress import progress
+from .core.video import VideoWriter, iter_frames, probe
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def _paste(image: np.ndarray, face: np.ndarray, box: tuple[int, int, int]) -> np
 def load_method(params: Params, method: str, checkpoint: str | None, profile: str | None,
                 trust: bool = False) -> Method:
     """A method ready for inference: its profile, or the config stored in a toontalker-bench checkpoint."""
-    from .errors import CheckpointError, ConfigError
+    from .core.errors import CheckpointError, ConfigError
     from .models.registry import build_method, method_class
 
     cls = method_class(method)

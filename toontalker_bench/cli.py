@@ -6,13 +6,13 @@ import sys
 
 import click
 
-from .errors import UserError
+from .core.errors import UserError
 
 SET_HELP = "Override a params.yaml key, e.g. --set faces.detect_every=10 (repeatable)."
 
 
 def _params(ctx: click.Context, overrides: tuple[str, ...] = ()):  # noqa: ANN202
-    from .config import load_params
+    from .core.config import load_params
 
     root = ctx.find_root().obj or {}
     return load_params(root.get("params"), tuple(root.get("overrides", ())) + tuple(overrides))
@@ -27,7 +27,7 @@ def _params(ctx: click.Context, overrides: tuple[str, ...] = ()):  # noqa: ANN20
 @click.pass_context
 def app(ctx: click.Context, params_path: str | None, overrides: tuple[str, ...], verbose: int) -> None:
     """Cross-domain face reenactment: build the cartoon/real dataset and benchmark methods on it."""
-    from .progress import setup_logging
+    from .core.progress import setup_logging
 
     setup_logging(verbose)
     ctx.obj = {"params": params_path, "overrides": overrides}
@@ -248,7 +248,7 @@ def evaluate_metrics(ctx: click.Context, generated: str, driving: str | None, so
     Face analysis runs at eval.analysis_size (frames of another size are resized for it, bicubic when enlarging);
     pixel metrics compare the frames as given."""
     from .eval.evaluator import evaluate_paths
-    from .io import write_json
+    from .core.io import write_json
 
     p = _params(ctx)
     coeffs = {k: v for k, v in (("generated", coeffs_generated), ("driving", coeffs_driving)) if v}
@@ -408,7 +408,7 @@ def evaluate_diagnose_cmd(ctx: click.Context, method: str, run_id: str | None, c
                           max_frames: int, sets: tuple[str, ...]) -> None:
     """Why a method does (not) beat copy-source: appearance error (re-drawing the source) against motion error
     (following the driver), on self-reenactment windows whose first frame is the source."""
-    from .domains import SELF_TASKS
+    from .core.domains import SELF_TASKS
     from .runs import diagnose, plan_run
 
     params, profile_sets = _harness_params(ctx, sets)
@@ -530,7 +530,7 @@ def animate_cmd(ctx: click.Context, method: str, checkpoint: str | None, source:
                 max_frames: int, trust_checkpoint: bool) -> None:
     """Animate the face in SOURCE with the face motion in DRIVING."""
     from .animate import animate_files, load_method
-    from .device import resolve_device
+    from .core.device import resolve_device
 
     p = _params(ctx)
     model = load_method(p, method, checkpoint, profile, trust_checkpoint)

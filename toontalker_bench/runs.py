@@ -23,12 +23,12 @@ from typing import Any
 import torch
 import yaml
 
-from .config import Params, to_dict
+from .core.config import Params, to_dict
 from .data.dataset import check_tasks, clip_table, load_pairs
-from .device import device_name, resolve_device
-from .domains import DOMAINS, is_cross
-from .errors import CheckpointError, ConfigError, DatasetError
-from .io import safe_name, write_json, write_text
+from .core.device import device_name, resolve_device
+from .core.domains import DOMAINS, is_cross
+from .core.errors import CheckpointError, ConfigError, DatasetError
+from .core.io import safe_name, write_json, write_text
 from .models.base import Method
 from .models.registry import build_method, load_profile, method_class, train_config
 
@@ -94,7 +94,7 @@ def plan_run(params: Params, method: str, profile: str | None = None, overrides:
              tasks: list[str] | tuple[str, ...] = (), run_id: str | None = None, resume: bool = False,
              checkpoint: str | Path | None = None, trust_checkpoint: bool = False, train: bool = True,
              evaluate: bool = True, publish: bool = False) -> RunPlan:
-    """Resolve and check a run once; raises a :class:`~toontalker_bench.errors.UserError` for anything wrong.
+    """Resolve and check a run once; raises a :class:`~toontalker_bench.core.errors.UserError` for anything wrong.
 
     An existing run directory (``resume``, or ``evaluate run`` of a finished run) supplies its own saved profile,
     config and seed unless ``profile``/``overrides`` are given for evaluation.

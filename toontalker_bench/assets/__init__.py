@@ -4,7 +4,7 @@ built, fetched and imported (:mod:`.store`), and the offline builders (:mod:`.bu
 Each asset lives in one place: ``$TOONTALKER_HOME/assets/`` (default ``~/.cache/toontalker-bench``) or, for files that
 torchvision / lpips / pytorch-fid look up themselves, the torch hub cache ``$TORCH_HOME/hub/checkpoints/``.
 :func:`require` is what the rest of the toolkit calls: it returns a verified path, builds a buildable asset on first
-use, never downloads, and otherwise raises an :class:`~toontalker_bench.errors.AssetError` naming the asset, the
+use, never downloads, and otherwise raises an :class:`~toontalker_bench.core.errors.AssetError` naming the asset, the
 feature that needs it and the command that gets it.
 """
 

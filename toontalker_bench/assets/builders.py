@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import AssetError
+from ..core.errors import AssetError
 from .sources import PackageFile, PipSdist
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ def lpips_package_heads(net: str) -> dict | None:
     """The ``lpips`` package's shipped v0.1 linear heads for ``net`` ('alex' | 'vgg'), or None when not installed."""
     import torch
 
-    from ..io import sha256_file
+    from ..core.io import sha256_file
 
     src = LPIPS_PACKAGE_HEADS[net]
     p = src.path()

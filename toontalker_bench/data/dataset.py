@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..domains import DOMAINS, TASKS
+from ..core.domains import DOMAINS, TASKS
 from .protocol import PAIR_COLUMNS
-from ..errors import ConfigError, DatasetError
+from ..core.errors import ConfigError, DatasetError
 from ..faces.pose import POSE_DIM
-from ..io import read_table
-from ..progress import progress
-from ..video import read_frames
+from ..core.io import read_table
+from ..core.progress import progress
+from ..core.video import read_frames
 
 CLIP_COLUMNS = ("clip_id", "domain", "n_frames", "path", "split")
 

@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ManifestError
+from ..core.errors import ManifestError
 from .manifest import Source, check_sources, write_manifest
 
 log = logging.getLogger(__name__)

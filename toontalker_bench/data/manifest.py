@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..domains import DOMAINS
-from ..errors import ManifestError
-from ..io import safe_name, write_text
+from ..core.domains import DOMAINS
+from ..core.errors import ManifestError
+from ..core.io import safe_name, write_text
 
 REQUIRED = ("source_id", "url", "domain", "title", "license", "attribution")
 OPTIONAL = ("identity", "split", "start", "end", "box")

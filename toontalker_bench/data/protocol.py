@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..domains import TASKS
+from ..core.domains import TASKS
 
 PROTOCOL_VERSION = 2
 PAIR_COLUMNS = ["task", "pair_id", "source_clip", "source_frame", "driving_clip", "driving_start", "n_frames",

@@ -31,12 +31,12 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import Params, ScrapeParams, view
-from ..errors import ConfigError, MediaError, UserError
-from ..domains import DOMAINS
-from ..executors import Executor
-from ..io import atomic_path, sha256_file, write_table
-from ..video import probe, write_video
+from ..core.config import Params, ScrapeParams, view
+from ..core.errors import ConfigError, MediaError, UserError
+from ..core.domains import DOMAINS
+from ..core.executors import Executor
+from ..core.io import atomic_path, sha256_file, write_table
+from ..core.video import probe, write_video
 from .manifest import Source, local_path, read_manifests
 from .stage import Job, Stage
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import Params, ShotsParams, view
-from ..errors import MediaError
-from ..executors import Executor
-from ..io import read_table, write_table
-from ..video import decode, probe
+from ..core.config import Params, ShotsParams, view
+from ..core.errors import MediaError
+from ..core.executors import Executor
+from ..core.io import read_table, write_table
+from ..core.video import decode, probe
 from .cuts import CutFinder, check_params, shots_from_cuts
 from .stage import Job, Stage
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Params
-from ..executors import Executor, Failure, make_executor
-from ..io import clear_partial_files, write_json, write_run_report
+from ..core.config import Params
+from ..core.executors import Executor, Failure, make_executor
+from ..core.io import clear_partial_files, write_json, write_run_report
 
 log = logging.getLogger(__name__)
 

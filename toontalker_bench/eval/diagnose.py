@@ -29,10 +29,10 @@ import pandas as pd
 import torch
 
 from ..data.dataset import clip_table, load_pairs
-from ..domains import SELF_TASKS, TASKS
-from ..errors import UserError
+from ..core.domains import SELF_TASKS, TASKS
+from ..core.errors import UserError
 from ..models.base import Method, PairContext, to_tensor
-from ..progress import progress
+from ..core.progress import progress
 from .evaluator import ProtocolFrames
 
 log = logging.getLogger(__name__)

@@ -38,19 +38,19 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 
-from ..config import EvalParams
+from ..core.config import EvalParams
 from ..data.dataset import clip_table, load_pairs
-from ..device import resolve_device
-from ..domains import TASKS, is_cross
-from ..errors import AssetError, ConfigError, MediaError, UserError
-from ..io import write_json, write_text
+from ..core.device import resolve_device
+from ..core.domains import TASKS, is_cross
+from ..core.errors import AssetError, ConfigError, MediaError, UserError
+from ..core.io import write_json, write_text
 from ..metrics import METRICS, Metric, MetricValue, Pair
 from ..metrics.pair import AnalysisCache, load_frames, resize_frames
 from ..models.base import Method, PairContext, to_tensor, to_uint8
-from ..progress import progress
-from ..video import read_frames
+from ..core.progress import progress
+from ..core.video import read_frames
 from .verdicts import annotate
-from .visual import grid, save_clip, save_png, triptych
+from ..core.visual import grid, save_clip, save_png, triptych
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..faces.pose import N_MORPHS
-from ..progress import progress
+from ..core.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +118,9 @@ def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep
             metrics: tuple[str, ...] = METRICS, short: bool = False) -> dict[str, Any]:
     """Evaluate every (error kind, level) on the suite's cases; returns per domain and metric the value at each level,
     the ``monotone`` flag and the cross-sensitivity figures (see the module docstring)."""
-    from ..config import EvalParams
+    from ..core.config import EvalParams
     from ..data.dataset import clip_table
-    from ..video import read_frames
+    from ..core.video import read_frames
     from .evaluator import Evaluator
 
     root = Path(dataset_dir)

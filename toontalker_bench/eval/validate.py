@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Params
+from ..core.config import Params
 from ..data.dataset import Clip, load_clips
-from ..errors import AssetError, DatasetError
-from ..io import write_json, write_text
-from ..progress import progress
+from ..core.errors import AssetError, DatasetError
+from ..core.io import write_json, write_text
+from ..core.progress import progress
 from ..faces.analyzer import FaceAnalyzer
 from ..faces.pose import POSE_DIM
 from .verdicts import EXPRESSION_R_TARGET, IDENTITY_AUC_TARGET, POSE_MAE_TARGET_DEG, _f, validation_problems
@@ -63,7 +63,7 @@ def load_synth_clips(root: Path, max_clips: int, frames_per_clip: int) -> list[C
     cropped around the ground-truth box."""
     import pandas as pd
 
-    from ..video import read_frames
+    from ..core.video import read_frames
 
     per_domain: dict[str, list[Clip]] = {}
     for gt_path in sorted(root.glob("*.gt.parquet")):
@@ -142,7 +142,7 @@ def motion_clips(params: Params, dataset_dir: str | None, frames_per_clip: int
     """Every clip of the built dataset (decoded one at a time, ``frames_per_clip`` evenly spaced frames, 0 = all), or
     of the demo corpus videos; the number of clips, the source and the built dataset's folder (None for the videos)."""
     from ..data.dataset import clip_table
-    from ..video import read_frames
+    from ..core.video import read_frames
 
     ds = Path(dataset_dir or params.build.out_dir)
     if (ds / "clips.parquet").is_file():
@@ -668,7 +668,7 @@ def render_sensitivity(sens: dict[str, Any] | None) -> list[str]:
 
 def render_verdicts(r: dict[str, Any]) -> list[str]:
     """What the leaderboard marks: per metric and task, why it is not validated on this data (if it is not)."""
-    from ..domains import TASKS
+    from ..core.domains import TASKS
 
     lines = ["## What the leaderboard marks as not validated", "",
              f"Targets: pose MAE <= {POSE_MAE_TARGET_DEG:g} degrees (APD), expression probe r >= "

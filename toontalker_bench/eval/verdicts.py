@@ -18,7 +18,7 @@ IDENTITY_AUC_TARGET = 0.9  # csim, aed_id: same- vs different-identity ROC AUC o
 def _domains(metric: str, task: str) -> tuple[str, ...]:
     """The domains a metric's estimator must be valid on for a task: motion metrics read generated (= source
     domain) and driving frames; identity and distribution metrics the generated (and source) frames."""
-    from ..domains import TASKS
+    from ..core.domains import TASKS
 
     src, drv = TASKS[task]
     return tuple(dict.fromkeys((src, drv))) if metric.startswith(("apd", "aed_exp", "akd")) else (src,)

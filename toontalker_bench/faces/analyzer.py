@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..progress import progress
+from ..core.progress import progress
 
 
 @dataclass

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..assets import require
-from ..errors import UserError
-from ..registry import Registry
+from ..core.errors import UserError
+from ..core.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import functools
 import numpy as np
 
 from ..assets import require
-from ..errors import UserError
+from ..core.errors import UserError
 
 _MODELS = {"dlib68": ("dlib-landmarks68", 68), "dlib5": ("dlib-landmarks5", 5)}
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..domains import TASKS
-from ..io import atomic_path, write_text
+from ..core.domains import TASKS
+from ..core.io import atomic_path, write_text
 from .store import SUMMARY_KEY, csv_path, lock, metric_directions, read_leaderboard
 
 HEADLINE = ("apd_rel_deg", "aed_exp_rel")  # the motion metrics that fit the relative-motion protocol, shown first

@@ -20,9 +20,9 @@ from typing import Any
 import pandas as pd
 from filelock import FileLock
 
-from ..domains import TASKS
-from ..errors import LeaderboardError
-from ..io import atomic_path
+from ..core.domains import TASKS
+from ..core.errors import LeaderboardError
+from ..core.io import atomic_path
 
 PROVENANCE = ("run_id", "method", "profile", "task", "dataset_version", "code_commit", "seed", "steps",
               "train_seconds", "device", "date", "size", "sample_gif", "pose_labels", "protocol_version",

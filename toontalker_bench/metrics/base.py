@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..registry import Registry
+from ..core.registry import Registry
 
 if TYPE_CHECKING:
     from .pair import Pair

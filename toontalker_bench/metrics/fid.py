@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io import atomic_path, sha256_file
-from ..progress import progress
+from ..core.io import atomic_path, sha256_file
+from ..core.progress import progress
 from ..assets import require
 from .base import METRICS, Metric, MetricValue
 from .pair import Pair, list_images, load_frames

@@ -14,8 +14,8 @@ import functools
 
 import numpy as np
 
-from ..errors import AssetError
-from ..registry import Registry
+from ..core.errors import AssetError
+from ..core.registry import Registry
 from ..assets import require
 from .base import METRICS, Metric, MetricValue, video_mean
 from .pair import Pair, Which

@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DatasetError
+from ..core.errors import DatasetError
 from ..faces.bfm import MotionEstimate, get_bfm
-from ..registry import Registry
+from ..core.registry import Registry
 from .base import METRICS, Metric, MetricValue, video_mean
 from .pair import Pair, Which
 
@@ -143,8 +143,8 @@ def fit_corpus_map(clips: list[dict[str, object]], frames_per_clip: int = 48, an
     each clip (landmarks by the evaluation's face analyzer, so features match what the backend sees later)."""
     from ..faces.analyzer import FaceAnalyzer
     from ..faces.motion_map import BLOCKS, PoseVectorRidge, motion_features
-    from ..progress import progress
-    from ..video import read_frames
+    from ..core.progress import progress
+    from ..core.video import read_frames
 
     analyzer = analyzer or FaceAnalyzer()
     feats: dict[str, list[np.ndarray]] = {k: [] for k in BLOCKS}
@@ -199,7 +199,7 @@ class CorpusRidgeBackend(MotionBackend):
     @staticmethod
     def _load_or_fit(key: str, clips: list[dict[str, object]], frames_per_clip: int):  # noqa: ANN205
         from ..faces.motion_map import PoseVectorRidge
-        from ..io import atomic_path
+        from ..core.io import atomic_path
 
         path = motion_cache_dir() / f"corpus-ridge-{key[:24]}.npz"
         if path.is_file():
@@ -240,7 +240,7 @@ class Deep3DCoefficientBackend(MotionBackend):
     name = "deep3d"
 
     def estimate(self, pair: Pair, which: Which) -> MotionEstimate:
-        from ..errors import UserError
+        from ..core.errors import UserError
 
         c = pair.coefficients.get(which)
         if c is None:

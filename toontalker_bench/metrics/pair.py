@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..errors import MediaError, UserError
+from ..core.errors import MediaError, UserError
 
 if TYPE_CHECKING:
     from ..faces.analyzer import FaceAnalyzer, FaceTrack
@@ -45,7 +45,7 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 
 def load_frames(path: str | os.PathLike[str], what: str = "frames") -> np.ndarray:
     """A folder of images, an mp4 or a single image -> uint8 ``(T, H, W, 3)``; all frames must share one size."""
-    from ..video import read_frames
+    from ..core.video import read_frames
 
     p = Path(path)
     if p.is_dir():
@@ -176,7 +176,7 @@ class AnalysisCache:
         import hashlib
 
         from ..faces.analyzer import FaceTrack
-        from ..io import atomic_path
+        from ..core.io import atomic_path
 
         frames = np.ascontiguousarray(frames)
         key = hashlib.sha256(str(frames.shape).encode() + analyzer.backend.encode() + frames.data).hexdigest()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import AssetError
+from ..core.errors import AssetError
 from .base import METRICS, Metric, MetricValue
 from .pair import Pair
 

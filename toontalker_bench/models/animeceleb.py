@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..domains import DOMAINS, Domain
-from ..errors import UserError
+from ..core.domains import DOMAINS, Domain
+from ..core.errors import UserError
 from ..faces.pose import N_MORPHS, POSE_DIM
 from ..faces.pose_map import PoseEstimator, PoseVectorMap, pose_features
 from .base import METHODS, Capabilities, Method

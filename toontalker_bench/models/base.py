@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..domains import Domain
-from ..registry import Registry
+from ..core.domains import Domain
+from ..core.registry import Registry
 
 
 
@@ -125,7 +125,7 @@ class Method(nn.Module):
         Returns the list of release keys that could not be mapped (with reasons). Raises CheckpointError on
         mismatch. Methods without a public release leave this unimplemented.
         """
-        from ..errors import CheckpointError
+        from ..core.errors import CheckpointError
 
         raise CheckpointError(f"method {self.name!r} has no official release checkpoint format",
                               hint="pass a checkpoint saved by toontalker-bench (.safetensors)")

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..domains import DOMAINS, Domain
-from ..errors import ConfigError
+from ..core.domains import DOMAINS, Domain
+from ..core.errors import ConfigError
 from .base import METHODS, Capabilities, Method, PairContext, to_tensor
 
 

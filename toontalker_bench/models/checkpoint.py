@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
-from ..io import atomic_path
+from ..core.errors import CheckpointError
+from ..core.io import atomic_path
 from .base import Method
 
 FORMAT = "toontalker-bench/1"

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import AssetError, ConfigError
+from ..core.errors import AssetError, ConfigError
 from .blocks import AntiAliasInterpolation2d, multiscale_l1, ssim
 
 log = logging.getLogger(__name__)

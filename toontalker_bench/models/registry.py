@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from ..config import deep_merge, from_dict, parse_overrides
-from ..errors import ConfigError
+from ..core.config import deep_merge, from_dict, parse_overrides
+from ..core.errors import ConfigError
 from .base import METHODS, Method
 
 PROFILE_DIR = Path(__file__).parent / "profiles"

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ..data.dataset import Clip, load_clips
-from ..domains import DOMAINS
-from ..errors import ConfigError, DatasetError
+from ..core.domains import DOMAINS
+from ..core.errors import ConfigError, DatasetError
 from ..models.base import to_tensor
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..models.base import Method, to_uint8
-from ..progress import quiet
+from ..core.progress import quiet
 from .data import TrainData
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class TrainLogs:
             self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start_step + 1 if start_step else None)
 
     def _rewrite(self, rows: list[dict[str, str]]) -> None:
-        from ..io import atomic_path
+        from ..core.io import atomic_path
 
         with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             if self.fields:
@@ -107,7 +107,7 @@ def _duration(seconds: float) -> str:
 def sample_grid(method: Method, data: TrainData, device: torch.device) -> np.ndarray:
     """One picture of the method animating the preview clips: per (source, driving) domain pair a row of the source
     and driving frames, and below it the outputs."""
-    from ..eval.visual import grid
+    from ..core.visual import grid
 
     preview = data.preview()
     rows = []

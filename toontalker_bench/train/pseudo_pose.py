@@ -16,8 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..errors import DatasetError
-from ..progress import progress
+from ..core.errors import DatasetError
+from ..core.progress import progress
 from ..data.dataset import Clip
 from ..models.base import to_tensor
 

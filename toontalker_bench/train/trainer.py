@@ -30,13 +30,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..device import resolve_device
-from ..errors import CheckpointError, ConfigError
-from ..eval.visual import save_png
+from ..core.device import resolve_device
+from ..core.errors import CheckpointError, ConfigError
+from ..core.visual import save_png
 from ..models.base import Method
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.registry import train_config
-from ..progress import progress, quiet
+from ..core.progress import progress, quiet
 from .data import TrainData, move, split_micro
 from .distributed import DeferredSteps, agree, find_optimizers, init_distributed, local_device
 from .logs import TrainLogs, sample_grid

@@ -50,13 +50,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...config import FacesParams, Params, ShotsParams, to_dict, view
-from ...domains import DOMAINS
-from ...errors import ConfigError, MediaError
-from ...executors import Executor
+from ...core.config import FacesParams, Params, ShotsParams, to_dict, view
+from ...core.domains import DOMAINS
+from ...core.errors import ConfigError, MediaError
+from ...core.executors import Executor
 from ...faces.pose import POSE_DIM
-from ...io import atomic_path, read_table, sha256_file, write_json, write_table
-from ...video import DecodedFrame, decode, probe
+from ...core.io import atomic_path, read_table, sha256_file, write_json, write_table
+from ...core.video import DecodedFrame, decode, probe
 from .. import cuts as C
 from ..stage import Job, Stage
 from . import track as T

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...io import atomic_path
+from ...core.io import atomic_path
 
 
 def write_contact_sheet(out_dir: str | Path, dest: str | Path, per_domain: int = 8, tile: int = 200) -> Path:
@@ -15,7 +15,7 @@ def write_contact_sheet(out_dir: str | Path, dest: str | Path, per_domain: int =
     import pandas as pd
     from PIL import Image
 
-    from ...video import read_frames
+    from ...core.video import read_frames
 
     out = Path(out_dir)
     rows = []

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import DatasetError
+from ...core.errors import DatasetError
 from ...faces.pose import N_MORPHS
 from .recipe import RECIPE
 
@@ -67,7 +67,7 @@ def _read_recipe(root: Path) -> dict[str, Any]:
 @functools.lru_cache(maxsize=64)
 def clip_renderer(dataset_dir: str, clip_id: str) -> ClipRenderer:
     """The renderer of clip ``clip_id`` of the built dataset at ``dataset_dir`` (cached per process)."""
-    from ...config import Params, from_dict
+    from ...core.config import Params, from_dict
     from ..dataset import clip_table
     from .plan import plan
     from .render import shot_renderer
@@ -121,7 +121,7 @@ def answer(dataset_dir: str | Path, source_clip: str, source_frame: int, driving
 def self_check(dataset_dir: str | Path, clip_id: str, index: int = 0) -> float:
     """PSNR (dB) of clip frame ``index`` re-rendered with its own ground truth against the decoded clip frame; raises
     :class:`OracleUnavailable` below :data:`SELF_CHECK_PSNR_DB` (the dataset was not built from this recipe)."""
-    from ...video import read_frames
+    from ...core.video import read_frames
     from ..dataset import clip_table
 
     root = Path(dataset_dir)

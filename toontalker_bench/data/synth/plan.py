@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ...config import Params, SynthParams
-from ...errors import ConfigError
+from ...core.config import Params, SynthParams
+from ...core.errors import ConfigError
 
 RENDER_VERSION = "5"  # bump when rendering changes, so finished videos are regenerated
 

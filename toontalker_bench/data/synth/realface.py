@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import MediaError
+from ...core.errors import MediaError
 from ...faces.pose import MORPHS
 
 M = {name: i for i, name in enumerate(MORPHS)}
@@ -94,7 +94,7 @@ def load_image(name: str) -> np.ndarray:
         with Image.open(get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
             return np.asarray(im.convert("RGB"))
     if name in CARPHONE_FRAMES:
-        from ...video import read_frames
+        from ...core.video import read_frames
 
         f = CARPHONE_FRAMES[name]
         frame = read_frames(carphone_path(), f, f + 1)[0]

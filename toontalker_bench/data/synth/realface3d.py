@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import MediaError
+from ...core.errors import MediaError
 from ...faces.pose import N_MORPHS, POSE_DIM
 from .cartoon import box_from_landmarks
 

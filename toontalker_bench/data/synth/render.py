@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ...faces.pose import N_MORPHS, POSE_DIM
-from ...io import atomic_path
+from ...core.io import atomic_path
 from .background import background
 from .motion import smooth_noise, talking_motion
 from .plan import Shot, Video
@@ -83,7 +83,7 @@ def render_video(job: tuple[Video, str, int]) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ...video import write_video
+    from ...core.video import write_video
 
     video, out_dir, seed = job
     out = Path(out_dir)
@@ -105,7 +105,7 @@ def render_video(job: tuple[Video, str, int]) -> dict[str, Any]:
         cols["motion"].append(nan20 if motion is None else [float(v) for v in motion])
 
     if video.copy_of:
-        from ...video import probe
+        from ...core.video import probe
 
         with atomic_path(mp4) as tmp:
             shutil.copyfile(video.copy_of, tmp)

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...config import Params, SynthParams, view
-from ...executors import Executor
-from ...io import write_bytes
+from ...core.config import Params, SynthParams, view
+from ...core.executors import Executor
+from ...core.io import write_bytes
 from ..stage import Job, Stage
 from .plan import Video, plan
 from .render import render_video

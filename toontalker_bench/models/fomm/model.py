@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...domains import DOMAINS, Domain
+from ...core.domains import DOMAINS, Domain
 from ..base import METHODS, Capabilities, Method
 from ..losses import ReconstructionLoss
 from .discriminator import Discriminator

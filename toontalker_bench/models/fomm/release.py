@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...errors import CheckpointError
+from ...core.errors import CheckpointError
 from ..checkpoint import load_torch_file
 
 #: official top-level checkpoint key -> our sub-module; parameter names below it are identical.

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...domains import DOMAINS, Domain
-from ...errors import ConfigError
+from ...core.domains import DOMAINS, Domain
+from ...core.errors import ConfigError
 from ..base import METHODS, Capabilities, Method
 from ..blocks import Discriminator, channel_map, random_affine
 from .networks import FUSION_MODES, DomainGenerator, choice
@@ -299,7 +299,7 @@ class ToonTalker(Method):
         return load_release_generators(self.gens, state, path, warn_cross=self.cross_domain_transformer != "release")
 
     def _require_release_fusion(self, where: str) -> None:
-        from ...errors import CheckpointError
+        from ...core.errors import CheckpointError
 
         if self.fusion != "release":
             raise CheckpointError(

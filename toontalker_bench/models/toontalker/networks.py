@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import ConfigError
+from ...core.errors import ConfigError
 from ..blocks import EqualLinear, FuseSFT, QueryDecoderLayer, StyleEncoder, StyledConv, ToFlow, ToRGB, channel_map
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...domains import DOMAINS
-from ...errors import CheckpointError
+from ...core.domains import DOMAINS
+from ...core.errors import CheckpointError
 from ..checkpoint import load_torch_file
 from .networks import DomainGenerator
 

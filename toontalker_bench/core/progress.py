@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
-log = logging.getLogger("toontalker_bench.progress")
+log = logging.getLogger("toontalker_bench.core.progress")
 LINE_EVERY_S = 30.0
 
 

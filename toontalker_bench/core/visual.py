@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path
-from ..video import write_video
+from .io import atomic_path
+from .video import write_video
 
 PAD = 2
 
