@@ -37,10 +37,11 @@ CONFIGS = {"before": {"analysis_size": 0, "face_stride": 1, "cache": False},
 
 def run(frames: int, repeats: int) -> dict[str, Any]:
     from toontalker_bench.core.config import load_params
-    from toontalker_bench.eval.evaluator import DISTRIBUTION_METRICS, Evaluator
+    from toontalker_bench.eval.evaluator import Evaluator, distribution
     from toontalker_bench.metrics.pair import resize_frames
 
-    names = [m for m in load_params().eval.self_metrics if m not in DISTRIBUTION_METRICS]
+    self_metrics = load_params().eval.self_metrics
+    names = [m for m in self_metrics if m not in distribution(self_metrics)]
     gen_full, drv_full, source_full = face_pair(frames)
     gen, drv = resize_frames(gen_full, 64), resize_frames(drv_full, 64)
     source = resize_frames(source_full[None], 64)[0]

@@ -45,16 +45,18 @@ def face_pair(frames: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def per_metric(frames: int, repeats: int) -> dict[str, dict[str, Any]]:
     """Each metric alone, ``repeats`` times (a fresh evaluator each time, models loaded outside the timing)."""
-    from toontalker_bench.eval.evaluator import DEFAULT_METRICS, FACE_METRICS, Evaluator
+    from toontalker_bench.eval.evaluator import Evaluator, distribution, needing
+    from toontalker_bench.metrics import default_metrics
 
     gen, drv, source = face_pair(frames)
     out: dict[str, dict[str, Any]] = {}
-    for name in [m for m in DEFAULT_METRICS if m not in ("fid", "kid")]:
+    defaults = default_metrics()
+    for name in [m for m in defaults if m not in distribution(defaults)]:
         times = []
         for _ in range(repeats):
             ev = Evaluator([name], device="cpu", cache=False)
             pair = ev.pair(gen, drv, source)
-            if name in FACE_METRICS:
+            if needing("faces", [name]):
                 ev.analyzer  # noqa: B018 - load the detector/landmarker outside the timing
             t0 = time.perf_counter()
             v = ev.evaluate_pair(pair)[name]

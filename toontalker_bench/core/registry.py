@@ -47,6 +47,13 @@ class Registry(Generic[T]):
 
         return deco
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry registered at runtime (a test's toy entry)."""
+        self._load()
+        if name not in self._entries:
+            raise KeyError(f"{self.kind} {name!r} is not registered")
+        del self._entries[name]
+
     def _load(self) -> None:
         if self._loaded:
             return

@@ -22,7 +22,6 @@ equal a single-process run's. Outputs in ``out_dir``: ``metrics.json`` (numbers 
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -44,7 +43,9 @@ from ..core.device import resolve_device
 from ..core.domains import TASKS, is_cross
 from ..core.errors import AssetError, ConfigError, MediaError, UserError
 from ..core.io import write_json, write_text
-from ..metrics import METRICS, Metric, MetricValue, Pair
+from ..metrics import (METRICS, Metric, MetricOptions, MetricValue, Pair, default_metrics, metric_class,
+                       metric_classes)
+from ..metrics.base import Need
 from ..metrics.pair import AnalysisCache, load_frames, resize_frames
 from ..models.base import Method, PairContext, to_tensor, to_uint8
 from ..core.progress import progress
@@ -54,16 +55,6 @@ from ..core.visual import grid, save_clip, save_png, triptych
 
 log = logging.getLogger(__name__)
 
-DISTRIBUTION_METRICS = frozenset({"fid", "kid"})
-FACE_METRICS = frozenset({"akd", "csim", "aed_id", "aed_exp", "apd_deg", "aed_exp_rel", "apd_rel_deg",
-                          "face_miss_rate"})
-NEEDS_DRIVING = frozenset({"aed_id", "aed_exp", "apd_deg", "aed_exp_rel", "apd_rel_deg", "l1", "psnr", "ssim",
-                           "lpips", "akd"})
-NEEDS_SOURCE = frozenset({"csim"})
-DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "csim", "aed_exp_rel", "apd_rel_deg", "aed_exp", "apd_deg",
-                                    "face_miss_rate", "l1", "psnr", "ssim", "lpips", "akd")
-ALIASES = {"aed": "aed_exp", "apd": "apd_deg"}
-
 
 def face_cache_dir() -> Path:
     """``$TOONTALKER_HOME/features/faces`` (read at call time)."""
@@ -72,18 +63,38 @@ def face_cache_dir() -> Path:
 
 
 def parse_metrics(names: str | Sequence[str] | None) -> list[str]:
-    """``"fid,csim"`` or a list -> validated names (``aed``/``apd`` accepted as ``aed_exp``/``apd_deg``)."""
+    """``"fid,csim"`` or a list -> validated names (a metric's declared aliases, e.g. ``aed``, accepted); None: every
+    metric declared default for a task kind."""
     if names is None:
-        return list(DEFAULT_METRICS)
+        return default_metrics()
     items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
-    out = [ALIASES.get(n, n) for n in items]
+    aliases = {a: c.name for c in metric_classes() for a in c.aliases}
+    out = [aliases.get(n, n) for n in items]
     known = set(METRICS.names())
     bad = [n for n in out if n not in known]
     if bad:
         raise UserError(f"unknown metric {bad[0]!r}", hint=f"known: {', '.join(sorted(known))}")
     if not out:
-        raise UserError("no metrics requested", hint=f"e.g. --metrics {','.join(DEFAULT_METRICS[:4])}")
+        raise UserError("no metrics requested", hint=f"e.g. --metrics {','.join(default_metrics()[:4])}")
     return list(dict.fromkeys(out))
+
+
+def needing(need: Need, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` whose metric declares ``need``."""
+    return [n for n in names if need in metric_class(n).needs]
+
+
+def distribution(names: Sequence[str]) -> list[str]:
+    """Those of ``names`` that pool every pair's frames (FID, KID) instead of averaging per-pair values."""
+    return [n for n in names if metric_class(n).kind == "distribution"]
+
+
+def metrics_help() -> str:
+    """The ``--metrics`` help: every registered metric (↓ lower / ↑ higher is better) and which are the default."""
+    classes = metric_classes()
+    known = ", ".join(f"{c.name} {'↓' if c.direction == 'lower' else '↑'}" for c in classes)
+    rest = [c.name for c in classes if not c.default_for]
+    return f"Comma-separated, of: {known} (default: all{' but ' + ', '.join(rest) if rest else ''})."
 
 
 class Evaluator:
@@ -96,9 +107,8 @@ class Evaluator:
         if face_stride < 1 or analysis_size < 0:
             raise ConfigError("eval.face_stride must be >= 1 and eval.analysis_size >= 0")
         self.names = parse_metrics(metrics)
-        self.options: dict[str, Any] = {"device": str(resolve_device(device)), "batch_size": batch_size,
-                                        "id_backend": id_backend, "backend": motion_backend,
-                                        "min_frames": fid_min_frames, "dataset_dir": motion_dataset}
+        self.options = MetricOptions(str(resolve_device(device)), batch_size, id_backend, motion_backend,
+                                     fid_min_frames, motion_dataset)
         self.analysis_size, self.face_stride, self.detector = analysis_size, face_stride, detector
         self.disk = AnalysisCache(face_cache_dir()) if cache else None
         self._analyzer = None
@@ -116,13 +126,11 @@ class Evaluator:
                    motion_dataset=motion_dataset)
 
     def _make(self, name: str) -> Metric:
-        cls = METRICS.get(name).factory
-        params = inspect.signature(cls.__init__).parameters
-        return cls(**{k: v for k, v in self.options.items() if k in params})
+        return metric_class(name).from_options(self.options)
 
     @property
     def needs_faces(self) -> bool:
-        return any(n in FACE_METRICS for n in self.names)
+        return bool(needing("faces", self.names))
 
     @property
     def analyzer(self):  # noqa: ANN201 - faces.analyzer.FaceAnalyzer
@@ -134,12 +142,11 @@ class Evaluator:
 
     def set_reference(self, frames: np.ndarray | None = None, features: np.ndarray | None = None) -> None:
         """The reference set of the distribution metrics (see the module docstring)."""
-        for n in self.names:
-            if n in DISTRIBUTION_METRICS:
-                try:
-                    self.aggregates[n].set_reference(frames, features)  # type: ignore[attr-defined]
-                except AssetError as e:
-                    self.errors[n] = str(e)
+        for n in needing("reference", self.names):
+            try:
+                self.aggregates[n].set_reference(frames, features)
+            except AssetError as e:
+                self.errors[n] = str(e)
 
     def pair(self, generated: np.ndarray, driving: np.ndarray | None = None, source: np.ndarray | None = None,
              pair_id: str = "", coefficients: dict[str, np.ndarray] | None = None,
@@ -152,8 +159,9 @@ class Evaluator:
         a failed run); the pair also joins the aggregates. Distribution metrics (FID/KID) only pool the pair's frames:
         a distance between distributions has no per-pair value worth its cost (a 2048-D matrix root per pair)."""
         out = {}
+        pooled = distribution(self.names)
         for name in self.names:
-            if name in DISTRIBUTION_METRICS:
+            if name in pooled:
                 try:
                     self.aggregates[name].update(pair)
                 except AssetError as e:
@@ -193,24 +201,23 @@ def evaluate_paths(generated: str | os.PathLike[str], driving: str | os.PathLike
                    **options: Any) -> dict[str, MetricValue]:
     """The ``evaluate metrics`` verb: frames from folders / videos, user errors for unusable inputs."""
     names = parse_metrics(metrics)
-    if driving is None and (missing := [n for n in names if n in NEEDS_DRIVING]):
+    if driving is None and (missing := needing("driving", names)):
         raise UserError(f"metric {missing[0]} needs --driving frames")
-    if source is None and (missing := [n for n in names if n in NEEDS_SOURCE]):
+    if source is None and (missing := needing("source", names)):
         raise UserError(f"metric {missing[0]} needs a --source image")
-    if reference is None and (missing := [n for n in names if n in DISTRIBUTION_METRICS]):
+    if reference is None and (missing := needing("reference", names)):
         raise UserError(f"metric {missing[0]} needs --reference frames (real frames of the generated frames' domain)",
                         hint="pass a folder of images or a video as --reference")
     ev = Evaluator(names, **options)
     if reference is not None:
         from ..metrics.fid import extractor
 
-        ext = extractor(ev.options["device"], ev.options["batch_size"])
+        ext = extractor(ev.options.device, ev.options.batch_size)
         ev.set_reference(features=ext.features_of_path(reference))
-    pixel = [n for n in names if n not in DISTRIBUTION_METRICS]
-    if not pixel:  # FID/KID alone: features straight from the files (mixed resolutions allowed, as in pytorch-fid)
+    if len(distribution(names)) == len(names):  # FID/KID alone: features straight from the files (mixed resolutions allowed, as in pytorch-fid)
         from ..metrics.fid import extractor
 
-        ext = extractor(ev.options["device"], ev.options["batch_size"])
+        ext = extractor(ev.options.device, ev.options.batch_size)
         feats = ext.features_of_path(generated)
         for n in names:
             ev.aggregates[n]._gen.append(feats)  # type: ignore[attr-defined]
@@ -327,7 +334,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
             tp = tp.head(ep.max_pairs)
         names = task_metrics(task, ep)
         ev = Evaluator.from_params(names, ep, mdev, motion_dataset=str(root))
-        if rank == 0 and any(n in DISTRIBUTION_METRICS for n in names):
+        if rank == 0 and needing("reference", names):
             ev.set_reference(frames.reference(src_dom, ep.fid_reference_frames))
         local_rows, samples = [], []
         for row in progress(list(tp.itertuples())[rank::world], desc=f"{method.name} {task}", unit="pair"):

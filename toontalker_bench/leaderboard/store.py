@@ -52,9 +52,10 @@ def lock(path: Path) -> FileLock:
 
 
 def metric_directions() -> dict[str, str]:
-    from ..metrics import METRICS
+    """Every registered metric's direction (``lower`` / ``higher`` is better), in declared (board column) order."""
+    from ..metrics import metric_classes
 
-    return {e.name: e.meta.get("direction", "lower") for e in METRICS}
+    return {c.name: c.direction for c in metric_classes()}
 
 
 def columns_for(metric_names: set[str], notes: bool = True) -> list[str]:

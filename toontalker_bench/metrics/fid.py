@@ -27,7 +27,7 @@ import torch
 from ..core.io import atomic_path, sha256_file
 from ..core.progress import progress
 from ..assets import require
-from .base import METRICS, Metric, MetricValue
+from .base import Metric, MetricOptions, MetricValue, register
 from .pair import Pair, list_images, load_frames
 
 log = logging.getLogger(__name__)
@@ -252,14 +252,17 @@ class _DistributionMetric(Metric):
     random subsets as ``std``.
     """
 
+    kind, needs, default_for = "distribution", frozenset({"reference"}), frozenset({"cross"})
+
     def __init__(self, device: str = "cpu", batch_size: int = 50, min_frames: int = 64) -> None:
+        super().__init__()
         self.device, self.batch_size, self.min_frames = device, batch_size, min_frames
         self._reference: np.ndarray | None = None
-        super().__init__()
+        self.add_state("_gen", [], "cat")
 
-    def reset(self) -> None:
-        super().reset()
-        self._gen: list[np.ndarray] = []
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> _DistributionMetric:
+        return cls(options.device, options.batch_size, options.fid_min_frames)
 
     def set_reference(self, frames: np.ndarray | None = None, features: np.ndarray | None = None) -> None:
         """The real frames (uint8 ``(N, H, W, 3)``) or their Inception features the generated frames are compared to."""
@@ -284,15 +287,15 @@ class _DistributionMetric(Metric):
         return out
 
 
-@METRICS.register("fid", direction="lower")
+@register
 class FID(_DistributionMetric):
     """Fréchet distance between pool3 feature Gaussians of the generated frames and the reference set."""
 
-    name, direction = "fid", "lower"
+    name, direction, order = "fid", "lower", 90
 
 
-@METRICS.register("kid", direction="lower")
+@register
 class KID(_DistributionMetric):
     """Unbiased kernel inception distance (cubic polynomial kernel) of the generated frames vs the reference set."""
 
-    name, direction = "kid", "lower"
+    name, direction, order = "kid", "lower", 100

@@ -17,7 +17,7 @@ import numpy as np
 from ..core.errors import AssetError
 from ..core.registry import Registry
 from ..assets import require
-from .base import METRICS, Metric, MetricValue, video_mean
+from .base import Metric, MetricOptions, MetricValue, register, video_mean
 from .pair import Pair, Which
 
 
@@ -108,15 +108,18 @@ def embedder(name: str = "auto") -> Embedder:
 
 
 class _IdentityMetric(Metric):
-    def __init__(self, id_backend: str = "auto") -> None:
-        self.id_backend = id_backend
-        super().__init__()
+    validation = "identity"
 
-    def reset(self) -> None:
-        super().reset()
-        self._missed = 0
-        self._total = 0
-        self._reasons: list[str] = []
+    def __init__(self, id_backend: str = "auto") -> None:
+        super().__init__()
+        self.id_backend = id_backend
+        self.add_state("_missed", 0, "sum")
+        self.add_state("_total", 0, "sum")
+        self.add_state("_reasons", [], "cat")
+
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> _IdentityMetric:
+        return cls(options.id_backend)
 
     def compute(self) -> MetricValue:
         extra = {"face_miss_rate": self._missed / self._total if self._total else None, "frames_missed": self._missed,
@@ -125,11 +128,13 @@ class _IdentityMetric(Metric):
                           reason=self._reasons[0] if self._reasons else "no generated frame had a usable face")
 
 
-@METRICS.register("csim", direction="higher")
+@register
 class CSIM(_IdentityMetric):
     """Mean cosine similarity between the source face's embedding and each generated frame's."""
 
-    name, direction = "csim", "higher"
+    name, direction, order = "csim", "higher", 80
+    needs, default_for = frozenset({"faces", "source"}), frozenset({"self", "cross"})
+    answers_to, ignores = "identity", ("pose", "expression")
 
     def update(self, pair: Pair) -> None:
         emb = embedder(self.id_backend)
@@ -147,11 +152,12 @@ class CSIM(_IdentityMetric):
             self._n_frames += int(ok.sum())
 
 
-@METRICS.register("aed_id", direction="lower")
+@register
 class AEDId(_IdentityMetric):
     """FOMM's "AED": mean L2 distance between unit identity embeddings of generated and driving frames."""
 
-    name, direction = "aed_id", "lower"
+    name, direction, order = "aed_id", "lower", 85
+    needs = frozenset({"faces", "driving"})
 
     def update(self, pair: Pair) -> None:
         emb = embedder(self.id_backend)

@@ -6,21 +6,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import METRICS, Metric, MetricValue, video_mean
+from .base import Metric, MetricValue, register, video_mean
 from .pair import Pair
 
 
-@METRICS.register("akd", direction="lower")
+@register
 class AKD(Metric):
     """Mean 68-point landmark distance between generated and driving frames, pixels at 256."""
 
-    name, direction = "akd", "lower"
+    name, direction, order = "akd", "lower", 70
+    needs, default_for = frozenset({"faces", "driving"}), frozenset({"self"})
 
-    def reset(self) -> None:
-        super().reset()
-        self._missed = 0
-        self._total = 0
-        self.backend = ""
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("_missed", 0, "sum")
+        self.add_state("_total", 0, "sum")
 
     def update(self, pair: Pair) -> None:
         gen, drv = pair.faces("generated"), pair.faces("driving")

@@ -39,7 +39,7 @@ import numpy as np
 from ..core.errors import DatasetError
 from ..faces.bfm import MotionEstimate, get_bfm
 from ..core.registry import Registry
-from .base import METRICS, Metric, MetricValue, video_mean
+from .base import Metric, MetricOptions, MetricValue, register, video_mean
 from .pair import Pair, Which
 
 
@@ -259,20 +259,23 @@ class _MotionDistance(Metric):
     """Shared by AED/APD: per pair, mean over frames usable on both sides."""
 
     key = "exp"
+    needs, default_for = frozenset({"faces", "driving"}), frozenset({"self", "cross"})
 
     def __init__(self, backend: str = "bfm3ddfa", dataset_dir: str | None = None) -> None:
+        super().__init__()
         self.backend = backend
         self.dataset_dir = None if dataset_dir is None else str(dataset_dir)
-        super().__init__()
-
-    def reset(self) -> None:
-        super().reset()
-        self._missed = 0
-        self._total = 0
-        self._used: str | None = None  # the backend the estimates report (a corpus map's name, or its fallback)
-        self._fallback: str | None = None  # why the requested backend fell back, if it did
+        self.add_state("_missed", 0, "sum")
+        self.add_state("_total", 0, "sum")
+        self.add_state("_used", None, "first")  # the backend the estimates report (a corpus map's name, or fallback)
+        self.add_state("_fallback", None, "first")  # why the requested backend fell back, if it did
         # relative forms: sums over the compared frames for ``follow`` and ``change_ratio`` (see ``compute``)
-        self._dot = self._drv_sq = self._gen_abs = self._drv_abs = 0.0
+        for name in ("_dot", "_drv_sq", "_gen_abs", "_drv_abs"):
+            self.add_state(name, 0.0, "sum")
+
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> _MotionDistance:
+        return cls(options.motion_backend, options.dataset_dir)
 
     def _motion(self, pair: Pair, which: Which) -> MotionEstimate:
         est = pair_motion(pair, which, self.backend, self.dataset_dir)
@@ -325,47 +328,53 @@ class _MotionDistance(Metric):
                           reason="no frame had a usable face in both generated and driving")
 
 
-@METRICS.register("aed_exp", direction="lower")
-class AEDExp(_MotionDistance):
+class _ExpressionDistance(_MotionDistance):
+    key, validation = "exp", "expression"
+    answers_to, ignores = "expression", ("pose", "identity")
+
+
+class _PoseDistance(_MotionDistance):
+    key, validation = "angles", "pose"
+    answers_to, ignores = "pose", ("expression", "identity")
+
+
+@register
+class AEDExp(_ExpressionDistance):
     """Mean L1 distance between 3DMM expression codes of generated and driving frames (per-coefficient mean)."""
 
-    name = "aed_exp"
-    key = "exp"
+    name, order, aliases = "aed_exp", 120, ("aed",)
 
 
-@METRICS.register("apd_deg", direction="lower")
-class APDDeg(_MotionDistance):
+@register
+class APDDeg(_PoseDistance):
     """Mean L1 distance between yaw/pitch/roll of generated and driving frames, in degrees (mean of the three)."""
 
-    name = "apd_deg"
-    key = "angles"
+    name, order, aliases = "apd_deg", 110, ("apd",)
 
 
-@METRICS.register("aed_exp_rel", direction="lower")
-class AEDExpRel(_MotionDistance):
+@register
+class AEDExpRel(_ExpressionDistance):
     """Mean L1 distance between the expression changes since the first frame, generated vs driving:
     ``|(e_gen(t) - e_gen(0)) - (e_drv(t) - e_drv(0))|`` — what a relative-motion method should reproduce."""
 
-    name = "aed_exp_rel"
-    key = "exp"
+    name, order = "aed_exp_rel", 20
     relative = True
 
 
-@METRICS.register("apd_rel_deg", direction="lower")
-class APDRelDeg(_MotionDistance):
+@register
+class APDRelDeg(_PoseDistance):
     """Mean L1 distance between the head-rotation changes since the first frame, generated vs driving, in degrees:
     ``|(p_gen(t) - p_gen(0)) - (p_drv(t) - p_drv(0))|`` over yaw, pitch, roll."""
 
-    name = "apd_rel_deg"
-    key = "angles"
+    name, order = "apd_rel_deg", 10
     relative = True
 
 
-@METRICS.register("face_miss_rate", direction="lower")
+@register
 class FaceMissRate(_MotionDistance):
     """Fraction of generated frames whose face is not usable (not found, or landmarks no 3DMM face explains)."""
 
-    name = "face_miss_rate"
+    name, order, needs, validation = "face_miss_rate", 130, frozenset({"faces"}), None
 
     def update(self, pair: Pair) -> None:
         gen = self._motion(pair, "generated")

