@@ -217,15 +217,23 @@ def evaluate() -> None:
     """Metrics on generated frames, metric validation, benchmark runs."""
 
 
+class _MetricsOption(click.Option):
+    """``--metrics``, whose help lists the registered metrics: read when help is shown (loading them imports torch)."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        from .eval.evaluator import metrics_help
+
+        self.help = metrics_help()
+        return super().get_help_record(ctx)
+
+
 @evaluate.command("metrics")
 @click.option("--generated", required=True, type=click.Path(), help="Generated frames: folder of images or a video.")
 @click.option("--driving", type=click.Path(), default=None, help="Driving (target) frames, aligned 1:1 with generated.")
 @click.option("--source", type=click.Path(), default=None, help="Source image (or folder/video: its first frame).")
 @click.option("--reference", type=click.Path(), default=None,
               help="FID/KID reference set: real frames of the generated frames' domain (folder of images or video).")
-@click.option("--metrics", "metric_names", default=None,
-              help="Comma-separated: fid,kid,csim,aed_id,aed_exp_rel,apd_rel_deg,aed_exp,apd_deg,face_miss_rate,l1,"
-                   "psnr,ssim,lpips,akd (default: all but aed_id).")
+@click.option("--metrics", "metric_names", default=None, cls=_MetricsOption)
 @click.option("--face-stride", type=click.IntRange(min=1), default=1, show_default=True,
               help="Face metrics on every k-th frame.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 or auto (default: run.device).")

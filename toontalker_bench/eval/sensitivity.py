@@ -14,8 +14,9 @@ strength, and evaluated against the real driving frames like any method's output
 A metric is *monotone* when it gets worse from the weakest to the strongest level of its own error and no step
 moves it back by more than ``SLACK`` of that total change (below the estimator's noise floor a 2-degree step can
 read as a small improvement), and *flat* under another error when its change there stays within ``TOLERANCE`` of
-the change its own strongest error causes. Verdicts are per domain; a task is held to those of the domains it reads. The pose metrics answer to pose,
-the expression metrics to expression, CSIM to identity, the pixel metrics to blur.
+the change its own strongest error causes. Verdicts are per domain; a task is held to those of the domains it reads.
+Each metric declares the error it answers to and those it must ignore (``Metric.answers_to`` / ``ignores``): the pose
+metrics answer to pose, the expression metrics to expression, CSIM to identity, the pixel metrics to blur.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..faces.pose import N_MORPHS
 from ..core.progress import progress
+from ..faces.pose import N_MORPHS
+from ..metrics import metric_class, metric_classes
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +40,12 @@ EXPRESSION = (0.0, 0.1, 0.3, 0.5)
 BLUR_SIGMA = (0.0, 1.0, 2.0, 4.0)
 SLACK = 0.1  # a step of the own error may move a metric back by at most this fraction of its total change
 TOLERANCE = 0.25  # a change under another error of at most this fraction of the metric's own strongest error's
-#: metric -> the error it must answer to
-OWN_ERROR = {"apd_rel_deg": "pose", "apd_deg": "pose", "aed_exp_rel": "expression", "aed_exp": "expression",
-             "csim": "identity", "l1": "blur", "lpips": "blur", "ssim": "blur", "psnr": "blur"}
+#: metric -> the error it must answer to, as the metrics declare it (the suite's metrics, in declared order)
+OWN_ERROR = {c.name: c.answers_to for c in metric_classes() if c.answers_to}
 #: metric -> the errors it must not answer to (pose changes the pixels, so pixel metrics are not held to it, and
 #: the face metrics are not held to blur beyond the tolerance either)
-MUST_IGNORE = {"apd_rel_deg": ("expression", "identity"), "apd_deg": ("expression", "identity"),
-               "aed_exp_rel": ("pose", "identity"), "aed_exp": ("pose", "identity"),
-               "csim": ("pose", "expression")}
+MUST_IGNORE = {c.name: c.ignores for c in metric_classes() if c.answers_to and c.ignores}
 METRICS = tuple(OWN_ERROR)
-HIGHER_IS_BETTER = ("csim", "ssim", "psnr")
 
 
 @dataclass
@@ -150,7 +148,7 @@ def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep
 
 def _worse(metric: str, a: float, b: float) -> float:
     """How much worse ``b`` is than ``a`` for ``metric`` (positive = worse)."""
-    return a - b if metric in HIGHER_IS_BETTER else b - a
+    return a - b if metric_class(metric).direction == "higher" else b - a
 
 
 def judge(values: dict[str, dict[str, dict[str, list[float | None]]]], metrics: tuple[str, ...]

@@ -22,7 +22,6 @@ from ..core.domains import TASKS
 from ..core.io import atomic_path, write_text
 from .store import SUMMARY_KEY, csv_path, lock, metric_directions, read_leaderboard
 
-HEADLINE = ("apd_rel_deg", "aed_exp_rel")  # the motion metrics that fit the relative-motion protocol, shown first
 GROUP = list(SUMMARY_KEY)
 
 
@@ -65,9 +64,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
-    directions = metric_directions()
-    present = [m for m in directions if m in df.columns and df[m].notna().any()]
-    return [m for m in HEADLINE if m in present] + sorted(m for m in present if m not in HEADLINE)
+    """The metrics ``df`` has a value of, in the order the metrics declare (the headline relative-motion ones first)."""
+    return [m for m in metric_directions() if m in df.columns and df[m].notna().any()]
 
 
 def _arrow(direction: str) -> str:
