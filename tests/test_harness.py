@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from fixtures_dataset import build_fixture_dataset
 
 from toontalker_bench.cli import main
@@ -195,7 +196,8 @@ def _eval_worker(rank: int, world: int, port: int, dataset: str, out: str) -> No
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     dist.init_process_group("gloo")
     ep = EvalParams(self_metrics=["l1", "psnr", "ssim"], cross_metrics=["l1"])
-    evaluate(CopySource({"size": 64}), dataset, out, ep, ["self_real", "self_cartoon", "real2cartoon"])
+    evaluate(CopySource({"size": 64}), dataset, out, ep, ["self_real", "self_cartoon", "real2cartoon"],
+             torch.device("cpu"))
     dist.destroy_process_group()
 
 
@@ -214,7 +216,8 @@ def test_evaluation_sharded_over_two_ranks_equals_one_process(dataset: Path, tmp
         port = s.getsockname()[1]
     mp.spawn(_eval_worker, args=(2, port, str(dataset), str(tmp_path / "ddp")), nprocs=2, join=True)
     ep = EvalParams(self_metrics=["l1", "psnr", "ssim"], cross_metrics=["l1"])
-    evaluate(CopySource({"size": 64}), dataset, tmp_path / "one", ep, ["self_real", "self_cartoon", "real2cartoon"])
+    evaluate(CopySource({"size": 64}), dataset, tmp_path / "one", ep, ["self_real", "self_cartoon", "real2cartoon"],
+             torch.device("cpu"))
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert json.loads((tmp_path / "ddp" / "metrics.json").read_text()) == one
     assert (tmp_path / "ddp" / "pairs.csv").read_text() == (tmp_path / "one" / "pairs.csv").read_text()
