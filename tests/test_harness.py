@@ -25,7 +25,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)  # runs/ and leaderboard/ land here; no params.yaml -> defaults
+    monkeypatch.chdir(tmp_path)  # runs/ and leaderboard/ land here; no params.yaml -> the defaults
     return tmp_path
 
 
@@ -116,7 +116,8 @@ def test_bad_input_exits_2_with_one_line(dataset: Path, work: Path, capsys: pyte
                                          args: list[str], message: str) -> None:
     assert cli(dataset, *args) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and err.startswith("error: ")
+    lines = [ln for ln in err.splitlines() if not ln.startswith(("DEBUG ", "INFO ", "WARNING "))]  # log lines
+    assert message in lines[0] and "Traceback" not in err and lines[0].startswith("error: "), err
     assert not (work / "leaderboard").exists() and not (work / "runs").exists()
 
 
