@@ -46,7 +46,7 @@ def _run_shot(monkeypatch: pytest.MonkeyPatch, every: int, start: int, end: int)
 
     monkeypatch.setattr(stage, "detect", fake_detect)
     monkeypatch.setattr(stage, "landmarks", fake_landmarks)
-    p = FacesParams(detect_every=5, landmarks_every=every)
+    p = FacesParams(detect_every=5, landmarks_every=every, landmarks_between="linear")
     tr = stage._ShotTracker(0, start, "fake", p)
     for i in range(start, end):
         tr.push(i, _Frame(i), last=i == end - 1)
@@ -54,7 +54,7 @@ def _run_shot(monkeypatch: pytest.MonkeyPatch, every: int, start: int, end: int)
     return od.lm, called
 
 
-def test_every_frame_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_frame(monkeypatch: pytest.MonkeyPatch) -> None:
     lm, called = _run_shot(monkeypatch, 1, 3, 40)
     assert called == list(range(3, 40))
     for f in range(3, 40):

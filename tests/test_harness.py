@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from fixtures_dataset import build_fixture_dataset
 
 from toontalker_bench.cli import main
@@ -24,7 +25,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)  # runs/ and leaderboard/ land here; no params.yaml -> defaults
+    monkeypatch.chdir(tmp_path)  # runs/ and leaderboard/ land here; no params.yaml -> the defaults
     return tmp_path
 
 
@@ -115,7 +116,8 @@ def test_bad_input_exits_2_with_one_line(dataset: Path, work: Path, capsys: pyte
                                          args: list[str], message: str) -> None:
     assert cli(dataset, *args) == 2
     err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err and err.startswith("error: ")
+    lines = [ln for ln in err.splitlines() if not ln.startswith(("DEBUG ", "INFO ", "WARNING "))]  # log lines
+    assert message in lines[0] and "Traceback" not in err and lines[0].startswith("error: "), err
     assert not (work / "leaderboard").exists() and not (work / "runs").exists()
 
 
@@ -195,7 +197,8 @@ def _eval_worker(rank: int, world: int, port: int, dataset: str, out: str) -> No
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     dist.init_process_group("gloo")
     ep = EvalParams(self_metrics=["l1", "psnr", "ssim"], cross_metrics=["l1"])
-    evaluate(CopySource({"size": 64}), dataset, out, ep, ["self_real", "self_cartoon", "real2cartoon"])
+    evaluate(CopySource({"size": 64}), dataset, out, ep, ["self_real", "self_cartoon", "real2cartoon"],
+             torch.device("cpu"))
     dist.destroy_process_group()
 
 
@@ -214,7 +217,8 @@ def test_evaluation_sharded_over_two_ranks_equals_one_process(dataset: Path, tmp
         port = s.getsockname()[1]
     mp.spawn(_eval_worker, args=(2, port, str(dataset), str(tmp_path / "ddp")), nprocs=2, join=True)
     ep = EvalParams(self_metrics=["l1", "psnr", "ssim"], cross_metrics=["l1"])
-    evaluate(CopySource({"size": 64}), dataset, tmp_path / "one", ep, ["self_real", "self_cartoon", "real2cartoon"])
+    evaluate(CopySource({"size": 64}), dataset, tmp_path / "one", ep, ["self_real", "self_cartoon", "real2cartoon"],
+             torch.device("cpu"))
     one = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert json.loads((tmp_path / "ddp" / "metrics.json").read_text()) == one
     assert (tmp_path / "ddp" / "pairs.csv").read_text() == (tmp_path / "one" / "pairs.csv").read_text()

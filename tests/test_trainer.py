@@ -20,9 +20,12 @@ from torch import nn
 from toontalker_bench.core.errors import CheckpointError
 from toontalker_bench.models.base import Capabilities, Method
 from toontalker_bench.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from toontalker_bench.models.registry import train_config
 from toontalker_bench.data.dataset import load_clips
 from toontalker_bench.train.data import TrainData
 from toontalker_bench.train.trainer import latest_checkpoint, train
+
+CPU = torch.device("cpu")
 
 TESTS = Path(__file__).parent
 
@@ -82,11 +85,11 @@ def _same(a: dict, b: dict, atol: float = 0.0) -> bool:
 
 def test_sigint_saves_and_resume_equals_uninterrupted(clips: list, tmp_path: Path) -> None:
     ref = Toy(_cfg(noise=0.05))
-    r_ref = train(ref, TrainData(clips, seed=7), tmp_path / "ref", seed=7)
+    r_ref = train(ref, TrainData(clips, seed=7), tmp_path / "ref", train_config(ref.cfg), device=CPU, seed=7)
     assert r_ref.steps == 6 and not r_ref.interrupted
 
     first = Toy({**_cfg(noise=0.05), "interrupt_at": 2})  # SIGINT arrives during step index 2
-    r1 = train(first, TrainData(clips, seed=7), tmp_path / "cut", seed=7)
+    r1 = train(first, TrainData(clips, seed=7), tmp_path / "cut", train_config(first.cfg), device=CPU, seed=7)
     assert r1.interrupted and r1.steps == 3
     ckpt = latest_checkpoint(tmp_path / "cut")
     assert ckpt is not None and ckpt.name == "step_00000003.safetensors"
@@ -94,7 +97,8 @@ def test_sigint_saves_and_resume_equals_uninterrupted(clips: list, tmp_path: Pat
     assert not _same(_weights(first), _weights(ref))
 
     second = Toy(_cfg(noise=0.05))
-    r2 = train(second, TrainData(clips, seed=7), tmp_path / "cut", seed=7, resume=True)
+    r2 = train(second, TrainData(clips, seed=7), tmp_path / "cut", train_config(second.cfg), device=CPU, seed=7,
+               resume=True)
     assert r2.steps == 6 and not r2.interrupted
     assert _same(_weights(second), _weights(ref))  # bit-identical on CPU
     log_steps = [int(line.split(",")[0]) for line in (tmp_path / "cut" / "train_log.csv").read_text().split()[1:]]
@@ -117,9 +121,9 @@ def test_seed_changes_data_order(clips: list) -> None:
 
 def test_grad_accum_equals_full_batch(clips: list, tmp_path: Path) -> None:
     full = Toy(_cfg(steps=3, optim="sgd"))
-    train(full, TrainData(clips, seed=3), tmp_path / "full", seed=3)
+    train(full, TrainData(clips, seed=3), tmp_path / "full", train_config(full.cfg), device=CPU, seed=3)
     acc = Toy(_cfg(steps=3, grad_accum=2, optim="sgd"))
-    train(acc, TrainData(clips, seed=3), tmp_path / "acc", seed=3)
+    train(acc, TrainData(clips, seed=3), tmp_path / "acc", train_config(acc.cfg), device=CPU, seed=3)
     assert _same(_weights(full), _weights(acc), atol=1e-6)
     assert not _same(_weights(full), _weights(Toy(_cfg())), atol=1e-3)  # training moved the weights
 
@@ -135,7 +139,7 @@ def _ddp_worker(rank: int, world: int, port: int, clips: list, out: str) -> None
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     m = Toy(_cfg(steps=3, optim="sgd"))
-    train(m, TrainData(clips, seed=5), out, seed=5, device="cpu")
+    train(m, TrainData(clips, seed=5), out, train_config(m.cfg), device=CPU, seed=5)
     torch.distributed.destroy_process_group()
 
 
@@ -143,7 +147,7 @@ def _ddp_worker(rank: int, world: int, port: int, clips: list, out: str) -> None
 def test_ddp_two_gloo_processes_equal_single_process(clips: list, tmp_path: Path) -> None:
     mp.spawn(_ddp_worker, args=(2, _free_port(), clips, str(tmp_path / "ddp")), nprocs=2, join=True)
     single = Toy(_cfg(steps=3, optim="sgd"))
-    train(single, TrainData(clips, seed=5), tmp_path / "single", seed=5)
+    train(single, TrainData(clips, seed=5), tmp_path / "single", train_config(single.cfg), device=CPU, seed=5)
     ddp = Toy(_cfg(steps=3, optim="sgd"))
     load_checkpoint(ddp, tmp_path / "ddp" / "checkpoint.safetensors")
     assert _same(_weights(ddp), _weights(single), atol=1e-6)

@@ -20,7 +20,8 @@ def _params(ctx: click.Context, overrides: tuple[str, ...] = ()):  # noqa: ANN20
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.option("--params", "params_path", type=click.Path(dir_okay=False), default=None,
-              help="Parameters file (default: ./params.yaml if present).")
+              help="Parameters file (default: the nearest params.yaml here or in a parent folder; none: the "
+                   "built-in defaults, equal to the project's params.yaml).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 @click.version_option(package_name="toontalker-bench")

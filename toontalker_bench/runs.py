@@ -30,7 +30,7 @@ from .core.domains import DOMAINS, is_cross
 from .core.errors import CheckpointError, ConfigError, DatasetError
 from .core.io import safe_name, write_json, write_text
 from .models.base import Method
-from .models.registry import build_method, load_profile, method_class, train_config
+from .models.registry import TrainConfig, build_method, load_profile, method_class, train_config
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class RunPlan:
     run_id: str
     run_dir: Path
     seed: int
-    device: torch.device
+    device: torch.device  # resolved once from run.device; the trainer and the evaluator receive it
+    train_config: TrainConfig | None  # the profile's checked train: section; None when the plan does not train
     checkpoint: Path | None = None  # evaluate this instead of the run's own checkpoint (no training)
     trust_checkpoint: bool = False
     resume: bool = False
@@ -118,8 +119,8 @@ def plan_run(params: Params, method: str, profile: str | None = None, overrides:
     else:
         profile = profile or params.run.profile
         cfg, seed = load_profile(method, profile, all_overrides), params.seed
-    if train and cls.capabilities.trainable and not checkpoint:
-        train_config(cfg)  # bad train.* keys fail before any data is loaded
+    # bad train.* keys fail before any data is loaded
+    tc = train_config(cfg) if train and cls.capabilities.trainable and not checkpoint else None
     chosen = select_tasks(cls, tasks or params.eval.tasks)
     dataset = Path(params.build.out_dir)
     if train and not checkpoint:
@@ -134,7 +135,7 @@ def plan_run(params: Params, method: str, profile: str | None = None, overrides:
 
         read_rows(Path(params.run.leaderboard_dir) / f"{params.run.benchmark}.csv")  # a corrupt board stops us now
     return RunPlan(params, method, cls, profile, cfg, all_overrides, chosen, run_id, run_dir, seed,
-                   resolve_device(params.run.device), Path(checkpoint) if checkpoint else None, trust_checkpoint,
+                   resolve_device(params.run.device), tc, Path(checkpoint) if checkpoint else None, trust_checkpoint,
                    resume)
 
 
@@ -188,13 +189,14 @@ def train(plan: RunPlan) -> dict[str, Any]:
     if not plan.cls.capabilities.trainable:
         save_checkpoint(plan.run_dir / FINAL_CHECKPOINT, model, 0, with_optimizer=False)
     else:
-        tc = train_config(plan.cfg)
+        tc = plan.train_config
+        if tc is None:
+            raise ValueError("this run plan was made without training (plan_run(train=False) or a --checkpoint)")
         data = TrainData.from_dataset(plan.dataset, model.size, plan.seed, tc.max_frames_per_clip,
-                                      pseudo_pose=plan.cls.capabilities.needs_paired_pose,
-                                      withhold=tuple(plan.cfg.get("pseudo_pose_domains", ())))
+                                      model.training_needs())
         if data.pose_label_counts:
             record["pose_label_counts"] = data.pose_label_counts
-        res = run_trainer(model, data, plan.run_dir, seed=plan.seed, device=plan.device, resume=plan.resume)
+        res = run_trainer(model, data, plan.run_dir, tc, seed=plan.seed, device=plan.device, resume=plan.resume)
         before = _read_json(plan.run_dir / "train.json").get("train_seconds", 0.0) if plan.resume else 0.0
         record.update(steps=res.steps, train_seconds=round(before + res.seconds, 3), world_size=res.world_size,
                       interrupted=res.interrupted)
@@ -247,7 +249,7 @@ def evaluate(plan: RunPlan, split: str = "test") -> dict[str, dict[str, float | 
             "code_commit": train_rec.get("code_commit") or commit,
             "checkpoint": str(ckpt), "tasks": plan.tasks, "eval_seconds": round(result.seconds, 3),
             # methods trained on pose vectors: were they ground truth, 3DMM pseudo labels, or both
-            "pose_labels": model.cfg.get("pose_labels", "") if plan.cls.capabilities.needs_paired_pose else "",
+            "pose_labels": model.pose_labels(),
             "bracket": "yes" if plan.cls.capabilities.bracket else "", "variant": model.variant(),
             "protocol_subset": protocol_subset(plan.params.eval)}
     if _rank() == 0:

@@ -9,6 +9,7 @@ and the run-control keys, so reading anything else fails at once.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import types
 import typing
@@ -21,6 +22,7 @@ import yaml
 from .errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -33,7 +35,7 @@ class SynthParams:
     out_dir: str = "data/synth"
     manifest: str = "manifests/demo.csv"  # written by the synth run (<out_dir>/demo.csv when out_dir is not the default)
     cartoon_videos: int = 7
-    real_videos: int = 3
+    real_videos: int = 4
     cartoon_identities: int = 24
     width: int = 640
     height: int = 360
@@ -92,8 +94,8 @@ class FacesParams:
     real_detector: str = "retinaface"
     cartoon_detector: str = "retinaface"
     landmarks: str = "dlib68"
-    landmarks_every: int = 1  # landmark model every k frames (and on detection frames); 1 = every frame
-    landmarks_between: str = "linear"  # frames between model frames: linear (interpolation) | flow (optical flow)
+    landmarks_every: int = 5  # landmark model every k frames (and on detection frames); 1 = every frame
+    landmarks_between: str = "flow"  # frames between model frames: linear (interpolation) | flow (optical flow)
     chunk_seconds: float = 30.0  # sources longer than 1.5x this run as chunks of this length (parallel); 0 = never
 
 
@@ -126,7 +128,7 @@ class EvalParams:
     batch_size: int = 16
     fid_min_frames: int = 64
     id_backend: str = "auto"  # auto | arcface | dlib
-    motion_backend: str = "bfm3ddfa"
+    motion_backend: str = "corpus-ridge"  # fitted on the dataset's train split (docs/metrics.md)
     tasks: list[str] = field(default_factory=list)  # empty = the four protocol tasks
     self_metrics: list[str] = field(default_factory=lambda: [
         "apd_rel_deg", "aed_exp_rel", "l1", "psnr", "ssim", "lpips", "akd", "csim", "apd_deg", "aed_exp",
@@ -150,7 +152,8 @@ class RunParams:
     benchmark: str = "demo"
     device: str = "auto"
     profile: str = "tiny"
-    methods: list[str] = field(default_factory=lambda: ["copy-source", "oracle-driving"])  # the DVC benchmark
+    methods: list[str] = field(default_factory=lambda: [  # the DVC benchmark
+        "copy-source", "oracle-driving", "toontalker", "fomm", "animeceleb"])
     overrides: list[str] = field(default_factory=list)  # profile --set values applied to every method (sweeps)
 
 
@@ -342,13 +345,28 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def find_params(start: str | os.PathLike[str] | None = None) -> Path | None:
+    """The nearest ``params.yaml`` in ``start`` (default: the working directory) or one of its parents, as git and
+    DVC find their roots; ``None`` when there is none."""
+    here = Path(start or Path.cwd()).resolve()
+    return next((d / DEFAULT_PARAMS for d in (here, *here.parents) if (d / DEFAULT_PARAMS).is_file()), None)
+
+
 def load_params(path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Params:
-    """Load ``params.yaml`` (missing file = defaults only when ``path`` is None) and apply ``--set`` overrides."""
+    """Load ``path``, or else the nearest ``params.yaml`` (:func:`find_params`), and apply ``--set`` overrides.
+
+    Without any ``params.yaml`` the dataclass defaults are used, which equal the project's ``params.yaml``
+    (``tests/test_config.py`` holds them equal); one log line says so and where it looked. Relative paths in the file
+    are read from the working directory, wherever the file was found.
+    """
     data: dict[str, Any] = {}
+    if path is None:
+        path = find_params()
+        if path is None:
+            log.info("no %s in %s or its parents: using the built-in defaults (equal to the project's %s)",
+                        DEFAULT_PARAMS, Path.cwd(), DEFAULT_PARAMS)
     if path is not None:
         data = read_yaml(path)
-    elif Path(DEFAULT_PARAMS).is_file():
-        data = read_yaml(DEFAULT_PARAMS)
     data = deep_merge(data, parse_overrides(list(overrides)))
     return from_dict(Params, data)
 

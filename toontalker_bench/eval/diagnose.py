@@ -20,7 +20,6 @@ followed to the stage that drops it.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,8 @@ import torch
 
 from ..data.dataset import clip_table, load_pairs
 from ..core.domains import SELF_TASKS, TASKS
-from ..core.errors import UserError
-from ..models.base import Method, PairContext, to_tensor
-from ..core.progress import progress
-from .evaluator import ProtocolFrames
-
-log = logging.getLogger(__name__)
+from ..models.base import Method
+from .evaluator import ProtocolFrames, animate_pairs
 
 COLUMNS = ("appearance_l1", "reenact_l1", "copy_l1", "follow", "response")
 
@@ -57,12 +52,11 @@ def pair_figures(out: torch.Tensor, driving: torch.Tensor) -> dict[str, float]:
 
 @torch.no_grad()
 def diagnose(method: Method, dataset_dir: str | Path, splits: tuple[str, ...] = ("test", "train"),
-             max_pairs: int = 8, max_frames: int = 32, device: torch.device | str = "cpu") -> pd.DataFrame:
+             max_pairs: int = 8, max_frames: int = 32, device: torch.device = torch.device("cpu")) -> pd.DataFrame:
     """Per-pair figures (see the module docstring) on the self-reenactment pairs of ``splits``; one row per pair
     with ``split``, ``task`` and ``pair_id``. A bracket that cannot draw a pair (``oracle-render`` on a clip its
     renderer did not make) leaves NaN figures and the reason in ``unavailable``."""
     root = Path(dataset_dir)
-    device = torch.device(device)
     frames = ProtocolFrames(root, clip_table(root), method.size)
     method.to(device).eval()
     rows: list[dict[str, Any]] = []
@@ -72,25 +66,14 @@ def diagnose(method: Method, dataset_dir: str | Path, splits: tuple[str, ...] = 
         for task in tasks:
             domain = TASKS[task][0]
             tp = pairs[pairs["task"] == task].head(max_pairs) if max_pairs else pairs[pairs["task"] == task]
-            for row in progress(list(tp.itertuples()), desc=f"diagnose {method.name} {split} {task}", unit="pair"):
-                n = min(int(row.n_frames), max_frames) if max_frames else int(row.n_frames)
-                driving = to_tensor(frames.window(row.driving_clip, int(row.driving_start), n)[0]).to(device)
-                kwargs: dict[str, Any] = {}
-                if method.capabilities.needs_pair_context:
-                    kwargs["context"] = PairContext(str(root), row.driving_clip, int(row.driving_start),
-                                                    row.driving_clip, int(row.driving_start), n)
-                info = {"split": split, "task": task, "pair_id": row.pair_id}
-                try:
-                    out = method.animate(driving[0], driving, source_domain=domain, driving_domain=domain,
-                                         relative=True, **kwargs)
-                except UserError as e:
-                    if not method.capabilities.bracket:
-                        raise
-                    log.warning("%s cannot answer %s: %s", method.name, row.pair_id, e)  # as in the evaluator
-                    rows.append({**info, **dict.fromkeys(COLUMNS, float("nan")), "unavailable": str(e)})
+            for p in animate_pairs(method, frames, tp, (domain, domain), device, max_frames=max_frames,
+                                   self_driven=True, desc=f"diagnose {method.name} {split} {task}"):
+                info = {"split": split, "task": task, "pair_id": p.row.pair_id}
+                if p.output is None:
+                    rows.append({**info, **dict.fromkeys(COLUMNS, float("nan")), "unavailable": p.unavailable})
                     continue
-                trace = {f"trace_{k}": v for k, v in method.motion_trace(driving[0], driving[1:], domain).items()}
-                rows.append({**info, **pair_figures(out.float().clamp(0, 1).cpu(), driving.cpu()), **trace,
+                trace = {f"trace_{k}": v for k, v in method.motion_trace(p.source_t, p.driving_t[1:], domain).items()}
+                rows.append({**info, **pair_figures(p.output.float().clamp(0, 1).cpu(), p.driving_t.cpu()), **trace,
                              "unavailable": ""})
     return pd.DataFrame(rows)
 

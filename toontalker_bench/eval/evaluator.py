@@ -27,7 +27,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ import torch.distributed as dist
 from ..core.config import EvalParams
 from ..data.dataset import clip_table, load_pairs
 from ..core.device import resolve_device
-from ..core.domains import TASKS, is_cross
+from ..core.domains import TASKS, Domain, is_cross
 from ..core.errors import AssetError, ConfigError, MediaError, UserError
 from ..core.io import write_json, write_text
 from ..metrics import (METRICS, Metric, MetricOptions, MetricValue, Pair, default_metrics, metric_class,
@@ -308,21 +308,72 @@ def _gather(obj: Any, world: int) -> list[Any]:
     return out
 
 
+@dataclass
+class AnimatedPair:
+    """One protocol pair as :func:`animate_pairs` animated it: the frames at the method's size (``source``
+    ``(S, S, 3)``, ``driving`` ``(T, S, S, 3)`` uint8), the same frames at full clip size for face analysis, the
+    method's inputs as tensors on the device, and its ``output`` ``(T, 3, S, S)`` (``None`` when a bracket could not
+    draw the pair, with the reason in ``unavailable``)."""
+
+    row: Any  # the pairs-table row (pair_id, clips, frames)
+    n_frames: int
+    source: np.ndarray
+    source_full: np.ndarray
+    driving: np.ndarray
+    driving_full: np.ndarray
+    source_t: torch.Tensor
+    driving_t: torch.Tensor
+    output: torch.Tensor | None
+    unavailable: str = ""
+
+
+def animate_pairs(method: Method, frames: ProtocolFrames, pairs: pd.DataFrame, domains: tuple[Domain, Domain],
+                  device: torch.device, *, max_frames: int = 0, self_driven: bool = False, desc: str = "",
+                  shard: tuple[int, int] = (0, 1)) -> Iterator[AnimatedPair]:
+    """Animate the protocol pairs of one task (``domains``: source, driving) with relative motion, the pairs of
+    ``shard`` = (rank, world) only; ``max_frames`` (0 = all) cuts each driving window. ``self_driven``: the first
+    driving frame is the source (``evaluate diagnose``). A method that needs the pair is given its
+    :class:`PairContext`; a bracket that cannot draw a pair (``oracle-render`` on a clip its renderer did not make)
+    yields it without output, any other method's refusal stops the run."""
+    rank, world = shard
+    for row in progress(list(pairs.itertuples())[rank::world], desc=desc, unit="pair"):
+        n = min(int(row.n_frames), max_frames) if max_frames else int(row.n_frames)
+        driving, driving_full = frames.window(row.driving_clip, int(row.driving_start), n)
+        if self_driven:
+            source_clip, source_frame = row.driving_clip, int(row.driving_start)
+            source, source_full = driving[0], driving_full[0]
+        else:
+            source_clip, source_frame = row.source_clip, int(row.source_frame)
+            small, full = frames.window(source_clip, source_frame, 1)
+            source, source_full = small[0], full[0]
+        source_t, driving_t = to_tensor(source).to(device), to_tensor(driving).to(device)
+        kwargs: dict[str, Any] = {}
+        if method.capabilities.needs_pair_context:
+            kwargs["context"] = PairContext(str(frames.root), source_clip, source_frame, row.driving_clip,
+                                            int(row.driving_start), n)
+        try:
+            out = method.animate(source_t, driving_t, source_domain=domains[0], driving_domain=domains[1],
+                                 relative=True, **kwargs)
+        except UserError as e:
+            if not method.capabilities.bracket:
+                raise
+            log.warning("%s cannot answer %s: %s", method.name, row.pair_id, e)  # e.g. a clip it cannot draw
+            out, unavailable = None, str(e)
+        else:
+            unavailable = ""
+        yield AnimatedPair(row, n, source, source_full, driving, driving_full, source_t, driving_t, out, unavailable)
+
+
 def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: EvalParams,
-             tasks: list[str], device: torch.device | str = "cpu", split: str = "test") -> EvalResult:
+             tasks: list[str], device: torch.device, split: str = "test") -> EvalResult:
     """Animate the protocol pairs of ``tasks`` with ``method`` and write the results (rank 0) to ``out_dir``;
-    ``split="train"`` uses pairs drawn the same way from the train clips (the train-vs-test gap)."""
+    ``split="train"`` uses pairs drawn the same way from the train clips (the train-vs-test gap). The inputs are
+    the ones :func:`toontalker_bench.runs.plan_run` checked (tasks the method can do, known metric names, a resolved
+    device); they are not checked again here."""
     root, out_dir = Path(dataset_dir), Path(out_dir)
-    device = torch.device(device)
-    check_metric_names(ep)
-    for task in tasks:
-        if is_cross(task) and not method.capabilities.cross_domain:
-            raise ConfigError(f"method {method.name!r} cannot do cross-domain task {task!r}",
-                              hint="pass --tasks self_real self_cartoon")
     pairs = load_pairs(root, tasks, split)
     frames = ProtocolFrames(root, clip_table(root), method.size)
     rank, world = _rank_world()
-    mdev = "cuda" if device.type == "cuda" else "cpu"
     method.to(device).eval()
     t0 = time.perf_counter()
     results: dict[str, dict[str, MetricValue]] = {}
@@ -333,36 +384,24 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         if ep.max_pairs:
             tp = tp.head(ep.max_pairs)
         names = task_metrics(task, ep)
-        ev = Evaluator.from_params(names, ep, mdev, motion_dataset=str(root))
+        ev = Evaluator.from_params(names, ep, str(device), motion_dataset=str(root))
         if rank == 0 and needing("reference", names):
             ev.set_reference(frames.reference(src_dom, ep.fid_reference_frames))
         local_rows, samples = [], []
-        for row in progress(list(tp.itertuples())[rank::world], desc=f"{method.name} {task}", unit="pair"):
-            n = int(row.n_frames) if not ep.max_frames else min(int(row.n_frames), ep.max_frames)
-            source, source_full = frames.window(row.source_clip, int(row.source_frame), 1)
-            driving, driving_full = frames.window(row.driving_clip, int(row.driving_start), n)
-            info = {"task": task, "pair_id": row.pair_id, "source_clip": row.source_clip,
-                    "driving_clip": row.driving_clip, "n_frames": n}
-            kwargs: dict[str, Any] = {}
-            if method.capabilities.needs_pair_context:
-                kwargs["context"] = PairContext(str(root), row.source_clip, int(row.source_frame), row.driving_clip,
-                                                int(row.driving_start), n)
-            try:
-                out = method.animate(to_tensor(source[0]).to(device), to_tensor(driving).to(device),
-                                     source_domain=src_dom, driving_domain=drv_dom, relative=True, **kwargs)
-            except UserError as e:
-                if not method.capabilities.bracket:
-                    raise
-                log.warning("%s cannot answer %s: %s", method.name, row.pair_id, e)  # e.g. a clip it cannot draw
-                local_rows.append({**info, "unavailable": str(e)})
+        for p in animate_pairs(method, frames, tp, (src_dom, drv_dom), device, max_frames=ep.max_frames,
+                               desc=f"{method.name} {task}", shard=(rank, world)):
+            info = {"task": task, "pair_id": p.row.pair_id, "source_clip": p.row.source_clip,
+                    "driving_clip": p.row.driving_clip, "n_frames": p.n_frames}
+            if p.output is None:
+                local_rows.append({**info, "unavailable": p.unavailable})
                 continue
-            generated = to_uint8(out)
-            pair = ev.pair(generated, driving, source[0], row.pair_id,
-                           full={"driving": driving_full, "source": source_full[0]})
+            generated = to_uint8(p.output)
+            pair = ev.pair(generated, p.driving, p.source, p.row.pair_id,
+                           full={"driving": p.driving_full, "source": p.source_full})
             values = ev.evaluate_pair(pair)
             local_rows.append({**info, **{m: v.to_dict() for m, v in values.items()}})
             if len(samples) < ep.samples:
-                samples.append((row.pair_id, source[0], driving, generated))
+                samples.append((p.row.pair_id, p.source, p.driving, generated))
         gathered = [r for part in _gather(local_rows, world) for r in part]
         shards = _gather(ev, world)
         samples = sorted((x for part in _gather(samples, world) for x in part), key=lambda x: x[0])[:ep.samples]

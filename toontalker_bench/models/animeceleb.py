@@ -31,7 +31,7 @@ from ..core.domains import DOMAINS, Domain
 from ..core.errors import UserError
 from ..faces.pose import N_MORPHS, POSE_DIM
 from ..faces.pose_map import PoseEstimator, PoseVectorMap, pose_features
-from .base import METHODS, Capabilities, Method
+from .base import METHODS, Capabilities, Method, TrainingNeeds
 from .blocks import warp
 from .losses import ReconstructionLoss
 
@@ -169,6 +169,9 @@ class AnimeCeleb(Method):
         withheld = ",".join(self.cfg.get("pseudo_pose_domains", [])) or "none"
         return (f"pseudo labels for: {withheld}; driven by the bfm3ddfa landmark fit (AED/APD read the same "
                 "landmarks)")
+
+    def training_needs(self) -> TrainingNeeds:
+        return TrainingNeeds(pose_vectors=True, pseudo_pose_domains=tuple(self.cfg.get("pseudo_pose_domains", ())))
 
     def pose_labels(self) -> str:
         true, pseudo = (int(v) for v in self.label_counts)

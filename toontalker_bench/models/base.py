@@ -52,6 +52,14 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class TrainingNeeds:
+    """What the harness must put in a method's training batches beyond frames (:meth:`Method.training_needs`)."""
+
+    pose_vectors: bool = False  # a pose vector per frame: ground truth where known, 3DMM pseudo labels elsewhere
+    pseudo_pose_domains: tuple[Domain, ...] = ()  # domains whose ground-truth vectors are replaced by pseudo labels
+
+
+@dataclass(frozen=True)
 class PairContext:
     """Which protocol pair is being animated, for methods that need it (``needs_pair_context``)."""
 
@@ -111,6 +119,17 @@ class Method(nn.Module):
         ``source`` ``(3, H, W)`` as the driver, in order from input to output (``evaluate diagnose`` reports it, to
         show where a method loses the driving motion). Empty for methods without named stages."""
         return {}
+
+    # -- what the harness asks ---------------------------------------------------------------------------------
+    def training_needs(self) -> TrainingNeeds:
+        """What the harness loads for training: pose vectors when ``capabilities.needs_paired_pose``; a method whose
+        profile chooses where pseudo labels replace ground truth overrides this."""
+        return TrainingNeeds(pose_vectors=self.capabilities.needs_paired_pose)
+
+    def pose_labels(self) -> str:
+        """Which pose labels the trained model learnt from (``true`` / ``pseudo`` / ``mixed``), for the run record and
+        the leaderboard; empty for methods that learn no pose vectors."""
+        return ""
 
     def variant(self) -> str:
         """What distinguishes this configuration on the leaderboard beyond method and profile (e.g. a fusion mode,

@@ -16,7 +16,7 @@ import torch
 from ..data.dataset import Clip, load_clips
 from ..core.domains import DOMAINS
 from ..core.errors import ConfigError, DatasetError
-from ..models.base import to_tensor
+from ..models.base import TrainingNeeds, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +35,15 @@ class TrainData:
 
     @classmethod
     def from_dataset(cls, dataset_dir: str | Path, size: int, seed: int, max_frames: int = 0,
-                     pseudo_pose: bool = False, withhold: tuple[str, ...] = ()) -> TrainData:
-        """The train split; ``pseudo_pose`` fills clips without ground-truth motion (and every clip of the
-        ``withhold`` domains) with 3DMM pseudo labels."""
+                     needs: TrainingNeeds = TrainingNeeds()) -> TrainData:
+        """The train split, with what the method needs beyond frames: ``needs.pose_vectors`` fills clips without
+        ground-truth motion (and every clip of ``needs.pseudo_pose_domains``) with 3DMM pseudo labels."""
         clips = load_clips(dataset_dir, "train", size, max_frames)
         data = cls(clips, seed)
-        if pseudo_pose:
+        if needs.pose_vectors:
             from .pseudo_pose import fill_pseudo_pose
 
-            data.pose_label_counts = fill_pseudo_pose(clips, withhold=withhold)
+            data.pose_label_counts = fill_pseudo_pose(clips, withhold=needs.pseudo_pose_domains)
         return data
 
     @property

@@ -30,12 +30,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..core.device import resolve_device
 from ..core.errors import CheckpointError, ConfigError
 from ..core.visual import save_png
 from ..models.base import Method
 from ..models.checkpoint import load_checkpoint, save_checkpoint
-from ..models.registry import train_config
+from ..models.registry import TrainConfig
 from ..core.progress import progress, quiet
 from .data import TrainData, move, split_micro
 from .distributed import DeferredSteps, agree, find_optimizers, init_distributed, local_device
@@ -94,15 +93,15 @@ def _save(method: Method, run_dir: Path, step: int, keep: int) -> Path:
     return path
 
 
-def train(method: Method, data: TrainData, run_dir: str | Path, *, seed: int = 0, device: str | torch.device = "auto",
-          resume: bool = False) -> TrainResult:
-    """Train ``method`` for its profile's ``train.steps`` into ``run_dir``; see the module docstring.
+def train(method: Method, data: TrainData, run_dir: str | Path, tc: TrainConfig, *, device: torch.device,
+          seed: int = 0, resume: bool = False) -> TrainResult:
+    """Train ``method`` for ``tc.steps`` into ``run_dir``; see the module docstring. ``tc`` (the profile's checked
+    ``train:`` section) and ``device`` come resolved from the run plan (:func:`toontalker_bench.runs.plan_run`).
 
     ``resume=True`` continues from the newest ``checkpoints/step_*.safetensors`` of ``run_dir``.
     """
     run_dir = Path(run_dir)
-    tc = train_config(method.cfg)
-    dev = local_device(resolve_device(device) if isinstance(device, str) else device)
+    dev = local_device(device)
     rank, world = init_distributed(dev)
     if tc.batch_size % (world * tc.grad_accum):
         raise ConfigError(f"train.batch_size={tc.batch_size} must be divisible by processes x grad_accum "
