@@ -14,6 +14,10 @@ POSE_MAE_TARGET_DEG = 3.0  # apd_deg, apd_rel_deg
 EXPRESSION_R_TARGET = 0.6  # aed_exp, aed_exp_rel: the expression probe's mean Pearson r
 IDENTITY_AUC_TARGET = 0.9  # csim, aed_id: same- vs different-identity ROC AUC of the embeddings
 
+# The motion backends the report's motion part is keyed by (written by ``validate``, read by ``validation_report``).
+GENERIC = "bfm3ddfa-jaw-y"
+CORPUS = "corpus-ridge"
+
 
 def _domains(metric: str, task: str) -> tuple[str, ...]:
     """The domains a metric's estimator must be valid on for a task: motion metrics read generated (= source
