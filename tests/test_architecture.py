@@ -14,7 +14,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "toontalker_bench"
 ROOT = "toontalker_bench"
 
-CORE = frozenset({"core", "__init__"})
+CORE = frozenset({"core"})
 LAYERS: list[frozenset[str]] = [  # bottom to top
     CORE,
     frozenset({"assets"}),
@@ -25,7 +25,7 @@ LAYERS: list[frozenset[str]] = [  # bottom to top
     frozenset({"train"}),
     frozenset({"leaderboard"}),
     frozenset({"runs", "animate", "doctor"}),
-    frozenset({"cli"}),
+    frozenset({"cli", "__init__"}),  # the package's own __init__: the library face, over everything it names
     frozenset({"__main__"}),
 ]
 
