@@ -3,6 +3,7 @@ paths come from params.yaml, and the dataset is declared as an artifact."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import re
 from pathlib import Path
@@ -22,8 +23,30 @@ STAGE_MODULES = {  # `toontalker-bench data <verb>` -> the module whose run() th
 }
 
 
+BENCH_MODULES = {  # pipelines/benchmark stage -> the module whose function its CLI verb calls
+    "train": "toontalker_bench.runs",
+    "evaluate": "toontalker_bench.runs",
+    "publish": "toontalker_bench.leaderboard.publish",
+}
+
+
+def _registry_edges() -> dict[str, set[str]]:
+    """module -> the built-in modules a ``Registry(..., modules=(...))`` it defines imports on first lookup (the
+    methods, the metrics): named as strings, so the import graph does not see them, yet a stage runs them."""
+    out: dict[str, set[str]] = {}
+    for name, (path, _) in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Registry":
+                for kw in node.keywords:
+                    if kw.arg == "modules":
+                        out.setdefault(name, set()).update(ast.literal_eval(kw.value))
+    return out
+
+
 def _closure(entries: list[str]) -> set[str]:
     graph, seen, todo = import_graph(), set(), list(entries)
+    for m, targets in _registry_edges().items():
+        graph[m] |= targets
     while todo:
         m = todo.pop()
         if m not in seen:
@@ -52,9 +75,11 @@ def _covered(deps: list[str], imported: set[str]) -> set[str]:
             files = {f.relative_to(REPO).as_posix() for f in p.rglob("*.py")}
             assert files & imported, f"dvc.yaml dep {d} holds no module the stage imports"
             out |= files
-        else:
+        elif p.suffix == ".py":
             assert d in imported, f"dvc.yaml dep {d} is not imported by the stage"
             out.add(d)
+        else:  # a package data file (a template): its folder must hold a module the stage imports
+            assert any(f.rpartition("/")[0] == p.parent.relative_to(REPO).as_posix() for f in imported), d
     return out
 
 
@@ -66,6 +91,39 @@ def test_data_stage_code_deps_are_exactly_what_each_stage_imports() -> None:
         imported = _files(_closure([module]))
         listed = _covered(_code_deps(stages[name]), imported)
         assert imported <= listed, f"{name}: imports not in deps: {sorted(imported - listed)}"
+
+
+def test_registry_modules_are_followed() -> None:
+    """The methods and metrics are reached only through their registries' module lists."""
+    graph = import_graph()
+    for entry, built_in in (("toontalker_bench.models.registry", "toontalker_bench.models.toontalker.blocks"),
+                            ("toontalker_bench.metrics.base", "toontalker_bench.metrics.reconstruction")):
+        seen, todo = set(), [entry]
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo += graph[m]
+        assert built_in not in seen and built_in in _closure([entry]), entry
+
+
+def test_benchmark_stage_code_deps_are_exactly_what_each_verb_imports() -> None:
+    """Each benchmark stage's code deps name the import closure of the module its verb calls, and nothing else: a
+    file dep is imported, a folder dep is imported whole (its package ``__init__`` files aside) except the core,
+    which is named once, as a folder."""
+    stages = yaml.safe_load((REPO / "pipelines" / "benchmark" / "dvc.yaml").read_text())["stages"]
+    for name, module in BENCH_MODULES.items():
+        do = stages[name]["do"]
+        assert do["cmd"].startswith(f"toontalker-bench {'leaderboard ' if name == 'publish' else ''}"
+                                    f"{'evaluate run' if name == 'evaluate' else name} "), name
+        imported = _files(_closure([module]))
+        deps = _code_deps(do)
+        listed = _covered(deps, imported)
+        assert imported <= listed, f"{name}: imports not in deps: {sorted(imported - listed)}"
+        core = [d for d in deps if d.startswith("toontalker_bench/core")]
+        assert core == ["toontalker_bench/core"], f"{name}: name the core once, as a folder: {core}"
+        extra = {f for f in listed - imported if not f.endswith("__init__.py") and not f.startswith(core[0] + "/")}
+        assert not extra, f"{name}: deps name files the stage does not import: {sorted(extra)}"
 
 
 def test_data_stage_params_are_exactly_what_each_stage_reads() -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from toontalker_bench.eval import validate as V
-from toontalker_bench.eval import verdicts
+from toontalker_bench.eval import validation_report, verdicts
 
 
 def test_roc_auc_counts_ordered_pairs() -> None:
@@ -133,5 +133,5 @@ def test_motion_part_measures_every_backend_and_writes_the_summary_keys() -> Non
     for key in ("pose_mae_deg", "expression_probe_r", "identities", "pose_mae_deg_per_angle"):
         assert set(summary[key]) == {"cartoon", "real"}, key
     assert summary["pose_mae_deg"]["real"] == pytest.approx(np.mean(list(corpus["real"]["pose_mae_deg_test"].values())))
-    text = "\n".join(V.render_motion({**m, "source": "test clips", "clips": len(clips), "frames_per_clip": "all"}))
+    text = "\n".join(validation_report.render_motion({**m, "source": "test clips", "clips": len(clips), "frames_per_clip": "all"}))
     assert "corpus-ridge:validation-train-clips" in text and "bfm3ddfa-jaw-y+seqshape" in text

@@ -143,7 +143,7 @@ def test_motion_trace_stages() -> None:
 def test_query_layer_norm_order() -> None:
     """With every sub-layer's output zeroed, a pre-norm layer passes its queries through unchanged (the residual
     stream is never normalised) and a post-norm layer returns them layer-normalised."""
-    from toontalker_bench.models.blocks import QueryDecoderLayer
+    from toontalker_bench.models.toontalker.blocks import QueryDecoderLayer
 
     q, mem = torch.randn(2, 4, 8) * 5, torch.randn(2, 1, 8)
     for pre in (True, False):
@@ -159,7 +159,7 @@ def test_query_layer_norm_order() -> None:
 
 
 def test_random_affine() -> None:
-    from toontalker_bench.models.blocks import random_affine
+    from toontalker_bench.models.toontalker.blocks import random_affine
 
     x = torch.stack([face(), face(seed=1)])
     assert torch.allclose(random_affine(x, 0, 0, 0), x, atol=1e-5)  # zero ranges: the identity

