@@ -3,7 +3,6 @@ paths come from params.yaml, and the dataset is declared as an artifact."""
 
 from __future__ import annotations
 
-import ast
 import importlib
 import re
 from pathlib import Path
@@ -31,15 +30,17 @@ BENCH_MODULES = {  # pipelines/benchmark stage -> the module whose function its 
 
 
 def _registry_edges() -> dict[str, set[str]]:
-    """module -> the built-in modules a ``Registry(..., modules=(...))`` it defines imports on first lookup (the
-    methods, the metrics): named as strings, so the import graph does not see them, yet a stage runs them."""
+    """module -> the built-in modules a ``Registry(..., modules=...)`` it defines imports on first lookup (the
+    methods, the metrics): named as strings, so the import graph does not see them, yet a stage runs them. Read from
+    the registry objects themselves, since a registry may compute its list (the metrics list their folder)."""
+    from toontalker_bench.core.registry import Registry
+
     out: dict[str, set[str]] = {}
     for name, (path, _) in modules().items():
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Registry":
-                for kw in node.keywords:
-                    if kw.arg == "modules":
-                        out.setdefault(name, set()).update(ast.literal_eval(kw.value))
+        if "Registry(" in path.read_text():
+            for obj in vars(importlib.import_module(name)).values():
+                if isinstance(obj, Registry):
+                    out.setdefault(name, set()).update(obj._modules)
     return out
 
 
