@@ -111,10 +111,10 @@ def _tubes_params(root: Path) -> Params:
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_face_tubes(tmp_path: Path, dask_ex: DaskExecutor) -> None:
     local, dask = _local_and_dask(tubes.run, _tubes_params(tmp_path), "tubes", tmp_path, dask_ex)
-    tubes = pd.read_parquet(tmp_path / "local" / "tubes.parquet")
-    assert sorted(tubes.source_id) == ["a", "b"] and (tubes.n_frames >= 40).all()  # each drifting face is one tube
+    table = pd.read_parquet(tmp_path / "local" / "tubes.parquet")
+    assert sorted(table.source_id) == ["a", "b"] and (table.n_frames >= 40).all()  # each drifting face is one tube
     assert local["rejects"] == dask["rejects"] and local["tubes"] == dask["tubes"] == 2
-    assert tubes.equals(pd.read_parquet(tmp_path / "dask" / "tubes.parquet"))
+    assert table.equals(pd.read_parquet(tmp_path / "dask" / "tubes.parquet"))
     rejects = pd.read_parquet(tmp_path / "local" / "rejects.parquet")
     assert "bad" in set(rejects.source_id)  # the truncated video is recorded, not fatal
     assert rejects.equals(pd.read_parquet(tmp_path / "dask" / "rejects.parquet"))
@@ -126,7 +126,7 @@ def _align_params(root: Path) -> Params:
     raw, tracks = root / "raw", root / "tubes" / "tracks"
     tracks.mkdir(parents=True)
     yy, xx = np.mgrid[0:180, 0:320]
-    tubes = []
+    rows = []
     for s in range(3):
         sid, n = f"src{s}", 40
         centres = np.stack([60 + 3 * np.arange(n) + 20 * s, 60 + np.arange(n)], 1).astype(float)
@@ -138,12 +138,12 @@ def _align_params(root: Path) -> Params:
         np.savez(tracks / f"{sid}-s000-t00.npz", frames=np.arange(a, b), boxes=boxes, scores=np.ones(b - a, np.float32),
                  landmarks68=lm68, landmarks5=lm68[:, :5], detected=np.ones(b - a, bool), gt_box=boxes,
                  motion=np.zeros((b - a, 20), np.float32))
-        tubes.append(dict(tube_id=f"{sid}-s000-t00", source_id=sid, domain="real", identity=f"id{s}", shot=0,
-                          start_frame=a, end_frame=b, n_frames=b - a, mean_score=1.0, median_face_px=60.0,
-                          detector="test"))
+        rows.append(dict(tube_id=f"{sid}-s000-t00", source_id=sid, domain="real", identity=f"id{s}", shot=0,
+                         start_frame=a, end_frame=b, n_frames=b - a, mean_score=1.0, median_face_px=60.0,
+                         detector="test"))
     write_table(raw / "sources.parquet", pd.DataFrame([_source_row(f"src{s}", "real", f"id{s}", n=40)
                                                        for s in range(3)]))
-    write_table(root / "tubes" / "tubes.parquet", pd.DataFrame(tubes))
+    write_table(root / "tubes" / "tubes.parquet", pd.DataFrame(rows))
     p = Params(workers=2)
     p.scrape.out_dir, p.tubes.out_dir = str(raw), str(root / "tubes")
     p.align.size, p.align.box_mode = 64, "smooth"
