@@ -1,12 +1,12 @@
-"""Landmark accuracy and cost of the faces stage's landmark settings, on the demo corpus' ground truth.
+"""Landmark accuracy and cost of the tubes stage's landmark settings, on the demo corpus' ground truth.
 
-For each variant (``faces.landmarks_every`` k and ``faces.landmarks_between`` linear|flow) the faces stage runs over
+For each variant (``tubes.landmarks_every`` k and ``tubes.landmarks_between`` linear|flow) the tubes stage runs over
 every demo source (``data/raw``, built by ``dvc repro``) on one core, in one process, and its 68 landmarks are
 compared with the ground truth the corpus renders: NME = mean point-to-point error / outer-eye distance (points 36
 and 45 of the ground truth), over every tube frame whose tube box matches the ground-truth face (``gt_box`` not
 NaN) and whose ground-truth landmarks are all known; also the same error over the 20 mouth points (48-67) alone.
 Reported per domain. Each round runs every variant once, back to back, so the timings compare; times are medians
-over ``--repeats`` rounds, the faces stage's own seconds (decoding, cuts, detection, landmarks) for the whole corpus.
+over ``--repeats`` rounds, the tubes stage's own seconds (decoding, cuts, detection, landmarks) for the whole corpus.
 Tubes must be identical across variants (landmarks do not decide tubes); the script checks it.
 
     python -m benchmarks.landmarks [--raw data/raw] [--repeats 3] [--variants 1:linear,2:linear,5:linear,5:flow]
@@ -28,11 +28,11 @@ import numpy as np  # noqa: E402
 MOUTH = slice(48, 68)
 
 
-def nme(raw: Path, faces_dir: Path) -> dict[str, dict[str, float]]:
+def nme(raw: Path, tubes_dir: Path) -> dict[str, dict[str, float]]:
     """Per domain: NME of all 68 points and of the mouth points, and the frame count."""
     import pandas as pd
 
-    tubes = pd.read_parquet(faces_dir / "tubes.parquet")
+    tubes = pd.read_parquet(tubes_dir / "tubes.parquet")
     sources = pd.read_parquet(raw / "sources.parquet").set_index("source_id")
     errs: dict[str, list[tuple[float, float]]] = {}
     gts: dict[str, pd.DataFrame] = {}
@@ -43,7 +43,7 @@ def nme(raw: Path, faces_dir: Path) -> dict[str, dict[str, float]]:
         if t.source_id not in gts:
             gts[t.source_id] = pd.read_parquet(raw / gp).set_index("frame")
         gt = gts[t.source_id]
-        with np.load(faces_dir / "tracks" / f"{t.tube_id}.npz") as z:
+        with np.load(tubes_dir / "tracks" / f"{t.tube_id}.npz") as z:
             frames, pred, gt_box = z["frames"], z["landmarks68"], z["gt_box"]
         for f, p, gb in zip(frames, pred, gt_box):
             if np.isnan(gb).any() or f not in gt.index:
@@ -60,15 +60,15 @@ def nme(raw: Path, faces_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def run_variant(params, every: int, between: str, out: Path) -> float:  # noqa: ANN001 - Params
-    from toontalker_bench.data.faces import stage
+    from toontalker_bench.data.tubes import stage
     from toontalker_bench.core.executors import LocalExecutor
 
-    params.faces.landmarks_every, params.faces.landmarks_between = every, between
-    params.faces.out_dir = str(out)
+    params.tubes.landmarks_every, params.tubes.landmarks_between = every, between
+    params.tubes.out_dir = str(out)
     t0 = time.perf_counter()
     res = stage.run(params, LocalExecutor(1))
     if res["sources_failed"]:
-        raise SystemExit(f"faces stage failed on {res['sources_failed']} sources with landmarks_every={every} "
+        raise SystemExit(f"tubes stage failed on {res['sources_failed']} sources with landmarks_every={every} "
                          f"landmarks_between={between}: see {out}/rejects.parquet")
     return time.perf_counter() - t0
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     params.workers = 1
     variants = [(int(v.split(":")[0]), v.split(":")[1]) for v in args.variants.split(",") if v]
     report: dict = {"benchmark": "landmarks", "machine": machine(), "repeats": args.repeats, "raw": str(raw),
-                    "detect_every": params.faces.detect_every, "results": []}
+                    "detect_every": params.tubes.detect_every, "results": []}
     times: dict[tuple[int, str], list[float]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
             row = {"landmarks_every": v[0], "landmarks_between": v[1], "faces_stage_s": summary(times[v], 2),
                    "tubes_identical_to_first_variant": bool(tubes.equals(ref_tubes)), **nme(raw, out)}
             report["results"].append(row)
-            print(f"every {v[0]} {v[1]:6s}: faces stage {row['faces_stage_s']['median']:.2f} s; "
+            print(f"every {v[0]} {v[1]:6s}: tubes stage {row['faces_stage_s']['median']:.2f} s; "
                   + "; ".join(f"{d} NME {row[d]['nme']:.4f} mouth {row[d]['nme_mouth']:.4f} ({row[d]['frames']} fr)"
                               for d in ("cartoon", "real") if d in row), flush=True)
     report["load_avg_end"] = load_avg()

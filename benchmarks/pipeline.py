@@ -1,4 +1,4 @@
-"""Speed of the data pipeline's decoding stages (faces + shots + align) against decode-only, on one core.
+"""Speed of the data pipeline's decoding stages (tubes + align) against decode-only, on one core.
 
 Each video (generated: a real photograph of a face — skimage's ``astronaut``, NASA, public domain — drifting slowly
 over a textured background, with hard cuts between shots) is decoded once on its own (PyAV, every frame converted to
@@ -11,9 +11,8 @@ landmark setting, so every ratio compares timings taken back to back; figures ar
 the 720p rows include the 360p runs). ``--profile`` adds one cProfile run per video, its time grouped by what it was
 spent on.
 
-The script also runs against an older checkout of the package (``PYTHONPATH=<old>:<this repo>``, ``--params
-<old>/params.yaml``): before the faces stage found the cuts itself, the shots stage ran first and decoded on its own;
-the script runs the stages in the order the code it finds needs.
+The script also runs against another checkout of the package that has the tubes stage
+(``PYTHONPATH=<other>:<this repo>``, ``--params <other>/params.yaml``).
 
     python -m benchmarks.pipeline [--seconds 10] [--repeats 5] [--landmarks default,2:linear] [--profile] [--out ...]
 """
@@ -69,13 +68,6 @@ def decode_only(path: Path) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def fused() -> bool:
-    """Whether the package finds shot cuts inside the faces stage (else the shots stage decodes first)."""
-    import importlib.util
-
-    return importlib.util.find_spec("toontalker_bench.data.cuts") is not None
-
-
 def write_sources(raw: Path, videos: list[tuple[str, Path, str]]) -> None:
     """A scrape table (``data/raw/sources.parquet``) for local videos ``(source_id, path, domain)``, hard-linked in."""
     import pandas as pd
@@ -102,15 +94,12 @@ def write_sources(raw: Path, videos: list[tuple[str, Path, str]]) -> None:
 
 
 def run_stages(raw: Path, work: Path, params, executor=None) -> dict:  # noqa: ANN001 - Params, Executor
-    """faces + shots + align (or shots + faces + align for older code) over ``raw``; seconds per stage."""
-    from toontalker_bench.data import align, shots
-    from toontalker_bench.data.faces import stage as faces
+    """The decoding stages (tubes, then align) over ``raw``; seconds and report per stage."""
+    from toontalker_bench.data import align, tubes
 
     params.scrape.out_dir = str(raw)
-    params.shots.out_dir, params.faces.out_dir = str(work / "shots"), str(work / "faces")
-    params.align.out_dir = str(work / "clips")
-    order = (("faces", faces.run), ("shots", shots.run), ("align", align.run)) if fused() else (
-        ("shots", shots.run), ("faces", faces.run), ("align", align.run))
+    params.tubes.out_dir, params.align.out_dir = str(work / "tubes"), str(work / "clips")
+    order = (("tubes", tubes.run), ("align", align.run))
     out = {}
     for name, fn in order:
         t0 = time.perf_counter()
@@ -131,7 +120,7 @@ def pipeline(path: Path, work: Path, params) -> dict:  # noqa: ANN001 - Params
     t0 = time.perf_counter()
     res = run_stages(raw, work, params, LocalExecutor(1))
     total = time.perf_counter() - t0
-    return {"frames": info.n_frames, "shots": res["shots_report"]["shots"], "tubes": res["faces_report"]["tubes"],
+    return {"frames": info.n_frames, "shots": res["tubes_report"]["shots"], "tubes": res["tubes_report"]["tubes"],
             "clips": res["align_report"]["clips"], **{k: v for k, v in res.items() if k.endswith("_s")},
             "fps": round(info.n_frames / total, 1)}
 
@@ -176,7 +165,7 @@ def _variants(spec: str, params) -> list[tuple[str, int, str]]:  # noqa: ANN001 
     out = []
     for v in spec.split(","):
         if v == "default":
-            out.append(("default", params.faces.landmarks_every, getattr(params.faces, "landmarks_between", "linear")))
+            out.append(("default", params.tubes.landmarks_every, params.tubes.landmarks_between))
         elif v:
             k, between = v.split(":")
             out.append((v, int(k), between))
@@ -207,9 +196,9 @@ def main(argv: list[str] | None = None) -> dict:
     params = load_params(args.params if Path(args.params).is_file() else None)
     variants = _variants(args.landmarks, params)
     report: dict = {"benchmark": "pipeline", "cores_used": 1, "machine": machine(), "repeats": args.repeats,
-                    "package": str(Path(toontalker_bench.__file__).parent), "fused_shots": fused(),
-                    "detect_every": params.faces.detect_every, "detect_max_side": params.faces.detect_max_side,
-                    "real_detector": params.faces.real_detector, "align_size": params.align.size, "results": [],
+                    "package": str(Path(toontalker_bench.__file__).parent),
+                    "detect_every": params.tubes.detect_every, "detect_max_side": params.tubes.detect_max_side,
+                    "real_detector": params.tubes.real_detector, "align_size": params.align.size, "results": [],
                     "profiles": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
@@ -222,11 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
                 dec = decode_only(video)
                 for name, k, between in variants:
                     p = copy.deepcopy(params)
-                    p.faces.landmarks_every = k
-                    if hasattr(p.faces, "landmarks_between"):
-                        p.faces.landmarks_between = between
-                    elif between != "linear":
-                        continue
+                    p.tubes.landmarks_every, p.tubes.landmarks_between = k, between
                     res = pipeline(video, Path(tmp) / f"r{h}-{r}-{name.replace(':', '_')}", p)
                     if r:
                         runs[name].append({**res, "ratio": res["fps"] / dec})
@@ -234,18 +219,16 @@ def main(argv: list[str] | None = None) -> dict:
                     decode.append(dec)
             for (name, k, between) in variants:
                 rs = runs[name]
-                if not rs:
-                    continue
                 row = {"video": f"{w}x{h}", "frames": rs[0]["frames"], "landmarks": name, "landmarks_every": k,
                        "landmarks_between": between, "shots": rs[0]["shots"], "tubes": rs[0]["tubes"],
                        "clips": rs[0]["clips"], "decode_fps": summary(decode, 1),
                        "pipeline_fps": summary([x["fps"] for x in rs], 1), "ratio": summary([x["ratio"] for x in rs]),
-                       **{f"{st}_s": summary([x[f"{st}_s"] for x in rs]) for st in ("shots", "faces", "align")},
+                       **{f"{st}_s": summary([x[f"{st}_s"] for x in rs]) for st in ("tubes", "align")},
                        "peak_rss_mib_so_far": peak_rss_mib(), "load_avg_after": load_avg()}
                 report["results"].append(row)
                 print(f"{w}x{h} landmarks {name} (every {k}, {between}): decode {row['decode_fps']['median']:.0f} fps, "
-                      f"faces+shots+align {row['pipeline_fps']['median']:.0f} fps, ratio {row['ratio']['median']:.3f} "
-                      f"(median of {args.repeats}; faces {row['faces_s']['median']}s shots {row['shots_s']['median']}s"
+                      f"tubes+align {row['pipeline_fps']['median']:.0f} fps, ratio {row['ratio']['median']:.3f} "
+                      f"(median of {args.repeats}; tubes {row['tubes_s']['median']}s"
                       f" align {row['align_s']['median']}s, {row['clips']} clips)", flush=True)
             if args.profile:
                 prof = profile_once(video, Path(tmp) / f"prof{h}", copy.deepcopy(params))

@@ -1,13 +1,13 @@
 """The pipeline benchmark on the code before a change and after it, alternately, for the README's before/after table.
 
-Exports ``--before`` (a git ref; its ``toontalker_bench/`` and ``params.yaml`` only) into a temporary folder and runs
+Exports ``--before`` (a git ref that has the tubes stage; its ``toontalker_bench/`` and ``params.yaml`` only) into a temporary folder and runs
 ``python -m benchmarks.pipeline`` (this checkout's script) ``--rounds`` times for each side, alternating before/after,
 each time in a fresh process with ``PYTHONPATH`` on that side's package and that side's ``params.yaml`` (its own
 defaults). Every run measures its own decode-only speed back to back with its pipeline runs, so each ratio is
 self-contained; the table takes the median of the runs' medians.
 
 With ``--demo`` (the demo corpus, built by ``dvc repro``), it also times each side's align stage alone over the
-demo corpus' face tubes (``data/faces``: the same boxes, so the same crops, either side), one worker pinned to one
+demo corpus' face tubes (``data/tubes``: the same boxes, so the same crops, either side), one worker pinned to one
 core, alternately: what decoding only the tubes' frames and converting only the crops saves.
 
     python -m benchmarks.pipeline_before_after --before f4e2b85 [--rounds 3] [--repeats 3] [--demo]
@@ -55,7 +55,7 @@ from toontalker_bench.data import align
 from toontalker_bench.core.executors import LocalExecutor
 logging.getLogger("toontalker_bench").setLevel(logging.WARNING)
 p = load_params(sys.argv[1])
-p.scrape.out_dir, p.faces.out_dir, p.align.out_dir = sys.argv[2], sys.argv[3], sys.argv[4]
+p.scrape.out_dir, p.tubes.out_dir, p.align.out_dir = sys.argv[2], sys.argv[3], sys.argv[4]
 t0 = time.perf_counter()
 rep = align.run(p, LocalExecutor(1))
 print(json.dumps({"wall_s": round(time.perf_counter() - t0, 3), "clips": rep["clips"],
@@ -63,9 +63,9 @@ print(json.dumps({"wall_s": round(time.perf_counter() - t0, 3), "clips": rep["cl
 """
 
 
-def run_align(code: Path, params: Path, raw: Path, faces: Path, out: Path) -> dict:
+def run_align(code: Path, params: Path, raw: Path, tubes: Path, out: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code)}
-    res = subprocess.run([sys.executable, "-c", ALIGN, str(params), str(raw), str(faces), str(out)], check=True,
+    res = subprocess.run([sys.executable, "-c", ALIGN, str(params), str(raw), str(tubes), str(out)], check=True,
                          env=env, cwd=out.parent, capture_output=True, text=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--demo", action="store_true", help="also time each side's align stage over the demo corpus")
     ap.add_argument("--raw", default="data/raw")
-    ap.add_argument("--faces", default="data/faces")
+    ap.add_argument("--tubes", default="data/tubes")
     ap.add_argument("--out", default="benchmarks/results/pipeline_one_pass_before_after.json")
     args = ap.parse_args(argv)
     from toontalker_bench.core.io import write_json
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
             report["align_demo"] = {"before": [], "after": []}
             for r in range(args.rounds):
                 for side, code, params in (("before", old, old / "params.yaml"), ("after", REPO, REPO / "params.yaml")):
-                    res = run_align(code, params, Path(args.raw).resolve(), Path(args.faces).resolve(),
+                    res = run_align(code, params, Path(args.raw).resolve(), Path(args.tubes).resolve(),
                                     Path(tmp) / f"align-{side}{r}")
                     report["align_demo"][side].append(res)
                     print(f"align on the demo corpus, round {r} {side}: {res}", flush=True)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "pipeline_fps": round(statistics.median(x["pipeline_fps"]["median"] for x in rows), 1),
                 "decode_fps": round(statistics.median(x["decode_fps"]["median"] for x in rows), 1),
                 **{f"{st}_s": round(statistics.median(x[f"{st}_s"]["median"] for x in rows), 3)
-                   for st in ("shots", "faces", "align")}}
+                   for st in ("tubes", "align")}}
     for side, runs in (report.get("align_demo") or {}).items():
         summary[f"{side} align, demo corpus"] = {"wall_s": round(statistics.median(x["wall_s"] for x in runs), 2),
                                                  "frames_decoded": runs[0]["frames_decoded"], "clips": runs[0]["clips"]}

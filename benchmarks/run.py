@@ -54,13 +54,15 @@ def table(res: dict[str, Any]) -> str:
     if pipe:
         for r in pipe["results"]:
             k = r.get("landmarks_every", 1)
-            knob = f"faces.landmarks_every={k} {r.get('landmarks_between', 'linear')}"
+            knob = f"landmarks_every={k} {r.get('landmarks_between', 'linear')}"
             if r.get("landmarks") == "default":
                 knob += " (default)"
-            rows.append((f"pipeline (faces+shots+align) vs decode-only, {r['video']}, 1 core, {knob}{mark('pipeline')}",
+            # the stages the measured code ran (results are stored with sorted keys; align runs last)
+            stages = sorted((k.removesuffix("_s") for k in r if k.endswith("_s")), key=lambda st: st == "align")
+            seconds = ", ".join(f"{st} {_med(r[f'{st}_s'])} s" for st in stages)
+            rows.append((f"pipeline ({'+'.join(stages)}) vs decode-only, {r['video']}, 1 core, {knob}{mark('pipeline')}",
                          f"{_med(r['ratio']):.3f}× ({_med(r['pipeline_fps']):.0f} vs {_med(r['decode_fps']):.0f} "
-                         f"frames/s; faces {_med(r['faces_s'])} s, shots {_med(r['shots_s'])} s, align "
-                         f"{_med(r['align_s'])} s per {r['frames']} frames; median of {r['ratio']['n']})"))
+                         f"frames/s; {seconds} per {r['frames']} frames; median of {r['ratio']['n']})"))
         for video, prof in (pipe.get("profiles") or {}).items():
             top = ", ".join(f"{g} {t:.2f} s" for g, t in sorted(prof["by_group_s"].items(), key=lambda kv: -kv[1]))
             rows.append((f"pipeline profile, {video}, defaults (cProfile own time){mark('pipeline')}",

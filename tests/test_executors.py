@@ -12,7 +12,7 @@ import pytest
 from helpers_media import truncate, write_multishot
 
 from toontalker_bench.core.config import Params, ScrapeParams
-from toontalker_bench.data import align, faces, shots
+from toontalker_bench.data import align, tubes
 from toontalker_bench.data.scrape import TABLE_COLUMNS as SOURCE_COLUMNS
 from toontalker_bench.core.executors import DaskExecutor, Failure, LocalExecutor
 from toontalker_bench.core.io import write_table
@@ -72,25 +72,18 @@ def _local_and_dask(run, p: Params, stage: str, root: Path, dask_ex: DaskExecuto
 
 
 @pytest.mark.slow
-def test_dask_local_cluster_gives_the_same_shot_table(tmp_path: Path, dask_ex: DaskExecutor) -> None:
-    """The cuts come from the faces stage's decoding pass; both stages run on each executor."""
+def test_dask_local_cluster_gives_the_same_cut_list(tmp_path: Path, dask_ex: DaskExecutor) -> None:
+    """The cuts come from the tubes stage's decoding pass, on either executor."""
     p = Params(workers=2, scrape=ScrapeParams(out_dir=str(_raw(tmp_path))))
-    reports = []
-    for name, ex in (("local", LocalExecutor(2)), ("dask", dask_ex)):
-        p.faces.out_dir, p.shots.out_dir = str(tmp_path / name / "faces"), str(tmp_path / name / "shots")
-        faces.run(p, ex)
-        reports.append(shots.run(p, ex))
-    local, dask = reports
-    a = pd.read_parquet(tmp_path / "local" / "shots" / "shots.parquet")
-    b = pd.read_parquet(tmp_path / "dask" / "shots" / "shots.parquet")
-    assert len(a) == 5 and a.equals(b)
-    assert pd.read_parquet(tmp_path / "local" / "faces" / "cuts.parquet").equals(
-        pd.read_parquet(tmp_path / "dask" / "faces" / "cuts.parquet"))
-    assert local["failed"] == dask["failed"] == 1  # the truncated video is recorded, not fatal
-    assert [f["source_id"] for f in dask["failures"]] == ["bad"]
+    local, dask = _local_and_dask(tubes.run, p, "tubes", tmp_path, dask_ex)
+    a = pd.read_parquet(tmp_path / "local" / "cuts.parquet")
+    assert a.kept.sum() == 5 and a.equals(pd.read_parquet(tmp_path / "dask" / "cuts.parquet"))
+    assert local["sources_failed"] == dask["sources_failed"] == 1  # the truncated video is recorded, not fatal
+    rejects = pd.read_parquet(tmp_path / "dask" / "rejects.parquet")
+    assert rejects[rejects.reason == "source_error"].source_id.tolist() == ["bad"]
 
 
-def _faces_params(root: Path) -> Params:
+def _tubes_params(root: Path) -> Params:
     """Two videos of a photographed face drifting across the frame (then leaving it), and a truncated third."""
     import cv2
     from skimage import data
@@ -111,17 +104,17 @@ def _faces_params(root: Path) -> Params:
                                                        for s, d in (("a", "real"), ("b", "cartoon"), ("bad", "real"))]))
     p = Params(workers=2)
     p.scrape.out_dir = str(raw)
-    p.faces.min_frames = 32
+    p.tubes.min_frames = 32
     return p
 
 
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_face_tubes(tmp_path: Path, dask_ex: DaskExecutor) -> None:
-    local, dask = _local_and_dask(faces.run, _faces_params(tmp_path), "faces", tmp_path, dask_ex)
-    tubes = pd.read_parquet(tmp_path / "local" / "tubes.parquet")
-    assert sorted(tubes.source_id) == ["a", "b"] and (tubes.n_frames >= 40).all()  # each drifting face is one tube
+    local, dask = _local_and_dask(tubes.run, _tubes_params(tmp_path), "tubes", tmp_path, dask_ex)
+    table = pd.read_parquet(tmp_path / "local" / "tubes.parquet")
+    assert sorted(table.source_id) == ["a", "b"] and (table.n_frames >= 40).all()  # each drifting face is one tube
     assert local["rejects"] == dask["rejects"] and local["tubes"] == dask["tubes"] == 2
-    assert tubes.equals(pd.read_parquet(tmp_path / "dask" / "tubes.parquet"))
+    assert table.equals(pd.read_parquet(tmp_path / "dask" / "tubes.parquet"))
     rejects = pd.read_parquet(tmp_path / "local" / "rejects.parquet")
     assert "bad" in set(rejects.source_id)  # the truncated video is recorded, not fatal
     assert rejects.equals(pd.read_parquet(tmp_path / "dask" / "rejects.parquet"))
@@ -130,10 +123,10 @@ def test_dask_local_cluster_gives_the_same_face_tubes(tmp_path: Path, dask_ex: D
 
 def _align_params(root: Path) -> Params:
     """Three videos of a bright disc moving on a grey background, with one face tube each that follows the disc."""
-    raw, tracks = root / "raw", root / "faces" / "tracks"
+    raw, tracks = root / "raw", root / "tubes" / "tracks"
     tracks.mkdir(parents=True)
     yy, xx = np.mgrid[0:180, 0:320]
-    tubes = []
+    rows = []
     for s in range(3):
         sid, n = f"src{s}", 40
         centres = np.stack([60 + 3 * np.arange(n) + 20 * s, 60 + np.arange(n)], 1).astype(float)
@@ -145,14 +138,14 @@ def _align_params(root: Path) -> Params:
         np.savez(tracks / f"{sid}-s000-t00.npz", frames=np.arange(a, b), boxes=boxes, scores=np.ones(b - a, np.float32),
                  landmarks68=lm68, landmarks5=lm68[:, :5], detected=np.ones(b - a, bool), gt_box=boxes,
                  motion=np.zeros((b - a, 20), np.float32))
-        tubes.append(dict(tube_id=f"{sid}-s000-t00", source_id=sid, domain="real", identity=f"id{s}", shot=0,
-                          start_frame=a, end_frame=b, n_frames=b - a, mean_score=1.0, median_face_px=60.0,
-                          detector="test"))
+        rows.append(dict(tube_id=f"{sid}-s000-t00", source_id=sid, domain="real", identity=f"id{s}", shot=0,
+                         start_frame=a, end_frame=b, n_frames=b - a, mean_score=1.0, median_face_px=60.0,
+                         detector="test"))
     write_table(raw / "sources.parquet", pd.DataFrame([_source_row(f"src{s}", "real", f"id{s}", n=40)
                                                        for s in range(3)]))
-    write_table(root / "faces" / "tubes.parquet", pd.DataFrame(tubes))
+    write_table(root / "tubes" / "tubes.parquet", pd.DataFrame(rows))
     p = Params(workers=2)
-    p.scrape.out_dir, p.faces.out_dir = str(raw), str(root / "faces")
+    p.scrape.out_dir, p.tubes.out_dir = str(raw), str(root / "tubes")
     p.align.size, p.align.box_mode = 64, "smooth"
     return p
 

@@ -32,17 +32,17 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STAGES = ("scrape", "faces", "shots", "align", "build")  # synth makes the inputs; every stage after it is tested
+STAGES = ("scrape", "tubes", "align", "build")  # synth makes the inputs; every stage after it is tested
 TINY = {"workers": 2,
         "synth": {"cartoon_videos": 1, "real_videos": 1, "cartoon_identities": 2, "shots_per_video": 2,
                   "shot_seconds": [1.6, 1.8], "no_face_shot_prob": 0.0, "include_carphone": False,
                   "width": 320, "height": 180},
         "scrape": {"retries": 0},
-        "faces": {"min_frames": 32},
+        "tubes": {"min_frames": 32},
         "build": {"pairs_per_task": 2, "pair_frames": 16, "contact_sheet_clips": 2}}
 RUN_REPORTS = "data/reports/"  # each stage's run facts (timings, work resumed): they differ from run to run
 # The file a stage writes last: present means the stage finished, so a kill must land before it.
-LAST_WRITTEN = {"scrape": "data/raw/report.json", "shots": "data/shots/report.json", "faces": "data/faces/report.json",
+LAST_WRITTEN = {"scrape": "data/raw/report.json", "tubes": "data/tubes/report.json",
                 "align": "data/clips/report.json", "build": "data/dataset/stats.json"}
 
 

@@ -1,4 +1,4 @@
-"""End to end on a tiny demo corpus: synth -> scrape -> faces (+ shot cuts) -> shots -> align -> build through the CLI verbs.
+"""End to end on a tiny demo corpus: synth -> scrape -> tubes (shot cuts + face tubes) -> align -> build through the CLI verbs.
 
 Also checks detection + tracking against the corpus' ground-truth boxes per domain. Floors below are what was
 measured on this tiny corpus (recall 1.0 both domains; mean IoU 0.91 real, 0.76 cartoon — the synthetic cartoon
@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from toontalker_bench.cli import main
-from toontalker_bench.data.faces.track import iou
+from toontalker_bench.data.tubes.track import iou
 from toontalker_bench.core.video import probe, read_frames
 
 TINY = {"workers": 2,
@@ -36,7 +36,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mp = pytest.MonkeyPatch()
     mp.chdir(root)
     try:
-        for verb in ("synth", "scrape", "faces", "shots", "align", "build"):
+        for verb in ("synth", "scrape", "tubes", "align", "build"):
             assert main(["--params", "params.yaml", "data", verb]) == 0, verb
     finally:
         mp.undo()
@@ -46,14 +46,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _recall_iou(root: Path, domain: str) -> tuple[float, float, int]:
     """Fraction of GT face frames covered by a kept tube box with IoU >= 0.5, and the mean IoU of those."""
     src = pd.read_parquet(root / "data/raw/sources.parquet")
-    tubes = pd.read_parquet(root / "data/faces/tubes.parquet")
+    tubes = pd.read_parquet(root / "data/tubes/tubes.parquet")
     n, ious = 0, []
     for r in src[src.domain == domain].itertuples():
         gt = pd.read_parquet(root / "data/raw" / r.gt_path)
         gt = gt[gt.has_face & gt.box_x0.notna()]
         per_frame: dict[int, list[np.ndarray]] = {}
         for t in tubes[tubes.source_id == r.source_id].itertuples():
-            z = np.load(root / "data/faces/tracks" / f"{t.tube_id}.npz")
+            z = np.load(root / "data/tubes/tracks" / f"{t.tube_id}.npz")
             for f, b in zip(z["frames"], z["boxes"]):
                 per_frame.setdefault(int(f), []).append(b)
         for g in gt.itertuples():
@@ -108,8 +108,8 @@ def test_demo_dataset_is_complete(demo: Path) -> None:
     stats = json.loads((ds / "stats.json").read_text())
     assert stats["clips"] == len(clips)
     assert sum(stats[f"{d}_{s}"]["clips"] for d in ("real", "cartoon") for s in ("train", "test")) == len(clips)
-    faces_report = json.loads((demo / "data/faces/report.json").read_text())
-    assert faces_report["tubes"] == len(clips)
+    tubes_report = json.loads((demo / "data/tubes/report.json").read_text())
+    assert tubes_report["tubes"] == len(clips)
     for f in ("README.md", "contact_sheet_real.png", "contact_sheet_cartoon.png", "plots/face_size.csv",
               "plots/clip_length.csv", "hf/dataset_dict.json"):
         assert (ds / f).is_file(), f
@@ -119,12 +119,12 @@ def test_demo_dataset_is_complete(demo: Path) -> None:
 @pytest.mark.slow
 def test_rerun_is_a_no_op(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(demo)
-    tree = lambda: {p: p.read_bytes() for d in ("faces", "clips", "dataset")  # noqa: E731
+    tree = lambda: {p: p.read_bytes() for d in ("tubes", "clips", "dataset")  # noqa: E731
                     for p in sorted(Path("data", d).rglob("*")) if p.is_file()}
     before = tree()
-    for verb in ("faces", "align"):
+    for verb in ("tubes", "align"):
         assert main(["--params", "params.yaml", "data", verb]) == 0
-    assert json.loads(Path("data/reports/faces.json").read_text())["sources_resumed"] == 3
+    assert json.loads(Path("data/reports/tubes.json").read_text())["sources_resumed"] == 3
     assert json.loads(Path("data/reports/align.json").read_text())["sources_resumed"] == 3
     assert main(["--params", "params.yaml", "data", "build"]) == 0
     assert before == tree()  # every file byte for byte, reports and resume records included
@@ -133,7 +133,7 @@ def test_rerun_is_a_no_op(demo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_params_are_one_line_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    assert main(["data", "faces"]) == 2
+    assert main(["data", "tubes"]) == 2
     assert "sources table not found" in capsys.readouterr().err
     assert main(["data", "align", "--set", "align.box_mode=wobbly"]) == 2
     assert "box_mode" in capsys.readouterr().err

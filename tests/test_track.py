@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toontalker_bench.data.faces import track as T
+from toontalker_bench.data.tubes import track as T
 
 
 def test_iou_known_values() -> None:
@@ -75,8 +75,8 @@ def test_sharpness_orders_sharp_over_blurred() -> None:
     assert T.sharpness(np.full((64, 64), 7.0)) == 0.0
 
 
-# ------------------------------------------------------------------------------------------ the faces stage
-def _faces_inputs(root):  # noqa: ANN001, ANN202 - Path -> Params
+# ------------------------------------------------------------------------------------------ the tubes stage
+def _tubes_inputs(root):  # noqa: ANN001, ANN202 - Path -> Params
     """One real-photo video (face drifting 1 px / 4 frames in shot 0, no face in shot 1: the photo's disappearing
     is a hard cut), an empty (corrupt) file and a source the scrape stage could not fetch."""
     import cv2
@@ -108,22 +108,22 @@ def _faces_inputs(root):  # noqa: ANN001, ANN202 - Path -> Params
         {**base, "source_id": "vid", "domain": "real", "identity": "astronaut", "status": "ok", "path": "vid.mp4"}]))
     p = Params()
     p.workers = 1
-    p.scrape.out_dir, p.shots.out_dir, p.faces.out_dir = str(raw), str(root / "shots"), str(root / "faces")
-    p.faces.detect_every, p.faces.detect_max_side, p.faces.min_frames = 5, 320, 64
+    p.scrape.out_dir, p.tubes.out_dir = str(raw), str(root / "tubes")
+    p.tubes.detect_every, p.tubes.detect_max_side, p.tubes.min_frames = 5, 320, 64
     return p
 
 
-def test_faces_stage_tubes_rejects_and_resume(tmp_path) -> None:  # noqa: ANN001
+def test_tubes_stage_tubes_rejects_and_resume(tmp_path) -> None:  # noqa: ANN001
     import pandas as pd
 
-    from toontalker_bench.data.faces import run
+    from toontalker_bench.data.tubes import run
 
-    p = _faces_inputs(tmp_path)
+    p = _tubes_inputs(tmp_path)
     report = run(p)
-    tubes = pd.read_parquet(tmp_path / "faces" / "tubes.parquet")
+    tubes = pd.read_parquet(tmp_path / "tubes" / "tubes.parquet")
     assert tubes[["tube_id", "start_frame", "end_frame", "n_frames", "identity"]].values.tolist() == [
         ["vid-s000-t00", 0, 100, 100, "astronaut"]]
-    z = np.load(tmp_path / "faces" / "tracks" / "vid-s000-t00.npz")
+    z = np.load(tmp_path / "tubes" / "tracks" / "vid-s000-t00.npz")
     assert z["boxes"].shape == (100, 4) and z["landmarks68"].shape == (100, 68, 2)
     assert z["landmarks5"].shape == (100, 5, 2) and not np.isnan(z["landmarks68"]).any()
     assert z["detected"].nonzero()[0].tolist() == list(range(0, 100, 5)) + [99]
@@ -134,23 +134,23 @@ def test_faces_stage_tubes_rejects_and_resume(tmp_path) -> None:  # noqa: ANN001
     # landmarks sit inside their box on every (also interpolated) frame
     lm = z["landmarks68"]
     assert ((lm[..., 0] > z["boxes"][:, None, 0] - 15) & (lm[..., 0] < z["boxes"][:, None, 2] + 15)).all()
-    cuts = pd.read_parquet(tmp_path / "faces" / "cuts.parquet")  # the shots the same decoding pass found
+    cuts = pd.read_parquet(tmp_path / "tubes" / "cuts.parquet")  # the shots the same decoding pass found
     assert cuts.values.tolist() == [["vid", 0, 0, 100, True], ["vid", 1, 100, 130, True]]
-    rej = pd.read_parquet(tmp_path / "faces" / "rejects.parquet")
+    rej = pd.read_parquet(tmp_path / "tubes" / "rejects.parquet")
     got = sorted(zip(rej.source_id, rej.shot, rej.reason))
     assert got == [("bad", -1, "source_error"), ("gone", -1, "source_failed"), ("vid", 1, "no_face")]
     assert "bad.mp4" in rej[rej.source_id == "bad"].detail.iloc[0]
     assert report["rejects"] == {"no_face": 1, "source_error": 1, "source_failed": 1}
     assert (report["shots"], report["dropped_short_shots"], report["frames_decoded"]) == (2, 0, 130)
-    first = (tmp_path / "faces" / "tubes.parquet").read_bytes()
+    first = (tmp_path / "tubes" / "tubes.parquet").read_bytes()
     again = run(p)
-    assert again["sources_resumed"] == 1 and (tmp_path / "faces" / "tubes.parquet").read_bytes() == first
+    assert again["sources_resumed"] == 1 and (tmp_path / "tubes" / "tubes.parquet").read_bytes() == first
 
 
 def test_ground_truth_follows_the_tube() -> None:
     import pandas as pd
 
-    from toontalker_bench.data.faces.stage import _gt_arrays
+    from toontalker_bench.data.tubes.worker import _gt_arrays
 
     box = [10.0, 10, 50, 50]
     gt = pd.DataFrame({"frame": range(4), "has_face": [True, True, True, False],

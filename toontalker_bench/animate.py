@@ -47,7 +47,7 @@ def _read_image(path: str | Path) -> np.ndarray:
 def _detector(params: Params, domain: str):  # noqa: ANN202 - Detector
     from .faces.detect import get_detector
 
-    return get_detector(params.faces.cartoon_detector if domain == "cartoon" else params.faces.real_detector)
+    return get_detector(params.tubes.cartoon_detector if domain == "cartoon" else params.tubes.real_detector)
 
 
 def face_box(frame: np.ndarray, detector) -> np.ndarray | None:  # noqa: ANN001

@@ -8,7 +8,7 @@ import click
 
 from .core.errors import UserError
 
-SET_HELP = "Override a params.yaml key, e.g. --set faces.detect_every=10 (repeatable)."
+SET_HELP = "Override a params.yaml key, e.g. --set tubes.detect_every=10 (repeatable)."
 
 
 def _params(ctx: click.Context, overrides: tuple[str, ...] = ()):  # noqa: ANN202
@@ -95,22 +95,12 @@ def data_scrape(ctx: click.Context, manifests: tuple[str, ...], workers: int | N
     run(params)
 
 
-@data.command("shots")
+@data.command("tubes")
 @stage_options
 @click.pass_context
-def data_shots(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
-    """Split every fetched source into shots with PySceneDetect (data/shots/shots.parquet)."""
-    from .data.shots import run
-
-    run(_stage_params(ctx, workers, overrides))
-
-
-@data.command("faces")
-@stage_options
-@click.pass_context
-def data_faces(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
-    """Detect, track and filter face tubes in every shot (data/faces/)."""
-    from .data.faces import run
+def data_tubes(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
+    """Find shot cuts, then detect, track and filter face tubes in every shot, in one decode (data/tubes/)."""
+    from .data.tubes import run
 
     run(_stage_params(ctx, workers, overrides))
 

@@ -1,7 +1,7 @@
 """Typed configuration: ``params.yaml`` (+ method profile YAMLs) -> dataclasses, with ``--set key=value`` overrides.
 
 Every section is a dataclass; loading rejects unknown keys naming the full dotted key, and coerces/validates types so
-``--set faces.detect_every=abc`` fails with one clear line. A data stage declares the keys it reads (its ``READS``,
+``--set tubes.detect_every=abc`` fails with one clear line. A data stage declares the keys it reads (its ``READS``,
 the same list dvc.yaml gives as the stage's ``params``, tested) and works on a :func:`view` that holds only those
 and the run-control keys, so reading anything else fails at once.
 """
@@ -66,10 +66,9 @@ class ScrapeParams:
 
 
 @dataclass
-class ShotsParams:
-    """Shot cuts (PySceneDetect), found by the faces stage's decoding pass; ``data shots`` writes the shot table."""
+class CutsParams:
+    """Shot cuts (PySceneDetect), found in the tubes stage's decoding pass (written to its ``cuts.parquet``)."""
 
-    out_dir: str = "data/shots"
     detector: str = "content"  # content | adaptive
     threshold: float = 27.0  # ContentDetector threshold
     adaptive_threshold: float = 3.0  # AdaptiveDetector threshold
@@ -78,8 +77,8 @@ class ShotsParams:
 
 
 @dataclass
-class FacesParams:
-    out_dir: str = "data/faces"
+class TubesParams:
+    out_dir: str = "data/tubes"
     detect_every: int = 5
     detect_max_side: int = 320  # the detector sees frames downscaled to this longer side (speed); 0 = full size
     link_iou: float = 0.3  # a detection joins a track when its IoU with the track's last box is at least this
@@ -165,8 +164,8 @@ class Params:
     scheduler: str | None = None
     synth: SynthParams = field(default_factory=SynthParams)
     scrape: ScrapeParams = field(default_factory=ScrapeParams)
-    shots: ShotsParams = field(default_factory=ShotsParams)
-    faces: FacesParams = field(default_factory=FacesParams)
+    cuts: CutsParams = field(default_factory=CutsParams)
+    tubes: TubesParams = field(default_factory=TubesParams)
     align: AlignParams = field(default_factory=AlignParams)
     build: BuildParams = field(default_factory=BuildParams)
     eval: EvalParams = field(default_factory=EvalParams)
@@ -180,7 +179,7 @@ RUN_CONTROL = ("workers", "executor", "scheduler", "n_workers")  # how a stage r
 
 
 class ParamsView:
-    """The part of :class:`Params` a stage declared: whole sections (``"faces"``), single keys (``"scrape.out_dir"``)
+    """The part of :class:`Params` a stage declared: whole sections (``"tubes"``), single keys (``"scrape.out_dir"``)
     and top-level values (``"seed"``), plus :data:`RUN_CONTROL`. Anything else raises ``AttributeError``."""
 
     def __init__(self, params: Params, keys: tuple[str, ...]) -> None:
@@ -306,7 +305,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"bad --set value {item!r}", hint="use --set key=value, e.g. --set faces.detect_every=10")
+            raise ConfigError(f"bad --set value {item!r}", hint="use --set key=value, e.g. --set tubes.detect_every=10")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key or any(not p for p in key.split(".")):

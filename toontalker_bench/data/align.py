@@ -38,7 +38,7 @@ from .stage import Job, Stage
 log = logging.getLogger(__name__)
 
 #: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
-READS = ("scrape.out_dir", "faces.out_dir", "align")
+READS = ("scrape.out_dir", "tubes.out_dir", "align")
 
 CLIP_COLUMNS = ["clip_id", "tube_id", "source_id", "domain", "identity", "n_frames", "fps", "size", "crop_x0",
                 "crop_y0", "crop_size", "path", "shot", "start_frame", "end_frame", "median_face_px"]
@@ -113,7 +113,7 @@ class AlignJob:
     video: str
     fps: float
     tubes: list[dict[str, Any]]
-    faces_dir: str
+    tubes_dir: str
     params: AlignParams
 
 
@@ -136,7 +136,7 @@ def process_source(job: AlignJob) -> dict[str, Any]:
     tubes = sorted(job.tubes, key=lambda t: (t["start_frame"], t["tube_id"]))
     plan = []
     for t in tubes:
-        with np.load(Path(job.faces_dir) / "tracks" / f"{t['tube_id']}.npz") as z:
+        with np.load(Path(job.tubes_dir) / "tracks" / f"{t['tube_id']}.npz") as z:
             arr = {k: z[k] for k in z.files}
         crops = crop_boxes(arr["boxes"], p.increase, p.box_mode, p.smooth_window)
         plan.append((t, arr, crops))
@@ -222,9 +222,9 @@ def _jobs(params: Params) -> list[Job]:
         raise ConfigError(f"unknown align.pad {p.pad!r}", hint=f"use one of {', '.join(PAD_MODES)}")
     if p.box_mode not in ("fixed", "smooth"):
         raise ConfigError(f"unknown align.box_mode {p.box_mode!r}", hint="use fixed or smooth")
-    faces = Path(params.faces.out_dir)
+    tubes_dir = Path(params.tubes.out_dir)
     raw = Path(params.scrape.out_dir)
-    tubes = read_table(faces / "tubes.parquet", "tube table")
+    tubes = read_table(tubes_dir / "tubes.parquet", "tube table")
     sources = read_table(raw / "sources.parquet", "sources table").set_index("source_id")
     jobs = []
     for sid, g in tubes.groupby("source_id", sort=True):
@@ -241,7 +241,7 @@ def _jobs(params: Params) -> list[Job]:
             jid = str(sid) if len(groups) == 1 else f"{sid}~g{k:03d}"
             span = max(t["end_frame"] for t in group) - min(t["start_frame"] for t in group)
             jobs.append(Job(jid, hashlib.sha256(blob.encode()).hexdigest()[:16],
-                            AlignJob(str(sid), str(video), float(src["fps"]), group, str(faces), p),
+                            AlignJob(str(sid), str(video), float(src["fps"]), group, str(tubes_dir), p),
                             cost=span * pixels))
     return jobs
 

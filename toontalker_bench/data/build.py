@@ -33,9 +33,9 @@ from .stage import Stage
 log = logging.getLogger(__name__)
 
 #: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
-READS = ("seed", "synth", "scrape", "shots", "faces", "align", "build")
+READS = ("seed", "synth", "scrape", "cuts", "tubes", "align", "build")
 
-DATA_SECTIONS = ("synth", "scrape", "shots", "faces", "align", "build")
+DATA_SECTIONS = ("synth", "scrape", "cuts", "tubes", "align", "build")
 
 
 def params_hash(params: Params) -> str:
@@ -196,7 +196,7 @@ def histogram(df: pd.DataFrame, values: pd.Series, width: float, name: str) -> s
     return pd.DataFrame(rows).to_csv(index=False)
 
 
-def _stats(df: pd.DataFrame, faces_rejects: pd.DataFrame, align_report: dict, sources: pd.DataFrame,
+def _stats(df: pd.DataFrame, tube_rejects: pd.DataFrame, align_report: dict, sources: pd.DataFrame,
            pairs: pd.DataFrame, phash: str) -> dict[str, Any]:
     out: dict[str, Any] = {"params_hash": phash, "clips": len(df), "minutes": round(float(
         (df["n_frames"] / df["fps"]).sum() / 60), 3) if len(df) else 0.0}
@@ -205,7 +205,7 @@ def _stats(df: pd.DataFrame, faces_rejects: pd.DataFrame, align_report: dict, so
             sub = df[(df["domain"] == dom) & (df["split"] == split)]
             out[f"{dom}_{split}"] = {"clips": len(sub), "identities": int(sub["identity"].nunique()),
                                      "minutes": round(float((sub["n_frames"] / sub["fps"]).sum() / 60), 3)}
-    rej = {str(k): int(v) for k, v in faces_rejects.groupby("reason").size().items()}
+    rej = {str(k): int(v) for k, v in tube_rejects.groupby("reason").size().items()}
     for k, v in align_report.get("rejects", {}).items():
         rej[f"align_{k}"] = rej.get(f"align_{k}", 0) + int(v)
     out["rejects"] = dict(sorted(rej.items()))
@@ -228,7 +228,7 @@ def _card(df: pd.DataFrame, sources: pd.DataFrame, stats: dict, shards: dict[str
     lines += ["license: other", "task_categories:", "- image-to-video", "tags:", "- face-reenactment",
               "- talking-head", "- cartoon", "---", "", "# toontalker-bench cross-domain talking-face dataset", "",
               "Square, aligned talking-face clips of real people and cartoon characters, built by the "
-              "`toontalker-bench` pipeline (`dvc repro`: scrape -> shots -> faces -> align -> build).", "",
+              "`toontalker-bench` pipeline (`dvc repro`: scrape -> tubes -> align -> build).", "",
               f"- params hash: `{stats['params_hash']}` (seed and every data-stage section of params.yaml)",
               f"- clips: {stats['clips']} ({stats['minutes']} minutes) from {stats['sources']} sources "
               f"({stats['failed_sources']} failed to download)",
@@ -279,7 +279,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     clips_dir = Path(params.align.out_dir)
     clips = read_table(clips_dir / "clips.parquet", "clip table")
     sources = read_table(Path(params.scrape.out_dir) / "sources.parquet", "sources table")
-    faces_rej = read_table(Path(params.faces.out_dir) / "rejects.parquet", "faces rejects table")
+    tube_rej = read_table(Path(params.tubes.out_dir) / "rejects.parquet", "tube rejects table")
     align_report = json.loads((clips_dir / "report.json").read_text()) if (clips_dir / "report.json").is_file() \
         else {}
     if not 0 <= b.test_fraction < 1:
@@ -321,7 +321,7 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
     for d in DOMAINS:
         _contact_sheet(df, out, d, b.contact_sheet_clips, out / f"contact_sheet_{d}.png")
 
-    stats = _stats(df, faces_rej, align_report, sources, pairs, params_hash(params))
+    stats = _stats(df, tube_rej, align_report, sources, pairs, params_hash(params))
     missing = [f"{d}_{s}" for d in DOMAINS for s in ("train", "test") if stats[f"{d}_{s}"]["clips"] == 0]
     write_text(out / "README.md", _card(df, sources, stats, shards, params))
     write_json(out / "stats.json", stats)

@@ -1,9 +1,9 @@
 """Shot cuts, one frame at a time: PySceneDetect's detectors fed from frames someone else decodes.
 
-The faces stage decodes each source once and hands every frame to a :class:`CutFinder` before it tracks faces in it
-(so shots cost no decode of their own); :func:`..shots.detect_shots` runs the same finder over a video on its own.
-The detectors see frames subsampled to about ``shots.downscale_width`` pixels wide, taken straight from the decoded
-YUV planes (they only need coarse HSV statistics; full-size colour conversion would cost as much as decoding).
+The tubes stage decodes each source once and hands every frame to a :class:`CutFinder` before it tracks faces in it
+(so shots cost no decode of their own). The detectors see frames subsampled to about ``cuts.downscale_width`` pixels
+wide, taken straight from the decoded YUV planes (they only need coarse HSV statistics; full-size colour conversion
+would cost as much as decoding).
 
 PySceneDetect may report a cut some frames after it happened (its flash filter merges cuts closer than
 ``min_shot_frames``; the adaptive detector looks ``window_width`` frames ahead): :attr:`CutFinder.delay` says how
@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..core.config import ShotsParams
+from ..core.config import CutsParams
 from ..core.errors import ConfigError
 from ..core.video import DecodedFrame
 
@@ -45,18 +45,18 @@ def small_bgr(frame: DecodedFrame, step: int) -> np.ndarray:
     return cv2.cvtColor(i420.reshape(h * 3 // 2, w), cv2.COLOR_YUV2BGR_I420)
 
 
-def check_params(p: ShotsParams) -> None:
+def check_params(p: CutsParams) -> None:
     if p.detector not in DETECTORS:
-        raise ConfigError(f"unknown shots.detector {p.detector!r}", hint="use content or adaptive")
+        raise ConfigError(f"unknown cuts.detector {p.detector!r}", hint="use content or adaptive")
     if p.min_shot_frames < 1 or p.downscale_width < 1:
-        raise ConfigError("shots.min_shot_frames and shots.downscale_width must be >= 1")
+        raise ConfigError("cuts.min_shot_frames and cuts.downscale_width must be >= 1")
 
 
 class CutFinder:
     """Feed frames in order with :meth:`push`; it returns the cuts (frame indices that start a new shot) it has
     become sure of, at most :attr:`delay` frames late. :meth:`finish` returns the last ones."""
 
-    def __init__(self, p: ShotsParams, width: int, fps: float) -> None:
+    def __init__(self, p: CutsParams, width: int, fps: float) -> None:
         from scenedetect import AdaptiveDetector, ContentDetector
 
         check_params(p)
@@ -72,7 +72,7 @@ class CutFinder:
         self.first = -1
 
     @staticmethod
-    def delay_for(p: ShotsParams) -> int:
+    def delay_for(p: CutsParams) -> int:
         """How many frames late a cut may be reported (PySceneDetect's ``event_buffer_length``): the flash filter's
         ``min_shot_frames`` for the content detector, the window for the adaptive one."""
         return p.min_shot_frames if p.detector == "content" else 2

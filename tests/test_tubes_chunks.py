@@ -1,4 +1,4 @@
-"""A long source runs as chunks (``faces.chunk_seconds``): the cuts and shots do not change, a chunk's end splits
+"""A long source runs as chunks (``tubes.chunk_seconds``): the cuts and shots do not change, a chunk's end splits
 tubes as a cut does, and the outputs do not depend on how many workers ran the chunks."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from toontalker_bench.core.config import Params
-from toontalker_bench.data.faces import stage
+from toontalker_bench.data.tubes import plan, stage
 from toontalker_bench.core.executors import LocalExecutor
 from toontalker_bench.core.io import write_table
 from toontalker_bench.core.video import write_video
@@ -54,9 +54,9 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _params(raw: Path, out: Path, chunk_seconds: float) -> Params:
     p = Params(workers=1)
-    p.scrape.out_dir, p.faces.out_dir = str(raw), str(out)
-    p.faces.min_frames, p.faces.chunk_seconds = 16, chunk_seconds
-    p.faces.landmarks_every, p.faces.landmarks_between = 5, "flow"
+    p.scrape.out_dir, p.tubes.out_dir = str(raw), str(out)
+    p.tubes.min_frames, p.tubes.chunk_seconds = 16, chunk_seconds
+    p.tubes.landmarks_every, p.tubes.landmarks_between = 5, "flow"
     return p
 
 
@@ -66,10 +66,10 @@ def _tree(d: Path) -> dict[str, str]:
 
 
 def test_chunk_spans() -> None:
-    assert stage.chunk_spans(300, 25.0, 0) == [(0, None)]
-    assert stage.chunk_spans(300, 25.0, 8.0) == [(0, None)]  # 300 frames <= 1.5 x 200
-    assert stage.chunk_spans(300, 25.0, 3.2) == [(0, 80), (80, 160), (160, 240), (240, None)]
-    assert stage.chunk_spans(330, 25.0, 4.0) == [(0, 100), (100, 200), (200, None)]  # 30 left: joins the last
+    assert plan.chunk_spans(300, 25.0, 0) == [(0, None)]
+    assert plan.chunk_spans(300, 25.0, 8.0) == [(0, None)]  # 300 frames <= 1.5 x 200
+    assert plan.chunk_spans(300, 25.0, 3.2) == [(0, 80), (80, 160), (160, 240), (240, None)]
+    assert plan.chunk_spans(330, 25.0, 4.0) == [(0, 100), (100, 200), (200, None)]  # 30 left: joins the last
 
 
 def test_chunks_keep_the_cuts_split_tubes_at_their_ends_and_ignore_the_worker_count(raw: Path, tmp_path: Path) -> None:

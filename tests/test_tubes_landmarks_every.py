@@ -1,5 +1,5 @@
-"""``faces.landmarks_every``: the landmark model runs on every k-th frame and on detection frames; in between
-``faces.landmarks_between`` fills in: linear interpolation, or optical flow.
+"""``tubes.landmarks_every``: the landmark model runs on every k-th frame and on detection frames; in between
+``tubes.landmarks_between`` fills in: linear interpolation, or optical flow.
 
 The detector and landmark model are replaced by stand-ins (a box sliding 2 px/frame; landmarks that encode the frame
 index non-linearly), so the expected values follow from the frame index alone. The flow test tracks real points on a
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toontalker_bench.core.config import FacesParams, Params
-from toontalker_bench.data.faces import stage
+from toontalker_bench.core.config import Params, TubesParams
+from toontalker_bench.data.tubes import stage, worker
 from toontalker_bench.core.errors import ConfigError
 
 
@@ -44,10 +44,10 @@ def _run_shot(monkeypatch: pytest.MonkeyPatch, every: int, start: int, end: int)
         t = np.repeat(_truth(f)[None], len(boxes), 0)
         return t[:, :68], t[:, 68:]
 
-    monkeypatch.setattr(stage, "detect", fake_detect)
-    monkeypatch.setattr(stage, "landmarks", fake_landmarks)
-    p = FacesParams(detect_every=5, landmarks_every=every, landmarks_between="linear")
-    tr = stage._ShotTracker(0, start, "fake", p)
+    monkeypatch.setattr(worker, "detect", fake_detect)
+    monkeypatch.setattr(worker, "landmarks", fake_landmarks)
+    p = TubesParams(detect_every=5, landmarks_every=every, landmarks_between="linear")
+    tr = worker._ShotTracker(0, start, "fake", p)
     for i in range(start, end):
         tr.push(i, _Frame(i), last=i == end - 1)
     (_, od), = tr.finish()
@@ -76,10 +76,10 @@ def test_every_k_frames_interpolated(monkeypatch: pytest.MonkeyPatch, every: int
 
 def test_bad_landmarks_every_is_a_config_error() -> None:
     params = Params()
-    params.faces.landmarks_every = 0
+    params.tubes.landmarks_every = 0
     with pytest.raises(ConfigError, match="landmarks_every"):
         stage.run(params)
-    params.faces.landmarks_every, params.faces.landmarks_between = 5, "spline"
+    params.tubes.landmarks_every, params.tubes.landmarks_between = 5, "spline"
     with pytest.raises(ConfigError, match="landmarks_between"):
         stage.run(params)
 
@@ -133,7 +133,7 @@ def test_flow_keeps_the_straight_line_where_nothing_can_be_tracked() -> None:
 
 
 def test_landmark_model_on_a_crop_gives_the_whole_frames_points(tmp_path) -> None:  # noqa: ANN001
-    """The faces stage converts only a crop around the faces to RGB for the landmark model (frames the detector did
+    """The tubes stage converts only a crop around the faces to RGB for the landmark model (frames the detector did
     not need): the points equal those on the whole frame, also for a face at the frame's edge."""
     import cv2
     from skimage import data
@@ -153,6 +153,6 @@ def test_landmark_model_on_a_crop_gives_the_whole_frames_points(tmp_path) -> Non
     model = get_landmarker("dlib68")
     for fr, box in zip(decode(tmp_path / "v.mp4"), boxes):
         bx = np.float64([box])
-        lm68, lm5 = stage.landmarks(fr, bx, "dlib68")  # the frame is not converted yet: the crop path
+        lm68, lm5 = worker.landmarks(fr, bx, "dlib68")  # the frame is not converted yet: the crop path
         assert fr._rgb is None
         np.testing.assert_array_equal(lm68, model.predict(fr.rgb(), bx))

@@ -1,90 +1,59 @@
-"""The ``faces`` stage: sources -> shot cuts and face tubes with per-frame boxes, scores and landmarks, in one decode.
+"""The tubes stage's worker: one job (a source, or a chunk of one) decoded once -> its shot cuts and face tubes.
 
-Each source is decoded once, front to back. Every frame goes first to the shot-cut finder (:mod:`..cuts`,
-PySceneDetect's detectors on frames subsampled from the YUV planes), then, :attr:`~..cuts.CutFinder.delay` + 1
-frames later, when it is known whether a cut follows it, to the face tracker of its shot. Inside a shot the
-detector runs every ``detect_every`` frames (and on the shot's last frame), ``DETECT_BATCH`` such frames per call;
-detections are linked into tracks and boxes interpolated in between; only the frames since the oldest open track's
-last detection (and those awaiting their detection batch) are kept in memory. A frame is converted to RGB only when
-something needs its colours: the detector's frames in full, the landmark model's other frames as a crop around the
-faces (the same values), the optical flow reads the decoded luma plane. Tubes are then split (VoxCeleb's rules) and
-filtered; every rejected shot or tube is recorded with a reason.
+Every frame goes first to the shot-cut finder (:mod:`..cuts`, PySceneDetect's detectors on frames subsampled from the
+YUV planes), then, :attr:`~..cuts.CutFinder.delay` + 1 frames later, when it is known whether a cut follows it, to the
+face tracker of its shot. Inside a shot the detector runs every ``detect_every`` frames (and on the shot's last
+frame), ``DETECT_BATCH`` such frames per call; detections are linked into tracks and boxes interpolated in between;
+only the frames since the oldest open track's last detection (and those awaiting their detection batch) are kept in
+memory. A frame is converted to RGB only when something needs its colours: the detector's frames in full, the
+landmark model's other frames as a crop around the faces (the same values), the optical flow reads the decoded luma
+plane. Tubes are then split (VoxCeleb's rules) and filtered; a rejected tube keeps its reason.
 
-Landmarks (``landmarks68``/``landmarks5`` in ``tracks/<tube_id>.npz``) come from the landmark model on every
-``landmarks_every``-th frame of the shot and on every detection frame; the frames between are filled by
-``landmarks_between``: ``linear`` interpolation, or ``flow`` (:mod:`...faces.flow`: Lucas-Kanade optical flow from
-both neighbouring model frames). ``scores`` is NaN on tracked (interpolated) frames; ``frames`` holds the absolute
-frame indices, and for demo sources ``gt_box``/``motion`` carry the ground truth wherever the GT face overlaps the
-tube (else NaN). The tube's identity is the most frequent matched GT identity, else the manifest's identity, else the
-source id.
+Landmarks (``landmarks68``/``landmarks5``) come from the landmark model on every ``landmarks_every``-th frame of the
+shot and on every detection frame; the frames between are filled by ``landmarks_between``: ``linear``
+interpolation, or ``flow`` (:mod:`...faces.flow`: Lucas-Kanade optical flow from both neighbouring model frames).
+``scores`` is NaN on tracked (interpolated) frames; ``frames`` holds the absolute frame indices, and for demo sources
+``gt_box``/``motion`` carry the ground truth wherever the GT face overlaps the tube (else NaN). The tube's identity is
+the most frequent matched GT identity, else the manifest's identity, else the source id.
 
-Shots are not a separate pass: this stage writes every shot the cut finder found to ``cuts.parquet`` (``kept`` =
-at least ``shots.min_shot_frames`` long; shorter ones are not tracked), and the ``shots`` stage turns that into
-``data/shots/shots.parquet``.
-
-A source longer than ``1.5 * faces.chunk_seconds`` is cut into chunks of ``chunk_seconds`` that run as separate jobs
-(in parallel with ``workers`` > 1): a chunk decodes from the key frame before its start (its cut finder warms up on
-the ``WARMUP`` frames before it) to a little past its end, and its end ends tracks as a cut does (tubes split there;
-which chunks a source has depends on its length and the params only, never on the number of workers).
-
-Resumable (:mod:`..stage`): a job (a source, or a chunk of one) writes its tube arrays to ``.parts/<id>.npz`` and
-then its part record ``.parts/<id>.json``, keyed by a hash of the inputs and params; a rerun skips jobs whose part
-matches. The tables and ``tracks/<tube_id>.npz`` are assembled from the part records only (tube ids number the
-shots and tubes of the whole source, so they are given there), so a killed run leaves nothing a rerun would count.
+A chunk decodes from the key frame before its start (its cut finder warms up on the :func:`warmup_frames` before it)
+to a little past its end, and its end ends tracks as a cut does. The job writes its tube arrays to ``job.bundle``
+and returns its part record (cuts, segments with their tube candidates, stats); :mod:`.assemble` numbers them.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
-import json
-import logging
 import math
-import os
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ...core.config import FacesParams, Params, ShotsParams, to_dict, view
+from ...core.config import CutsParams, TubesParams
 from ...core.domains import DOMAINS
 from ...core.errors import ConfigError, MediaError
-from ...core.executors import Executor
-from ...faces.pose import POSE_DIM
-from ...core.io import atomic_path, read_table, sha256_file, write_json, write_table
+from ...core.io import atomic_path
 from ...core.video import DecodedFrame, decode, probe
+from ...faces.pose import POSE_DIM
 from .. import cuts as C
-from ..stage import Job, Stage
 from . import track as T
 
-log = logging.getLogger(__name__)
-
-#: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
-READS = ("scrape.out_dir", "shots.detector", "shots.threshold", "shots.adaptive_threshold", "shots.min_shot_frames",
-         "shots.downscale_width", "faces")
-
-TUBE_COLUMNS = ["tube_id", "source_id", "domain", "identity", "shot", "start_frame", "end_frame", "n_frames",
-                "mean_score", "median_face_px", "detector"]
-REJECT_COLUMNS = ["source_id", "shot", "tube_id", "start_frame", "end_frame", "reason", "detail"]
-CUT_COLUMNS = ["source_id", "shot", "start_frame", "end_frame", "kept"]
-ARRAYS = ("frames", "boxes", "scores", "landmarks68", "landmarks5", "detected", "gt_box", "motion")
 GT_MATCH_IOU = 0.3  # a GT box belongs to a tube frame when they overlap at least this much
 SHARP_PX = 64  # face patches are resized to this side before measuring sharpness, so sizes compare
 DETECT_BATCH = 4  # detection frames per detector call: RetinaFace runs ~30% faster per frame in batches of 4
 BETWEEN = ("linear", "flow")
 LANDMARK_MARGIN = 0.6  # the landmark model's crop extends this fraction of the box side beyond the box (exact: see
-#                        tests/test_faces_landmarks_every.py)
-TRACKS_INDEX = "tracks.idx"  # in .parts: which job record each tracks/<tube_id>.npz was written from
+#                        tests/test_tubes_landmarks_every.py)
 
 
-def warmup_frames(shots: ShotsParams) -> int:
+def warmup_frames(cuts: CutsParams) -> int:
     """Frames a chunk's cut finder sees before the chunk starts, so that it is in the state a finder that started at
     the video's first frame would be in (its flash filter looks back ``min_shot_frames``)."""
-    return 2 * (2 * shots.min_shot_frames + 2)
+    return 2 * (2 * cuts.min_shot_frames + 2)
 
 
 @dataclass
@@ -92,8 +61,8 @@ class SourceJob:
     source: dict[str, Any]
     video: str
     gt: str  # "" = no ground truth
-    params: FacesParams
-    shots: ShotsParams  # the cut finder's knobs
+    params: TubesParams
+    cuts: CutsParams  # the cut finder's knobs
     bundle: str  # where the job's tube arrays go (.parts/<id>.npz)
     start: int = 0  # the job's first frame
     end: int | None = None  # its end (exclusive); None = the video's end
@@ -109,24 +78,10 @@ class _Open:
     sharp: list[float] = field(default_factory=list)
 
 
-def detector_for(domain: str, p: FacesParams) -> str:
+def detector_for(domain: str, p: TubesParams) -> str:
     if domain not in DOMAINS:
         raise ConfigError(f"unknown domain {domain!r}", hint="domains are real and cartoon")
     return p.real_detector if domain == "real" else p.cartoon_detector
-
-
-def check_params(p: FacesParams) -> None:
-    if p.detect_every < 1:
-        raise ConfigError(f"faces.detect_every must be >= 1, got {p.detect_every}")
-    if p.landmarks_every < 1:
-        raise ConfigError(f"faces.landmarks_every must be >= 1, got {p.landmarks_every}",
-                          hint="1 runs the landmark model on every frame")
-    if p.landmarks_between not in BETWEEN:
-        raise ConfigError(f"unknown faces.landmarks_between {p.landmarks_between!r}",
-                          hint=f"use one of {', '.join(BETWEEN)}")
-    if p.chunk_seconds < 0:
-        raise ConfigError(f"faces.chunk_seconds must be >= 0, got {p.chunk_seconds}", hint="0 = never chunk")
-
 
 def detect(frames: list[np.ndarray], name: str, max_side: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per frame: boxes ``(N, 4)`` and scores ``(N,)`` in frame pixels; the detector sees copies at most ``max_side``
@@ -257,7 +212,7 @@ class _ShotTracker:
     Frames come as :class:`DecodedFrame`; ``push(i, frame, last=True)`` marks the shot's last frame (always
     detected)."""
 
-    def __init__(self, shot: int, start: int, det_name: str, p: FacesParams) -> None:
+    def __init__(self, shot: int, start: int, det_name: str, p: TubesParams) -> None:
         self.shot, self.start, self.end = shot, start, -1
         self.det_name, self.p = det_name, p
         self.linker = T.Linker(p.link_iou, p.max_gap)
@@ -377,8 +332,8 @@ def process_source(job: SourceJob) -> dict[str, Any]:
     det_name = detector_for(job.source["domain"], p)
     gt = _load_gt(job.gt)
     finder: C.CutFinder | None = None  # made at the first frame (its size and rate)
-    delay = C.CutFinder.delay_for(job.shots)
-    warm_from = max(0, job.start - warmup_frames(job.shots)) if job.start > 0 else 0
+    delay = C.CutFinder.delay_for(job.cuts)
+    warm_from = max(0, job.start - warmup_frames(job.cuts)) if job.start > 0 else 0
     read_to = None if job.end is None else job.end + delay + 1
     found: set[int] = set()
     pending: deque[DecodedFrame] = deque()
@@ -410,7 +365,7 @@ def process_source(job: SourceJob) -> dict[str, Any]:
 
     for fr in decode(job.video, warm_from, read_to, seek=True):
         if finder is None:
-            finder = C.CutFinder(job.shots, fr.width, fr.rate)
+            finder = C.CutFinder(job.cuts, fr.width, fr.rate)
         n_decoded += 1
         width, height = fr.width, fr.height
         video_end = fr.index + 1
@@ -438,220 +393,3 @@ def process_source(job: SourceJob) -> dict[str, Any]:
     return {"cuts": sorted(found), "segments": segments, "end": owned_end,
             "stats": {"frames": owned_end - job.start, "decoded": n_decoded, "detections": n_detect,
                       "width": width, "height": height}}
-
-
-# --------------------------------------------------------------------------------------------------- jobs
-def _file_stats(files: list[str]) -> list[list[str]]:
-    return [[Path(f).name, sha256_file(f)] if os.path.exists(f) else [Path(f).name] for f in files]
-
-
-def _key(source: dict, p: FacesParams, shots: ShotsParams, stats: list, span: tuple[int, int | None]) -> str:
-    """Names the inputs of one job's work: its source row, params (not out_dir), files' content and frame span."""
-    blob = json.dumps([source, to_dict(p) | {"out_dir": None}, to_dict(shots) | {"out_dir": None}, stats,
-                       list(span)], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def chunk_spans(n_frames: int, fps: float, chunk_seconds: float) -> list[tuple[int, int | None]]:
-    """The frame spans ``[start, end)`` a source is processed in (the last one open-ended): one span unless the
-    source is longer than ``1.5 * chunk_seconds``, then chunks of ``chunk_seconds`` (the last one 0.5-1.5 long)."""
-    size = int(round(chunk_seconds * fps))
-    if chunk_seconds <= 0 or size < 1 or n_frames <= 1.5 * size:
-        return [(0, None)]
-    starts = list(range(0, n_frames, size))
-    if n_frames - starts[-1] < size / 2:
-        starts.pop()
-    return [(a, b) for a, b in zip(starts, starts[1:] + [None])]
-
-
-def _cut_knobs(params: Params) -> ShotsParams:
-    s = params.shots
-    return ShotsParams(out_dir="", detector=s.detector, threshold=s.threshold, adaptive_threshold=s.adaptive_threshold,
-                       min_shot_frames=s.min_shot_frames, downscale_width=s.downscale_width)
-
-
-def _jobs(params: Params, parts_dir: Path) -> tuple[list[Job], dict[str, list[str]], list[dict]]:
-    """The jobs (one per source, or per chunk of a long one), each source's job ids in frame order, and the rejects
-    of sources that cannot run."""
-    p = params.faces
-    shots = _cut_knobs(params)
-    raw = Path(params.scrape.out_dir)
-    sources = read_table(raw / "sources.parquet", "sources table")
-    jobs: list[Job] = []
-    by_source: dict[str, list[str]] = {}
-    rejects: list[dict] = []
-    for row in sources.sort_values("source_id").to_dict("records"):
-        sid = str(row["source_id"])
-        if row.get("status") != "ok":
-            rejects.append({"source_id": sid, "shot": -1, "tube_id": "", "start_frame": -1, "end_frame": -1,
-                            "reason": "source_failed", "detail": str(row.get("reason") or "")})
-            continue
-        src = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
-        detector_for(str(src["domain"]), p)
-        gt = str(raw / str(row["gt_path"])) if row.get("gt_path") else ""
-        video = str(raw / str(row["path"]))
-        stats = _file_stats([video, gt] if gt else [video])
-        n, fps = int(row.get("n_frames") or 0), float(row.get("fps") or 0)
-        spans = chunk_spans(n, fps, p.chunk_seconds)
-        pixels = max(1, int(row.get("width") or 0) * int(row.get("height") or 0))
-        ids = []
-        for k, (a, b) in enumerate(spans):
-            jid = sid if len(spans) == 1 else f"{sid}~c{k:03d}"
-            ids.append(jid)
-            jobs.append(Job(jid, _key(src, p, shots, stats, (a, b)),
-                            SourceJob(src, video, gt, p, shots, str(parts_dir / f"{jid}.npz"), a, b, k),
-                            cost=((b if b is not None else max(n, a + 1)) - a) * pixels))
-        by_source[sid] = ids
-    return jobs, by_source, rejects
-
-
-def _complete(parts_dir: Path):  # noqa: ANN202 - part record -> bool
-    return lambda part: (parts_dir / f"{part['_id']}.npz").is_file() if "_id" in part else False
-
-
-# --------------------------------------------------------------------------------------------------- assembly
-@dataclass
-class _Assembled:
-    tubes: list[dict] = field(default_factory=list)
-    rejects: list[dict] = field(default_factory=list)
-    cuts: list[dict] = field(default_factory=list)
-    files: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # tube_id -> (job id, key, local)
-    frames: int = 0
-    detections: int = 0
-    dropped: int = 0
-
-
-def _assemble_source(sid: str, source: dict, parts: list[dict], p: FacesParams, min_shot: int, det_name: str,
-                     acc: _Assembled) -> None:
-    """Number the shots and tubes of one source from its jobs' part records (in frame order)."""
-    end = parts[-1]["end"]
-    found = sorted({c for part in parts for c in part["cuts"]})
-    shots = C.shots_from_cuts(found, 0, end)
-    kept = [b - a >= max(1, min_shot) for a, b in shots]
-    starts = [a for a, _ in shots]
-    index = {}
-    for k, ((a, b), ok) in enumerate(zip(shots, kept)):
-        index[k] = sum(kept[:k]) if ok else -1
-        acc.cuts.append({"source_id": sid, "shot": index[k], "start_frame": a, "end_frame": b, "kept": ok})
-    acc.dropped += kept.count(False)
-    per_shot: dict[int, list[tuple[dict, dict]]] = {}
-    for part in parts:
-        acc.frames += part["stats"]["frames"]
-        acc.detections += part["stats"]["detections"]
-        for seg in part["segments"]:
-            k = bisect.bisect_right(starts, seg["start"]) - 1
-            if kept[k]:
-                per_shot.setdefault(k, []).append((part, seg))
-    for k in sorted(per_shot):
-        shot = index[k]
-        if not any(seg["tracked"] for _, seg in per_shot[k]):
-            acc.rejects.append({"source_id": sid, "shot": shot, "tube_id": "", "start_frame": -1, "end_frame": -1,
-                                "reason": "no_face", "detail": ""})
-            continue
-        t = 0
-        for part, seg in per_shot[k]:
-            for cand in seg["tubes"]:
-                tube_id = f"{sid}-s{shot:03d}-t{t:02d}"
-                t += 1
-                if cand["reason"]:
-                    acc.rejects.append({"source_id": sid, "shot": shot, "tube_id": tube_id,
-                                        "start_frame": cand["start_frame"], "end_frame": cand["end_frame"],
-                                        "reason": cand["reason"], "detail": ""})
-                    continue
-                acc.files[tube_id] = (part["_id"], part["key"], cand["local"])
-                acc.tubes.append({"tube_id": tube_id, "source_id": sid, "domain": source["domain"],
-                                  "identity": cand["identity"], "shot": shot, "start_frame": cand["start_frame"],
-                                  "end_frame": cand["end_frame"], "n_frames": cand["n_frames"],
-                                  "mean_score": cand["mean_score"], "median_face_px": cand["median_face_px"],
-                                  "detector": det_name})
-
-
-def _write_tracks(out: Path, parts_dir: Path, files: dict[str, tuple[str, str, str]]) -> None:
-    """``tracks/<tube_id>.npz`` from the jobs' arrays; a file already written from the same job record is kept.
-    Files of tubes no longer in the table are removed."""
-    index_path = parts_dir / TRACKS_INDEX
-    try:
-        written = json.loads(index_path.read_text())
-    except (OSError, ValueError):
-        written = {}
-    tracks = out / "tracks"
-    by_job: dict[str, list[str]] = {}
-    for tube_id, (jid, _, _) in files.items():
-        by_job.setdefault(jid, []).append(tube_id)
-    for jid, tube_ids in sorted(by_job.items()):
-        todo = [t for t in tube_ids if written.get(t) != list(files[t]) or not (tracks / f"{t}.npz").is_file()]
-        if not todo:
-            continue
-        with np.load(parts_dir / f"{jid}.npz") as z:
-            for tube_id in todo:
-                local = files[tube_id][2]
-                with atomic_path(tracks / f"{tube_id}.npz") as tmp:
-                    with open(tmp, "wb") as f:
-                        np.savez_compressed(f, **{name: z[f"{local}.{name}"] for name in ARRAYS})
-    for f in tracks.glob("*.npz") if tracks.is_dir() else []:
-        if f.stem not in files:
-            f.unlink()
-    write_json(index_path, {t: list(v) for t, v in sorted(files.items())})
-
-
-def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
-    """Run the faces stage; returns (and writes) the report."""
-    params = view(params, READS)
-    p = params.faces
-    check_params(p)
-    C.check_params(_cut_knobs(params))
-    stage = Stage("faces", p.out_dir, params, executor)
-    out = stage.out
-    jobs, by_source, rejects = _jobs(params, stage.parts_dir)
-    done = stage.run_jobs(jobs, _with_id, complete=_complete(stage.parts_dir), desc="faces")
-    listed = {j.id for j in jobs}
-    for f in stage.parts_dir.glob("*.npz") if stage.parts_dir.is_dir() else []:
-        if f.stem not in listed:
-            f.unlink()
-    sources = {j.payload.source["source_id"]: j.payload.source for j in jobs}
-    acc = _Assembled()
-    for sid, ids in sorted(by_source.items()):
-        failed = [done.failures[i] for i in ids if i in done.failures]
-        if failed:
-            rejects.append({"source_id": sid, "shot": -1, "tube_id": "", "start_frame": -1, "end_frame": -1,
-                            "reason": "source_error", "detail": failed[0]})
-            continue
-        _assemble_source(sid, sources[sid], [done.parts[i] for i in ids], p, params.shots.min_shot_frames,
-                         detector_for(sources[sid]["domain"], p), acc)
-    rejects += acc.rejects
-    tube_df = pd.DataFrame(acc.tubes, columns=TUBE_COLUMNS).sort_values("tube_id", kind="stable").reset_index(drop=True)
-    rej_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS).sort_values(
-        ["source_id", "shot", "start_frame", "tube_id", "reason"], kind="stable").reset_index(drop=True)
-    cut_df = pd.DataFrame(acc.cuts, columns=CUT_COLUMNS)
-    for col in ("shot", "start_frame", "end_frame", "n_frames"):
-        tube_df[col] = tube_df[col].astype("int64")
-    for col in ("shot", "start_frame", "end_frame"):
-        rej_df[col] = rej_df[col].astype("int64")
-        cut_df[col] = cut_df[col].astype("int64")
-    cut_df["kept"] = cut_df["kept"].astype(bool)
-    _write_tracks(out, stage.parts_dir, acc.files)
-    write_table(out / "tubes.parquet", tube_df)
-    write_table(out / "rejects.parquet", rej_df)
-    write_table(out / "cuts.parquet", cut_df)
-    report = {
-        "sources": len(by_source), "sources_failed": int((rej_df["reason"] == "source_error").sum()),
-        "tubes": len(tube_df), "tubes_by_domain": {str(k): int(v) for k, v in tube_df.groupby("domain").size().items()},
-        "rejects": {str(k): int(v) for k, v in rej_df.groupby("reason").size().items()},
-        "shots": int(cut_df["kept"].sum()), "dropped_short_shots": acc.dropped,
-        "frames_decoded": acc.frames, "detections": acc.detections,
-        "detectors": {"real": p.real_detector, "cartoon": p.cartoon_detector},
-    }
-    new = [done.parts[i] for i in done.new]
-    res = stage.finish(report, {"sources_resumed": done.resumed, "jobs": len(jobs),
-                                "work_seconds": round(done.work_seconds, 2), "job_seconds": done.job_seconds,
-                                "frames_per_second": done.rate(lambda part: part["stats"]["frames"]),
-                                "frames_decoded_with_chunk_overlap": sum(x["stats"]["decoded"] for x in new)})
-    log.info("faces: %d tubes and %d shots from %d sources (%d jobs, %d resumed), %d rejects %s, %d frames in %.1fs "
-             "(%.1f fps/worker)", report["tubes"], report["shots"], len(by_source), len(jobs), done.resumed,
-             len(rej_df), report["rejects"], acc.frames, res["wall_seconds"], res["frames_per_second"] or 0)
-    return res
-
-
-def _with_id(job: SourceJob) -> dict[str, Any]:
-    """:func:`process_source`, its part record naming the job (the bundle's file name)."""
-    return {"_id": Path(job.bundle).stem, **process_source(job)}
