@@ -44,10 +44,10 @@ def test_dataclass_defaults_equal_params_yaml() -> None:
 def test_the_walk_sees_a_difference() -> None:
     doc = yaml.safe_load(PROJECT_PARAMS.read_text())
     doc["synth"]["real_videos"] += 1
-    del doc["faces"]["min_score"]
+    del doc["tubes"]["min_score"]
     assert _differences(Params(), doc) == [
         f"synth.real_videos: default {doc['synth']['real_videos'] - 1} != params.yaml {doc['synth']['real_videos']}",
-        "faces.min_score: missing from params.yaml"]
+        "tubes.min_score: missing from params.yaml"]
 
 
 def test_params_yaml_found_in_a_parent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
