@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from toontalker_bench import progress as P
+from toontalker_bench.core import progress as P
 
 
 def test_a_log_gets_progress_lines_not_a_redrawn_bar(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
