@@ -10,15 +10,10 @@ from pathlib import Path
 import yaml
 
 from test_architecture import import_graph, modules
+from toontalker_bench.data.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
-STAGE_MODULES = {  # `toontalker-bench data <verb>` -> the module whose run() the verb calls
-    "synth": "toontalker_bench.data.synth.stage",
-    "scrape": "toontalker_bench.data.scrape",
-    "tubes": "toontalker_bench.data.tubes.stage",
-    "align": "toontalker_bench.data.align",
-    "build": "toontalker_bench.data.build",
-}
+STAGE_MODULES = {st.name: st.module for st in STAGES}  # `data <verb>` -> the module whose run() it calls
 
 
 BENCH_MODULES = {  # pipelines/benchmark stage -> the module whose function its CLI verb calls

@@ -30,9 +30,11 @@ import pandas as pd
 import pytest
 import yaml
 
+from toontalker_bench.data.stages import STAGES as PIPELINE
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-STAGES = ("scrape", "tubes", "align", "build")  # synth makes the inputs; every stage after it is tested
+STAGES = tuple(st.name for st in PIPELINE[1:])  # synth makes the inputs; every stage after it is tested
 TINY = {"workers": 2,
         "synth": {"cartoon_videos": 1, "real_videos": 1, "cartoon_identities": 2, "shots_per_video": 2,
                   "shot_seconds": [1.6, 1.8], "no_face_shot_prob": 0.0, "include_carphone": False,

@@ -7,6 +7,7 @@ import sys
 import click
 
 from .core.errors import UserError
+from .data.stages import STAGES
 
 SET_HELP = "Override a params.yaml key, e.g. --set tubes.detect_every=10 (repeatable)."
 
@@ -95,26 +96,6 @@ def data_scrape(ctx: click.Context, manifests: tuple[str, ...], workers: int | N
     run(params)
 
 
-@data.command("tubes")
-@stage_options
-@click.pass_context
-def data_tubes(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
-    """Find shot cuts, then detect, track and filter face tubes in every shot, in one decode (data/tubes/)."""
-    from .data.tubes import run
-
-    run(_stage_params(ctx, workers, overrides))
-
-
-@data.command("align")
-@stage_options
-@click.pass_context
-def data_align(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
-    """Cut square, aligned 256 px clips out of the face tubes (data/clips/)."""
-    from .data.align import run
-
-    run(_stage_params(ctx, workers, overrides))
-
-
 @data.command("build")
 @click.option("--push-to-hub", "repo", default=None, metavar="REPO",
               help="Also upload the dataset to the Hugging Face Hub as REPO (needs the network and a login).")
@@ -131,6 +112,18 @@ def data_build(ctx: click.Context, repo: str | None, overrides: tuple[str, ...])
         click.echo(push_to_hub(params.build.out_dir, repo))
 
 
+def _stage_verb(name: str, module: str, summary: str) -> None:
+    """``data <name>`` for a stage with no options of its own: ``--workers``/``--set``, then its ``run(params)``."""
+
+    @data.command(name, help=summary)
+    @stage_options
+    @click.pass_context
+    def verb(ctx: click.Context, workers: int | None, overrides: tuple[str, ...]) -> None:
+        import importlib
+
+        importlib.import_module(module).run(_stage_params(ctx, workers, overrides))
+
+
 @data.command("import-manifest")
 @click.option("--format", "fmt", type=click.Choice(["vox", "celebvhq", "hdtf", "fomm-csv"]), required=True,
               help="Metadata format: VoxCeleb txt files, CelebV-HQ celebvhq_info.json, HDTF_dataset folder, "
@@ -144,6 +137,11 @@ def data_import_manifest(fmt: str, input_path: str, out: str, limit: int | None)
 
     res = import_manifest(fmt, input_path, out, limit=limit)
     click.echo(f"wrote {res['rows']} rows to {res['out']} ({len(res['skipped'])} entries skipped)")
+
+
+for _stage in STAGES:
+    if _stage.name not in data.commands:  # synth, scrape and build have verbs of their own (more options)
+        _stage_verb(*_stage)
 
 
 # ------------------------------------------------------------------------------------------------ assets

@@ -176,6 +176,13 @@ class Params:
 
 
 RUN_CONTROL = ("workers", "executor", "scheduler", "n_workers")  # how a stage runs, never what it outputs
+BENCHMARK_SECTIONS = ("eval", "run")  # the harness's sections; every other section belongs to a dataset stage
+
+
+def data_sections() -> tuple[str, ...]:
+    """The params sections of the dataset stages, in pipeline order (every section but the benchmark's)."""
+    return tuple(f.name for f in dataclasses.fields(Params)
+                 if dataclasses.is_dataclass(f.default_factory) and f.name not in BENCHMARK_SECTIONS)
 
 
 class ParamsView:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.config import Params, to_dict, view
+from ..core.config import Params, data_sections, to_dict, view
 from ..core.errors import DatasetError, UserError
 from ..core.executors import Executor
 from ..core.io import atomic_dir, read_table, write_bytes, write_json, write_table, write_text
@@ -32,10 +32,10 @@ from .stage import Stage
 
 log = logging.getLogger(__name__)
 
+#: every dataset stage's params section (a new stage's joins by itself): the dataset's recipe, in its card and hash
+DATA_SECTIONS = data_sections()
 #: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
-READS = ("seed", "synth", "scrape", "cuts", "tubes", "align", "build")
-
-DATA_SECTIONS = ("synth", "scrape", "cuts", "tubes", "align", "build")
+READS = ("seed", *DATA_SECTIONS)
 
 
 def params_hash(params: Params) -> str:
