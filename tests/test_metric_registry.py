@@ -95,7 +95,8 @@ def test_a_registered_metric_is_listed_and_computed_by_the_cli(toy: type[MeanLev
     assert json.loads(out.read_text())[toy.name]["value"] == pytest.approx(frames.astype(float).mean())
 
 
-def test_a_registered_metric_is_a_leaderboard_column_in_declared_order(toy: type[MeanLevel], tmp_path: Path) -> None:
+def test_a_registered_metric_is_a_leaderboard_column(toy: type[MeanLevel], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     def row(run_id: str, method: str, level: float, apd: float) -> dict:
         r = {k: "" for k in PROVENANCE}
         r.update(run_id=run_id, method=method, profile="tiny", task="self_real", dataset_version="sha256:x",
@@ -107,7 +108,11 @@ def test_a_registered_metric_is_a_leaderboard_column_in_declared_order(toy: type
     path = tmp_path / "board.csv"
     publish_rows(path, [row("a", "alpha", 120.0, 2.0), row("b", "beta", 90.0, 1.0)])
     md = render_markdown(read_leaderboard(path), "demo")
-    # order 15: after apd_rel_deg (10), before l1 (30); higher is better, so alpha's value is the best
-    assert f"| method | profile | n | apd_rel_deg ↓ | {toy.name} ↑ | l1 ↓ |" in md
+    # not a headline metric: after the headline apd_rel_deg, among the others by name; higher is better, so alpha's
+    # value is the best
+    assert f"| method | profile | n | apd_rel_deg ↓ | l1 ↓ | {toy.name} ↑ |" in md
     lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
     assert "**120**" in lines["alpha"] and "**1**" in lines["beta"] and "**90**" not in lines["beta"]
+    monkeypatch.setattr(toy, "headline", True)  # a headline metric leads, in declared order (15: after apd_rel_deg)
+    md = render_markdown(read_leaderboard(path), "demo")
+    assert f"| method | profile | n | apd_rel_deg ↓ | {toy.name} ↑ | l1 ↓ |" in md

@@ -64,8 +64,12 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def metric_columns(df: pd.DataFrame) -> list[str]:
-    """The metrics ``df`` has a value of, in the order the metrics declare (the headline relative-motion ones first)."""
-    return [m for m in metric_directions() if m in df.columns and df[m].notna().any()]
+    """The metrics ``df`` has a value of: the headline ones (relative motion) first, in their declared order, then
+    the others by name."""
+    from ..metrics import metric_classes
+
+    present = [c for c in metric_classes() if c.name in df.columns and df[c.name].notna().any()]
+    return [c.name for c in present if c.headline] + sorted(c.name for c in present if not c.headline)
 
 
 def _arrow(direction: str) -> str:

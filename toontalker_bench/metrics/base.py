@@ -75,6 +75,8 @@ class Metric:
     #: position in the default lists and on the leaderboard (lower first; ties by name)
     order: ClassVar[int] = 1000
     aliases: ClassVar[tuple[str, ...]] = ()  # other names ``--metrics`` accepts
+    #: a headline metric leads the leaderboard's columns (in ``order``); the others follow by name
+    headline: ClassVar[bool] = False
     #: what the metric validation report must show before the board presents the metric unmarked: None: nothing
     #: (it compares frames directly); ``sensitivity``: its sensitivity-suite verdicts; ``pose`` / ``expression`` /
     #: ``identity``: those and the report's figure of that name
@@ -163,7 +165,7 @@ def metric_class(name: str) -> type[Metric]:
 
 
 def metric_classes() -> list[type[Metric]]:
-    """Every registered metric, in declared order (the leaderboard's column order)."""
+    """Every registered metric, in declared order (the default metric lists' order)."""
     return sorted((e.factory for e in METRICS), key=lambda c: (c.order, c.name))  # type: ignore[attr-defined]
 
 

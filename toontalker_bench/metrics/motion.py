@@ -357,7 +357,7 @@ class AEDExpRel(_ExpressionDistance):
     """Mean L1 distance between the expression changes since the first frame, generated vs driving:
     ``|(e_gen(t) - e_gen(0)) - (e_drv(t) - e_drv(0))|`` — what a relative-motion method should reproduce."""
 
-    name, order = "aed_exp_rel", 20
+    name, order, headline = "aed_exp_rel", 20, True
     relative = True
 
 
@@ -366,7 +366,7 @@ class APDRelDeg(_PoseDistance):
     """Mean L1 distance between the head-rotation changes since the first frame, generated vs driving, in degrees:
     ``|(p_gen(t) - p_gen(0)) - (p_drv(t) - p_drv(0))|`` over yaw, pitch, roll."""
 
-    name, order = "apd_rel_deg", 10
+    name, order, headline = "apd_rel_deg", 10, True
     relative = True
 
 
