@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..assets import require
+from ..core import exact
 
 N_SHAPE = 40
 N_EXP = 10
@@ -228,10 +229,12 @@ def euler_degrees(rot: np.ndarray) -> np.ndarray:
 
 
 def rotation_from_euler(yaw: np.ndarray, pitch: np.ndarray, roll: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`euler_degrees`: degrees in, (B, 3, 3) BFM-frame rotations out."""
+    """Inverse of :func:`euler_degrees`: degrees in, (B, 3, 3) BFM-frame rotations out (CPU-independent bits: the
+    demo corpus renders its real heads with it)."""
     y, p, r = (np.radians(np.atleast_1d(np.asarray(v, np.float64))) for v in (yaw, pitch, roll))
     one, zero = np.ones_like(y), np.zeros_like(y)
-    ry = np.stack([np.cos(y), zero, np.sin(y), zero, one, zero, -np.sin(y), zero, np.cos(y)], -1).reshape(-1, 3, 3)
-    rp = np.stack([one, zero, zero, zero, np.cos(p), -np.sin(p), zero, np.sin(p), np.cos(p)], -1).reshape(-1, 3, 3)
-    rr = np.stack([np.cos(r), -np.sin(r), zero, np.sin(r), np.cos(r), zero, zero, zero, one], -1).reshape(-1, 3, 3)
-    return _FLIP_Y @ (rr @ rp @ ry) @ _FLIP_Y
+    cy, sy, cp, sp, cr, sr = exact.cos(y), exact.sin(y), exact.cos(p), exact.sin(p), exact.cos(r), exact.sin(r)
+    ry = np.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).reshape(-1, 3, 3)
+    rp = np.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1).reshape(-1, 3, 3)
+    rr = np.stack([cr, -sr, zero, sr, cr, zero, zero, zero, one], -1).reshape(-1, 3, 3)
+    return exact.matmul(exact.matmul(_FLIP_Y, exact.matmul(exact.matmul(rr, rp), ry)), _FLIP_Y)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...core import exact
 from ...faces.pose import MORPHS
 
 M = {name: i for i, name in enumerate(MORPHS)}
@@ -84,11 +85,11 @@ def make_character(rng: np.random.Generator, identity: str) -> Character:
 
 def rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     """Canonical head -> camera rotation for angles in degrees (``R_roll @ R_pitch @ R_yaw``)."""
-    y, p, r = np.deg2rad([yaw, pitch, roll])
-    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
-    rp = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
-    rr = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return (rr @ rp @ ry).astype(np.float32)
+    (cy, cp, cr), (sy, sp, sr) = exact.cos(np.deg2rad([yaw, pitch, roll])), exact.sin(np.deg2rad([yaw, pitch, roll]))
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rp = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    rr = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    return exact.matmul(exact.matmul(rr, rp), ry).astype(np.float32)
 
 
 @dataclass
@@ -108,9 +109,9 @@ def ray_cast(u: np.ndarray, v: np.ndarray, R: np.ndarray, centre: np.ndarray, ra
 
     ``centre`` and ``radii`` are canonical; ``px`` is one pixel in head units (for anti-aliasing).
     """
-    cc = R @ centre
+    cc = exact.matmul(R, centre)
     uu, vv = u - cc[0], v - cc[1]
-    Mq = (R @ np.diag(1.0 / radii.astype(np.float32) ** 2) @ R.T).astype(np.float32)
+    Mq = exact.matmul(exact.matmul(R, np.diag(1.0 / radii.astype(np.float32) ** 2)), R.T).astype(np.float32)
     A = float(Mq[2, 2])
     B = Mq[0, 2] * uu + Mq[1, 2] * vv
     C = Mq[0, 0] * uu * uu + 2 * Mq[0, 1] * uu * vv + Mq[1, 1] * vv * vv - 1
@@ -161,7 +162,8 @@ def hairline(ch: Character, X: np.ndarray) -> np.ndarray:
 def face_half_width(ch: Character, Y: np.ndarray) -> np.ndarray:
     """Half-width of the face outline at canonical height ``Y`` (ellipsoid section narrowed towards the chin)."""
     Yc = np.clip(Y, -1, 1)
-    return ch.head_a * np.sqrt(1 - Yc * Yc) * (1 - ch.jaw * np.clip(Yc, 0, 1) ** 1.5)
+    low = np.clip(Yc, 0, 1)
+    return ch.head_a * np.sqrt(1 - Yc * Yc) * (1 - ch.jaw * low * np.sqrt(low))  # low ** 1.5, CPU-independent
 
 
 def surface_z(ch: Character, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -291,7 +293,8 @@ class _Surface:
     depth: float
 
     def window(self, x0: float, x1: float, y0: float, y1: float) -> tuple[slice, slice]:
-        c = np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (0.0, self.depth)], np.float32) @ self.R.T
+        c = np.array([[x, y, z] for x in (x0, x1) for y in (y0, y1) for z in (0.0, self.depth)], np.float32)
+        c = exact.matmul(c, self.R.T)
         u = self.origin[0] + c[:, 0] * self.scale
         v = self.origin[1] + c[:, 1] * self.scale
         h, w = self.front.shape
@@ -429,8 +432,8 @@ def render(ch: Character, motion: np.ndarray, canvas: np.ndarray, centre: tuple[
                 slice(int(np.searchsorted(gx[0], u0)), int(np.searchsorted(gx[0], u1))))
 
     # 2D layers in the rolled head frame: long hair behind, neck, shoulders
-    cr, sr = np.cos(np.deg2rad(roll)), np.sin(np.deg2rad(roll))
-    shift = 0.35 * np.sin(np.deg2rad(yaw))
+    cr, sr = float(exact.cos(np.deg2rad(roll))), float(exact.sin(np.deg2rad(roll)))
+    shift = 0.35 * float(exact.sin(np.deg2rad(yaw)))
     if long_hair:
         sl = win(-1.8, 1.8, -0.5, 2.6)
         hu, hv = cr * u[sl] + sr * v[sl], -sr * u[sl] + cr * v[sl]
@@ -476,6 +479,6 @@ def render(ch: Character, motion: np.ndarray, canvas: np.ndarray, centre: tuple[
     ncol = skin * (0.92 * _shade(nose, 0.7))[..., None]
     _blend(roi_h[ns], nose.cover * 0.85 * (nose.Z > zc * 0.96 - 0.02), ncol)
     np.clip(roi, 0, 1, out=roi)
-    P = canonical_landmarks(ch, e) @ R.T.astype(np.float64)
+    P = exact.matmul(canonical_landmarks(ch, e), R.T)
     lm = np.stack([cx + P[:, 0] * scale, cy + P[:, 1] * scale], 1)
     return canvas, lm, box_from_landmarks(lm)

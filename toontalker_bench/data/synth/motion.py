@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ...core import exact
 from ...faces.pose import MORPHS, POSE_DIM
 
 _MI = {name: i for i, name in enumerate(MORPHS)}
@@ -13,10 +14,8 @@ _MI = {name: i for i, name in enumerate(MORPHS)}
 
 def smooth_noise(rng: np.random.Generator, n: int, sigma: float) -> np.ndarray:
     """Unit-variance Gaussian-filtered noise of length ``n`` (``sigma`` in frames)."""
-    from scipy.ndimage import gaussian_filter1d
-
     pad = int(4 * sigma) + 1
-    x = gaussian_filter1d(rng.standard_normal(n + 2 * pad), sigma)[pad:pad + n]
+    x = exact.gaussian_filter1d(rng.standard_normal(n + 2 * pad), sigma)[pad:pad + n]
     return x * math.sqrt(2 * math.sqrt(math.pi) * sigma)  # the filter's output std is 1 / sqrt(2 sqrt(pi) sigma)
 
 
@@ -31,14 +30,12 @@ def _events(rng: np.random.Generator, n: int, fps: float, rate: float,
 
 
 def _bump(length: int) -> np.ndarray:
-    return np.sin(np.pi * (np.arange(length) + 0.5) / length) ** 2
+    return exact.sin(np.pi * (np.arange(length) + 0.5) / length) ** 2
 
 
 def talking_motion(rng: np.random.Generator, n: int, fps: float, yaw: float = 28.0, pitch: float = 10.0,
                    roll: float = 7.0) -> np.ndarray:
     """Talking-like motion (n, 20): syllables at speech rate in phrases, blinks, brow raises, smiles, head turns."""
-    from scipy.ndimage import gaussian_filter1d
-
     m = np.zeros((n, POSE_DIM))
     vow = np.zeros((n, 5))
     i = int(rng.uniform(0, 0.6) * fps)
@@ -51,9 +48,9 @@ def talking_motion(rng: np.random.Generator, n: int, fps: float, yaw: float = 28
             vow[seg, k] = np.maximum(vow[seg, k], amp * _bump(d)[: seg.stop - seg.start])
             i += d
         i += int(rng.uniform(0.3, 1.0) * fps)
-    vow = gaussian_filter1d(vow, 1.0, axis=0)
+    vow = exact.gaussian_filter1d(vow, 1.0, axis=0)
     gain = np.array([1.0, 0.45, 0.35, 0.6, 0.85])  # jaw opening per vowel a i u e o
-    m[:, _MI["mouth_open"]] = np.clip(vow @ gain, 0, 1)
+    m[:, _MI["mouth_open"]] = np.clip(exact.matmul(vow, gain), 0, 1)
     for j, v in enumerate("aiueo"):
         m[:, _MI[f"vowel_{v}"]] = np.clip(vow[:, j] * 1.2, 0, 1)
     for start, length in _events(rng, n, fps, 0.3, (0.18, 0.3)):  # blinks, sometimes a wink
@@ -81,8 +78,8 @@ def talking_motion(rng: np.random.Generator, n: int, fps: float, yaw: float = 28
     m[:, _MI["smile"]] = smile
     m[:, _MI["eye_happy"]] = np.clip(1.5 * (smile - 0.45), 0, 1)
     m[:, :17] = np.clip(m[:, :17], 0, 1)
-    speech = gaussian_filter1d(m[:, _MI["mouth_open"]], 3)
+    speech = exact.gaussian_filter1d(m[:, _MI["mouth_open"]], 3)
     m[:, 17] = yaw * np.clip(0.55 * smooth_noise(rng, n, 0.9 * fps) + rng.uniform(-0.3, 0.3), -1, 1)
-    m[:, 18] = pitch * np.clip(0.5 * smooth_noise(rng, n, 0.7 * fps), -1, 1) + 3.0 * (speech - speech.mean())
+    m[:, 18] = pitch * np.clip(0.5 * smooth_noise(rng, n, 0.7 * fps), -1, 1) + 3.0 * (speech - math.fsum(speech) / n)
     m[:, 19] = roll * np.clip(0.5 * smooth_noise(rng, n, 1.1 * fps), -1, 1)
     return m

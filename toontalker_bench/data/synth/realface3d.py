@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import MediaError
+from ...core import exact
+from ...core.exact import matmul, quantize
 from ...faces.pose import N_MORPHS, POSE_DIM
 from .cartoon import box_from_landmarks
 
@@ -163,7 +165,7 @@ def _dense() -> _Dense:
         meta = pickle.load(f)  # noqa: S301 - numeric arrays shipped with the model files
     mu = np.asarray(meta["param_mean"], np.float64)[12:]
     sd = np.asarray(meta["param_std"], np.float64)[12:]
-    mean = mean + (w.astype(np.float64) @ mu).reshape(-1, 3)
+    mean = mean + matmul(w, mu).reshape(-1, 3)
     basis = (w * sd.astype(np.float32)).reshape(-1, 3, w.shape[1])
     kp = np.load(root / "keypoints_sim.npy")[::3] // 3
     # grid sample of the frontal projection: the front-most (largest z) vertex of each cell
@@ -227,7 +229,7 @@ class _Jaw:
         """Downward displacement per unit jaw drop (>= 0) of points (x, y) (``lower``: below the cut)."""
         d = np.interp(x, self.line_x, self.line_y) - y  # > 0 below the line
         off = np.abs(x - self.cx) - self.hw
-        g = np.exp(-0.5 * ((x - self.cx) / (0.75 * self.iod)) ** 2)
+        g = exact.exp(-0.5 * ((x - self.cx) / (0.75 * self.iod)) ** 2)
         fall = np.clip(1 - (self.chin_y - y) / (0.7 * self.iod), 0, 1)
         t = np.clip(d / (0.3 * self.iod + np.maximum(off, 0)), 0, 1)
         ramp = t * t * (3 - 2 * t)
@@ -317,7 +319,7 @@ class RealHead:
             verts = verts.copy()
             verts[:, 1] -= JAW * self.jaw.iod * mouth_open * self._drop
         rot = rotation_from_euler(*angles)[0]
-        cam = (verts - self.pivot) @ rot.T + self.rot0 @ self.pivot
+        cam = matmul(verts - self.pivot, rot.T) + matmul(self.rot0, self.pivot)
         moved = np.stack([self.scale0 * cam[:, 0] + self.trans0[0], -(self.scale0 * cam[:, 1] + self.trans0[1])], 1)
         wgt = self.weight[:, None]
         pos = wgt * moved + (1 - wgt) * self.uv
@@ -441,7 +443,7 @@ class RealHead:
             contains = inside >= -1e-6
             score = inside + 4.0 * (contains & fan) + 2.0 * (contains & (cand == seen[i])) + 1.0 * contains + 0.5 * fan
             k = int(np.argmax(score))
-            out[i] = b[k] @ xy[self.tris[cand[k]]]
+            out[i] = matmul(b[k], xy[self.tris[cand[k]]])
         return out
 
 
@@ -519,14 +521,15 @@ def fit_photo(name: str, max_residual: float = MAX_FIT_RESIDUAL) -> RealHead:
     if not residual <= max_residual:
         raise FaceFitError(f"photo {name!r}: BFM fit residual {residual:.3f} inter-ocular distances exceeds "
                            f"{max_residual:g}")
-    rot0, s0, t0 = fit.rotation[0], float(fit.scale[0]), fit.translation[0]
-    z = np.concatenate([fit.shape[0], fit.exp[0]])
+    # the fit runs on LAPACK, whose last bits depend on the CPU: round it before anything is built from it
+    rot0, s0, t0 = quantize(fit.rotation[0]), float(quantize(fit.scale[0])), quantize(fit.translation[0])
+    z = quantize(np.concatenate([fit.shape[0], fit.exp[0]]))
     d = _dense()
     idx = np.concatenate([d.keypoints, d.grid])
-    verts = d.mean[idx] + d.basis[idx] @ z.astype(np.float32)
+    verts = d.mean[idx] + matmul(d.basis[idx], z.astype(np.float32))
 
     def to_tex(x: np.ndarray) -> np.ndarray:
-        cam = x @ rot0.T
+        cam = matmul(x, rot0.T)
         return np.stack([s0 * cam[:, 0] + t0[0], -(s0 * cam[:, 1] + t0[1])], 1)
 
     # dense refinement: shift vertices parallel to the image plane so the keypoints land on the landmarks
@@ -534,11 +537,11 @@ def fit_photo(name: str, max_residual: float = MAX_FIT_RESIDUAL) -> RealHead:
     # fitted BFM's, and so does the texture-space landmark set, so every landmark is a keypoint vertex)
     res = lm - to_tex(verts[:68])
     res[:17] = 0.0
-    corr = _tps(to_tex(verts[:68]), res, to_tex(verts))
+    corr = quantize(_tps(to_tex(verts[:68]), res, to_tex(verts)))
     corr[:68] = res
     lm = lm.copy()
     lm[:17] = to_tex(verts[:17])
-    verts = verts + (np.stack([corr[:, 0], -corr[:, 1]], 1) / s0) @ rot0[:2]
+    verts = verts + matmul(np.stack([corr[:, 0], -corr[:, 1]], 1) / s0, rot0[:2])
     kp3, grid3 = verts[:68], verts[68:]
 
     # face region: inside the (slightly widened) jaw contour, up to the top of the mesh
@@ -554,7 +557,7 @@ def fit_photo(name: str, max_residual: float = MAX_FIT_RESIDUAL) -> RealHead:
 
     # the 68 keypoint vertices are mesh vertices too (the photo landmarks lift onto them exactly); a closed mouth's
     # inner lips coincide, so the lower ones are set a little apart (the cut between the lips runs between them)
-    iod = float(np.linalg.norm(kp3[42:48].mean(0) - kp3[36:42].mean(0)))
+    iod = math.hypot(*(kp3[42:48].mean(0) - kp3[36:42].mean(0)))
     for up, lo in ((61, 67), (62, 66), (63, 65)):
         gap = kp3[up, 1] - kp3[lo, 1]
         if gap < 0.02 * iod:
@@ -641,10 +644,10 @@ def fit_photo(name: str, max_residual: float = MAX_FIT_RESIDUAL) -> RealHead:
 
     pivot = np.array([xc, eye_y - 0.35 * ay, zp])
     uv = to_tex(verts)
-    far = float((rot0 @ pivot)[2] - 3 * jaw_w)
+    far = float(matmul(rot0, pivot)[2] - 3 * jaw_w)
     moving = np.flatnonzero(weight[tris].max(1) > 0)
     # which triangle shows each texel at the photo pose (to lift 2-D texture points onto the surface)
-    depth0 = weight * (verts @ rot0.T)[:, 2] + (1 - weight) * far
+    depth0 = weight * matmul(verts, rot0.T)[:, 2] + (1 - weight) * far
     hit, vis = rasterize(uv, depth0, tris, (th, tw))
     uv_tri = np.full((th, tw), -1, np.int32)
     uv_tri[hit] = vis
@@ -654,7 +657,7 @@ def fit_photo(name: str, max_residual: float = MAX_FIT_RESIDUAL) -> RealHead:
     # the interior is lit like the face: its brightness follows the photo's skin
     skin = texture[int(lm[29, 1]) - 3:int(lm[29, 1]) + 4, int(lm[29, 0]) - 3:int(lm[29, 0]) + 4].reshape(-1, 3)
     bright = float(np.clip(skin.mean() / 170.0, 0.55, 1.1))
-    angles0 = euler_degrees(rot0[None])[0]
+    angles0 = quantize(euler_degrees(rot0[None])[0])  # arctan2/arcsin: NumPy's SIMD code, CPU-dependent last bits
     return RealHead(name=name, identity=PHOTO_INFO[name].identity, texture=texture, landmarks=lm, pose0=angles0,
                     residual=residual, verts=verts, uv=uv, weight=weight, lower=lower, mouth=mouth, mouth_u=mouth_u,
                     tris=tris, jaw=jaw, mouth_texture=mouth_texture(bright), rot0=rot0, scale0=s0,
