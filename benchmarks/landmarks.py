@@ -60,8 +60,8 @@ def nme(raw: Path, tubes_dir: Path) -> dict[str, dict[str, float]]:
 
 
 def run_variant(params, every: int, between: str, out: Path) -> float:  # noqa: ANN001 - Params
-    from toontalker_bench.data.tubes import stage
     from toontalker_bench.core.executors import LocalExecutor
+    from toontalker_bench.data.tubes import stage
 
     params.tubes.landmarks_every, params.tubes.landmarks_between = every, between
     params.tubes.out_dir = str(out)

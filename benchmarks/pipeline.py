@@ -72,9 +72,9 @@ def write_sources(raw: Path, videos: list[tuple[str, Path, str]]) -> None:
     """A scrape table (``data/raw/sources.parquet``) for local videos ``(source_id, path, domain)``, hard-linked in."""
     import pandas as pd
 
-    from toontalker_bench.data.scrape import TABLE_COLUMNS
     from toontalker_bench.core.io import write_table
     from toontalker_bench.core.video import probe
+    from toontalker_bench.data.scrape import TABLE_COLUMNS
 
     raw.mkdir(parents=True, exist_ok=True)
     rows = []

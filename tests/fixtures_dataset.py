@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toontalker_bench.faces.pose import MORPHS, POSE_DIM
-from toontalker_bench.data.protocol import make_pairs
 from toontalker_bench.core.io import write_table
 from toontalker_bench.core.video import write_video
+from toontalker_bench.data.protocol import make_pairs
+from toontalker_bench.faces.pose import MORPHS, POSE_DIM
 
 _MOUTH = MORPHS.index("mouth_open")
 _BLINK_L, _BLINK_R = MORPHS.index("blink_left"), MORPHS.index("blink_right")

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from toontalker_bench.core.config import Params, to_dict
-from toontalker_bench.data import align
 from toontalker_bench.core.io import write_table
 from toontalker_bench.core.video import read_frames, write_video
+from toontalker_bench.data import align
 
 W, H, R = 320, 180, 30
 
@@ -167,9 +167,9 @@ def test_killed_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
 def test_only_the_tubes_frames_are_decoded_and_the_clips_are_the_same(tmp_path: Path) -> None:
     """Tubes in the 2nd and 3rd of three shots (a key frame at each cut): align decodes from the key frames, only
     the tubes' frames, and converts only the crops; the clips equal crops of the video decoded front to back."""
-    from toontalker_bench.core.video import VideoWriter, iter_frames, key_frames
-
     from helpers_media import multishot_frames
+
+    from toontalker_bench.core.video import VideoWriter, iter_frames, key_frames
 
     n = 120
     centres = np.stack([60 + np.arange(n), 70 + 0.5 * np.arange(n)], 1)

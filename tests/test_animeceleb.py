@@ -12,8 +12,8 @@ from toontalker_bench.core.errors import UserError
 from toontalker_bench.faces.pose_map import N_FEATURES, PoseVectorMap
 from toontalker_bench.models.animeceleb import AnimeCeleb, fill_missing
 from toontalker_bench.models.base import METHODS
-from toontalker_bench.models.registry import load_profile
 from toontalker_bench.models.checkpoint import load_checkpoint, save_checkpoint
+from toontalker_bench.models.registry import load_profile
 
 SIZE = 32
 

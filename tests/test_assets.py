@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from toontalker_bench import assets as A
-from toontalker_bench.metrics import fid as F
 from toontalker_bench.cli import main
 from toontalker_bench.core.errors import AssetError
+from toontalker_bench.metrics import fid as F
+
 
 def _sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()

@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from fixtures_dataset import build_fixture_dataset
+
 from toontalker_bench.core.config import Params
-from toontalker_bench.data import build
-from toontalker_bench.data.protocol import TASKS, make_pairs
 from toontalker_bench.core.errors import DatasetError, UserError
 from toontalker_bench.core.io import write_table
+from toontalker_bench.data import build
+from toontalker_bench.data.protocol import TASKS, make_pairs
 
 
 def _clips(n_ids: dict[str, int], per_id: int = 2) -> pd.DataFrame:

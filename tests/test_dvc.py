@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import yaml
-
 from test_architecture import import_graph, modules
+
 from toontalker_bench.data.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,11 +12,11 @@ import pytest
 from helpers_media import truncate, write_multishot
 
 from toontalker_bench.core.config import Params, ScrapeParams
-from toontalker_bench.data import align, tubes
-from toontalker_bench.data.scrape import TABLE_COLUMNS as SOURCE_COLUMNS
 from toontalker_bench.core.executors import DaskExecutor, Failure, LocalExecutor
 from toontalker_bench.core.io import write_table
 from toontalker_bench.core.video import write_video
+from toontalker_bench.data import align, tubes
+from toontalker_bench.data.scrape import TABLE_COLUMNS as SOURCE_COLUMNS
 
 
 def _inverse(x: int) -> float:

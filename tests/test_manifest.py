@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from toontalker_bench.cli import main
+from toontalker_bench.core.errors import ManifestError
 from toontalker_bench.data.importers import import_manifest
 from toontalker_bench.data.manifest import COLUMNS, read_manifest, read_manifests
-from toontalker_bench.core.errors import ManifestError
 
 HEADER = "source_id,url,domain,title,license,attribution,identity,split,start,end\n"
 GOOD = "clip1,https://example.org/a.mp4,real,A,CC-BY-4.0,Someone,p1,train,1.5,4\n"

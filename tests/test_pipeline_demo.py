@@ -1,4 +1,5 @@
-"""End to end on a tiny demo corpus: synth -> scrape -> tubes (shot cuts + face tubes) -> align -> build through the CLI verbs.
+"""End to end on a tiny demo corpus: synth -> scrape -> tubes (shot cuts + face tubes) -> align -> build through the
+CLI verbs.
 
 Also checks detection + tracking against the corpus' ground-truth boxes per domain. Floors below are what was
 measured on this tiny corpus (recall 1.0 both domains; mean IoU 0.91 real, 0.76 cartoon — the synthetic cartoon
@@ -18,8 +19,8 @@ import pytest
 import yaml
 
 from toontalker_bench.cli import main
-from toontalker_bench.data.tubes.track import iou
 from toontalker_bench.core.video import probe, read_frames
+from toontalker_bench.data.tubes.track import iou
 
 TINY = {"workers": 2,
         "synth": {"cartoon_videos": 1, "real_videos": 2, "cartoon_identities": 2, "shots_per_video": 2,

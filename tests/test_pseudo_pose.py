@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from toontalker_bench.core.errors import DatasetError
-from toontalker_bench.faces.pose_map import N_FEATURES
 from toontalker_bench.data.dataset import Clip
+from toontalker_bench.faces.pose_map import N_FEATURES
 from toontalker_bench.train.data import TrainData
 from toontalker_bench.train.pseudo_pose import fill_pseudo_pose
 

@@ -11,8 +11,15 @@ import pytest
 from toontalker_bench.cli import main
 from toontalker_bench.core.errors import LeaderboardError
 from toontalker_bench.leaderboard.render import render_markdown
-from toontalker_bench.leaderboard.store import (ADDED_PROVENANCE, PROVENANCE, metric_directions, prune, publish_rows,
-                                                read_leaderboard, read_rows)
+from toontalker_bench.leaderboard.store import (
+    ADDED_PROVENANCE,
+    PROVENANCE,
+    metric_directions,
+    prune,
+    publish_rows,
+    read_leaderboard,
+    read_rows,
+)
 
 
 def row(run_id: str, method: str = "m", task: str = "self_real", l1: float | None = 0.1, psnr: float = 20.0) -> dict:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toontalker_bench.data.synth import realface3d
 from toontalker_bench.data.synth import motion as synth_motion
 from toontalker_bench.data.synth import plan as synth_plan
+from toontalker_bench.data.synth import realface3d
 from toontalker_bench.data.synth import stage as synth_stage
 from toontalker_bench.data.synth.realface3d import LIMITS, FaceFitError, RealHead
 from toontalker_bench.faces.pose import MORPHS

@@ -23,10 +23,10 @@ from helpers_media import remux_faststart, truncate, write_plain
 
 from toontalker_bench.cli import main
 from toontalker_bench.core.config import Params, ScrapeParams
-from toontalker_bench.data.scrape import TABLE_COLUMNS, FetchSettings, SourceFailed, download, run, ytdlp_options
 from toontalker_bench.core.errors import UserError
 from toontalker_bench.core.executors import LocalExecutor
 from toontalker_bench.core.video import probe, read_frames
+from toontalker_bench.data.scrape import TABLE_COLUMNS, FetchSettings, SourceFailed, download, run, ytdlp_options
 
 HEADER = "source_id,url,domain,title,license,attribution,identity,split,start,end\n"
 N_FRAMES = 50

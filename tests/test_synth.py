@@ -16,6 +16,7 @@ import pytest
 
 from toontalker_bench.cli import main
 from toontalker_bench.core.config import load_params
+from toontalker_bench.core.video import probe, read_frames
 from toontalker_bench.data import synth
 from toontalker_bench.data.synth import cartoon
 from toontalker_bench.data.synth import motion as synth_motion
@@ -23,7 +24,6 @@ from toontalker_bench.data.synth import plan as synth_plan
 from toontalker_bench.data.synth import render as synth_render
 from toontalker_bench.data.synth import stage as synth_stage
 from toontalker_bench.faces.pose import MORPHS
-from toontalker_bench.core.video import probe, read_frames
 
 MI = {n: i for i, n in enumerate(MORPHS)}
 GT_COLUMNS = ["frame", "shot", "identity", "domain", "has_face", "box_x0", "box_y0", "box_x1", "box_y1", "landmarks",

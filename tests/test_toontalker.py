@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save_file
 from toontalker_bench.core.errors import CheckpointError
 from toontalker_bench.models.base import METHODS
 from toontalker_bench.models.blocks import ssim
-from toontalker_bench.models.toontalker import ToonTalker, analogy_loss
 from toontalker_bench.models.losses import ReconstructionLoss, d_logistic, r1_penalty
+from toontalker_bench.models.toontalker import ToonTalker, analogy_loss
 
 PROFILES = Path(__file__).parents[1] / "toontalker_bench" / "models" / "profiles" / "toontalker.yaml"
 FIXTURE = Path(__file__).parent / "fixtures" / "toontalker_release_keys.json"

@@ -18,10 +18,10 @@ from fixtures_dataset import build_fixture_dataset
 from torch import nn
 
 from toontalker_bench.core.errors import CheckpointError
+from toontalker_bench.data.dataset import load_clips
 from toontalker_bench.models.base import Capabilities, Method
 from toontalker_bench.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from toontalker_bench.models.registry import train_config
-from toontalker_bench.data.dataset import load_clips
 from toontalker_bench.train.data import TrainData
 from toontalker_bench.train.trainer import latest_checkpoint, train
 

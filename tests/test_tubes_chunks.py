@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from toontalker_bench.core.config import Params
-from toontalker_bench.data.tubes import plan, stage
 from toontalker_bench.core.executors import LocalExecutor
 from toontalker_bench.core.io import write_table
 from toontalker_bench.core.video import write_video
+from toontalker_bench.data.tubes import plan, stage
 
 N, FPS, CUTS = 300, 25.0, (110, 215)
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from toontalker_bench.core.config import Params, TubesParams
-from toontalker_bench.data.tubes import stage, worker
 from toontalker_bench.core.errors import ConfigError
+from toontalker_bench.data.tubes import stage, worker
 
 
 def _truth(f: int) -> np.ndarray:
@@ -138,8 +138,8 @@ def test_landmark_model_on_a_crop_gives_the_whole_frames_points(tmp_path) -> Non
     import cv2
     from skimage import data
 
-    from toontalker_bench.faces.landmarks import get_landmarker
     from toontalker_bench.core.video import decode, write_video
+    from toontalker_bench.faces.landmarks import get_landmarker
 
     face = cv2.resize(data.astronaut()[20:300, 110:390], (180, 180), interpolation=cv2.INTER_AREA)
     frames, boxes = [], []

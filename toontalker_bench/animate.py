@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from .core.config import Params
-from .data.align import crop_boxes, crop_square
-from .core.errors import MediaError
 from .core.domains import Domain
-from .models.base import Method, to_tensor, to_uint8
+from .core.errors import MediaError
 from .core.progress import progress
 from .core.video import VideoWriter, iter_frames, probe
+from .data.align import crop_boxes, crop_square
+from .models.base import Method, to_tensor, to_uint8
 
 log = logging.getLogger(__name__)
 

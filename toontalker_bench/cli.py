@@ -244,8 +244,8 @@ def evaluate_metrics(ctx: click.Context, generated: str, driving: str | None, so
 
     Face analysis runs at eval.analysis_size (frames of another size are resized for it, bicubic when enlarging);
     pixel metrics compare the frames as given."""
-    from .eval.evaluator import evaluate_paths
     from .core.io import write_json
+    from .eval.evaluator import evaluate_paths
 
     p = _params(ctx)
     coeffs = {k: v for k, v in (("generated", coeffs_generated), ("driving", coeffs_driving)) if v}

@@ -24,11 +24,11 @@ import torch
 import yaml
 
 from .core.config import Params, to_dict
-from .data.dataset import check_tasks, clip_table, load_pairs
 from .core.device import device_name, resolve_device
 from .core.domains import DOMAINS, is_cross
 from .core.errors import CheckpointError, ConfigError, DatasetError
 from .core.io import safe_name, write_json, write_text
+from .data.dataset import check_tasks, clip_table, load_pairs
 from .models.base import Method
 from .models.registry import TrainConfig, build_method, load_profile, method_class, train_config
 

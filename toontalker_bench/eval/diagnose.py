@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..data.dataset import clip_table, load_pairs
 from ..core.domains import SELF_TASKS, TASKS
+from ..data.dataset import clip_table, load_pairs
 from ..models.base import Method
 from .evaluator import ProtocolFrames, animate_pairs
 

@@ -38,20 +38,19 @@ import torch
 import torch.distributed as dist
 
 from ..core.config import EvalParams
-from ..data.dataset import clip_table, load_pairs
 from ..core.device import resolve_device
 from ..core.domains import TASKS, Domain, is_cross
 from ..core.errors import AssetError, ConfigError, MediaError, UserError
 from ..core.io import write_json, write_text
-from ..metrics import (METRICS, Metric, MetricOptions, MetricValue, Pair, default_metrics, metric_class,
-                       metric_classes)
+from ..core.progress import progress
+from ..core.video import read_frames
+from ..core.visual import grid, save_clip, save_png, triptych
+from ..data.dataset import clip_table, load_pairs
+from ..metrics import METRICS, Metric, MetricOptions, MetricValue, Pair, default_metrics, metric_class, metric_classes
 from ..metrics.base import Need
 from ..metrics.pair import AnalysisCache, load_frames, resize_frames
 from ..models.base import Method, PairContext, to_tensor, to_uint8
-from ..core.progress import progress
-from ..core.video import read_frames
 from .verdicts import annotate
-from ..core.visual import grid, save_clip, save_png, triptych
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +213,8 @@ def evaluate_paths(generated: str | os.PathLike[str], driving: str | os.PathLike
 
         ext = extractor(ev.options.device, ev.options.batch_size)
         ev.set_reference(features=ext.features_of_path(reference))
-    if len(distribution(names)) == len(names):  # FID/KID alone: features straight from the files (mixed resolutions allowed, as in pytorch-fid)
+    # FID/KID alone: features straight from the files (mixed resolutions allowed, as in pytorch-fid)
+    if len(distribution(names)) == len(names):
         from ..metrics.fid import extractor
 
         ext = extractor(ev.options.device, ev.options.batch_size)

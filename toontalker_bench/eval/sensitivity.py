@@ -117,8 +117,8 @@ def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep
     """Evaluate every (error kind, level) on the suite's cases; returns per domain and metric the value at each level,
     the ``monotone`` flag and the cross-sensitivity figures (see the module docstring)."""
     from ..core.config import EvalParams
-    from ..data.dataset import clip_table
     from ..core.video import read_frames
+    from ..data.dataset import clip_table
     from .evaluator import Evaluator
 
     root = Path(dataset_dir)

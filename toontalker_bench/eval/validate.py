@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..core.config import Params
-from ..data.dataset import Clip, load_clips
 from ..core.errors import AssetError, DatasetError
 from ..core.io import write_json, write_text
 from ..core.progress import progress
+from ..data.dataset import Clip, load_clips
 from ..faces.analyzer import FaceAnalyzer
 from ..faces.pose import POSE_DIM
 from .validation_report import render
@@ -139,8 +139,8 @@ def motion_clips(params: Params, dataset_dir: str | None, frames_per_clip: int
                  ) -> tuple[Iterator[Clip], int, str, str | None]:
     """Every clip of the built dataset (decoded one at a time, ``frames_per_clip`` evenly spaced frames, 0 = all), or
     of the demo corpus videos; the number of clips, the source and the built dataset's folder (None for the videos)."""
-    from ..data.dataset import clip_table
     from ..core.video import read_frames
+    from ..data.dataset import clip_table
 
     ds = Path(dataset_dir or params.build.out_dir)
     if (ds / "clips.parquet").is_file():

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .verdicts import (CORPUS, EXPRESSION_R_TARGET, GENERIC, IDENTITY_AUC_TARGET, POSE_MAE_TARGET_DEG, _f,
-                       validation_problems)
+from .verdicts import (
+    CORPUS,
+    EXPRESSION_R_TARGET,
+    GENERIC,
+    IDENTITY_AUC_TARGET,
+    POSE_MAE_TARGET_DEG,
+    _f,
+    validation_problems,
+)
 
 
 def _angles(x: dict[str, float] | None) -> str:

@@ -7,7 +7,6 @@ the face clockwise on screen.
 
 from __future__ import annotations
 
-
 MORPHS: tuple[str, ...] = (
     "blink_left", "blink_right",
     "eye_wide_left", "eye_wide_right",

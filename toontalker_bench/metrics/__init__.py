@@ -6,8 +6,7 @@ result is a :class:`MetricValue` that carries its backend, and a value that coul
 ``reason``. See ``docs/metrics.md`` for definitions and reference implementations.
 """
 
-from .base import (METRICS, Metric, MetricOptions, MetricValue, default_metrics, metric_class, metric_classes,
-                   register)
+from .base import METRICS, Metric, MetricOptions, MetricValue, default_metrics, metric_class, metric_classes, register
 from .pair import Pair, load_frames
 
 __all__ = ["METRICS", "Metric", "MetricOptions", "MetricValue", "Pair", "default_metrics", "load_frames",

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..assets import require
 from ..core.io import atomic_path, sha256_file
 from ..core.progress import progress
-from ..assets import require
 from .base import Metric, MetricOptions, MetricValue, register
 from .pair import Pair, list_images, load_frames
 

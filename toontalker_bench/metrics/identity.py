@@ -14,9 +14,9 @@ import functools
 
 import numpy as np
 
+from ..assets import require
 from ..core.errors import AssetError
 from ..core.registry import Registry
-from ..assets import require
 from .base import Metric, MetricOptions, MetricValue, register, video_mean
 from .pair import Pair, Which
 

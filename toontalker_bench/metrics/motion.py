@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DatasetError
-from ..faces.bfm import MotionEstimate, get_bfm
 from ..core.registry import Registry
+from ..faces.bfm import MotionEstimate, get_bfm
 from .base import Metric, MetricOptions, MetricValue, register, video_mean
 from .pair import Pair, Which
 
@@ -141,10 +141,10 @@ def corpus_key(root: Path, clips: list[dict[str, object]], frames_per_clip: int)
 def fit_corpus_map(clips: list[dict[str, object]], frames_per_clip: int = 48, analyzer=None):  # noqa: ANN001, ANN201
     """Fit :class:`~toontalker_bench.faces.motion_map.PoseVectorRidge` on ``frames_per_clip`` evenly spaced frames of
     each clip (landmarks by the evaluation's face analyzer, so features match what the backend sees later)."""
-    from ..faces.analyzer import FaceAnalyzer
-    from ..faces.motion_map import BLOCKS, PoseVectorRidge, motion_features
     from ..core.progress import progress
     from ..core.video import read_frames
+    from ..faces.analyzer import FaceAnalyzer
+    from ..faces.motion_map import BLOCKS, PoseVectorRidge, motion_features
 
     analyzer = analyzer or FaceAnalyzer()
     feats: dict[str, list[np.ndarray]] = {k: [] for k in BLOCKS}
@@ -198,8 +198,8 @@ class CorpusRidgeBackend(MotionBackend):
 
     @staticmethod
     def _load_or_fit(key: str, clips: list[dict[str, object]], frames_per_clip: int):  # noqa: ANN205
-        from ..faces.motion_map import PoseVectorRidge
         from ..core.io import atomic_path
+        from ..faces.motion_map import PoseVectorRidge
 
         path = motion_cache_dir() / f"corpus-ridge-{key[:24]}.npz"
         if path.is_file():

@@ -175,8 +175,8 @@ class AnalysisCache:
     def track(self, analyzer: FaceAnalyzer, frames: np.ndarray, desc: str = "landmarks") -> FaceTrack:
         import hashlib
 
-        from ..faces.analyzer import FaceTrack
         from ..core.io import atomic_path
+        from ..faces.analyzer import FaceTrack
 
         frames = np.ascontiguousarray(frames)
         key = hashlib.sha256(str(frames.shape).encode() + analyzer.backend.encode() + frames.data).hexdigest()

@@ -28,7 +28,6 @@ from ..core.domains import Domain
 from ..core.registry import Registry
 
 
-
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 ``(..., H, W, 3)`` -> float ``(..., 3, H, W)`` in [0, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255.0)

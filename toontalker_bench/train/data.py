@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.dataset import Clip, load_clips
 from ..core.domains import DOMAINS
 from ..core.errors import ConfigError, DatasetError
+from ..data.dataset import Clip, load_clips
 from ..models.base import TrainingNeeds, to_tensor
 
 log = logging.getLogger(__name__)

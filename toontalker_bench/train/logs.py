@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.base import Method, to_uint8
 from ..core.progress import quiet
+from ..models.base import Method, to_uint8
 from .data import TrainData
 
 log = logging.getLogger(__name__)

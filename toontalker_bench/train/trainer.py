@@ -31,11 +31,11 @@ import torch
 import torch.distributed as dist
 
 from ..core.errors import CheckpointError, ConfigError
+from ..core.progress import progress, quiet
 from ..core.visual import save_png
 from ..models.base import Method
 from ..models.checkpoint import load_checkpoint, save_checkpoint
 from ..models.registry import TrainConfig
-from ..core.progress import progress, quiet
 from .data import TrainData, move, split_micro
 from .distributed import DeferredSteps, agree, find_optimizers, init_distributed, local_device
 from .logs import TrainLogs, sample_grid

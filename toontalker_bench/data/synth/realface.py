@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ...core.errors import MediaError
 from ...core import exact
+from ...core.errors import MediaError
 from ...faces.pose import MORPHS
 
 M = {name: i for i, name in enumerate(MORPHS)}

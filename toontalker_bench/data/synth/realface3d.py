@@ -51,8 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from ...core.errors import MediaError
 from ...core import exact
+from ...core.errors import MediaError
 from ...core.exact import matmul, quantize
 from ...faces.pose import N_MORPHS, POSE_DIM
 from .cartoon import box_from_landmarks

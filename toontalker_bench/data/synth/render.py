@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ...faces.pose import N_MORPHS, POSE_DIM
 from ...core.io import atomic_path
+from ...faces.pose import N_MORPHS, POSE_DIM
 from .background import background
 from .motion import smooth_noise, talking_motion
 from .plan import Shot, Video

@@ -144,9 +144,10 @@ def _load_gt(path: str) -> pd.DataFrame | None:
 
 def _gt_arrays(gt: pd.DataFrame | None, frames: np.ndarray, boxes: np.ndarray, fallback_identity: str
                ) -> tuple[np.ndarray, np.ndarray, str, bool]:
-    """Ground truth along a tube: per-frame GT box ``(T, 4)`` where the GT face overlaps the tube, motion ``(T, POSE_DIM)``
-    where the GT face is the tube's face (overlapping, or annotated without a box), both NaN elsewhere; the identity
-    (most frequent such GT identity, else ``fallback_identity``); and whether the GT knows this face at all."""
+    """Ground truth along a tube: per-frame GT box ``(T, 4)`` where the GT face overlaps the tube, motion
+    ``(T, POSE_DIM)`` where the GT face is the tube's face (overlapping, or annotated without a box), both NaN
+    elsewhere; the identity (most frequent such GT identity, else ``fallback_identity``); and whether the GT knows this
+    face at all."""
     n = len(frames)
     gt_box = np.full((n, 4), np.nan, np.float32)
     motion = np.full((n, POSE_DIM), np.nan, np.float32)

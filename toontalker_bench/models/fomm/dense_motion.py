@@ -10,6 +10,7 @@ from torch import nn
 from ..blocks import AntiAliasInterpolation2d
 from .util import KP, Hourglass, inverse_jacobian, kp2gaussian, make_coordinate_grid, warp
 
+
 class DenseMotionNetwork(nn.Module):
     """Sparse per-keypoint affine motions -> soft-assigned dense backward flow ``(B, h, w, 2)`` + occlusion map."""
 

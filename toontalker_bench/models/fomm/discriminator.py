@@ -8,7 +8,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 class Discriminator(nn.Module):
     """Patch discriminator (conv4x4-InstanceNorm-LeakyReLU-avgpool blocks, spectral norm); returns maps + score."""
 

@@ -12,6 +12,7 @@ from torch import nn
 from .dense_motion import DenseMotionNetwork
 from .util import KP, DownBlock2d, ResBlock2d, SameBlock2d, UpBlock2d, warp
 
+
 class OcclusionAwareGenerator(nn.Module):
     """Encoder -> features warped by the dense flow and masked by occlusion -> residual bottleneck -> decoder."""
 

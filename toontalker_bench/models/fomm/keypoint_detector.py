@@ -10,6 +10,7 @@ from torch import nn
 from ..blocks import AntiAliasInterpolation2d
 from .util import KP, Hourglass, make_coordinate_grid
 
+
 class KPDetector(nn.Module):
     """Keypoints as soft-argmax of softmax heatmaps (temperature), Jacobians as heatmap-weighted 2x2 maps."""
 

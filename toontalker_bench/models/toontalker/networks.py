@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from ...core.errors import ConfigError
-from .blocks import EqualLinear, FuseSFT, QueryDecoderLayer, StyleEncoder, StyledConv, ToFlow, ToRGB, channel_map
-
+from .blocks import EqualLinear, FuseSFT, QueryDecoderLayer, StyledConv, StyleEncoder, ToFlow, ToRGB, channel_map
 
 MASK_INIT_LOGIT = 3.0  # sigmoid(3) = 0.95: the warped source feature dominates at initialisation
 
