@@ -233,3 +233,19 @@ def test_only_the_newest_run_per_method_and_task_keeps_its_sample(tmp_path: Path
     assert {r["run_id"]: r["sample_gif"] for r in rows} == {"a": "", "b": "samples/b.gif", "c": "samples/c.gif",
                                                            "quick": "samples/quick.gif"}
     assert sorted(p.name for p in (board / "samples").iterdir()) == ["b.gif", "c.gif", "quick.gif"]
+
+
+def test_show_keeps_quick_runs_apart(tmp_path: Path) -> None:
+    """A quick run (``protocol_subset``, as ``make demo``'s) never mixes into the whole-protocol view; ``--quick``
+    shows it on its own."""
+    from toontalker_bench.leaderboard.render import show
+
+    path = tmp_path / "demo.csv"
+    publish_rows(path, [{**row("quick", method="m", l1=0.9), "protocol_subset": "4 pairs per task"}])
+    assert show(tmp_path, "demo") == f"no whole-protocol runs published to {path} yet"
+    quick = show(tmp_path, "demo", quick=True)
+    assert "== self_real" in quick and "0.9" in quick
+    publish_rows(path, [row("whole", method="w", l1=0.2)])
+    whole = show(tmp_path, "demo")
+    assert "0.2" in whole and "0.9" not in whole
+    assert "0.9" in show(tmp_path, "demo", quick=True) and "0.2" not in show(tmp_path, "demo", quick=True)

@@ -124,6 +124,35 @@ def _stage_verb(name: str, module: str, summary: str) -> None:
         importlib.import_module(module).run(_stage_params(ctx, workers, overrides))
 
 
+@data.command("checksums")
+@click.option("--write", "write_path", type=click.Path(dir_okay=False), default=None,
+              help="Write the list to this file (sha256sum format).")
+@click.option("--check", "check_path", type=click.Path(dir_okay=False), default=None,
+              help="Compare the built data with this list; fail when a file differs, is missing or is extra.")
+@click.pass_context
+def data_checksums(ctx: click.Context, write_path: str | None, check_path: str | None) -> None:
+    """sha256 of every file the dataset stages wrote (default: print them; the demo's list is
+    docs/demo-dataset.sha256)."""
+    from .data.checksums import checksums, compare_checksums, write_checksums
+
+    params = _params(ctx)
+    if write_path:
+        click.echo(f"wrote {write_checksums(params, write_path)} checksums to {write_path}")
+    elif check_path:
+        res = compare_checksums(params, check_path)
+        bad = {k: v for k, v in res.items() if v}
+        if not bad:
+            click.echo(f"every file matches {check_path}")
+            return
+        for kind, files in bad.items():
+            click.echo(f"{kind} ({len(files)}): {' '.join(files[:10])}{' ...' if len(files) > 10 else ''}")
+        raise UserError(f"the built data differ from {check_path}",
+                        hint="same code and params should give the same bytes on any x86-64 CPU: please report it")
+    else:
+        for path, digest in checksums(params).items():
+            click.echo(f"{digest}  {path}")
+
+
 @data.command("import-manifest")
 @click.option("--format", "fmt", type=click.Choice(["vox", "celebvhq", "hdtf", "fomm-csv"]), required=True,
               help="Metadata format: VoxCeleb txt files, CelebV-HQ celebvhq_info.json, HDTF_dataset folder, "
@@ -454,13 +483,15 @@ def leaderboard() -> None:
 
 @leaderboard.command("show")
 @click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.option("--quick", is_flag=True, help="Show the quick runs (a subset of the protocol pairs, e.g. make demo's) "
+                                            "instead of the whole-protocol ones.")
 @click.pass_context
-def leaderboard_show(ctx: click.Context, benchmark: str | None) -> None:
+def leaderboard_show(ctx: click.Context, benchmark: str | None, quick: bool) -> None:
     """Print the newest result per method and task."""
     from .leaderboard.render import show
 
     p = _params(ctx)
-    click.echo(show(p.run.leaderboard_dir, benchmark or p.run.benchmark))
+    click.echo(show(p.run.leaderboard_dir, benchmark or p.run.benchmark, quick))
 
 
 @leaderboard.command("render")

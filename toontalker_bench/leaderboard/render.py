@@ -25,10 +25,13 @@ from .store import SUMMARY_KEY, csv_path, lock, metric_directions, read_leaderbo
 GROUP = list(SUMMARY_KEY)
 
 
-def current(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the whole protocol (not a ``protocol_subset`` quick run) of the dataset version and protocol version of
-    the newest such row."""
-    df = df[df["protocol_subset"].fillna("") == ""] if "protocol_subset" in df.columns else df
+def current(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
+    """Rows of the whole protocol (not a ``protocol_subset`` quick run; with ``quick``, only those) of the dataset
+    version and protocol version of the newest such row."""
+    if "protocol_subset" in df.columns:
+        df = df[(df["protocol_subset"].fillna("") != "") == quick]
+    elif quick:
+        return df.iloc[:0]
     if df.empty:
         return df
     newest = df.sort_values(["date", "run_id"]).iloc[-1]
@@ -256,13 +259,14 @@ def render(leaderboard_dir: str | Path, benchmark: str) -> tuple[Path, Path]:
     return md, page
 
 
-def show(leaderboard_dir: str | Path, benchmark: str) -> str:
-    """A plain-text view of the current rows per task, summarised over seeds (what ``leaderboard show`` prints)."""
+def show(leaderboard_dir: str | Path, benchmark: str, quick: bool = False) -> str:
+    """A plain-text view of the current rows per task, summarised over seeds (what ``leaderboard show`` prints);
+    ``quick``: the quick runs' rows instead (a subset of the protocol, e.g. ``make demo``'s)."""
     directions = metric_directions()
     path = csv_path(leaderboard_dir, benchmark)
-    s = summarise(current(read_leaderboard(path)))
+    s = summarise(current(read_leaderboard(path), quick))
     if s.empty:
-        return f"no runs published to {path} yet"
+        return f"no {'quick' if quick else 'whole-protocol'} runs published to {path} yet"
     lines = []
     for task in TASKS:
         t, metrics, _ = _task_table(s, task)
