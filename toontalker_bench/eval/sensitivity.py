@@ -40,12 +40,12 @@ EXPRESSION = (0.0, 0.1, 0.3, 0.5)
 BLUR_SIGMA = (0.0, 1.0, 2.0, 4.0)
 SLACK = 0.1  # a step of the own error may move a metric back by at most this fraction of its total change
 TOLERANCE = 0.25  # a change under another error of at most this fraction of the metric's own strongest error's
-#: metric -> the error it must answer to, as the metrics declare it (the suite's metrics, in declared order)
-OWN_ERROR = {c.name: c.answers_to for c in metric_classes() if c.answers_to}
-#: metric -> the errors it must not answer to (pose changes the pixels, so pixel metrics are not held to it, and
-#: the face metrics are not held to blur beyond the tolerance either)
-MUST_IGNORE = {c.name: c.ignores for c in metric_classes() if c.answers_to and c.ignores}
-METRICS = tuple(OWN_ERROR)
+
+
+def suite_metrics() -> tuple[str, ...]:
+    """The metrics the suite holds to their declared errors (``answers_to``: the error a metric must grow with;
+    ``ignores``: those it must not answer to), in declared order."""
+    return tuple(c.name for c in metric_classes() if c.answers_to)
 
 
 @dataclass
@@ -113,7 +113,7 @@ def levels(kind: str, short: bool = False) -> tuple[float, ...]:
 
 
 def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep: Any = None,
-            metrics: tuple[str, ...] = METRICS, short: bool = False) -> dict[str, Any]:
+            metrics: tuple[str, ...] | None = None, short: bool = False) -> dict[str, Any]:
     """Evaluate every (error kind, level) on the suite's cases; returns per domain and metric the value at each level,
     the ``monotone`` flag and the cross-sensitivity figures (see the module docstring)."""
     from ..core.config import EvalParams
@@ -121,6 +121,7 @@ def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep
     from ..data.dataset import clip_table
     from .evaluator import Evaluator
 
+    metrics = metrics or suite_metrics()
     root = Path(dataset_dir)
     ep = ep or EvalParams()
     todo = cases(root, per_domain, n_frames)
@@ -158,7 +159,7 @@ def judge(values: dict[str, dict[str, dict[str, list[float | None]]]], metrics: 
     ``TOLERANCE``). ``monotone`` / ``flat`` overall hold when they hold in every domain."""
     out: dict[str, dict[str, Any]] = {}
     for m in metrics:
-        own = OWN_ERROR[m]
+        own = metric_class(m).answers_to
         res: dict[str, Any] = {"own_error": own, "domains": {}}
         for domain, kinds in values.items():
             v = kinds[own][m]
@@ -168,7 +169,7 @@ def judge(values: dict[str, dict[str, dict[str, list[float | None]]]], metrics: 
             steps = [_worse(m, a, b) for a, b in zip(v, v[1:])]
             span = _worse(m, v[0], v[-1])
             cross = {}
-            for other in MUST_IGNORE.get(m, ()):
+            for other in metric_class(m).ignores:
                 w = kinds[other][m]
                 if any(x is None for x in w):
                     cross[other] = None

@@ -177,7 +177,8 @@ def render_sensitivity(sens: dict[str, Any] | None) -> list[str]:
     """The sensitivity suite's tables: each metric's value at each strength of each injected error, per domain."""
     if not sens:
         return ["", "## Sensitivity to injected errors", "", "Not measured (no built demo dataset to re-render).", ""]
-    from .sensitivity import MUST_IGNORE, OWN_ERROR, TOLERANCE
+    from ..metrics import metric_class
+    from .sensitivity import TOLERANCE
 
     lv = sens["levels"]
     lines = ["", "## Sensitivity to injected errors", "",
@@ -198,7 +199,7 @@ def render_sensitivity(sens: dict[str, Any] | None) -> list[str]:
             for k in kinds:
                 vals = kinds[k].get(m)
                 cells.append(" → ".join(_f(x, 3) for x in vals) if vals else "")
-            lines.append(f"| `{m}` | {OWN_ERROR[m]} | " + " | ".join(cells) + " |")
+            lines.append(f"| `{m}` | {res['own_error']} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["| metric | own error | monotone | must ignore | cross-sensitivity (cartoon; real) | flat |",
               "|---|---|---|---|---|---|"]
@@ -206,7 +207,7 @@ def render_sensitivity(sens: dict[str, Any] | None) -> list[str]:
         cross = "; ".join(", ".join(f"{k} {_f(v, 2)}" for k, v in (d.get("cross") or {}).items()) or "–"
                           for d in res["domains"].values())
         lines.append(f"| `{m}` | {res['own_error']} | {'yes' if res['monotone'] else 'NO'} | "
-                     f"{', '.join(MUST_IGNORE.get(m, ())) or '–'} | {cross} | {'yes' if res['flat'] else 'NO'} |")
+                     f"{', '.join(metric_class(m).ignores) or '–'} | {cross} | {'yes' if res['flat'] else 'NO'} |")
     return lines + [""]
 
 
@@ -219,7 +220,9 @@ def render_verdicts(r: dict[str, Any]) -> list[str]:
              f"{EXPRESSION_R_TARGET:g} (AED), identity AUC >= {IDENTITY_AUC_TARGET:g} ({r.get('identity_backend')}, "
              "CSIM / aed_id), in every domain a task reads, and the sensitivity suite's verdicts. Pixel metrics need "
              "none.", "", "| metric | " + " | ".join(TASKS) + " |", "|---|" + "---|" * len(TASKS)]
-    for m in ("apd_rel_deg", "aed_exp_rel", "apd_deg", "aed_exp", "csim", "akd"):
+    from ..metrics import metric_classes
+
+    for m in (c.name for c in metric_classes() if c.validation is not None and "faces" in c.needs):
         cells = []
         for t in TASKS:
             problems = validation_problems(r, m, t)
