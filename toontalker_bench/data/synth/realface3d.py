@@ -499,7 +499,7 @@ def fit_photo(name: str, max_residual: float = MAX_FIT_RESIDUAL) -> RealHead:
     import cv2
     from scipy.spatial import Delaunay
 
-    from ...faces.bfm import BFM, euler_degrees
+    from ...faces.bfm import BFM, euler_degrees, rotation_from_euler
     from .realface import PHOTO_INFO, load_image, photo_landmarks
 
     img = load_image(name)
@@ -521,8 +521,11 @@ def fit_photo(name: str, max_residual: float = MAX_FIT_RESIDUAL) -> RealHead:
     if not residual <= max_residual:
         raise FaceFitError(f"photo {name!r}: BFM fit residual {residual:.3f} inter-ocular distances exceeds "
                            f"{max_residual:g}")
-    # the fit runs on LAPACK, whose last bits depend on the CPU: round it before anything is built from it
-    rot0, s0, t0 = quantize(fit.rotation[0]), float(quantize(fit.scale[0])), quantize(fit.translation[0])
+    # the fit runs on LAPACK, whose last bits depend on the CPU: round it before anything is built from it; the head's
+    # rotation is the one of its rounded angles (so rendering at the photo's pose reproduces the photo)
+    angles0 = quantize(euler_degrees(fit.rotation[:1])[0])
+    rot0 = rotation_from_euler(*angles0)[0]
+    s0, t0 = float(quantize(fit.scale[0])), quantize(fit.translation[0])
     z = quantize(np.concatenate([fit.shape[0], fit.exp[0]]))
     d = _dense()
     idx = np.concatenate([d.keypoints, d.grid])
@@ -657,7 +660,6 @@ def fit_photo(name: str, max_residual: float = MAX_FIT_RESIDUAL) -> RealHead:
     # the interior is lit like the face: its brightness follows the photo's skin
     skin = texture[int(lm[29, 1]) - 3:int(lm[29, 1]) + 4, int(lm[29, 0]) - 3:int(lm[29, 0]) + 4].reshape(-1, 3)
     bright = float(np.clip(skin.mean() / 170.0, 0.55, 1.1))
-    angles0 = quantize(euler_degrees(rot0[None])[0])  # arctan2/arcsin: NumPy's SIMD code, CPU-dependent last bits
     return RealHead(name=name, identity=PHOTO_INFO[name].identity, texture=texture, landmarks=lm, pose0=angles0,
                     residual=residual, verts=verts, uv=uv, weight=weight, lower=lower, mouth=mouth, mouth_u=mouth_u,
                     tris=tris, jaw=jaw, mouth_texture=mouth_texture(bright), rot0=rot0, scale0=s0,
