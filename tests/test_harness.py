@@ -25,7 +25,11 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from toontalker_bench.leaderboard import provenance
+
     monkeypatch.chdir(tmp_path)  # runs/ and leaderboard/ land here; no params.yaml -> the defaults
+    # the runs name a clean commit whatever state the checkout running the tests is in (publish refuses dirty code)
+    monkeypatch.setattr(provenance, "code_commit", lambda: "0123456789ab")
     return tmp_path
 
 
@@ -239,7 +243,7 @@ def test_run_records_the_commit_that_trained(dataset: Path, work: Path, monkeypa
     """The tree may change while a long run trains; the row names the commit read when training started."""
     from toontalker_bench.leaderboard import provenance
 
-    commits = iter(["commit-at-train-start", "commit-later", "commit-later", "commit-later"])
+    commits = iter(["commit-at-plan", "commit-at-train-start", "commit-later", "commit-later", "commit-later"])
     monkeypatch.setattr(provenance, "code_commit", lambda: next(commits))
     assert cli(dataset, "run", "--method", "copy-source", "--tasks", "self_real") == 0
     run_dir = next((work / "runs" / "copy-source").iterdir())
@@ -313,3 +317,28 @@ def test_diagnose_splits_appearance_from_motion(dataset: Path, work: Path, capsy
     half = pair_figures(d[:1] + 0.5 * (d - d[:1]), d)
     assert half["follow"] == pytest.approx(0.5) and half["response"] == pytest.approx(0.5)
     assert half["reenact_l1"] == pytest.approx(0.5 * half["copy_l1"], rel=1e-5)
+
+
+def test_publish_refuses_uncommitted_code(dataset: Path, work: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    """A row must name the code that made it: `run` stops before training when the checkout has uncommitted changes,
+    and `leaderboard publish` refuses such a run, writing nothing; `--allow-dirty` publishes it, with the diff's
+    hash in ``code_commit``."""
+    from toontalker_bench.leaderboard import provenance
+
+    assert cli(dataset, "run", "--method", "copy-source", "--tasks", "self_real") == 0  # clean (the fixture)
+    clean_run = next((work / "runs" / "copy-source").iterdir())
+    board = work / "leaderboard" / "demo.csv"
+    monkeypatch.setattr(provenance, "code_commit", lambda: "0123456789ab+dirty-feedfacecafe")
+    capsys.readouterr()
+    assert cli(dataset, "run", "--method", "copy-source", "--tasks", "self_real") == 2
+    assert "uncommitted changes (0123456789ab+dirty-feedfacecafe)" in capsys.readouterr().err
+    assert len(list((work / "runs" / "copy-source").iterdir())) == 1  # nothing trained
+    assert cli(dataset, "run", "--method", "copy-source", "--tasks", "self_real", "--no-publish") == 0
+    dirty_run = next(d for d in (work / "runs" / "copy-source").iterdir() if d != clean_run)
+    before = board.read_text()
+    assert cli(dataset, "leaderboard", "publish", "--run", str(dirty_run)) == 2
+    assert "code no commit names" in capsys.readouterr().err and board.read_text() == before
+    assert cli(dataset, "leaderboard", "publish", "--run", str(dirty_run), "--allow-dirty") == 0
+    rows = pd.read_csv(board)
+    assert set(rows.code_commit) == {"0123456789ab", "0123456789ab+dirty-feedfacecafe"}

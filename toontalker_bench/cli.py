@@ -324,6 +324,8 @@ def evaluate_validate_metrics(ctx: click.Context, out: str, dataset_dir: str | N
 # ------------------------------------------------------------------------------------------------ benchmark harness
 _TASKS_HELP = "Tasks to evaluate: self_real, self_cartoon, real2cartoon, cartoon2real (repeat or comma-separate; " \
               "default: every task the method supports)."
+_DIRTY_HELP = ("Publish even though the code has uncommitted changes (refused by default: such a row cannot name its "
+               "code); its code_commit then carries the hash of the diff.")
 _HSET_HELP = ("Override a method profile key (train.steps=50, size=128) or a params.yaml key (eval.max_pairs=2, "
               "run.device=cpu); repeatable.")
 
@@ -457,16 +459,19 @@ def _echo_metrics(metrics: dict[str, dict[str, float | None]]) -> None:
 @click.option("--resume", "resume", default=None, metavar="RUN_ID", help="Continue an interrupted run.")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow a full pickle .pth (runs code from the file).")
 @click.option("--no-publish", is_flag=True, help="Do not add the results to the leaderboard.")
+@click.option("--allow-dirty", is_flag=True, help=_DIRTY_HELP)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help=_HSET_HELP)
 @click.pass_context
 def run_cmd(ctx: click.Context, method: str, profile: str | None, checkpoint: str | None, tasks: tuple[str, ...],
-            resume: str | None, trust_checkpoint: bool, no_publish: bool, sets: tuple[str, ...]) -> None:
+            resume: str | None, trust_checkpoint: bool, no_publish: bool, allow_dirty: bool,
+            sets: tuple[str, ...]) -> None:
     """Train (unless --checkpoint) -> evaluate -> runs/<method>/<run-id>/ -> leaderboard."""
     from .runs import plan_run, run
 
     params, profile_sets = _harness_params(ctx, sets)
     plan = plan_run(params, method, profile, profile_sets, _task_list(tasks), run_id=resume, resume=bool(resume),
-                    checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, publish=not no_publish)
+                    checkpoint=checkpoint, trust_checkpoint=trust_checkpoint, publish=not no_publish,
+                    allow_dirty=allow_dirty)
     out = run(plan, publish_rows=not no_publish)
     if out.interrupted:
         click.echo(f"interrupted; checkpoint saved. Continue with: toontalker-bench run --method {method} "
@@ -509,13 +514,15 @@ def leaderboard_render(ctx: click.Context, benchmark: str | None) -> None:
 @leaderboard.command("publish")
 @click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False), help="A finished run directory.")
 @click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.option("--allow-dirty", is_flag=True, help=_DIRTY_HELP)
 @click.pass_context
-def leaderboard_publish(ctx: click.Context, run_dir: str, benchmark: str | None) -> None:
+def leaderboard_publish(ctx: click.Context, run_dir: str, benchmark: str | None, allow_dirty: bool) -> None:
     """Add (or replace) a run's rows in the leaderboard CSV and re-render the pages."""
     from .leaderboard.publish import publish_run
 
     p = _params(ctx)
-    click.echo(f"published to {publish_run(run_dir, p.run.leaderboard_dir, benchmark or p.run.benchmark)}")
+    path = publish_run(run_dir, p.run.leaderboard_dir, benchmark or p.run.benchmark, allow_dirty=allow_dirty)
+    click.echo(f"published to {path}")
 
 
 @leaderboard.command("prune")

@@ -26,7 +26,7 @@ import yaml
 from .core.config import Params, to_dict
 from .core.device import device_name, resolve_device
 from .core.domains import DOMAINS, is_cross
-from .core.errors import CheckpointError, ConfigError, DatasetError
+from .core.errors import CheckpointError, ConfigError, DatasetError, UserError
 from .core.io import safe_name, write_json, write_text
 from .data.dataset import check_tasks, clip_table, load_pairs
 from .models.base import Method
@@ -56,6 +56,7 @@ class RunPlan:
     checkpoint: Path | None = None  # evaluate this instead of the run's own checkpoint (no training)
     trust_checkpoint: bool = False
     resume: bool = False
+    allow_dirty: bool = False  # publish rows of uncommitted code (their code_commit carries the diff's hash)
 
     @property
     def dataset(self) -> Path:
@@ -94,7 +95,7 @@ def select_tasks(cls: type[Method], tasks: list[str] | tuple[str, ...]) -> list[
 def plan_run(params: Params, method: str, profile: str | None = None, overrides: list[str] | tuple[str, ...] = (),
              tasks: list[str] | tuple[str, ...] = (), run_id: str | None = None, resume: bool = False,
              checkpoint: str | Path | None = None, trust_checkpoint: bool = False, train: bool = True,
-             evaluate: bool = True, publish: bool = False) -> RunPlan:
+             evaluate: bool = True, publish: bool = False, allow_dirty: bool = False) -> RunPlan:
     """Resolve and check a run once; raises a :class:`~toontalker_bench.core.errors.UserError` for anything wrong.
 
     An existing run directory (``resume``, or ``evaluate run`` of a finished run) supplies its own saved profile,
@@ -131,12 +132,16 @@ def plan_run(params: Params, method: str, profile: str | None = None, overrides:
         check_metric_names(params.eval)
         load_pairs(dataset, chosen)
     if publish:
+        from .leaderboard.provenance import code_commit, is_dirty
         from .leaderboard.store import read_rows
 
         read_rows(Path(params.run.leaderboard_dir) / f"{params.run.benchmark}.csv")  # a corrupt board stops us now
+        if not allow_dirty and is_dirty(commit := code_commit()):  # stop before training, not after
+            raise UserError(f"the checkout has uncommitted changes ({commit}): its rows could not name their code",
+                            hint="commit first, pass --no-publish, or --allow-dirty (rows keep the diff's hash)")
     return RunPlan(params, method, cls, profile, cfg, all_overrides, chosen, run_id, run_dir, seed,
                    resolve_device(params.run.device), tc, Path(checkpoint) if checkpoint else None, trust_checkpoint,
-                   resume)
+                   resume, allow_dirty)
 
 
 def _saved_config(run_dir: Path, method: str, required: bool) -> dict[str, Any] | None:
@@ -275,7 +280,8 @@ def diagnose(plan: RunPlan, splits: tuple[str, ...] = ("test", "train"), max_pai
 def publish(plan: RunPlan) -> Path:
     from .leaderboard.publish import publish_run
 
-    return publish_run(plan.run_dir, plan.params.run.leaderboard_dir, plan.params.run.benchmark)
+    return publish_run(plan.run_dir, plan.params.run.leaderboard_dir, plan.params.run.benchmark,
+                       allow_dirty=plan.allow_dirty)
 
 
 def run(plan: RunPlan, publish_rows: bool = True) -> RunOutcome:

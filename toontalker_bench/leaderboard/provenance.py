@@ -47,15 +47,22 @@ def dataset_version(dataset_dir: str | Path, lock_file: str | Path | None = None
 
 
 def code_commit() -> str:
+    """The checkout's commit (12 hex); with uncommitted changes to tracked files ``<commit>+dirty-<diff hash>``, the
+    first 12 hex of the sha256 of ``git diff HEAD``, so a row made from changed code still names what ran."""
     here = Path(__file__).resolve().parent  # the checkout this code runs from, whatever the working directory
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True, cwd=here).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, timeout=30, cwd=here).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD", "--binary"], capture_output=True, timeout=60, check=True,
+                              cwd=here).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return head + ("+dirty" if dirty else "")
+    return head + (f"+dirty-{hashlib.sha256(diff).hexdigest()[:12]}" if diff else "")
+
+
+def is_dirty(commit: str) -> bool:
+    """Whether a recorded ``code_commit`` names uncommitted code (or none at all)."""
+    return "+dirty" in commit or commit in ("", "unknown")
 
 
 def now_iso() -> str:

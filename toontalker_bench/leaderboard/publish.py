@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
+from ..core.errors import LeaderboardError
+from .provenance import is_dirty
 from .render import render
 from .store import csv_path, prune, publish_rows, run_rows
 
 log = logging.getLogger(__name__)
 
 
-def publish_run(run_dir: str | Path, leaderboard_dir: str | Path, benchmark: str, render_pages: bool = True) -> Path:
+def publish_run(run_dir: str | Path, leaderboard_dir: str | Path, benchmark: str, render_pages: bool = True,
+                allow_dirty: bool = False) -> Path:
+    """Add a finished run's rows; a run made from uncommitted code is refused (nothing written) unless
+    ``allow_dirty``, and then its rows carry the diff's hash in ``code_commit``."""
+    if not allow_dirty:
+        info = Path(run_dir) / "run.json"
+        commit = str(json.loads(info.read_text()).get("code_commit", "")) if info.is_file() else ""
+        if info.is_file() and is_dirty(commit):
+            raise LeaderboardError(f"run {run_dir} was made from code no commit names (code_commit {commit!r})",
+                                   hint="commit, re-run and publish; or pass --allow-dirty (the row keeps the diff's "
+                                        "hash)")
     path = csv_path(leaderboard_dir, benchmark)
     n = publish_rows(path, run_rows(run_dir, leaderboard_dir))
     prune(leaderboard_dir, benchmark, None)  # the superseded runs' sample GIFs
