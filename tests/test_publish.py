@@ -101,7 +101,7 @@ def test_corrupt_csv_is_refused_and_left_untouched(tmp_path: Path, corrupt: str 
     # through the CLI: one line, exit 2, file unchanged
     run_dir = tmp_path / "runs" / "m" / "b"
     run_dir.mkdir(parents=True)
-    (run_dir / "run.json").write_text('{"run_id": "b", "method": "m", "profile": "tiny"}')
+    (run_dir / "run.json").write_text('{"run_id": "b", "method": "m", "profile": "tiny", "code_commit": "0123456789ab"}')
     (run_dir / "metrics_detail.json").write_text('{"size": 64, "tasks": {"self_real": {"l1": {"value": 0.1}}}}')
     code = main(["--set", f"run.leaderboard_dir={path.parent}", "leaderboard", "publish", "--run", str(run_dir)])
     err = capsys.readouterr().err
