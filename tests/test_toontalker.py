@@ -13,7 +13,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from toontalker_bench.core.errors import CheckpointError
+from toontalker_bench.core.errors import CheckpointError, ConfigError
 from toontalker_bench.models.base import METHODS
 from toontalker_bench.models.blocks import ssim
 from toontalker_bench.models.losses import ReconstructionLoss, d_logistic, r1_penalty
@@ -67,6 +67,24 @@ def test_tiny_shapes_and_training_step() -> None:
     rec = m.reconstruct(torch.rand(b, 3, 64, 64), torch.rand(b, 3, 64, 64), "real")
     assert rec.shape == (b, 3, 64, 64)
     assert m.cfg["reconstruction_backend"].startswith(("multiscale-l1", "vgg19"))
+
+
+def test_stage_one_is_a_fraction_of_the_budget() -> None:
+    """Both stages run in every run, however short: stage 1 lasts stage1_fraction of train.steps (the resolved
+    length is in the config); a saved config without a fraction keeps its absolute stage1_steps."""
+    cfg = profile("tiny")
+    assert cfg["stage1_fraction"] == 0.25 and cfg["train"]["steps"] == 1200
+    assert tiny().stage1_steps == 300 and tiny().cfg["stage1_steps"] == 300  # what the tiny rows trained with
+    short = profile("tiny")
+    short["train"] = {**short["train"], "steps": 150}  # make demo's budget
+    m = ToonTalker(short)
+    assert m.stage1_steps == 38 and m.cfg["stage1_steps"] == 38
+    batch = {d: {"source": torch.rand(1, 3, 64, 64), "driving": torch.rand(1, 3, 64, 64)} for d in ("real", "cartoon")}
+    assert m.training_step(batch, step=37)["stage"] == 1.0 and m.training_step(batch, step=38)["stage"] == 2.0
+    old = {k: v for k, v in profile("tiny").items() if k != "stage1_fraction"} | {"stage1_steps": 300}
+    assert ToonTalker(old).stage1_steps == 300
+    with pytest.raises(ConfigError, match="stage1_fraction must be in"):
+        ToonTalker({**profile("tiny"), "stage1_fraction": 1.0})
 
 
 def test_one_domain_batch_skips_analogy() -> None:

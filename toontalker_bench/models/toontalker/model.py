@@ -43,6 +43,19 @@ def analogy_loss(delta_out: torch.Tensor, delta_drive: torch.Tensor) -> torch.Te
     return (delta_out - delta_drive).abs().mean()
 
 
+def _stage1_steps(cfg: dict[str, Any]) -> int:
+    """Steps of stage 1 (within-domain reconstruction; the analogy constraint joins afterwards): ``stage1_fraction``
+    of ``train.steps``, so every run, however short (``make demo``'s 150 steps), trains both stages; a config without
+    a fraction (a run saved before there was one) keeps its absolute ``stage1_steps``."""
+    if "stage1_fraction" not in cfg:
+        return int(cfg.get("stage1_steps", 0))
+    frac = float(cfg["stage1_fraction"])
+    if not 0 <= frac < 1:
+        raise ConfigError(f"toontalker stage1_fraction must be in [0, 1), got {frac}",
+                          hint="e.g. --set stage1_fraction=0.25 (a quarter of train.steps, then stage 2)")
+    return int(round(frac * int(dict(cfg.get("train") or {}).get("steps", 0))))
+
+
 @METHODS.register("toontalker", summary="ToonTalker (ICCV 2023): cross-domain motion alignment, analogy-constrained")
 class ToonTalker(Method):
     """Two domain generators (real, cartoon) trained with within-domain reconstruction, then the analogy constraint."""
@@ -64,7 +77,7 @@ class ToonTalker(Method):
         self.w = {k: float(lw.get(k, 0.0)) for k in ("rec", "analogy", "adv", "r1")}
         self.r1_every = int(lw.get("r1_every", 16))
         self.domain_weight = {d: float(cfg.get("domain_weight", {}).get(d, 1.0)) for d in DOMAINS}
-        self.stage1_steps = int(cfg.get("stage1_steps", 0))
+        self.stage1_steps = self.cfg["stage1_steps"] = _stage1_steps(cfg)
         self.synthetic = {"p": 0.0, "rotation_deg": 15.0, "scale": 0.1, "shift": 0.1,
                           **{k: float(v) for k, v in dict(cfg.get("synthetic_pairs") or {}).items()}}
         if set(self.synthetic) != {"p", "rotation_deg", "scale", "shift"} or not 0 <= self.synthetic["p"] <= 1:
