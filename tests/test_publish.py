@@ -151,7 +151,7 @@ def test_a_longer_training_budget_is_its_own_row_not_a_newer_seed(tmp_path: Path
 def test_dataset_version_from_dvc_lock_or_content(tmp_path: Path) -> None:
     import hashlib
 
-    from toontalker_bench.leaderboard.provenance import dataset_version
+    from toontalker_bench.data.version import dataset_version
 
     ds = tmp_path / "data" / "dataset"
     (ds / "protocol").mkdir(parents=True)
@@ -172,7 +172,7 @@ def test_dataset_version_from_dvc_lock_or_content(tmp_path: Path) -> None:
 
 def test_dataset_version_does_not_depend_on_the_working_directory(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from toontalker_bench.leaderboard.provenance import dataset_version
+    from toontalker_bench.data.version import dataset_version
 
     project = tmp_path / "project"
     ds = project / "data" / "dataset"

@@ -153,6 +153,28 @@ def data_checksums(ctx: click.Context, write_path: str | None, check_path: str |
             click.echo(f"{digest}  {path}")
 
 
+@data.command("check-corpus")
+@click.option("--out", "out_json", default="docs/corpus-check.json", show_default=True,
+              type=click.Path(dir_okay=False), help="The summary (JSON).")
+@click.option("--picture", "out_png", default="docs/corpus-check.png", show_default=True,
+              type=click.Path(dir_okay=False), help="The picture (first frame, blink, mouth open, smile per identity).")
+@click.option("--every", default=2, show_default=True, type=click.IntRange(1), help="Analyse every N-th frame.")
+@click.option("--max-clips", type=click.IntRange(1), default=None, help="Only the first N clips (a quick look).")
+@click.pass_context
+def data_check_corpus(ctx: click.Context, out_json: str, out_png: str, every: int, max_clips: int | None) -> None:
+    """Check that the corpus's pictures carry their ground-truth expressions, read by MediaPipe's Face Landmarker:
+    r per domain and channel (blink, mouth_open, smile) on values relative to each clip's first frame."""
+    from .data.corpus_check import check_corpus
+
+    params = _params(ctx)
+    res = check_corpus(params.align.out_dir, params.build.out_dir, out_json, out_png, every, max_clips).summary
+    for dom, chans in res["r"].items():
+        click.echo(f"{dom:8s} " + "  ".join(f"{ch} r {'-' if v is None else f'{v:.3f}'}" for ch, v in chans.items())
+                   + f"  (detection {res['detection_rate'][dom]:.0%})")
+    click.echo(f"below target: {', '.join(res['missed'])}" if res["missed"] else "every channel meets its target")
+    click.echo(f"wrote {out_json} and {out_png}")
+
+
 @data.command("import-manifest")
 @click.option("--format", "fmt", type=click.Choice(["vox", "celebvhq", "hdtf", "fomm-csv"]), required=True,
               help="Metadata format: VoxCeleb txt files, CelebV-HQ celebvhq_info.json, HDTF_dataset folder, "
@@ -533,7 +555,7 @@ def leaderboard_publish(ctx: click.Context, run_dir: str, benchmark: str | None,
 def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version: str | None) -> None:
     """Drop rows measured on other dataset versions (e.g. after the dataset was rebuilt) and superseded runs' sample
     GIFs, then re-render."""
-    from .leaderboard.provenance import dataset_version as current_version
+    from .data.version import dataset_version as current_version
     from .leaderboard.render import render
     from .leaderboard.store import prune
 

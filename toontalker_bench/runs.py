@@ -230,7 +230,8 @@ def evaluate(plan: RunPlan, split: str = "test") -> dict[str, dict[str, float | 
     ``split="train"``: on pairs of the train clips, into ``eval-train/`` of the run (never published): the
     train-vs-test gap."""
     from .eval.evaluator import evaluate as run_evaluator
-    from .leaderboard.provenance import code_commit, dataset_version, now_iso
+    from .data.version import dataset_version
+    from .leaderboard.provenance import code_commit, now_iso
 
     commit = code_commit()  # read at the start: the tree may change while a long evaluation runs
     model, ckpt = trained_model(plan)

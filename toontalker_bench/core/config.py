@@ -120,6 +120,7 @@ class BuildParams:
     min_motion_deg: float = 8.0  # a driving window must turn the head this much (largest yaw/pitch/roll range)
     contact_sheet_clips: int = 8
     shard_mb: int = 256  # target size of one parquet shard
+    corpus_check: str = "docs/corpus-check.json"  # the card quotes this check when it read these very clips
 
 
 @dataclass

@@ -26,6 +26,7 @@ from ..core.errors import DatasetError, UserError
 from ..core.executors import Executor
 from ..core.io import atomic_dir, read_table, write_bytes, write_json, write_table, write_text
 from ..core.video import iter_frames
+from .corpus_check import card_lines
 from .protocol import PROTOCOL_VERSION, clip_motion, make_pairs
 from .stage import Stage
 from .synth.recipe import RECIPE, recipe
@@ -220,7 +221,8 @@ def _stats(df: pd.DataFrame, tube_rejects: pd.DataFrame, align_report: dict, sou
     return out
 
 
-def _card(df: pd.DataFrame, sources: pd.DataFrame, stats: dict, shards: dict[str, list[str]], params: Params) -> str:
+def _card(df: pd.DataFrame, sources: pd.DataFrame, stats: dict, shards: dict[str, list[str]], params: Params,
+          check: list[str]) -> str:
     used = sources[sources["source_id"].isin(set(df["source_id"]))].sort_values("source_id")
     lines = ["---", "configs:", "- config_name: default", "  data_files:"]
     for split, names in shards.items():
@@ -248,7 +250,7 @@ def _card(df: pd.DataFrame, sources: pd.DataFrame, stats: dict, shards: dict[str
     for r in used.itertuples():
         lines.append(f"| {r.source_id} | {r.domain} | {_cell(r.title)} | {_cell(r.license)} | "
                      f"{_cell(r.attribution)} | {_cell(r.url)} |")
-    lines += ["", "Face landmarks come from dlib's 68-point predictor (trained on iBUG 300-W, non-commercial "
+    lines += ["", *check, "Face landmarks come from dlib's 68-point predictor (trained on iBUG 300-W, non-commercial "
               "licence): check it fits your use.", "",
               "## Layout", "", "- `clips.parquet`: one row per clip (`split`, crop box, source, identity, licence); "
               "`clips/<clip_id>.mp4` (H.264) and `clips/<clip_id>.npz` (`landmarks68`, `landmarks5` in crop "
@@ -323,7 +325,10 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
 
     stats = _stats(df, tube_rej, align_report, sources, pairs, params_hash(params))
     missing = [f"{d}_{s}" for d in DOMAINS for s in ("train", "test") if stats[f"{d}_{s}"]["clips"] == 0]
-    write_text(out / "README.md", _card(df, sources, stats, shards, params))
+    from .version import dataset_version
+
+    check = card_lines(b.corpus_check, dataset_version(clips_dir))
+    write_text(out / "README.md", _card(df, sources, stats, shards, params, check))
     write_json(out / "stats.json", stats)
     res = stage.finish(None, {})
     log.info("build: %d clips (%s), %d pairs, %.1fs%s", len(df),

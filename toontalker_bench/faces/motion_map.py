@@ -18,7 +18,9 @@ Feature blocks (:func:`motion_features`; a frame without 68 landmarks gets NaN e
 1/sqrt(its size)): one to the 17 morphs (clipped to [0, 1]) and one per angle to the correction of the BFM fit's yaw,
 pitch or roll (so a rejected correction falls back to the generic fit, not to the mean pose). For each, the feature
 blocks (geometry only, or geometry + HOG) and the ridge strength are chosen by leave-identity-out cross-validation on
-the training frames. A ridge classifier on the same features picks a sequence's domain (majority over its frames).
+the training frames. The morph estimates are then put on the ground truth's scale, per domain and morph
+(:func:`morph_gains`), so that the two domains' estimates of the same motion can be compared. A ridge classifier on the
+same features picks a sequence's domain (majority over its frames).
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ BLOCKS = GEOMETRY + ("hog",)
 FEATURE_SETS: tuple[tuple[str, ...], ...] = (GEOMETRY, BLOCKS)
 LAMBDAS = (0.1, 1.0, 10.0, 100.0)
 PARTS = ("morphs",) + ANGLES
-FEATURE_VERSION = 1  # bump when a feature's definition changes (cached maps are keyed by it)
+FEATURE_VERSION = 2  # bump when a feature's or the map's definition changes (cached maps are keyed by it)
+MIN_GAIN = 0.25  # morph gains below this are raised to it (see morph_gains)
 
 ALIGN_SIZE = 112
 # ArcFace/insightface 112x112 five-point template: eye centres, nose tip, mouth corners
@@ -211,6 +214,12 @@ def _solve(gram: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     return np.linalg.solve(gram + lam * np.eye(len(gram)), y - y.mean(0))
 
 
+def _heldout(gram: np.ndarray, y: np.ndarray, folds: list[np.ndarray], lam: float) -> list[np.ndarray]:
+    """Per fold, the ridge predictions for the held-out rows from a fit on the others."""
+    return [gram[np.ix_(test, ~test)] @ _solve(gram[np.ix_(~test, ~test)], y[~test], lam) + y[~test].mean(0)
+            for test in folds]
+
+
 def fit_ridges(feats: dict[str, np.ndarray] | Designs, targets: dict[str, tuple[np.ndarray, bool]], groups: np.ndarray,
                feature_sets: tuple[tuple[str, ...], ...] = FEATURE_SETS, lambdas: tuple[float, ...] = LAMBDAS
                ) -> dict[str, tuple[RidgeMap, dict[str, Any]]]:
@@ -249,9 +258,7 @@ def fit_ridges(feats: dict[str, np.ndarray] | Designs, targets: dict[str, tuple[
         for fs in feature_sets:
             gram = designs.gram(fs)
             for lam in lambdas:
-                add(f"{'+'.join(fs)}@{lam:g}",
-                    [gram[np.ix_(test, ~test)] @ _solve(gram[np.ix_(~test, ~test)], ys[~test], lam) + ys[~test].mean(0)
-                     for test in folds])
+                add(f"{'+'.join(fs)}@{lam:g}", _heldout(gram, ys, folds, lam))
     default = f"{'+'.join(feature_sets[0])}@{lambdas[len(lambdas) // 2]:g}"
     out = {}
     for n in names:
@@ -269,14 +276,39 @@ def fit_ridges(feats: dict[str, np.ndarray] | Designs, targets: dict[str, tuple[
     return out
 
 
+def morph_gains(designs: Designs, m: RidgeMap, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Per morph, the slope of the map's held-out estimates on the ground truth (leave-identity-out, the chosen
+    blocks and ridge strength), floored at ``MIN_GAIN``; 1 where the map is constant or the morph never varies.
+
+    A ridge map shrinks towards the mean, and by how much depends on how clearly a domain's pictures show a morph, so
+    two domains' raw estimates of the same motion differ in scale (a cross-domain expression distance then measures
+    the scales). Dividing the estimate's deviation from the mean by this slope puts every domain on the ground
+    truth's morph units (the estimate's expectation given the truth follows the truth); the floor bounds how much
+    noise a barely visible morph can gain."""
+    gains = np.ones(y.shape[1])
+    folds = _folds(groups)
+    if not m.blocks or len(folds) < 2:
+        return gains
+    pred = np.empty_like(y)
+    for p, test in zip(_heldout(designs.gram(m.blocks), y, folds, m.lam), folds):
+        pred[test] = p
+    var = y.var(0)
+    cols = var > 1e-9
+    slope = ((pred - pred.mean(0)) * (y - y.mean(0))).mean(0)[cols] / var[cols]
+    gains[cols] = np.clip(slope, MIN_GAIN, None)
+    return gains
+
+
 @dataclass
 class PoseVectorRidge:
-    """Per domain, a :class:`RidgeMap` to the 17 morphs and one per angle to its correction (added to the fitted
-    angle of the ``angles`` block), plus a domain classifier (a :class:`RidgeMap` to one-hot domains)."""
+    """Per domain, a :class:`RidgeMap` to the 17 morphs (with per-morph gains, :func:`morph_gains`) and one per angle
+    to its correction (added to the fitted angle of the ``angles`` block), plus a domain classifier (a
+    :class:`RidgeMap` to one-hot domains)."""
 
     maps: dict[str, dict[str, RidgeMap]]  # domain -> {"morphs", "yaw", "pitch", "roll"} (:data:`PARTS`)
     classifier: RidgeMap | None
     info: dict[str, Any] = field(default_factory=dict)
+    gains: dict[str, np.ndarray] = field(default_factory=dict)  # domain -> (17,) morph gains (absent: ones)
 
     @property
     def domains(self) -> list[str]:
@@ -290,16 +322,19 @@ class PoseVectorRidge:
         ok = np.isfinite(y).all(1) & np.all([np.isfinite(v).all(1) for v in feats.values()], axis=0)
         maps: dict[str, dict[str, RidgeMap]] = {}
         info: dict[str, Any] = {}
+        gains: dict[str, np.ndarray] = {}
         for d in sorted(set(domains[ok].tolist())):
             rows = ok & (domains == d)
             f = {k: v[rows] for k, v in feats.items()}
             targets = {"morphs": (y[rows, :N_MORPHS], False),
                        **{a: (y[rows, N_MORPHS + i:N_MORPHS + i + 1] - f["angles"][:, i:i + 1], True)
                           for i, a in enumerate(ANGLES)}}
-            fitted = fit_ridges(f, targets, groups[rows])
+            designs = Designs(f)
+            fitted = fit_ridges(designs, targets, groups[rows])
             maps[d] = {p: m for p, (m, _) in fitted.items()}
+            gains[d] = morph_gains(designs, maps[d]["morphs"], targets["morphs"][0], groups[rows])
             info[d] = {"frames": int(rows.sum()), "identities": len(set(groups[rows].tolist())),
-                       **{p: i for p, (_, i) in fitted.items()}}
+                       **{p: i for p, (_, i) in fitted.items()}, "morph_gains": gains[d].round(4).tolist()}
             log.info("corpus ridge map %s (%d frames, %d identities): %s", d, info[d]["frames"],
                      info[d]["identities"], ", ".join(f"{p} {info[d][p]['chosen']}" for p in PARTS))
         classifier = None
@@ -309,7 +344,7 @@ class PoseVectorRidge:
             one_group = np.zeros(int(ok.sum()))  # a fixed ridge, no model selection
             classifier = fit_ridges({k: v[ok] for k, v in feats.items()}, {"domain": (onehot, False)}, one_group,
                                     (BLOCKS,), (1.0,))["domain"][0]
-        return cls(maps, classifier, info)
+        return cls(maps, classifier, info, gains)
 
     def domain_of(self, feats: dict[str, np.ndarray], ok: np.ndarray) -> str:
         names = self.domains
@@ -327,7 +362,9 @@ class PoseVectorRidge:
         if ok.any():
             f = {k: v[ok] for k, v in feats.items()}
             m = self.maps[domain]
-            out[ok, :N_MORPHS] = m["morphs"].predict(f).clip(0, 1)
+            raw = m["morphs"].predict(f)
+            gain = self.gains.get(domain, np.ones(N_MORPHS))
+            out[ok, :N_MORPHS] = (m["morphs"].b + (raw - m["morphs"].b) / gain).clip(0, 1)
             out[ok, N_MORPHS:] = f["angles"] + np.concatenate([m[a].predict(f) for a in ANGLES], axis=1)
         return out, ok, domain
 
@@ -336,7 +373,8 @@ class PoseVectorRidge:
         named = [(f"map.{d}.{part}", m) for d, parts in self.maps.items() for part, m in parts.items()]
         if self.classifier is not None:
             named.append(("classifier", self.classifier))
-        arrays: dict[str, np.ndarray] = {"info": np.array(json.dumps(self.info, sort_keys=True))}
+        arrays: dict[str, np.ndarray] = {"info": np.array(json.dumps(self.info, sort_keys=True)),
+                                         **{f"gains.{d}": g for d, g in self.gains.items()}}
         for name, m in named:
             arrays[f"{name}.blocks"] = np.array(m.blocks)
             arrays[f"{name}.lam"] = np.array(m.lam)
@@ -353,4 +391,5 @@ class PoseVectorRidge:
         doms = sorted({k.split(".")[1] for k in arrays if k.startswith("map.")})
         info = json.loads(str(arrays["info"])) if "info" in arrays else {}
         return cls({d: {p: one(f"map.{d}.{p}") for p in PARTS} for d in doms},
-                   one("classifier") if "classifier.w" in arrays else None, info)
+                   one("classifier") if "classifier.w" in arrays else None, info,
+                   {d: np.asarray(arrays[f"gains.{d}"]) for d in doms if f"gains.{d}" in arrays})

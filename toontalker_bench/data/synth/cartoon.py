@@ -199,7 +199,7 @@ def expression(ch: Character, m: np.ndarray) -> Expr:
         tilts.append(float(0.06 * m[M[f"brow_down_{side}"]] - 0.02 * m[M[f"brow_up_{side}"]]))
     v = {k: m[M[f"vowel_{k}"]] for k in "aiueo"}
     width = ch.mouth_w * (1 + 0.25 * m[M["smile"]] + 0.22 * v["i"] + 0.12 * v["e"] - 0.4 * v["u"] - 0.25 * v["o"])
-    opening = 0.004 + 0.2 * m[M["mouth_open"]] + 0.04 * v["a"] + 0.03 * v["o"]
+    opening = 0.004 + 0.27 * m[M["mouth_open"]] + 0.04 * v["a"] + 0.03 * v["o"]
     return Expr(
         lid_top=(tops[0], tops[1]), lid_bot=(bots[0], bots[1]), brow_dy=(dys[0], dys[1]), brow_tilt=(tilts[0], tilts[1]),
         mouth_w=float(width), mouth_up=float(opening * (0.3 + 0.4 * (v["o"] + v["u"]))), mouth_lo=float(opening),

