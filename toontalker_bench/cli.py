@@ -278,7 +278,7 @@ class _MetricsOption(click.Option):
               help="Face metrics on every k-th frame.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 or auto (default: run.device).")
 @click.option("--batch-size", type=int, default=None, help="Network batch size (default: eval.batch_size).")
-@click.option("--id-backend", default=None, help="auto, arcface or dlib-resnet128 (default: eval.id_backend).")
+@click.option("--id-backend", default=None, help="auto, arcface, dlib-resnet128 or sface (default: eval.id_backend).")
 @click.option("--motion-backend", default=None,
               help="bfm3ddfa, bfm3ddfa-jaw-y, corpus-ridge or deep3d (default: eval.motion_backend).")
 @click.option("--coeffs-generated", type=click.Path(exists=True, dir_okay=False), default=None,

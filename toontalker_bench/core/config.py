@@ -127,7 +127,7 @@ class BuildParams:
 class EvalParams:
     batch_size: int = 16
     fid_min_frames: int = 64
-    id_backend: str = "auto"  # auto | arcface | dlib
+    id_backend: str = "auto"  # auto | arcface | dlib-resnet128 | sface
     motion_backend: str = "corpus-ridge"  # fitted on the dataset's train split (docs/metrics.md)
     tasks: list[str] = field(default_factory=list)  # empty = the four protocol tasks
     self_metrics: list[str] = field(default_factory=lambda: [
