@@ -55,6 +55,13 @@ def test_validation_markers_follow_the_targets_per_domain_and_task() -> None:
     assert verdicts.validation_problems(report, "csim", "cartoon2real") == []
     assert verdicts.validation_problems(report, "csim", "self_cartoon") == [
         "answers to errors it should ignore (sensitivity suite) on cartoon", "identity AUC 0.740 < 0.9 on cartoon"]
+    report["metrics"]["aed_exp_rel"] = {"monotone": True, "flat": False, "domains": {  # a cross task: its own too
+        "real": {"monotone": True, "flat": True}, "cartoon": {"monotone": True, "flat": True},
+        "real2cartoon": {"monotone": True, "flat": True}, "cartoon2real": {"monotone": False, "flat": True}}}
+    assert verdicts.validation_problems(report, "aed_exp_rel", "real2cartoon") == []
+    assert verdicts.validation_problems(report, "aed_exp_rel", "cartoon2real") == [
+        "does not grow monotonically with its own injected error on cartoon2real"]
+    assert verdicts.validation_problems(report, "aed_exp_rel", "self_real") == []
     v = MetricValue("apd_rel_deg", 3.0, "bfm3ddfa")
     verdicts.annotate(v, "self_cartoon", None)
     assert v.extra["validation"] == "not validated on this data: no metric validation report"

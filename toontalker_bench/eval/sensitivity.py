@@ -1,20 +1,23 @@
 """Does each metric measure what it claims? Known errors injected into the exact answer, metric by metric.
 
-The ``oracle-render`` answer to a self-reenactment pair (:mod:`toontalker_bench.data.synth.oracle`: the source
-identity drawn with the driving clip's ground-truth motion) is perturbed by one kind of error at a time, at growing
-strength, and evaluated against the real driving frames like any method's output:
+The ``oracle-render`` answer to a protocol pair (:mod:`toontalker_bench.data.synth.oracle`: the source identity drawn
+with the driving clip's ground-truth motion) is perturbed by one kind of error at a time, at growing strength, and
+evaluated against the real driving frames like any method's output. Pairs of every task: the self-reenactment pairs
+of each domain (verdicts keyed by the domain) and the cross-domain pairs (keyed by the task, ``real2cartoon``,
+``cartoon2real``: there the output and the driver are read in two domains, so a metric must hold across them):
 
 - **pose**: yaw, pitch and roll offset by ``delta`` degrees on every frame after the first (the first frame stays
   right, so the change since it — what ``apd_rel_deg`` reads — is off by ``delta`` too);
 - **expression**: every morph moved by ``epsilon`` (in a fixed random direction per morph, clipped to [0, 1]) after
   the first frame;
-- **identity**: the same motion drawn on another identity of the domain (framed as that clip's first frame);
+- **identity**: the same motion drawn on another identity of the source's domain (framed as that clip's first frame);
 - **blur**: a Gaussian blur of ``sigma`` pixels (at the dataset's 256 px).
 
 A metric is *monotone* when it gets worse from the weakest to the strongest level of its own error and no step
 moves it back by more than ``SLACK`` of that total change (below the estimator's noise floor a 2-degree step can
 read as a small improvement), and *flat* under another error when its change there stays within ``TOLERANCE`` of
-the change its own strongest error causes. Verdicts are per domain; a task is held to those of the domains it reads.
+the change its own strongest error causes. Verdicts are per group; a task is held to those of the domains it reads and,
+across domains, to its own.
 Each metric declares the error it answers to and those it must ignore (``Metric.answers_to`` / ``ignores``): the pose
 metrics answer to pose, the expression metrics to expression, CSIM to identity, the pixel metrics to blur.
 """
@@ -48,11 +51,16 @@ def suite_metrics() -> tuple[str, ...]:
     return tuple(c.name for c in metric_classes() if c.answers_to)
 
 
+GROUPS = (("self_cartoon", "cartoon"), ("self_real", "real"), ("real2cartoon", "real2cartoon"),
+          ("cartoon2real", "cartoon2real"))  # (task, the key its verdicts are filed under)
+
+
 @dataclass
 class Case:
-    """One self-reenactment pair of the protocol, as the suite perturbs it."""
+    """One protocol pair, as the suite perturbs it."""
 
-    domain: str
+    group: str  # the verdicts' key: the domain of a self-reenactment pair, the task of a cross-domain one
+    domain: str  # the source's (= the output's) domain
     source_clip: str
     source_frame: int
     driving_clip: str
@@ -62,19 +70,22 @@ class Case:
 
 
 def cases(dataset_dir: Path, per_domain: int, n_frames: int) -> list[Case]:
-    """The first ``per_domain`` self pairs of each domain, each with a clip of another identity to swap in."""
+    """The first ``per_domain`` pairs of each task, each with a clip of another identity of the source's domain to
+    swap in."""
+    from ..core.domains import TASKS
     from ..data.dataset import clip_table
 
     clips = clip_table(dataset_dir)
     pairs = pd.read_parquet(dataset_dir / "protocol" / "pairs.parquet")
+    ids = clips.set_index("clip_id")["identity"]
     out = []
-    for task, domain in (("self_cartoon", "cartoon"), ("self_real", "real")):
-        ids = clips.set_index("clip_id")["identity"]
+    for task, group in GROUPS:
+        domain = TASKS[task][0]
         for r in pairs[pairs.task == task].head(per_domain).itertuples():
             others = clips[(clips.domain == domain) & (clips.identity != ids[r.source_clip])].sort_values("clip_id")
             if others.empty:
                 continue
-            out.append(Case(domain, r.source_clip, int(r.source_frame), r.driving_clip, int(r.driving_start),
+            out.append(Case(group, domain, r.source_clip, int(r.source_frame), r.driving_clip, int(r.driving_start),
                             min(int(r.n_frames), n_frames), str(others.iloc[0]["clip_id"])))
     return out
 
@@ -128,12 +139,12 @@ def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep
     values: dict[str, dict[str, dict[str, list[float | None]]]] = {}
     table = clip_table(root)
     paths = dict(zip(table["clip_id"], table["path"]))
-    for domain in sorted({c.domain for c in todo}):
-        mine = [c for c in todo if c.domain == domain]
-        values[domain] = {}
+    for group in dict.fromkeys(c.group for c in todo):
+        mine = [c for c in todo if c.group == group]
+        values[group] = {}
         for kind in ("pose", "expression", "identity", "blur"):
             per_level = []
-            for level in progress(levels(kind, short), desc=f"sensitivity {domain} {kind}", unit="level"):
+            for level in progress(levels(kind, short), desc=f"sensitivity {group} {kind}", unit="level"):
                 ev = Evaluator.from_params(list(metrics), ep, "cpu", motion_dataset=str(root))
                 for c in mine:
                     gen = _perturbed(c, root, kind, level)
@@ -141,9 +152,9 @@ def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep
                     src = read_frames(root / paths[c.source_clip], c.source_frame, c.source_frame + 1)[0]
                     ev.evaluate_pair(ev.pair(gen, drv, src, f"{c.source_clip}:{kind}={level}"))
                 per_level.append({m: v.value for m, v in ev.compute().items()})
-            values[domain][kind] = {m: [lv[m] for lv in per_level] for m in metrics}
+            values[group][kind] = {m: [lv[m] for lv in per_level] for m in metrics}
     return {"levels": {k: list(levels(k, short)) for k in ("pose", "expression", "identity", "blur")},
-            "cases": {d: sum(c.domain == d for c in todo) for d in values}, "frames_per_case": n_frames,
+            "cases": {g: sum(c.group == g for c in todo) for g in values}, "frames_per_case": n_frames,
             "values": values, "metrics": judge(values, metrics)}
 
 

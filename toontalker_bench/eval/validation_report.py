@@ -182,7 +182,7 @@ def render_sensitivity(sens: dict[str, Any] | None) -> list[str]:
 
     lv = sens["levels"]
     lines = ["", "## Sensitivity to injected errors", "",
-             f"The exact answer (oracle-render) to {sum(sens['cases'].values())} self-reenactment pairs "
+             f"The exact answer (oracle-render) to {sum(sens['cases'].values())} protocol pairs "
              f"({', '.join(f'{d} {n}' for d, n in sens['cases'].items())}; {sens['frames_per_case']} frames each), "
              "perturbed by one kind of error at a time: pose offset (degrees, every frame after the first) "
              f"{lv['pose']}, expression offset (morph units) {lv['expression']}, identity swap, Gaussian blur "
@@ -201,11 +201,12 @@ def render_sensitivity(sens: dict[str, Any] | None) -> list[str]:
                 cells.append(" → ".join(_f(x, 3) for x in vals) if vals else "")
             lines.append(f"| `{m}` | {res['own_error']} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["| metric | own error | monotone | must ignore | cross-sensitivity (cartoon; real) | flat |",
+    groups = list(sens["values"])
+    lines += [f"| metric | own error | monotone | must ignore | cross-sensitivity ({'; '.join(groups)}) | flat |",
               "|---|---|---|---|---|---|"]
     for m, res in sens["metrics"].items():
-        cross = "; ".join(", ".join(f"{k} {_f(v, 2)}" for k, v in (d.get("cross") or {}).items()) or "–"
-                          for d in res["domains"].values())
+        cross = "; ".join(", ".join(f"{k} {_f(v, 2)}" for k, v in (res["domains"].get(g, {}).get("cross") or {}
+                                                                      ).items()) or "–" for g in groups)
         lines.append(f"| `{m}` | {res['own_error']} | {'yes' if res['monotone'] else 'NO'} | "
                      f"{', '.join(metric_class(m).ignores) or '–'} | {cross} | {'yes' if res['flat'] else 'NO'} |")
     return lines + [""]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.domains import TASKS
 from ..metrics import Metric, metric_class
 
 # What a metric must show on the demo corpus before the leaderboard presents it without a marker, per domain (the
@@ -25,8 +26,6 @@ CORPUS = "corpus-ridge"
 def _domains(metric: type[Metric], task: str) -> tuple[str, ...]:
     """The domains a metric's estimator must be valid on for a task: a metric that analyses driving faces reads
     generated (= source domain) and driving frames; the others the generated (and source) frames."""
-    from ..core.domains import TASKS
-
     src, drv = TASKS[task]
     return tuple(dict.fromkeys((src, drv))) if {"faces", "driving"} <= metric.needs else (src,)
 
@@ -45,8 +44,10 @@ def validation_problems(report: dict[str, Any] | None, metric: str, task: str) -
         return ["no metric validation report"]
     out = []
     sens = report.get("metrics", {}).get(metric)
-    if sens is not None:  # the verdicts of the domains the task reads (the overall ones from an older report)
-        verdicts = {d: sens["domains"][d] for d in _domains(cls, task) if d in sens.get("domains", {})} or {"": sens}
+    if sens is not None:  # the verdicts of the domains the task reads and, across domains, the task's own (the
+        # overall ones from an older report)
+        keys = _domains(cls, task) + ((task,) if len(set(TASKS[task])) > 1 else ())
+        verdicts = {d: sens["domains"][d] for d in keys if d in sens.get("domains", {})} or {"": sens}
         for key, default, what in (("monotone", False, "does not grow monotonically with its own injected error"),
                                    ("flat", True, "answers to errors it should ignore (sensitivity suite)")):
             failed = [d for d, v in verdicts.items() if not v.get(key, default)]
