@@ -320,7 +320,7 @@ def evaluate_metrics(ctx: click.Context, generated: str, driving: str | None, so
 @click.option("--max-clips", type=int, default=12, show_default=True, help="Clips per domain (identity and FID).")
 @click.option("--frames-per-clip", type=int, default=24, show_default=True)
 @click.option("--sensitivity-pairs", type=click.IntRange(min=0), default=3, show_default=True,
-              help="Self-reenactment pairs per domain for the injected-error suite (0 skips it).")
+              help="Pairs per task for the injected-error suite (0 skips it).")
 @click.option("--sensitivity-frames", type=click.IntRange(min=2), default=24, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default="docs/metrics-validation.json",
