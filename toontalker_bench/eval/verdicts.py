@@ -21,6 +21,7 @@ IDENTITY_AUC_TARGET = 0.9  # validation "identity": same- vs different-identity 
 # The motion backends the report's motion part is keyed by (written by ``validate``, read by ``validation_report``).
 GENERIC = "bfm3ddfa-jaw-y"
 CORPUS = "corpus-ridge"
+MEDIAPIPE = "mediapipe"
 
 
 def _domains(metric: type[Metric], task: str) -> tuple[str, ...]:
