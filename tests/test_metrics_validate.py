@@ -62,6 +62,14 @@ def test_validation_markers_follow_the_targets_per_domain_and_task() -> None:
     assert verdicts.validation_problems(report, "aed_exp_rel", "cartoon2real") == [
         "does not grow monotonically with its own injected error on cartoon2real"]
     assert verdicts.validation_problems(report, "aed_exp_rel", "self_real") == []
+    # a report counts only for the estimator and the data it validated
+    report.update(motion_backend="corpus-ridge:dataset:aaa", identity_backend="sface", dataset_version="dvc:1")
+    assert verdicts.validation_problems(report, "apd_rel_deg", "self_real", "corpus-ridge:dataset:aaa", "dvc:1") == []
+    assert verdicts.validation_problems(report, "apd_rel_deg", "self_real", "bfm3ddfa-jaw-y", "dvc:2") == [
+        "the report validated corpus-ridge:dataset:aaa, this value is from bfm3ddfa-jaw-y",
+        "the report validated dataset dvc:1, this value is on dvc:2"]
+    assert verdicts.validation_problems(report, "csim", "cartoon2real", "dlib-resnet128") == [
+        "the report validated sface, this value is from dlib-resnet128"]
     v = MetricValue("apd_rel_deg", 3.0, "bfm3ddfa")
     verdicts.annotate(v, "self_cartoon", None)
     assert v.extra["validation"] == "not validated on this data: no metric validation report"

@@ -458,12 +458,24 @@ def run(params: Params, out: str = "docs/metrics-validation.md", dataset_dir: st
                                         ep=params.eval)
         seconds["sensitivity"] = time.time() - t
     report.update(summary_keys(report, params.eval.id_backend))
+    report.update(provenance(params, built))
     report["seconds"] = round(time.time() - t0, 1)
     report["seconds_per_part"] = {k: round(v, 1) for k, v in seconds.items()}
     write_text(out, render(report))
     if json_out:
         write_json(json_out, report)
     return report
+
+
+def provenance(params: Params, dataset_dir: Path) -> dict[str, Any]:
+    """What the figures are of: the dataset version, the face analysis size and the code commit (the backends' exact
+    ids, the corpus map's hash included, are ``motion_backend`` / ``identity_backend``)."""
+    from ..core.provenance import code_commit
+    from ..data.version import dataset_version
+
+    built = (dataset_dir / "clips.parquet").is_file()
+    return {"dataset_version": dataset_version(dataset_dir) if built else None,
+            "analysis_size": params.eval.analysis_size, "code_commit": code_commit()}
 
 
 def motion_summary(m: dict[str, Any]) -> dict[str, Any]:
