@@ -98,6 +98,30 @@ def test_driving_analysis_is_cached_by_content(tmp_path: Path, monkeypatch: pyte
     assert calls == [4, 4]  # another content is analysed anew
 
 
+def test_pair_analyses_of_driving_frames_are_kept_on_disk(tmp_path: Path) -> None:
+    """An analysis such as MediaPipe's readings: driving frames are read once across pairs (and runs), generated
+    frames every time; another analysis tag of the same frames is its own entry."""
+    from toontalker_bench.metrics.pair import AnalysisCache, Pair
+
+    calls = []
+
+    def analyse(frames: np.ndarray) -> dict[str, np.ndarray]:
+        calls.append(len(frames))
+        return {"mean": frames.mean(axis=(1, 2, 3))}
+
+    frames = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    cache = AnalysisCache(tmp_path)
+    for _ in range(2):
+        pair = Pair(frames, frames.copy(), disk=cache)
+        a = pair.analysis("driving", "mean-v1", analyse)
+        assert pair.analysis("driving", "mean-v1", analyse) is a  # once per pair
+        pair.analysis("generated", "mean-v1", analyse)
+    assert calls == [3, 3, 3]
+    np.testing.assert_allclose(a["mean"], frames.mean(axis=(1, 2, 3)))
+    Pair(frames, frames, disk=cache).analysis("driving", "mean-v2", analyse)
+    assert calls == [3, 3, 3, 3]
+
+
 def test_merged_shards_equal_one_evaluator() -> None:
     rng = np.random.default_rng(3)
     pairs = [(rng.integers(0, 256, (4, 16, 16, 3), dtype=np.uint8), rng.integers(0, 256, (4, 16, 16, 3),

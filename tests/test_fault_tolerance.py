@@ -111,6 +111,9 @@ def _init_project(root: Path) -> dict:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     spec = _pipeline(params)
     (root / "dvc.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    check = root / params["build"]["corpus_check"]  # a dependency of build (the card quotes it for its own clips)
+    check.parent.mkdir(parents=True)
+    shutil.copyfile(REPO / params["build"]["corpus_check"], check)
     _dvc(root, "init", "--no-scm", "-q")
     shutil.copyfile(REPO / ".dvcignore", root / ".dvcignore")  # resume records stay out of the hashes
     config = "[core]\n    no_scm = True\n    analytics = false\n    check_update = false\n"

@@ -62,6 +62,14 @@ def test_validation_markers_follow_the_targets_per_domain_and_task() -> None:
     assert verdicts.validation_problems(report, "aed_exp_rel", "cartoon2real") == [
         "does not grow monotonically with its own injected error on cartoon2real"]
     assert verdicts.validation_problems(report, "aed_exp_rel", "self_real") == []
+    # a report counts only for the estimator and the data it validated
+    report.update(motion_backend="corpus-ridge:dataset:aaa", identity_backend="sface", dataset_version="dvc:1")
+    assert verdicts.validation_problems(report, "apd_rel_deg", "self_real", "corpus-ridge:dataset:aaa", "dvc:1") == []
+    assert verdicts.validation_problems(report, "apd_rel_deg", "self_real", "bfm3ddfa-jaw-y", "dvc:2") == [
+        "the report validated corpus-ridge:dataset:aaa, this value is from bfm3ddfa-jaw-y",
+        "the report validated dataset dvc:1, this value is on dvc:2"]
+    assert verdicts.validation_problems(report, "csim", "cartoon2real", "dlib-resnet128") == [
+        "the report validated sface, this value is from dlib-resnet128"]
     v = MetricValue("apd_rel_deg", 3.0, "bfm3ddfa")
     verdicts.annotate(v, "self_cartoon", None)
     assert v.extra["validation"] == "not validated on this data: no metric validation report"
@@ -90,8 +98,8 @@ def test_judge_allows_noise_below_the_floor_but_not_a_metric_that_falls() -> Non
 
 def test_motion_part_measures_every_backend_and_writes_the_summary_keys() -> None:
     """Rendered cartoon and real-head clips with known motion (train and held-out test identities): every generic fit
-    variant and the corpus map are measured against the truth, and the summary carries the figures the report and
-    the JSON publish."""
+    variant, MediaPipe (landmark pose and matrix) and the corpus map are measured against the truth, and the summary
+    carries the figures the report and the JSON publish."""
     from toontalker_bench.data.dataset import Clip
     from toontalker_bench.data.synth.background import background
     from toontalker_bench.data.synth.cartoon import render
@@ -129,6 +137,10 @@ def test_motion_part_measures_every_backend_and_writes_the_summary_keys() -> Non
     assert m["corpus"]["backend"] == "corpus-ridge:validation-train-clips" and m["headline_backend"] == "corpus-ridge"
     full, jaw_y = m["backends"]["bfm3ddfa"]["real"], m["backends"]["bfm3ddfa-jaw-y"]["real"]
     assert jaw_y["pose_mae_deg"]["yaw"] < full["pose_mae_deg"]["yaw"]  # the silhouette no longer pulls yaw
+    mp, matrix = m["backends"]["mediapipe"], m["backends"]["mediapipe-matrix"]
+    assert m["mediapipe_unavailable"] is None and mp["real"]["face_found_rate"] == mp["cartoon"]["face_found_rate"] == 1
+    assert mp["real"]["pose_mae_deg"]["yaw"] < matrix["real"]["pose_mae_deg"]["yaw"]  # the matrix under-reads yaw
+    assert "box_fallback_rate" not in mp["real"] and "mediapipe" in m["s_per_frame"]
     corpus = m["backends"]["corpus-ridge"]
     assert corpus["cartoon"]["pose_mae_deg"] is None  # fitted on the train clips: measured on test clips only
     assert corpus["cartoon"]["domain_correct_test_clips"] == "1/1" and corpus["real"]["domain_correct_test_clips"] == "1/1"
@@ -142,3 +154,4 @@ def test_motion_part_measures_every_backend_and_writes_the_summary_keys() -> Non
     assert summary["pose_mae_deg"]["real"] == pytest.approx(np.mean(list(corpus["real"]["pose_mae_deg_test"].values())))
     text = "\n".join(validation_report.render_motion({**m, "source": "test clips", "clips": len(clips), "frames_per_clip": "all"}))
     assert "corpus-ridge:validation-train-clips" in text and "bfm3ddfa-jaw-y+seqshape" in text
+    assert "| `mediapipe` | real |" in text and "`mediapipe-matrix` | cartoon |" in text

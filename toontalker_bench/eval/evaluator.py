@@ -370,7 +370,10 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
     ``split="train"`` uses pairs drawn the same way from the train clips (the train-vs-test gap). The inputs are
     the ones :func:`toontalker_bench.runs.plan_run` checked (tasks the method can do, known metric names, a resolved
     device); they are not checked again here."""
+    from ..data.version import dataset_version
+
     root, out_dir = Path(dataset_dir), Path(out_dir)
+    version = dataset_version(root)
     pairs = load_pairs(root, tasks, split)
     frames = ProtocolFrames(root, clip_table(root), method.size)
     rank, world = _rank_world()
@@ -415,7 +418,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         for v in values.values():
             if unavailable:
                 v.extra["pairs_unavailable"] = len(unavailable)
-            annotate(v, task, ep.validation)
+            annotate(v, task, ep.validation, version)
         results[task] = values
         rows.extend({**{k: r[k] for k in ("task", "pair_id", "source_clip", "driving_clip", "n_frames")},
                      **{m: (r[m]["value"] if m in r else None) for m in names},

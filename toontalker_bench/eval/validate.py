@@ -1,7 +1,8 @@
 """Validate the metrics against the demo corpus, whose motion and identities are known; write the report.
 
-Figures (per domain): pose MAE in degrees of the 3DMM fit vs ground-truth yaw/pitch/roll; expression: a ridge probe
-from the 10-D expression code to the 17 ground-truth morphs, fitted on train clips, Pearson r on test clips; FID(X, X),
+Figures (per domain): pose MAE in degrees of each motion backend (3DMM fits, MediaPipe, the corpus map) vs
+ground-truth yaw/pitch/roll; expression: a ridge probe from the backend's expression code (the 10-D BFM code, the 52
+blendshapes) to the 17 ground-truth morphs, fitted on train clips, Pearson r on test clips; FID(X, X),
 FID between two disjoint halves, and FID against blurred / noisy copies at growing strength; identity ROC AUC of
 same- vs different-identity embedding similarity per backend. Frames come from the built dataset (aligned clips +
 ``.npz`` motion) when it exists, else from the demo corpus videos (``<video>.mp4`` + ``<video>.gt.parquet``),
@@ -19,14 +20,15 @@ from typing import Any
 import numpy as np
 
 from ..core.config import Params
-from ..core.errors import AssetError, DatasetError
+from ..core.errors import AssetError, DatasetError, MediaError
 from ..core.io import write_json, write_text
 from ..core.progress import progress
 from ..data.dataset import Clip, load_clips
 from ..faces.analyzer import FaceAnalyzer
+from ..faces.bfm import MotionEstimate
 from ..faces.pose import POSE_DIM
 from .validation_report import render
-from .verdicts import CORPUS, GENERIC
+from .verdicts import CORPUS, GENERIC, MEDIAPIPE
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,22 @@ def motion_clips(params: Params, dataset_dir: str | None, frames_per_clip: int
     return iter(clips), len(clips), source, None
 
 
+#: The ``mediapipe`` backend and, measured beside it, the same readings with the head matrix's angles.
+MEDIAPIPE_VARIANTS: tuple[str, ...] = (MEDIAPIPE, MEDIAPIPE + "-matrix")
+
+
+def _mediapipe(frames: np.ndarray) -> tuple[MotionEstimate, MotionEstimate]:
+    """The ``mediapipe`` backend's estimate of ``frames``, and the same with the facial transformation matrix's
+    angles in place of the landmark pose."""
+    from ..faces.mediapipe import matrix_pose, read_video
+    from ..metrics.motion import MediaPipeBackend
+
+    readings = read_video(frames)
+    est = MediaPipeBackend().from_readings(readings, frames.shape[1:3])
+    angles = np.where(est.ok[:, None], matrix_pose(readings["matrix"]), np.nan)
+    return est, MotionEstimate(angles, est.exp, est.ok & np.isfinite(angles).all(1), MEDIAPIPE_VARIANTS[1])
+
+
 def _finite_mean(values: Iterable[float]) -> float | None:
     """Mean of the finite values (a constant prediction has no correlation), None when there are none."""
     v = np.array(list(values), np.float64)
@@ -223,7 +241,9 @@ def _predict(corpus: Any, feats: dict[str, np.ndarray], seconds: dict[str, float
 
 def measure_motion(clips: Iterable[Clip], analyzer: FaceAnalyzer, dataset_dir: str | None = None,
                    corpus: Any = None, n_clips: int | None = None) -> dict[str, Any]:
-    """Every generic fit variant and the corpus-specific backend against ground truth, per domain.
+    """Every generic fit variant, the ``mediapipe`` backend (and its matrix reading) and the corpus-specific backend
+    against ground truth, per domain. MediaPipe reads the frames itself; without its package or model the report
+    says why (``mediapipe_unavailable``).
 
     ``corpus``: a fitted ``CorpusRidgeBackend``; by default one is fitted on ``dataset_dir``'s train split (exactly as
     the evaluation does), or, without a built dataset, on the train clips given here.
@@ -239,7 +259,9 @@ def measure_motion(clips: Iterable[Clip], analyzer: FaceAnalyzer, dataset_dir: s
         corpus = CorpusRidgeBackend(dataset_dir=dataset_dir)
     corpus_fit_s = time.perf_counter() - t_corpus
     names = [backend_name(c, s) for c, s in GENERIC_VARIANTS]
-    seconds = {"face_analysis": 0.0, **{n: 0.0 for n in names}, "corpus_features": 0.0, "corpus_predict": 0.0}
+    seconds = {"face_analysis": 0.0, **{n: 0.0 for n in names}, MEDIAPIPE: 0.0, "corpus_features": 0.0,
+               "corpus_predict": 0.0}
+    mp_missing: str | None = None
     per: dict[str, dict[str, list]] = {}
     kept: list[tuple[Clip, dict[str, np.ndarray], int]] = []
     n_frames = 0
@@ -249,7 +271,7 @@ def measure_motion(clips: Iterable[Clip], analyzer: FaceAnalyzer, dataset_dir: s
         seconds["face_analysis"] += time.perf_counter() - t0
         n_frames += len(c.frames)
         d = per.setdefault(c.domain, {"gt": [], "split": [], "identity": [], "fallback": [], "clip": [],
-                                      "corpus": [], **{n: [] for n in names}})
+                                      "corpus": [], **{n: [] for n in (*names, *MEDIAPIPE_VARIANTS)}})
         d["gt"].append(c.motion.astype(np.float64))
         d["split"].append(np.full(len(c.frames), c.split))
         d["identity"].append(np.full(len(c.frames), c.identity))
@@ -259,6 +281,15 @@ def measure_motion(clips: Iterable[Clip], analyzer: FaceAnalyzer, dataset_dir: s
             t0 = time.perf_counter()
             d[name].append(get_bfm(contour).estimate(track.landmarks68, shared_shape=shared))
             seconds[name] += time.perf_counter() - t0
+        if mp_missing is None:
+            t0 = time.perf_counter()
+            try:
+                for name, est in zip(MEDIAPIPE_VARIANTS, _mediapipe(c.frames)):
+                    d[name].append(est)
+            except (AssetError, MediaError) as e:
+                mp_missing = str(e)
+                log.warning("validation: motion backend %s not measured: %s", MEDIAPIPE, e)
+            seconds[MEDIAPIPE] += time.perf_counter() - t0
         t0 = time.perf_counter()
         feats = motion_features(c.frames, track.landmarks68)
         seconds["corpus_features"] += time.perf_counter() - t0
@@ -286,8 +317,10 @@ def measure_motion(clips: Iterable[Clip], analyzer: FaceAnalyzer, dataset_dir: s
         "maps": getattr(corpus.model, "info", None) and {
             d: {k: (v["chosen"] if isinstance(v, dict) else v) for k, v in i.items()}
             for d, i in corpus.model.info.items()}}}
+    out["mediapipe_unavailable"] = mp_missing
     s_frame = {k: v / max(n_frames, 1) for k, v in seconds.items()}
     out["s_per_frame"] = {"face_analysis": s_frame["face_analysis"], **{n: s_frame[n] for n in names},
+                          **({} if mp_missing else {MEDIAPIPE: s_frame[MEDIAPIPE]}),  # its own face detection
                           # the corpus features include a jaw-y fit
                           CORPUS: s_frame["corpus_features"] + s_frame["corpus_predict"]}
     identities: dict[str, dict[str, int]] = {}
@@ -298,12 +331,13 @@ def measure_motion(clips: Iterable[Clip], analyzer: FaceAnalyzer, dataset_dir: s
         has_gt = np.isfinite(gt).all(1)
         identities[domain] = {k: len(set(ident[has_gt & sel].tolist())) for k, sel in
                               (("all", np.ones(len(gt), bool)), ("train", split == "train"), ("test", split == "test"))}
-        for name in names:
+        for name in names + ([] if mp_missing else list(MEDIAPIPE_VARIANTS)):
             est = d[name]
             found = np.concatenate([e.ok for e in est])
             res = _stats(np.concatenate([e.angles for e in est]), gt, np.concatenate([e.exp for e in est]), split,
                          found)
-            res["box_fallback_rate"] = float(np.concatenate(d["fallback"]).mean())
+            if name in names:  # RetinaFace's weak-evidence boxes: what the 3DMM fits were given
+                res["box_fallback_rate"] = float(np.concatenate(d["fallback"]).mean())
             out["backends"].setdefault(name, {})[domain] = res
         if corpus.model is not None:
             preds = d["corpus"]
@@ -424,12 +458,24 @@ def run(params: Params, out: str = "docs/metrics-validation.md", dataset_dir: st
                                         ep=params.eval)
         seconds["sensitivity"] = time.time() - t
     report.update(summary_keys(report, params.eval.id_backend))
+    report.update(provenance(params, built))
     report["seconds"] = round(time.time() - t0, 1)
     report["seconds_per_part"] = {k: round(v, 1) for k, v in seconds.items()}
     write_text(out, render(report))
     if json_out:
         write_json(json_out, report)
     return report
+
+
+def provenance(params: Params, dataset_dir: Path) -> dict[str, Any]:
+    """What the figures are of: the dataset version, the face analysis size and the code commit (the backends' exact
+    ids, the corpus map's hash included, are ``motion_backend`` / ``identity_backend``)."""
+    from ..core.provenance import code_commit
+    from ..data.version import dataset_version
+
+    built = (dataset_dir / "clips.parquet").is_file()
+    return {"dataset_version": dataset_version(dataset_dir) if built else None,
+            "analysis_size": params.eval.analysis_size, "code_commit": code_commit()}
 
 
 def motion_summary(m: dict[str, Any]) -> dict[str, Any]:

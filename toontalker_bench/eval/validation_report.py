@@ -9,6 +9,7 @@ from .verdicts import (
     EXPRESSION_R_TARGET,
     GENERIC,
     IDENTITY_AUC_TARGET,
+    MEDIAPIPE,
     POSE_MAE_TARGET_DEG,
     _f,
     validation_problems,
@@ -34,14 +35,16 @@ def render_motion(m: dict[str, Any]) -> list[str]:
         "Pose: mean absolute error of yaw, pitch, roll in degrees against the rendered rotation. Expression probe: a "
         "ridge map from the backend's expression output to the 17 ground-truth morphs, fitted on train clips, "
         "Pearson r on test clips, averaged over the morphs that vary there. Seconds per frame on this machine "
-        "(face analysis = RetinaFace + dlib 68 + dlib 5, shared by every backend): "
+        "(face analysis = RetinaFace + dlib 68 + dlib 5, shared by every backend but `mediapipe`, which finds "
+        "faces itself): "
         f"face analysis {spf['face_analysis']:.4f} s; fits: "
         + ", ".join(f"`{k}` {v:.4f} s" for k, v in spf.items() if k != "face_analysis") + ".", "",
         "### Summary (test clips: identities never seen by any fitted map)", "",
         ("| backend | domain | MAE yaw | MAE pitch | MAE roll | MAE mean | expression probe r | direct r | "
          "s/frame (with face analysis) |"),
         "|---|---|---|---|---|---|---|---|---|"]
-    for name in (head, GENERIC, backend_name("full")):
+    shown = (head, GENERIC, backend_name("full")) if head != GENERIC else (GENERIC,)
+    for name in (*shown, MEDIAPIPE):
         if name not in backends:
             continue
         label = f"`{corpus['backend']}` (corpus-specific)" if name == CORPUS else f"`{name}`"
@@ -51,13 +54,11 @@ def render_motion(m: dict[str, Any]) -> list[str]:
                 continue
             lines.append(f"| {label} | {d} | {_angles(x['pose_mae_deg_test'])} | {_f(x['pose_mae_deg_test_mean'])} | "
                          f"{_f(x.get('expression_probe_r_mean'))} | {_f(x.get('expression_direct_r_mean'))} | "
-                         f"{spf['face_analysis'] + spf[name]:.3f} |")
-        if name == head and head == GENERIC:
-            break
+                         f"{spf[name] + (0 if name == MEDIAPIPE else spf['face_analysis']):.3f} |")
     lines += [
         "", ("Direct r: the backend's own morph output against the ground truth, no probe (corpus-ridge only: its "
              "expression output is in morph units)."), "",
-        "### Generic 3DMM fits: what each change does (all clips, no fitting on the corpus)", "",
+        "### Generic estimators: what each change does (all clips, no fitting on the corpus)", "",
         ("| fit | domain | MAE yaw | MAE pitch | MAE roll | MAE mean | MAE mean, test clips | calibrated MAE test | "
          "r yaw | r pitch | r roll | expression probe r |"),
         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -78,7 +79,11 @@ def render_motion(m: dict[str, Any]) -> list[str]:
         "on the visible silhouette, which slides sideways across the cheek as the head turns). `-inner51`: the contour "
         "dropped. `+seqshape`: one identity (shape) code per clip, shared by its frames. Calibrated: a per-angle gain "
         "and offset fitted on train clips, applied to test clips (separates a scale/offset mismatch between the "
-        "corpus's heads and the BFM from noise). r: Pearson correlation with the ground-truth angle."
+        "corpus's heads and the BFM from noise). `mediapipe`: MediaPipe's Face Landmarker, pose from its 468 mesh "
+        "landmarks' image positions against the canonical face mesh (scaled orthographic camera), the 52 "
+        "blendshapes as expression; `mediapipe-matrix`: the same readings with the angles of its facial "
+        "transformation matrix instead (measured for comparison, not a backend). r: Pearson correlation with the "
+        "ground-truth angle."
         + ("" if first is None else " Ground-truth ranges: " + "; ".join(
             f"{d} yaw {backends[GENERIC][d]['gt_range_deg']['yaw'][0]:.0f} to "
             f"{backends[GENERIC][d]['gt_range_deg']['yaw'][1]:.0f}, pitch "
@@ -87,6 +92,8 @@ def render_motion(m: dict[str, Any]) -> list[str]:
             f"{backends[GENERIC][d]['gt_range_deg']['roll'][0]:.0f} to "
             f"{backends[GENERIC][d]['gt_range_deg']['roll'][1]:.0f} degrees"
             for d in doms if backends.get(GENERIC, {}).get(d, {}).get("gt_range_deg")) + "."), ""]
+    if m.get("mediapipe_unavailable"):
+        lines += [f"`{MEDIAPIPE}` not measured: {m['mediapipe_unavailable']}", ""]
     lines += ["### The corpus-specific backend", ""]
     if CORPUS in backends:
         maps = corpus.get("maps") or {}
@@ -113,7 +120,8 @@ def render_motion(m: dict[str, Any]) -> list[str]:
     lines += ["", "### Per morph (test clips)", "",
               "| backend | domain | test frames | " + " | ".join(_MORPH_SHORT) + " |",
               "|---|---|---|" + "---|" * len(_MORPH_SHORT)]
-    for name, key in ((GENERIC, "expression_probe_r"), (CORPUS, "expression_probe_r"), (CORPUS, "expression_direct_r")):
+    for name, key in ((GENERIC, "expression_probe_r"), (MEDIAPIPE, "expression_probe_r"),
+                      (CORPUS, "expression_probe_r"), (CORPUS, "expression_direct_r")):
         for d in doms:
             x = backends.get(name, {}).get(d)
             if x is None or key not in x:

@@ -21,6 +21,7 @@ IDENTITY_AUC_TARGET = 0.9  # validation "identity": same- vs different-identity 
 # The motion backends the report's motion part is keyed by (written by ``validate``, read by ``validation_report``).
 GENERIC = "bfm3ddfa-jaw-y"
 CORPUS = "corpus-ridge"
+MEDIAPIPE = "mediapipe"
 
 
 def _domains(metric: type[Metric], task: str) -> tuple[str, ...]:
@@ -34,15 +35,24 @@ def _on(domains: list[str]) -> str:
     return f" on {', '.join(domains)}" if domains else ""
 
 
-def validation_problems(report: dict[str, Any] | None, metric: str, task: str) -> list[str]:
+def validation_problems(report: dict[str, Any] | None, metric: str, task: str, backend: str | None = None,
+                        dataset_version: str | None = None) -> list[str]:
     """Why ``metric`` is not validated for ``task`` by ``report`` (the machine-readable validation figures); empty
-    when it is, or when the metric needs no validation (pixel metrics, which compare frames directly)."""
+    when it is, or when the metric needs no validation (pixel metrics, which compare frames directly). With
+    ``backend`` / ``dataset_version`` (the value's), a report that validated another estimator (a fallback's value
+    does not inherit the validation of the backend it replaced) or another build of the data does not count."""
     cls = metric_class(metric)
     if cls.validation is None:
         return []
     if report is None:
         return ["no metric validation report"]
     out = []
+    key = {"pose": "motion_backend", "expression": "motion_backend", "identity": "identity_backend"}.get(cls.validation)
+    checked = report.get(key) if key else None
+    if backend is not None and checked is not None and backend != checked:
+        out.append(f"the report validated {checked}, this value is from {backend}")
+    if dataset_version is not None and report.get("dataset_version") not in (None, dataset_version):
+        out.append(f"the report validated dataset {report['dataset_version']}, this value is on {dataset_version}")
     sens = report.get("metrics", {}).get(metric)
     if sens is not None:  # the verdicts of the domains the task reads and, across domains, the task's own (the
         # overall ones from an older report)
@@ -69,12 +79,14 @@ def validation_problems(report: dict[str, Any] | None, metric: str, task: str) -
     return out
 
 
-def annotate(value: Any, task: str, report_path: str | None) -> None:  # noqa: ANN401 - a MetricValue
-    """Mark ``value`` (``extra["validation"]``) "not validated on this data" when its validation misses a target."""
+def annotate(value: Any, task: str, report_path: str | None,  # noqa: ANN401 - a MetricValue
+             dataset_version: str | None = None) -> None:
+    """Mark ``value`` (``extra["validation"]``) "not validated on this data" when its validation misses a target,
+    or validated another backend or dataset."""
     report = None
     if report_path and Path(report_path).is_file():
         report = json.loads(Path(report_path).read_text())
-    problems = validation_problems(report, value.name, task)
+    problems = validation_problems(report, value.name, task, value.backend, dataset_version)
     if problems:
         value.extra["validation"] = "not validated on this data: " + "; ".join(problems)
 

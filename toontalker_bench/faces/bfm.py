@@ -139,8 +139,7 @@ class BFM:
         else:
             rms = np.sqrt(2 * (w * (proj - y) ** 2).sum((1, 2)) / w.sum())
         iod = s * np.linalg.norm(self.mean[45] - self.mean[36])
-        r3 = np.cross(r2[:, 0], r2[:, 1])
-        rot = np.concatenate([r2, r3[:, None]], axis=1)
+        rot = _rotation(r2)
         return BFMFit(euler_degrees(rot), z[:, N_SHAPE:], z[:, :N_SHAPE], rot, s, t, rms / iod)
 
     def estimate(self, landmarks68: np.ndarray, extra: dict[str, Any] | None = None,
@@ -181,6 +180,21 @@ def _solve_shared(a: np.ndarray, g: np.ndarray) -> np.ndarray:
     alpha = np.linalg.solve(reduced, rhs)
     beta = np.einsum("bij,bj->bi", inv, g[:, ex] - np.einsum("bji,j->bi", a_se, alpha))
     return np.concatenate([np.broadcast_to(alpha, (len(g), N_SHAPE)), beta], axis=1)
+
+
+def orthographic_pose(model: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """A rigid model's points ``(P, 3)`` (BFM frame: x right, y up, z to the camera) and their images ``(B, P, 2)``
+    (pixels, y down) -> ``(B, 3)`` yaw, pitch, roll in degrees: the fit's scaled orthographic camera step alone, for
+    a model without shape or expression codes (MediaPipe's canonical face mesh)."""
+    y = np.asarray(image, np.float64).copy()
+    y[..., 1] *= -1
+    r2, _, _ = _camera(np.broadcast_to(np.asarray(model, np.float64), (len(y), *np.shape(model))), y)
+    return euler_degrees(_rotation(r2))
+
+
+def _rotation(r2: np.ndarray) -> np.ndarray:
+    """The camera's two rows ``(B, 2, 3)`` completed to rotations ``(B, 3, 3)``."""
+    return np.concatenate([r2, np.cross(r2[:, 0], r2[:, 1])[:, None]], axis=1)
 
 
 def _camera(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from ..core.errors import LeaderboardError
-from .provenance import is_dirty
+from ..core.provenance import is_dirty
 from .render import render
 from .store import csv_path, prune, publish_rows, run_rows
 

@@ -19,7 +19,11 @@ Motion backends (``MOTION_BACKENDS``) turn a pair's frames into a :class:`Motion
   correction of ``bfm3ddfa-jaw-y``'s angles, fitted on the train split of the dataset being evaluated, which must carry
   ground-truth motion (the demo corpus does). Its expression output is in morph units. Without a dataset with
   ground-truth motion it falls back to ``bfm3ddfa-jaw-y``, logs why, and its values carry that backend's name;
-- ``deep3d`` reads Deep3DFaceRecon-style coefficient arrays the user supplies (257-D per frame).
+- ``deep3d`` reads Deep3DFaceRecon-style coefficient arrays the user supplies (257-D per frame);
+- ``mediapipe`` runs MediaPipe's Face Landmarker (its own face detector, 478 landmarks, 52 blendshapes): head pose
+  from the 468 mesh landmarks' image positions against MediaPipe's canonical face mesh (a scaled orthographic camera
+  fit, :func:`~toontalker_bench.faces.mediapipe.landmark_pose`), the 52 blendshape scores in [0, 1] as its
+  expression code. Generic (nothing fitted on any corpus); frames where it finds no face are not usable.
 
 AED values are comparable only between runs with the same backend string (``corpus-ridge:<dataset>:<hash>`` names the
 dataset and the train split it was fitted on).
@@ -253,6 +257,31 @@ class Deep3DCoefficientBackend(MotionBackend):
         ok = np.isfinite(c).all(1)
         ang = np.degrees(c[:, 224:227])
         return MotionEstimate(ang[:, [1, 0, 2]], c[:, 80:144], ok, self.name)
+
+
+@MOTION_BACKENDS.register("mediapipe", "MediaPipe Face Landmarker: head pose from its 468 2-D landmarks against the "
+                                       "canonical face mesh, the 52 blendshapes as expression")
+class MediaPipeBackend(MotionBackend):
+    """See the module docstring. Its readings of driving and source frames are kept with the face tracks (the
+    evaluator's disk cache), so the protocol's driving videos are read once across methods."""
+
+    name = "mediapipe"
+
+    def estimate(self, pair: Pair, which: Which) -> MotionEstimate:
+        from ..faces.mediapipe import model_tag, read_video
+
+        return self.from_readings(pair.analysis(which, model_tag(), read_video), pair.face_frames(which).shape[1:3])
+
+    def from_readings(self, readings: dict[str, np.ndarray], size: tuple[int, int]) -> MotionEstimate:
+        """:func:`~toontalker_bench.faces.mediapipe.read_video`'s arrays of ``(H, W)`` frames -> the estimate."""
+        from ..faces.mediapipe import landmark_pose
+
+        exp = np.asarray(readings["blendshapes"], np.float64)
+        ok = np.isfinite(exp).all(1)
+        angles = np.full((len(ok), 3), np.nan)
+        if ok.any():
+            angles[ok] = landmark_pose(readings["landmarks"][ok], size)
+        return MotionEstimate(angles, exp, ok, self.name)
 
 
 class _MotionDistance(Metric):

@@ -144,11 +144,24 @@ class Pair:
         analyzer = self.analyzer
 
         def compute() -> FaceTrack:
-            frames = self.face_frames(which)
-            if self.disk is None or which == "generated":  # generated frames are one method's: not worth keeping
+            frames, disk = self.face_frames(which), self._disk_for(which)
+            if disk is None:
                 return analyzer.track(frames, desc=f"landmarks ({which})")
-            return self.disk.track(analyzer, frames, desc=f"landmarks ({which})")
+            return disk.track(analyzer, frames, desc=f"landmarks ({which})")
         return self.cached(("faces", which), compute)
+
+    def analysis(self, which: Which, tag: str, compute: Callable[[np.ndarray], dict[str, np.ndarray]]
+                 ) -> dict[str, np.ndarray]:
+        """``compute(face_frames)``'s arrays, once per pair; those of driving and source frames also kept on disk
+        across runs (with a ``disk`` cache), keyed by the frames' content and ``tag`` (the analysis and its model)."""
+        def run() -> dict[str, np.ndarray]:
+            frames, disk = self.face_frames(which), self._disk_for(which)
+            return compute(frames) if disk is None else disk.arrays(tag, frames, lambda: compute(frames))
+        return self.cached(("analysis", which, tag), run)
+
+    def _disk_for(self, which: Which) -> AnalysisCache | None:
+        """The disk cache for analyses of ``which``: none for generated frames (one method's, not worth keeping)."""
+        return None if which == "generated" else self.disk
 
     def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
         """``compute()`` once per pair and ``key``: analyses every metric of the pair shares (motion fits, features)."""
@@ -166,30 +179,43 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 class AnalysisCache:
-    """Face tracks of frame sequences on disk, keyed by the frames' bytes and the analyzer's backend: the driving
-    and source frames of the protocol are the same for every method, so each is analysed once across runs."""
+    """Face analyses of frame sequences on disk (face tracks, MediaPipe readings), keyed by the frames' bytes and the
+    analysis (the analyzer's backend string): the driving and source frames of the protocol are the same for every
+    method, so each is analysed once across runs."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
     def track(self, analyzer: FaceAnalyzer, frames: np.ndarray, desc: str = "landmarks") -> FaceTrack:
+        from ..faces.analyzer import FaceTrack
+
+        def compute() -> dict[str, np.ndarray]:
+            t = analyzer.track(frames, desc=desc)
+            return {"landmarks68": t.landmarks68, "landmarks5": t.landmarks5, "detected": t.detected,
+                    "fallback": t.fallback, "size": np.asarray(t.size)}
+
+        z = self.arrays(analyzer.backend, frames, compute)
+        return FaceTrack(z["landmarks68"], z["landmarks5"], z["detected"], z["fallback"], int(z["size"]))
+
+    def arrays(self, tag: str, frames: np.ndarray, compute: Callable[[], dict[str, np.ndarray]]
+               ) -> dict[str, np.ndarray]:
+        """``compute()``'s arrays for ``frames``, read from disk when an analysis named ``tag`` of the same frames
+        is there."""
         import hashlib
 
         from ..core.io import atomic_path
-        from ..faces.analyzer import FaceTrack
 
         frames = np.ascontiguousarray(frames)
-        key = hashlib.sha256(str(frames.shape).encode() + analyzer.backend.encode() + frames.data).hexdigest()
+        key = hashlib.sha256(str(frames.shape).encode() + tag.encode() + frames.data).hexdigest()
         path = self.root / key[:2] / f"{key}.npz"
         if path.is_file():
             with np.load(path) as z:
-                return FaceTrack(z["landmarks68"], z["landmarks5"], z["detected"], z["fallback"], int(z["size"]))
-        t = analyzer.track(frames, desc=desc)
+                return dict(z)
+        out = compute()
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, landmarks68=t.landmarks68, landmarks5=t.landmarks5, detected=t.detected,
-                         fallback=t.fallback, size=t.size)
-        return t
+                np.savez(f, **out)
+        return out
 
 
 def _as_frames(a: np.ndarray, what: str) -> np.ndarray:

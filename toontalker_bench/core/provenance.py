@@ -1,5 +1,5 @@
-"""Where a leaderboard row's numbers come from: the dataset version (:mod:`..data.version`), the code commit, the
-time."""
+"""Which code produced a result (the checkout's commit, and whether it had uncommitted changes) and when: leaderboard
+rows and the metric validation report record them (the data they read: :mod:`..data.version`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import datetime as dt
 import hashlib
 import subprocess
 from pathlib import Path
-
 
 
 def code_commit() -> str:
