@@ -25,7 +25,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from toontalker_bench.leaderboard import provenance
+    from toontalker_bench.core import provenance
 
     monkeypatch.chdir(tmp_path)  # runs/ and leaderboard/ land here; no params.yaml -> the defaults
     # the runs name a clean commit whatever state the checkout running the tests is in (publish refuses dirty code)
@@ -241,7 +241,7 @@ def test_methods_lists_baselines_with_profiles(capsys: pytest.CaptureFixture) ->
 
 def test_run_records_the_commit_that_trained(dataset: Path, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The tree may change while a long run trains; the row names the commit read when training started."""
-    from toontalker_bench.leaderboard import provenance
+    from toontalker_bench.core import provenance
 
     commits = iter(["commit-at-plan", "commit-at-train-start", "commit-later", "commit-later", "commit-later"])
     monkeypatch.setattr(provenance, "code_commit", lambda: next(commits))
@@ -324,7 +324,7 @@ def test_publish_refuses_uncommitted_code(dataset: Path, work: Path, monkeypatch
     """A row must name the code that made it: `run` stops before training when the checkout has uncommitted changes,
     and `leaderboard publish` refuses such a run, writing nothing; `--allow-dirty` publishes it, with the diff's
     hash in ``code_commit``."""
-    from toontalker_bench.leaderboard import provenance
+    from toontalker_bench.core import provenance
 
     assert cli(dataset, "run", "--method", "copy-source", "--tasks", "self_real") == 0  # clean (the fixture)
     clean_run = next((work / "runs" / "copy-source").iterdir())
