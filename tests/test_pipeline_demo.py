@@ -25,7 +25,9 @@ from toontalker_bench.data.tubes.track import iou
 TINY = {"workers": 2,
         "synth": {"cartoon_videos": 1, "real_videos": 2, "cartoon_identities": 2, "shots_per_video": 2,
                   "shot_seconds": [3.0, 3.2], "no_face_shot_prob": 0.0, "include_carphone": False}}
-FLOORS = {"real": (0.95, 0.85), "cartoon": (0.95, 0.70)}  # (recall at IoU 0.5, mean IoU of hits)
+FLOORS = {"real": (0.95, 0.83), "cartoon": (0.95, 0.70)}  # (recall at IoU 0.5, mean IoU of hits)
+# real mean IoU measured 0.849 on this tiny corpus since the jaw drops up to 0.5 inter-ocular distances (the ground-truth
+# box follows the chin, a detector box hardly does; 0.85+ before)
 
 
 @pytest.fixture(scope="module")

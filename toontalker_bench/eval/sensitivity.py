@@ -142,17 +142,20 @@ def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep
     for group in dict.fromkeys(c.group for c in todo):
         mine = [c for c in todo if c.group == group]
         values[group] = {}
+        kind_of_task = "self" if group in ("cartoon", "real") else "cross"
+        # a metric is judged where the protocol reports it (pixel metrics compare with the driver: self tasks only)
+        names = [m for m in metrics if kind_of_task in (metric_class(m).default_for or {kind_of_task})]
         for kind in ("pose", "expression", "identity", "blur"):
             per_level = []
             for level in progress(levels(kind, short), desc=f"sensitivity {group} {kind}", unit="level"):
-                ev = Evaluator.from_params(list(metrics), ep, "cpu", motion_dataset=str(root))
+                ev = Evaluator.from_params(names, ep, "cpu", motion_dataset=str(root))
                 for c in mine:
                     gen = _perturbed(c, root, kind, level)
                     drv = read_frames(root / paths[c.driving_clip], c.driving_start, c.driving_start + c.n_frames)
                     src = read_frames(root / paths[c.source_clip], c.source_frame, c.source_frame + 1)[0]
                     ev.evaluate_pair(ev.pair(gen, drv, src, f"{c.source_clip}:{kind}={level}"))
                 per_level.append({m: v.value for m, v in ev.compute().items()})
-            values[group][kind] = {m: [lv[m] for lv in per_level] for m in metrics}
+            values[group][kind] = {m: [lv[m] for lv in per_level] for m in names}
     return {"levels": {k: list(levels(k, short)) for k in ("pose", "expression", "identity", "blur")},
             "cases": {g: sum(c.group == g for c in todo) for g in values}, "frames_per_case": n_frames,
             "values": values, "metrics": judge(values, metrics)}
@@ -173,6 +176,8 @@ def judge(values: dict[str, dict[str, dict[str, list[float | None]]]], metrics: 
         own = metric_class(m).answers_to
         res: dict[str, Any] = {"own_error": own, "domains": {}}
         for domain, kinds in values.items():
+            if m not in kinds[own]:
+                continue  # not reported for this group's task
             v = kinds[own][m]
             if any(x is None for x in v):
                 res["domains"][domain] = {"monotone": False, "reason": "not computed at every level"}
