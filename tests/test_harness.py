@@ -72,7 +72,7 @@ def test_baselines_end_to_end(dataset: Path, work: Path, capsys: pytest.CaptureF
     table = pd.read_csv(rd / "pairs.csv")
     assert len(table) == 8 and set(table.task) == set(copy)
     for task in copy:
-        for ext in ("png", "mp4", "gif"):
+        for ext in ("png", "mp4", "webp"):
             assert (rd / "samples" / f"{task}.{ext}").stat().st_size > 0
     video = read_frames(rd / "samples" / "self_real.mp4")
     assert video.shape == (6, 2 * 64, 3 * 64, 3)  # two sample pairs stacked, source | driving | output

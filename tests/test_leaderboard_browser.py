@@ -1,5 +1,6 @@
 """The rendered leaderboard page in real headless Chromium, driven over the DevTools protocol on loopback: it loads
-with no console errors or failed resources, and clicking a column header reorders the rows."""
+with no console errors or failed resources, clicking a column header reorders the rows, and at 1400 px the widest
+table (every metric a self task shows, a seed spread in every cell, long variants) needs no horizontal scroll."""
 
 from __future__ import annotations
 
@@ -23,11 +24,20 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _row(run_id: str, method: str, l1: float, psnr: float, gif: str) -> dict:
+#: every metric column a self task's table shows (with the follow shares), each value with a seed spread
+SELF_METRICS = ("apd_rel_deg", "aed_exp_rel", "pose_follow", "exp_follow", "csim", "l1", "psnr", "ssim", "lpips",
+                "aed_exp", "akd", "apd_deg", "face_miss_rate")
+LONG_VARIANT = "fusion=corrected; pre-norm; memory_std=0.02; token-skip; synthetic=0.5; vgg16-perceptual"
+
+
+def _row(run_id: str, method: str, seed: int, l1: float, psnr: float, sample: str) -> dict:
     r = {k: "" for k in PROVENANCE}
     r.update(run_id=run_id, method=method, profile="tiny", task="self_real", dataset_version="sha256:x",
-             code_commit="abc", seed=0, steps=5, train_seconds=2.0, device="cpu", date="2026-01-01T00:00:00Z",
-             size=64, sample_gif=gif, l1=l1, l1_backend="numpy", psnr=psnr, psnr_backend="numpy")
+             code_commit="abc", seed=seed, steps=1200, train_seconds=1432.5, device="cpu",
+             date="2026-01-01T00:00:00Z", size=64, sample_gif=sample, variant=LONG_VARIANT)
+    r.update({m: 0.123456 + 0.01 * seed for m in SELF_METRICS})
+    r.update({f"{m}_backend": "corpus-ridge" for m in SELF_METRICS})
+    r.update(l1=l1 + 0.001 * seed, psnr=psnr + 0.1 * seed, aed_exp_rel_note="not validated on this data: probe r 0.3")
     return r
 
 
@@ -109,27 +119,49 @@ def chromium(tmp_path: Path):  # noqa: ANN201
             proc.kill()
 
 
-def test_page_loads_clean_and_sorts(tmp_path: Path, chromium: DevTools) -> None:
+def _sample(path: Path, shade: int) -> None:
+    """A sample as the evaluator writes it: four stacked source | driving | output triptychs, 128 px wide WebP."""
+    from toontalker_bench.core.visual import save_animation
+
+    frames = np.stack([np.full((4 * 64, 3 * 64, 3), (shade + 30 * k) % 256, np.uint8) for k in range(3)])
+    save_animation(path, frames, fps=12.5)
+
+
+def _open(dt: DevTools, page: Path) -> None:
+    for domain in ("Page", "Runtime", "Log"):
+        dt.call(f"{domain}.enable")
+    dt.call("Emulation.setDeviceMetricsOverride", width=1400, height=900, deviceScaleFactor=1, mobile=False)
+    dt.call("Page.navigate", url=page.resolve().as_uri())
+    dt.wait_for("Page.loadEventFired")
+
+
+FITS = ("document.documentElement.scrollWidth <= window.innerWidth && Array.from(document.querySelectorAll('table'))"
+        ".every(t => t.getBoundingClientRect().right <= window.innerWidth)")
+
+
+def test_page_loads_clean_sorts_and_fits_1400px(tmp_path: Path, chromium: DevTools) -> None:
     board = tmp_path / "leaderboard"
     rows = []
     for i, (method, l1, psnr) in enumerate([("beta", 0.20, 21.0), ("alpha", 0.05, 30.0), ("gamma", 0.12, 25.0)]):
-        gif = f"samples/{method}.gif"
-        frames = [Image.fromarray(np.full((16, 48, 3), 40 * k + 20 * i, np.uint8)) for k in range(3)]
-        (board / "samples").mkdir(parents=True, exist_ok=True)
-        frames[0].save(board / gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
-        rows.append(_row(f"r{i}", method, l1, psnr, gif))
+        sample = f"samples/{method}.webp"
+        _sample(board / sample, 40 * i)
+        rows += [_row(f"r{i}-{seed}", method, seed, l1, psnr, sample) for seed in (0, 1)]
     publish_rows(board / "demo.csv", rows)
     _, page = render(board, "demo")
 
     dt = chromium
-    for domain in ("Page", "Runtime", "Log"):
-        dt.call(f"{domain}.enable")
-    dt.call("Page.navigate", url=page.resolve().as_uri())
-    dt.wait_for("Page.loadEventFired")
-    order = "Array.from(document.querySelectorAll('#self_real tbody tr')).map(r => r.cells[0].textContent)"
+    _open(dt, page)
+    order = ("Array.from(document.querySelectorAll('#self_real tbody tr'))"
+             ".map(r => r.cells[0].querySelector('.name').textContent)")
     assert dt.js(order) == ["alpha", "beta", "gamma"]  # rendered sorted by method name
     assert dt.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)") is True
-    assert dt.js("document.images.length") == 4  # three sample GIFs + the bar chart
+    assert dt.js("document.images.length") == 4  # three samples + the bar chart
+    assert dt.js("window.innerWidth") == 1400
+    assert dt.js(FITS) is True, dt.js("document.documentElement.scrollWidth")
+    tags = "Array.from(document.querySelectorAll('#self_real tbody tr:first-child .tag')).map(t => t.title)"
+    assert dt.js(tags) == ["tiny", *LONG_VARIANT.split("; ")]  # each variant part a tag, in full on hover
+    groups = "Array.from(document.querySelectorAll('#self_real th.g')).map(t => t.textContent)"
+    assert dt.js(groups) == ["motion", "identity", "image quality", "other"]
 
     dt.js("document.querySelector('#self_real th[data-col=l1]').click()")
     assert dt.js(order) == ["alpha", "gamma", "beta"]  # l1 ascending: 0.05, 0.12, 0.20
@@ -140,7 +172,18 @@ def test_page_loads_clean_and_sorts(tmp_path: Path, chromium: DevTools) -> None:
     assert dt.js(order) == ["beta", "gamma", "alpha"]  # psnr ascending: 21, 25, 30
     dt.js("document.querySelector('#self_real th[data-col=method]').click()")
     assert dt.js(order) == ["alpha", "beta", "gamma"]
-    assert dt.js("document.querySelector('#self_real td.best').textContent") in ("0.05", "30")
+    assert dt.js("document.querySelectorAll('#self_real td.best').length") == 0  # no copy-source row to beat
     time.sleep(0.3)  # let late console/log events arrive
     dt.js("1")
     assert dt.errors() == []
+
+
+def test_the_committed_board_loads_and_fits_1400px(chromium: DevTools) -> None:
+    page = Path(__file__).resolve().parents[1] / "leaderboard" / "index.html"
+    _open(chromium, page)
+    assert chromium.js("document.querySelectorAll('table').length") > 0
+    assert chromium.js("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)") is True
+    assert chromium.js(FITS) is True, chromium.js("document.documentElement.scrollWidth")
+    time.sleep(0.3)
+    chromium.js("1")
+    assert chromium.errors() == []

@@ -97,22 +97,25 @@ def test_a_registered_metric_is_listed_and_computed_by_the_cli(toy: type[MeanLev
 
 def test_a_registered_metric_is_a_leaderboard_column(toy: type[MeanLevel], tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    def row(run_id: str, method: str, level: float, apd: float) -> dict:
+    def row(run_id: str, method: str, level: float, apd: float, seed: int = 0) -> dict:
         r = {k: "" for k in PROVENANCE}
         r.update(run_id=run_id, method=method, profile="tiny", task="self_real", dataset_version="sha256:x",
-                 code_commit="abc", seed=0, steps=10, train_seconds=1.0, device="cpu", date="2026-01-01T00:00:00Z",
+                 code_commit="abc", seed=seed, steps=10, train_seconds=1.0, device="cpu", date="2026-01-01T00:00:00Z",
                  size=64, l1=0.1, l1_backend="numpy", apd_rel_deg=apd, apd_rel_deg_backend="bfm3ddfa",
                  **{toy.name: level, f"{toy.name}_backend": "toy"})
         return r
 
     path = tmp_path / "board.csv"
-    publish_rows(path, [row("a", "alpha", 120.0, 2.0), row("b", "beta", 90.0, 1.0)])
+    publish_rows(path, [row("a0", "alpha", 120.0, 2.0), row("a1", "alpha", 121.0, 2.1, seed=1),
+                        row("b0", "beta", 90.0, 1.0), row("b1", "beta", 91.0, 1.1, seed=1),
+                        {**row("c", "copy-source", 100.0, 3.0), "bracket": "yes"}])
     md = render_markdown(read_leaderboard(path), "demo")
-    # not a headline metric: after the headline apd_rel_deg, among the others by name; higher is better, so alpha's
-    # value is the best
+    # not a headline metric: after the headline apd_rel_deg, in the other groups (l1: image quality; the toy: other);
+    # higher is better, so alpha's value is the best (and clear of copy-source's by more than its seed spread)
     assert f"| method | profile | n | apd_rel_deg ↓ | l1 ↓ | {toy.name} ↑ |" in md
     lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
-    assert "**120**" in lines["alpha"] and "**1**" in lines["beta"] and "**90**" not in lines["beta"]
+    assert "**120.5 ± 0.71**" in lines["alpha"] and "**1.05 ± 0.071**" in lines["beta"]
+    assert f"**90.5" not in lines["beta"]
     monkeypatch.setattr(toy, "headline", True)  # a headline metric leads, in declared order (15: after apd_rel_deg)
     md = render_markdown(read_leaderboard(path), "demo")
     assert f"| method | profile | n | apd_rel_deg ↓ | {toy.name} ↑ | l1 ↓ |" in md

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import math
 import multiprocessing as mp
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from toontalker_bench.leaderboard.store import (
     publish_rows,
     read_leaderboard,
     read_rows,
+    run_rows,
 )
 
 
@@ -109,15 +112,32 @@ def test_corrupt_csv_is_refused_and_left_untouched(tmp_path: Path, corrupt: str 
     assert path.read_bytes() == before
 
 
-def test_markdown_marks_best_and_direction(tmp_path: Path) -> None:
+def test_bold_only_for_the_best_method_clear_of_copy_source_by_its_seed_spread(tmp_path: Path) -> None:
+    """Bold needs a method (not a bracket), two or more seeds, a value with no mark, and a margin over copy-source's
+    value larger than the method's seed-to-seed sd: alpha's l1 clears it (0.09 > 0.014), beta's psnr, the best,
+    does not (3 < 5.7)."""
     path = tmp_path / "board.csv"
-    publish_rows(path, [row("a", method="alpha", l1=0.30, psnr=25.0), row("b", method="beta", l1=0.10, psnr=22.0),
-                        {**row("o", method="oracle-driving", l1=0.0, psnr=100.0), "bracket": "yes"}])
+    runs = [("a0", "alpha", 0, 0.10, 25.0), ("a1", "alpha", 1, 0.12, 26.0), ("b0", "beta", 0, 0.28, 22.0),
+            ("b1", "beta", 1, 0.32, 30.0)]
+    publish_rows(path, [{**row(r, method=m, l1=l1, psnr=psnr), "seed": seed} for r, m, seed, l1, psnr in runs]
+                 + [{**row("c", method="copy-source", l1=0.2, psnr=23.0), "bracket": "yes"},
+                    {**row("o", method="oracle-driving", l1=0.0, psnr=100.0), "bracket": "yes"}])
     md = render_markdown(read_leaderboard(path), "demo")
     assert "| method | profile | n | l1 ↓ | psnr ↑ |" in md
     lines = {ln.split("|")[1].strip(): ln for ln in md.splitlines() if ln.startswith("| ")}
-    assert "**0.1**" in lines["beta"] and "**25**" in lines["alpha"]  # the bracket is not counted as best
-    assert "**" not in lines["*oracle-driving (bracket)*"]
+    assert "**0.11 ± 0.014**" in lines["alpha"]
+    assert "**" not in lines["beta"] and "**" not in lines["*oracle-driving (bracket)*"]
+    assert "**" not in lines["*copy-source (bracket)*"]
+
+    publish_rows(path, [{**row("a1", method="alpha", l1=0.12, psnr=26.0), "seed": 1,
+                         "l1_note": "not validated on this data: pose MAE 4.0 deg > 3 on real"}])
+    marked = render_markdown(read_leaderboard(path), "demo")
+    assert "**" not in marked.split("## self_real")[1]  # a value with a mark is never bold
+    df = read_leaderboard(path)
+    single = render_markdown(df[df["seed"] == 0], "demo")
+    assert "**" not in single.split("## self_real")[1]  # one seed: no spread to beat, nothing bold
+    no_copy = render_markdown(df[(df["method"] != "copy-source") & (df["run_id"] != "a1")], "demo")
+    assert "**" not in no_copy.split("## self_real")[1]
 
 
 def test_rows_are_summarised_over_seeds_with_their_spread_and_notes(tmp_path: Path) -> None:
@@ -131,7 +151,7 @@ def test_rows_are_summarised_over_seeds_with_their_spread_and_notes(tmp_path: Pa
     md = render_markdown(read_leaderboard(path), "demo")
     line = next(ln for ln in md.splitlines() if ln.startswith("| m |"))
     cells = [c.strip() for c in line.split("|")]
-    assert cells[3] == "2" and cells[4].startswith("**0.3 ± 0.14") and cells[4].endswith("†**")
+    assert cells[3] == "2" and cells[4] == "0.3 ± 0.14†"
     assert "- `l1`†: not validated on this data: pose MAE 4.0 deg > 3 on real" in md
 
 
@@ -249,3 +269,64 @@ def test_show_keeps_quick_runs_apart(tmp_path: Path) -> None:
     whole = show(tmp_path, "demo")
     assert "0.2" in whole and "0.9" not in whole
     assert "0.9" in show(tmp_path, "demo", quick=True) and "0.2" not in show(tmp_path, "demo", quick=True)
+
+
+def test_a_run_publishes_its_follow_shares_and_webp_sample(tmp_path: Path) -> None:
+    """The relative motion metrics' ``follow`` lands in ``pose_follow`` / ``exp_follow`` with that metric's backend
+    and note; the run's WebP sample is copied (a run from before WebP samples keeps its GIF)."""
+    run_dir = tmp_path / "runs" / "m" / "r1"
+    (run_dir / "samples").mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"run_id": "r1", "method": "m", "profile": "tiny", "seed": 0,
+                                                 "steps": 5, "code_commit": "abc", "dataset_version": "dvc:x"}))
+    apd = {"value": 2.0, "backend": "corpus-ridge", "n": 10, "extra": {"follow": 0.25, "change_ratio": 0.5}}
+    aed = {"value": 0.1, "backend": "corpus-ridge", "n": 10,
+           "extra": {"follow": 0.5, "validation": "not validated on this data: probe r 0.3 < 0.6 on real"}}
+    detail = {"size": 64, "tasks": {"self_real": {"apd_rel_deg": apd, "aed_exp_rel": aed},
+                                    "self_cartoon": {"l1": {"value": 0.1, "backend": "numpy"}}}}
+    (run_dir / "metrics_detail.json").write_text(json.dumps(detail))
+    (run_dir / "samples" / "self_real.webp").write_bytes(b"RIFF")
+    (run_dir / "samples" / "self_cartoon.gif").write_bytes(b"GIF89a")
+    board = tmp_path / "leaderboard"
+    rows = {r["task"]: r for r in run_rows(run_dir, board)}
+    real = rows["self_real"]
+    assert real["pose_follow"] == 0.25 and real["exp_follow"] == 0.5 and real["pose_follow_backend"] == "corpus-ridge"
+    assert real["pose_follow_note"] == "" and real["exp_follow_note"].startswith("not validated")
+    assert "pose_follow" not in rows["self_cartoon"]
+    assert real["sample_gif"] == "samples/m-r1-self_real.webp"
+    assert rows["self_cartoon"]["sample_gif"] == "samples/m-r1-self_cartoon.gif"
+    assert (board / real["sample_gif"]).read_bytes() == b"RIFF"
+    publish_rows(board / "demo.csv", list(rows.values()))
+    df = read_leaderboard(board / "demo.csv").set_index("task")
+    assert df.loc["self_real", "pose_follow"] == 0.25 and math.isnan(df.loc["self_cartoon", "pose_follow"])
+    md = render_markdown(read_leaderboard(board / "demo.csv"), "demo")
+    assert "| method | profile | n | apd_rel_deg ↓ | aed_exp_rel ↓ | pose_follow →1 | exp_follow →1 |" in md
+    assert "- `exp_follow`†: not validated on this data" in md
+
+
+def test_prune_drops_the_samples_of_rows_the_board_does_not_show(tmp_path: Path) -> None:
+    """Rows of an older dataset version stay in the CSV, named under the board's heading, but lose their samples;
+    the current version's newest run keeps its own (WebP or GIF)."""
+    board = tmp_path / "leaderboard"
+    (board / "samples").mkdir(parents=True)
+    for name in ("old.gif", "new.webp", "orphan.webp"):
+        (board / "samples" / name).write_bytes(b"x")
+    publish_rows(board / "demo.csv", [
+        {**row("old", method="fomm"), "dataset_version": "dvc:aaa", "sample_gif": "samples/old.gif"},
+        {**row("new"), "dataset_version": "dvc:bbb", "date": "2026-01-02T00:00:00Z", "sample_gif": "samples/new.webp"}])
+    assert prune(board, "demo", None) == (0, 2)
+    rows, _ = read_rows(board / "demo.csv")
+    assert {r["run_id"]: r["sample_gif"] for r in rows} == {"old": "", "new": "samples/new.webp"}
+    assert sorted(p.name for p in (board / "samples").iterdir()) == ["new.webp"]
+    md = render_markdown(read_leaderboard(board / "demo.csv"), "demo")
+    assert "- dataset `dvc:aaa`, protocol version 1: learned rows fomm tiny, 10 steps (1 seed)" in md
+
+
+def test_kid_notes_differing_only_in_their_spread_share_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "board.csv"
+    note = "only 600 frames per side (< 2048): unreliable; std {} over subsets"
+    publish_rows(path, [{**row(r, method=r, task="real2cartoon", l1=None), "kid": 0.01 * i, "kid_backend": "x",
+                         "kid_note": note.format(0.001 * i)} for i, r in enumerate(("a", "b", "c"), start=1)])
+    md = render_markdown(read_leaderboard(path), "demo")
+    kid = [ln for ln in md.splitlines() if ln.startswith("- `kid`")]
+    assert kid == ["- `kid`‡: only 600 frames per side (< 2048): unreliable; each value's std over its subsets is in "
+                   "`demo.csv`"]

@@ -145,3 +145,17 @@ def test_region_conversion_equals_the_whole_frames_pixels(tmp_path: Path) -> Non
         rgb = full.astype(np.float64)  # the luma plane is BT.601 limited-range Y of those pixels
         y = 16 + (65.738 * rgb[..., 0] + 129.057 * rgb[..., 1] + 25.064 * rgb[..., 2]) / 256
         assert f.luma().shape == (96, 160) and np.median(np.abs(f.luma() - y)) <= 2.0  # rounding, clipping
+
+
+def test_a_sample_clip_is_a_full_size_mp4_and_a_small_looping_webp(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from toontalker_bench.core.visual import SAMPLE_WIDTH, save_clip
+
+    frames = np.stack([np.full((256, 192, 3), 30 * i, np.uint8) for i in range(6)])
+    mp4, webp = save_clip(tmp_path / "self_real", frames, fps=12.5)
+    assert (probe(mp4).width, probe(mp4).n_frames) == (192, 6) and webp.suffix == ".webp"
+    with Image.open(webp) as im:
+        assert im.format == "WEBP" and im.n_frames == 6 and im.info.get("loop") == 0
+        im.load()
+        assert im.size == (SAMPLE_WIDTH, round(256 * SAMPLE_WIDTH / 192)) and im.info["duration"] == 80

@@ -553,8 +553,8 @@ def leaderboard_publish(ctx: click.Context, run_dir: str, benchmark: str | None,
               help="Rows to keep (default: the current dataset's version, from dvc.lock or its tables).")
 @click.pass_context
 def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version: str | None) -> None:
-    """Drop rows measured on other dataset versions (e.g. after the dataset was rebuilt) and superseded runs' sample
-    GIFs, then re-render."""
+    """Drop rows measured on other dataset versions (e.g. after the dataset was rebuilt) and the samples of rows
+    the board does not show (superseded runs, other versions), then re-render."""
     from .data.version import dataset_version as current_version
     from .leaderboard.render import render
     from .leaderboard.store import prune
@@ -562,9 +562,9 @@ def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version
     p = _params(ctx)
     name = benchmark or p.run.benchmark
     keep = dataset_version or current_version(p.build.out_dir)
-    rows, gifs = prune(p.run.leaderboard_dir, name, keep)
+    rows, samples = prune(p.run.leaderboard_dir, name, keep)
     render(p.run.leaderboard_dir, name)
-    click.echo(f"kept rows of {keep}: dropped {rows} rows and {gifs} sample GIFs")
+    click.echo(f"kept rows of {keep}: dropped {rows} rows and {samples} samples")
 
 
 @app.command("animate")

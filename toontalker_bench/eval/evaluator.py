@@ -17,7 +17,7 @@ each is done once for every method.
 driving frame). Under DDP the pairs are sharded across ranks and rank 0 merges the metric objects, so the numbers
 equal a single-process run's. Outputs in ``out_dir``: ``metrics.json`` (numbers only, for ``dvc metrics``),
 ``metrics_detail.json`` (backend, frame count, notes and reasons per value), ``pairs.csv`` (one row per pair),
-``samples/<task>.png`` and ``samples/<task>.mp4|.gif`` (source | driving | output).
+``samples/<task>.png`` and ``samples/<task>.mp4|.webp`` (source | driving | output).
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 ``leaderboard/<benchmark>.csv`` columns: the provenance columns below, then ``<metric>``, ``<metric>_backend`` and
 ``<metric>_note`` (what qualifies the number: not validated on this data, too few frames, KID's spread) for every
-metric any published run reported (metric names are those of ``toontalker_bench.metrics.METRICS``). Publishing
+metric any published run reported (metric names are those of ``toontalker_bench.metrics.METRICS``, plus the
+:data:`FOLLOW` columns read from the relative motion metrics). ``sample_gif`` names the row's sample animation
+(animated WebP; GIF in rows published before). Publishing
 takes a file lock, reads and validates the whole file, drops the rows of the run id being published (re-publishing
 replaces them), adds the new rows and replaces the file atomically — a corrupt file is reported and left untouched.
 """
@@ -40,6 +42,10 @@ SUMMARY_KEY = ("method", "profile", "variant", "steps", "task")
 #: one sample GIF per board cell (quick subset runs and other dataset or protocol versions are cells of their own,
 #: so a quick run never takes a whole run's sample)
 SAMPLE_GROUP = (*SUMMARY_KEY, "protocol_subset", "dataset_version", "protocol_version")
+SAMPLE_SUFFIXES = (".webp", ".gif")  # a run's sample animation, in order of preference (older runs wrote GIFs)
+#: board columns that are not metrics of their own: the ``follow`` a relative motion metric reports in its extra, the
+#: share of the driver's change the output carries (1 = all of it, 0 = none, as copying the source); direction "one"
+FOLLOW = {"pose_follow": "apd_rel_deg", "exp_follow": "aed_exp_rel"}
 
 
 def csv_path(leaderboard_dir: str | Path, benchmark: str) -> Path:
@@ -52,10 +58,11 @@ def lock(path: Path) -> FileLock:
 
 
 def metric_directions() -> dict[str, str]:
-    """Every registered metric's direction (``lower`` / ``higher`` is better), in declared (board column) order."""
+    """Every registered metric's direction (``lower`` / ``higher`` is better), in declared order, then the
+    :data:`FOLLOW` columns (``one``: 1 is the right answer)."""
     from ..metrics import metric_classes
 
-    return {c.name: c.direction for c in metric_classes()}
+    return {c.name: c.direction for c in metric_classes()} | dict.fromkeys(FOLLOW, "one")
 
 
 def columns_for(metric_names: set[str], notes: bool = True) -> list[str]:
@@ -182,6 +189,20 @@ def publish_rows(path: str | Path, rows: list[dict[str, Any]]) -> int:
     return len(kept) + len(rows)
 
 
+def current(df: pd.DataFrame, quick: bool = False) -> pd.DataFrame:
+    """Rows of the whole protocol (not a ``protocol_subset`` quick run; with ``quick``, only those) of the dataset
+    version and protocol version of the newest such row: what the board shows."""
+    if "protocol_subset" in df.columns:
+        df = df[(df["protocol_subset"].fillna("") != "") == quick]
+    elif quick:
+        return df.iloc[:0]
+    if df.empty:
+        return df
+    newest = df.sort_values(["date", "run_id"]).iloc[-1]
+    return df[(df["dataset_version"] == newest["dataset_version"])
+              & (df["protocol_version"] == newest["protocol_version"])]
+
+
 def metric_note(value: dict[str, Any]) -> str:
     """What qualifies a metric value on the board (a ``MetricValue.to_dict()``): validation, sample size, spread."""
     extra = value.get("extra") or {}
@@ -198,7 +219,7 @@ def metric_note(value: dict[str, Any]) -> str:
 
 
 def run_rows(run_dir: str | Path, leaderboard_dir: str | Path) -> list[dict[str, Any]]:
-    """Leaderboard rows of a finished run (``run.json`` + ``metrics_detail.json``); copies its sample GIFs."""
+    """Leaderboard rows of a finished run (``run.json`` + ``metrics_detail.json``); copies its sample animations."""
     run_dir = Path(run_dir)
     info_path, detail_path = run_dir / "run.json", run_dir / "metrics_detail.json"
     for p in (info_path, detail_path):
@@ -208,14 +229,14 @@ def run_rows(run_dir: str | Path, leaderboard_dir: str | Path) -> list[dict[str,
     detail = json.loads(detail_path.read_text())
     rows = []
     for task, metrics in detail["tasks"].items():
-        gif = run_dir / "samples" / f"{task}.gif"
+        sample = next((f for f in (run_dir / "samples" / f"{task}{x}" for x in SAMPLE_SUFFIXES) if f.is_file()), None)
         rel = ""
-        if gif.is_file():
-            rel = f"samples/{info['method']}-{info['run_id']}-{task}.gif"
+        if sample is not None:
+            rel = f"samples/{info['method']}-{info['run_id']}-{task}{sample.suffix}"
             dst = Path(leaderboard_dir) / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(dst) as tmp:
-                shutil.copyfile(gif, tmp)
+                shutil.copyfile(sample, tmp)
         row: dict[str, Any] = {k: info.get(k, ADDED_PROVENANCE.get(k, "")) for k in PROVENANCE}
         row.update(task=task, size=detail.get("size", info.get("size", 0)), sample_gif=rel,
                    protocol_version=detail.get("protocol_version", 1), analysis_size=detail.get("analysis_size", 0))
@@ -223,21 +244,37 @@ def run_rows(run_dir: str | Path, leaderboard_dir: str | Path) -> list[dict[str,
             row[m] = v.get("value")
             row[f"{m}_backend"] = v.get("backend", "")
             row[f"{m}_note"] = metric_note(v)
+        row.update(follow_cells(metrics))
         rows.append(row)
     return rows
 
 
+def follow_cells(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The :data:`FOLLOW` cells of one task's metric values (``MetricValue.to_dict()`` by name): the ``follow`` of
+    each relative motion metric, with that metric's backend and note (its validation holds for the share too)."""
+    cells: dict[str, Any] = {}
+    for col, m in FOLLOW.items():
+        v = metrics.get(m) or {}
+        follow = (v.get("extra") or {}).get("follow")
+        if follow is not None:
+            cells.update({col: follow, f"{col}_backend": v.get("backend", ""), f"{col}_note": metric_note(v)})
+    return cells
+
+
 def prune(leaderboard_dir: str | Path, benchmark: str, keep_dataset_version: str | None) -> tuple[int, int]:
     """Drop the rows measured on any other dataset version (``None``: keep every version; dropped rows stay in git
-    history) and keep sample GIFs only for the newest run of each :data:`SAMPLE_GROUP`: the board shows that one, and
-    older runs keep theirs in their run directories. Returns ``(rows dropped, GIFs deleted)``."""
+    history) and keep sample animations only for the newest run of each :data:`SAMPLE_GROUP` among the rows the board
+    shows (:func:`current`, whole-protocol and quick runs apart): older runs and rows of older dataset or protocol
+    versions keep theirs in their run directories and in git history. Returns ``(rows dropped, samples deleted)``."""
     folder = Path(leaderboard_dir)
     path = folder / f"{benchmark}.csv"
     with lock(path):
         rows, metrics = read_rows(path)
         kept = [r for r in rows if keep_dataset_version is None or r["dataset_version"] == keep_dataset_version]
+        table = pd.DataFrame(kept, columns=columns_for(metrics))
+        on_board = [kept[i] for quick in (False, True) for i in current(table, quick).index]
         newest: dict[tuple[str, ...], dict[str, str]] = {}
-        for r in sorted(kept, key=lambda r: (r["date"], r["run_id"])):
+        for r in sorted(on_board, key=lambda r: (r["date"], r["run_id"])):
             newest[tuple(r[k] for k in SAMPLE_GROUP)] = r
         shown = {id(r) for r in newest.values()}
         superseded = [r for r in kept if r["sample_gif"] and id(r) not in shown]
@@ -249,7 +286,8 @@ def prune(leaderboard_dir: str | Path, benchmark: str, keep_dataset_version: str
                 w.writeheader()
                 w.writerows(kept)
         referenced = {folder / r["sample_gif"] for r in kept if r["sample_gif"]}
-        stale = [g for g in (folder / "samples").glob("*.gif") if g not in referenced] if rows else []
-        for gif in stale:
-            gif.unlink()
+        samples = [f for x in SAMPLE_SUFFIXES for f in (folder / "samples").glob(f"*{x}")]
+        stale = [f for f in samples if f not in referenced] if rows else []
+        for f in stale:
+            f.unlink()
     return len(rows) - len(kept), len(stale)
