@@ -275,15 +275,15 @@ def _bar_charts(s: pd.DataFrame, folder: Path) -> list[str]:
         colors = ["#999" if b == "yes" else "#3b6ea8" for b in t["bracket"]]
         for ax, m in zip(axes.flat, metrics):
             vals = t[m].astype(float).fillna(0.0)
-            err = t[f"{m}_sd"].astype(float).fillna(0.0)
+            err = t[f"{m}_sd"].astype(float)  # NaN (one seed): no error bar
             ax.barh(range(len(vals)), vals, xerr=err, capsize=3, color=colors)
             ax.set_yticks(range(len(vals)), labels, fontsize=11)
-            ax.invert_yaxis()
             ax.set_title(f"{m} {_arrow(directions[m])}", fontsize=13)
             ax.tick_params(axis="x", labelsize=10)
             ax.grid(axis="x", alpha=0.3)
         for ax in list(axes.flat)[len(metrics):]:
             ax.set_visible(False)
+        axes[0, 0].invert_yaxis()  # the table's order, top down (the y axis is shared: invert it once)
         fig.suptitle(f"{task}: mean over seeds (grey: brackets; error bars: seed-to-seed sd)", fontsize=14)
         fig.tight_layout()
         with atomic_path(folder / f"{task}.png") as tmp:
