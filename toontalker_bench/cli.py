@@ -556,6 +556,7 @@ def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version
     """Drop rows measured on other dataset versions (e.g. after the dataset was rebuilt) and superseded runs' sample
     GIFs, then re-render."""
     from .data.version import dataset_version as current_version
+    from .leaderboard.artifacts import prune_artifacts
     from .leaderboard.render import render
     from .leaderboard.store import prune
 
@@ -563,8 +564,49 @@ def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version
     name = benchmark or p.run.benchmark
     keep = dataset_version or current_version(p.build.out_dir)
     rows, gifs = prune(p.run.leaderboard_dir, name, keep)
+    files = prune_artifacts(p.run.leaderboard_dir)
     render(p.run.leaderboard_dir, name)
-    click.echo(f"kept rows of {keep}: dropped {rows} rows and {gifs} sample GIFs")
+    click.echo(f"kept rows of {keep}: dropped {rows} rows, {gifs} sample GIFs and {files} per-pair tables and "
+               "checkpoint files")
+
+
+@leaderboard.command("verify")
+@click.argument("run_id")
+@click.option("--max-pairs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Re-check the first N protocol pairs of each task (0: every pair, and then FID/KID too).")
+@click.option("--tasks", default="", help="Comma-separated tasks of the row (default: all of them).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="The run's checkpoint fetched from elsewhere, for a row whose checkpoint was not committed.")
+@click.option("--no-cache", is_flag=True, help="Analyse every face again instead of reading the on-disk cache.")
+@click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.pass_context
+def leaderboard_verify(ctx: click.Context, run_id: str, max_pairs: int, tasks: str, checkpoint: str | None,
+                       no_cache: bool, benchmark: str | None) -> None:
+    """Re-compute a published row from the leaderboard's committed checkpoint, config and per-pair values; exit 1
+    when a metric disagrees beyond the tolerance (docs/benchmark.md)."""
+    from .leaderboard.verify import verify_run
+
+    p = _params(ctx)
+    chosen = [t.strip() for t in tasks.split(",") if t.strip()]
+    result = verify_run(p, run_id, benchmark=benchmark, max_pairs=max_pairs, tasks=chosen, checkpoint=checkpoint,
+                        cache=not no_cache)
+    click.echo(result.text())
+    ctx.exit(0 if result.ok else 1)
+
+
+@leaderboard.command("backfill")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.pass_context
+def leaderboard_backfill(ctx: click.Context, run_dir: str, benchmark: str | None) -> None:
+    """Keep the per-pair values, config and checkpoint of a run published before they were kept (its rows gain
+    their checkpoint column; no value changes)."""
+    from .leaderboard.artifacts import backfill
+
+    p = _params(ctx)
+    rows = backfill(run_dir, p.run.leaderboard_dir, benchmark or p.run.benchmark)
+    where = rows[0]["checkpoint"] or "not committed (over the budget)"
+    click.echo(f"run {rows[0]['run_id']}: {len(rows)} rows; checkpoint {where}")
 
 
 @app.command("animate")
