@@ -95,6 +95,20 @@ def half_precision(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Te
     return out, lossless, kept
 
 
+def _weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A run checkpoint's weights (``model.*``; the optimiser's tensors are never read) and its metadata without the
+    optimiser's structure, read with safetensors alone (publishing needs no model code)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            meta = {k: v for k, v in (f.metadata() or {}).items() if k != "optim_tree"}
+            return {k: f.get_tensor(k) for k in f.keys() if k.startswith("model.")}, meta
+    except (SafetensorError, OSError) as e:
+        raise LeaderboardError(f"cannot read {path}: {e}", hint="the run's checkpoint is not a complete "
+                                                                 "safetensors file; re-run the run") from None
+
+
 def _published_bytes(folder: Path, leave_out: str) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.safetensors") if p.stem != leave_out)
 
@@ -104,15 +118,11 @@ def write_checkpoint(run_dir: str | Path, leaderboard_dir: str | Path, method: s
     leaderboard folder, or ``""`` (with a warning saying what to do) when it is absent or too large."""
     from safetensors.torch import save
 
-    from ..models.checkpoint import read_checkpoint
-
     src = Path(run_dir) / RUN_CHECKPOINT
     if not src.is_file():
         log.warning("%s has no %s: its rows cannot be re-checked", run_dir, RUN_CHECKPOINT)
         return ""
-    tensors, meta = read_checkpoint(src)
-    weights = {k: v for k, v in tensors.items() if k.startswith("model.")}
-    meta = {k: v for k, v in meta.items() if k != "optim_tree"}
+    weights, meta = _weights(src)
     data, dtype, lossless, kept = save(weights, metadata=meta), "as trained", True, []
     if len(data) > FULL_PRECISION_BYTES:
         weights, lossless, kept = half_precision(weights)
@@ -120,8 +130,8 @@ def write_checkpoint(run_dir: str | Path, leaderboard_dir: str | Path, method: s
     dst = checkpoint_path(leaderboard_dir, method, run_id)
     used = _published_bytes(dst.parent, dst.stem) if dst.parent.is_dir() else 0
     if used + len(data) > CHECKPOINT_BUDGET_BYTES:
-        log.warning("%s: its half-precision checkpoint (%.1f MB) would take the committed checkpoints to %.1f MB, "
-                    "over the %.0f MB budget; not committed. Host it elsewhere (e.g. a Hugging Face model repository) "
+        log.warning("%s: its checkpoint (%.3g MB) would take the committed checkpoints to %.3g MB, "
+                    "over the %g MB budget; not committed. Host it elsewhere (e.g. a Hugging Face model repository) "
                     "and re-check its rows with `leaderboard verify %s --checkpoint PATH`", run_dir, len(data) / 1e6,
                     (used + len(data)) / 1e6, CHECKPOINT_BUDGET_BYTES / 1e6, run_id)
         dst.unlink(missing_ok=True)
