@@ -83,6 +83,8 @@ def test_verify_agrees_with_the_row_and_catches_a_changed_value(dataset: Path, w
         ("self_real", "l1", "1", "yes"), ("self_real", "psnr", "1", "yes"), ("self_real", "ssim", "1", "yes"),
         ("real2cartoon", "l1", "1", "yes")]
     assert "4 of 4 recomputed values agree" in out and "per-pair table vs board" in out and "4 of 4 agree" in out
+    assert cli(dataset, "leaderboard", "verify") == 0  # no run id: every run the board shows
+    assert f"run {run_id} (copy-source)" in capsys.readouterr().out
 
     # the published value of the first pair changed: the re-computation disagrees, and so does the board's mean
     path = work / "leaderboard" / "pairs" / f"copy-source-{run_id}.parquet"

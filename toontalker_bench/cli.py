@@ -571,27 +571,40 @@ def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version
 
 
 @leaderboard.command("verify")
-@click.argument("run_id")
+@click.argument("run_id", required=False)
 @click.option("--max-pairs", type=click.IntRange(min=0), default=1, show_default=True,
               help="Re-check the first N protocol pairs of each task (0: every pair, and then FID/KID too).")
 @click.option("--tasks", default="", help="Comma-separated tasks of the row (default: all of them).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="The run's checkpoint fetched from elsewhere, for a row whose checkpoint was not committed.")
-@click.option("--no-cache", is_flag=True, help="Analyse every face again instead of reading the on-disk cache.")
+@click.option("--no-cache", is_flag=True, help="Analyse the driving and source faces again instead of reading the "
+                                               "on-disk cache.")
 @click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
 @click.pass_context
-def leaderboard_verify(ctx: click.Context, run_id: str, max_pairs: int, tasks: str, checkpoint: str | None,
+def leaderboard_verify(ctx: click.Context, run_id: str | None, max_pairs: int, tasks: str, checkpoint: str | None,
                        no_cache: bool, benchmark: str | None) -> None:
-    """Re-compute a published row from the leaderboard's committed checkpoint, config and per-pair values; exit 1
-    when a metric disagrees beyond the tolerance (docs/benchmark.md)."""
-    from .leaderboard.verify import verify_run
+    """Re-compute a published row (default: every run the board shows) from the leaderboard's committed checkpoint,
+    config and per-pair values; exit 1 when a metric disagrees beyond the tolerance (docs/benchmark.md)."""
+    from .leaderboard.verify import current_runs, verify_run
 
     p = _params(ctx)
+    name = benchmark or p.run.benchmark
+    if run_id is None:
+        if checkpoint:
+            raise UserError("--checkpoint belongs to one run", hint="name its RUN_ID")
+        run_ids, without = current_runs(p.run.leaderboard_dir, name)
+        for r in without:
+            click.echo(f"run {r}: no committed checkpoint, not re-checked (`leaderboard verify {r} --checkpoint PATH`)")
+    else:
+        run_ids = [run_id]
     chosen = [t.strip() for t in tasks.split(",") if t.strip()]
-    result = verify_run(p, run_id, benchmark=benchmark, max_pairs=max_pairs, tasks=chosen, checkpoint=checkpoint,
-                        cache=not no_cache)
-    click.echo(result.text())
-    ctx.exit(0 if result.ok else 1)
+    ok = True
+    for r in run_ids:
+        result = verify_run(p, r, benchmark=name, max_pairs=max_pairs, tasks=chosen, checkpoint=checkpoint,
+                            cache=not no_cache)
+        click.echo(result.text() + "\n")
+        ok = ok and result.ok
+    ctx.exit(0 if ok else 1)
 
 
 @leaderboard.command("backfill")

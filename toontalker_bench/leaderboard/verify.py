@@ -20,6 +20,7 @@ import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -152,13 +153,25 @@ def row_of(leaderboard_dir: str | Path, benchmark: str, run_id: str) -> dict[str
     return {r["task"]: r for r in sorted(rows, key=lambda r: list(TASKS).index(r["task"]))}
 
 
+def current_runs(leaderboard_dir: str | Path, benchmark: str) -> tuple[list[str], list[str]]:
+    """The run ids of the board's current rows (what the pages show): those with a committed checkpoint, and those
+    without one (re-checkable only with ``--checkpoint``)."""
+    from .render import current
+    from .store import read_leaderboard
+
+    path = csv_path(leaderboard_dir, benchmark)
+    with lock(path):
+        df = current(read_leaderboard(path)).sort_values(["date", "run_id"])
+    has = df["checkpoint"].fillna("") != ""
+    return list(dict.fromkeys(df.loc[has, "run_id"])), list(dict.fromkeys(df.loc[~has, "run_id"]))
+
+
 def verify_run(params: Params, run_id: str, *, benchmark: str | None = None, max_pairs: int = 1,
                tasks: list[str] | tuple[str, ...] = (), checkpoint: str | Path | None = None,
                cache: bool = True) -> Verification:
     """Re-compute run ``run_id``'s rows on the first ``max_pairs`` protocol pairs of each task (0: all); see the
     module docstring. ``checkpoint``: a copy fetched from elsewhere, for a row whose checkpoint was not committed."""
     from ..data.version import dataset_version
-    from ..eval.evaluator import distribution
     from ..eval.evaluator import evaluate as run_evaluator
     from ..models.registry import build_method
 
@@ -185,42 +198,48 @@ def verify_run(params: Params, run_id: str, *, benchmark: str | None = None, max
                                    hint="it was published before runs kept it: `leaderboard backfill RUN_DIR`")
     ckpt, lossless = _checkpoint(folder, first, checkpoint)
     saved = yaml.safe_load(config_path.read_text())
-    ep: EvalParams = from_dict(EvalParams, saved["params"]["eval"], "eval.")
-    # the row's own pair set: its run's max_pairs (0: all); verification may take fewer
+    ep, pooled, whole = _settings(saved["params"]["eval"], max_pairs, cache)
+    device = resolve_device(params.run.device)
+    model = build_method(method, cfg=saved["config"], checkpoint=ckpt)
+    with tempfile.TemporaryDirectory() as out:
+        result = run_evaluator(model, dataset, out, ep, chosen, device)
+    published = pd.read_parquet(table_path)
+    done = Verification(run_id, method, str(ckpt), lossless, device_name(device), first["device"], ep.max_pairs)
+    for task in chosen:
+        got = result.pairs[result.pairs["task"] == task].sort_values("pair_id")
+        pub = published[(published["task"] == task) & published["pair_id"].isin(got["pair_id"])]
+        for metric, value in result.metrics[task].items():
+            tolerance = tolerance_for(metric, lossless)
+            problem = _backend(rows[task].get(f"{metric}_backend", ""), value.backend)
+            if metric in pooled:  # the row's own value: these pairs are all of the row's
+                done.checks.append(Check(task, metric, len(got), _number(rows[task].get(metric, "")), value.value,
+                                         tolerance, problem))
+                continue
+            mine = pub[pub["metric"] == metric].sort_values("pair_id")
+            theirs = got[["pair_id", metric]].dropna()
+            if list(mine["pair_id"]) != list(theirs["pair_id"]):
+                problem = problem or f"values on {len(mine)} published vs {len(theirs)} recomputed pairs"
+            done.checks.append(Check(task, metric, len(got), _mean(mine["value"]), _mean(theirs[metric]), tolerance,
+                                     problem))
+        done.table_checks += _table_against_board(published, task, rows[task])
+    done.skipped = [f"{m}: pooled over all of a row's pairs; re-checked with --max-pairs 0" for m in pooled
+                    if not whole and any(_number(r.get(m, "")) is not None for r in rows.values())]
+    return done
+
+
+def _settings(saved: dict[str, Any], max_pairs: int, cache: bool) -> tuple[EvalParams, list[str], bool]:
+    """The run's evaluation settings cut to ``max_pairs`` pairs per task, its pooled metrics, and whether the pairs
+    are still all of the row's (the run's own ``max_pairs``, 0: every pair); pooled metrics are dropped when not."""
+    from ..eval.evaluator import distribution
+
+    ep: EvalParams = from_dict(EvalParams, saved, "eval.")
     n = max_pairs if max_pairs and (not ep.max_pairs or max_pairs < ep.max_pairs) else ep.max_pairs
     whole = n == ep.max_pairs
     pooled = distribution(list(dict.fromkeys([*ep.self_metrics, *ep.cross_metrics])))
     if not whole:
         ep = dataclasses.replace(ep, self_metrics=[m for m in ep.self_metrics if m not in pooled],
                                  cross_metrics=[m for m in ep.cross_metrics if m not in pooled])
-    ep = dataclasses.replace(ep, max_pairs=n, samples=0, cache=ep.cache and cache)
-    device = resolve_device(params.run.device)
-    model = build_method(method, cfg=saved["config"], checkpoint=ckpt)
-    with tempfile.TemporaryDirectory() as out:
-        result = run_evaluator(model, dataset, out, ep, chosen, device)
-    published = pd.read_parquet(table_path)
-    out_v = Verification(run_id, method, str(ckpt), lossless, device_name(device), first["device"], n)
-    for task in chosen:
-        got = result.pairs[result.pairs["task"] == task].sort_values("pair_id")
-        ids = list(got["pair_id"])
-        pub = published[(published["task"] == task) & published["pair_id"].isin(ids)].sort_values("pair_id")
-        for metric, value in result.metrics[task].items():
-            tolerance = tolerance_for(metric, lossless)
-            if metric in pooled:
-                out_v.checks.append(Check(task, metric, len(ids), _number(rows[task].get(metric, "")), value.value,
-                                          tolerance, _backend(rows[task].get(f"{metric}_backend", ""), value.backend)))
-                continue
-            mine = pub[pub["metric"] == metric]
-            theirs = got[["pair_id", metric]].dropna()
-            problem = _backend(",".join(sorted(set(mine["backend"]))), value.backend)
-            if list(mine["pair_id"]) != list(theirs["pair_id"]):
-                problem = problem or f"values on {len(mine)} published vs {len(theirs)} recomputed pairs"
-            out_v.checks.append(Check(task, metric, len(ids), _mean(mine["value"]), _mean(theirs[metric]),
-                                      tolerance, problem))
-        out_v.table_checks += _table_against_board(published, task, rows[task])
-    out_v.skipped = [f"{m}: pooled over all of a row's pairs; re-checked with --max-pairs 0" for m in pooled
-                     if not whole and any(_number(r.get(m, "")) is not None for r in rows.values())]
-    return out_v
+    return dataclasses.replace(ep, max_pairs=n, samples=0, cache=ep.cache and cache), pooled, whole
 
 
 def tolerance_for(metric: str, lossless: bool) -> Tolerance:
