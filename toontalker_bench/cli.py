@@ -556,6 +556,7 @@ def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version
     """Drop rows measured on other dataset versions (e.g. after the dataset was rebuilt) and the samples of rows
     the board does not show (superseded runs, other versions), then re-render."""
     from .data.version import dataset_version as current_version
+    from .leaderboard.artifacts import prune_artifacts
     from .leaderboard.render import render
     from .leaderboard.store import prune
 
@@ -563,8 +564,62 @@ def leaderboard_prune(ctx: click.Context, benchmark: str | None, dataset_version
     name = benchmark or p.run.benchmark
     keep = dataset_version or current_version(p.build.out_dir)
     rows, samples = prune(p.run.leaderboard_dir, name, keep)
+    files = prune_artifacts(p.run.leaderboard_dir)
     render(p.run.leaderboard_dir, name)
-    click.echo(f"kept rows of {keep}: dropped {rows} rows and {samples} samples")
+    click.echo(f"kept rows of {keep}: dropped {rows} rows, {samples} samples and {files} per-pair tables and "
+               "checkpoint files")
+
+
+@leaderboard.command("verify")
+@click.argument("run_id", required=False)
+@click.option("--max-pairs", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Re-check the first N protocol pairs of each task (0: every pair, and then FID/KID too).")
+@click.option("--tasks", default="", help="Comma-separated tasks of the row (default: all of them).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="The run's checkpoint fetched from elsewhere, for a row whose checkpoint was not committed.")
+@click.option("--no-cache", is_flag=True, help="Analyse the driving and source faces again instead of reading the "
+                                               "on-disk cache.")
+@click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.pass_context
+def leaderboard_verify(ctx: click.Context, run_id: str | None, max_pairs: int, tasks: str, checkpoint: str | None,
+                       no_cache: bool, benchmark: str | None) -> None:
+    """Re-compute a published row (default: every run the board shows) from the leaderboard's committed checkpoint,
+    config and per-pair values; exit 1 when a metric disagrees beyond the tolerance (docs/benchmark.md)."""
+    from .leaderboard.verify import current_runs, verify_run
+
+    p = _params(ctx)
+    name = benchmark or p.run.benchmark
+    if run_id is None:
+        if checkpoint:
+            raise UserError("--checkpoint belongs to one run", hint="name its RUN_ID")
+        run_ids, without = current_runs(p.run.leaderboard_dir, name)
+        for r in without:
+            click.echo(f"run {r}: no committed checkpoint, not re-checked (`leaderboard verify {r} --checkpoint PATH`)")
+    else:
+        run_ids = [run_id]
+    chosen = [t.strip() for t in tasks.split(",") if t.strip()]
+    ok = True
+    for r in run_ids:
+        result = verify_run(p, r, benchmark=name, max_pairs=max_pairs, tasks=chosen, checkpoint=checkpoint,
+                            cache=not no_cache)
+        click.echo(result.text() + "\n")
+        ok = ok and result.ok
+    ctx.exit(0 if ok else 1)
+
+
+@leaderboard.command("backfill")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.pass_context
+def leaderboard_backfill(ctx: click.Context, run_dir: str, benchmark: str | None) -> None:
+    """Keep the per-pair values, config and checkpoint of a run published before they were kept (its rows gain
+    their checkpoint column; no value changes)."""
+    from .leaderboard.artifacts import backfill
+
+    p = _params(ctx)
+    rows = backfill(run_dir, p.run.leaderboard_dir, benchmark or p.run.benchmark)
+    where = rows[0]["checkpoint"] or "not committed (over the budget)"
+    click.echo(f"run {rows[0]['run_id']}: {len(rows)} rows; checkpoint {where}")
 
 
 @app.command("animate")

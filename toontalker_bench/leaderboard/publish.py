@@ -8,8 +8,9 @@ from pathlib import Path
 
 from ..core.errors import LeaderboardError
 from ..core.provenance import is_dirty
+from .artifacts import publish_artifacts
 from .render import render
-from .store import csv_path, prune, publish_rows, run_rows
+from .store import csv_path, prune, publish_rows, read_rows, run_rows
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,10 @@ def publish_run(run_dir: str | Path, leaderboard_dir: str | Path, benchmark: str
                                    hint="commit, re-run and publish; or pass --allow-dirty (the row keeps the diff's "
                                         "hash)")
     path = csv_path(leaderboard_dir, benchmark)
-    n = publish_rows(path, run_rows(run_dir, leaderboard_dir))
+    read_rows(path)  # a corrupt board stops us before anything is written
+    rows = run_rows(run_dir, leaderboard_dir)
+    publish_artifacts(run_dir, leaderboard_dir, rows)  # what `leaderboard verify` re-checks the rows with
+    n = publish_rows(path, rows)
     prune(leaderboard_dir, benchmark, None)  # the superseded runs' sample GIFs
     log.info("published %s to %s (%d rows)", run_dir, path, n)
     if render_pages:

@@ -28,12 +28,12 @@ from ..core.io import atomic_path
 
 PROVENANCE = ("run_id", "method", "profile", "task", "dataset_version", "code_commit", "seed", "steps",
               "train_seconds", "device", "date", "size", "sample_gif", "pose_labels", "protocol_version",
-              "analysis_size", "bracket", "variant", "protocol_subset")
+              "analysis_size", "bracket", "variant", "protocol_subset", "checkpoint")
 #: provenance columns added after files were first written, with the value an older row reads as (rows before
 #: protocol versions were recorded are version 1 and analysed faces at the method's size, 0); the file gains the
 #: columns at its next publish
 ADDED_PROVENANCE = {"pose_labels": "", "protocol_version": "1", "analysis_size": "0", "bracket": "", "variant": "",
-                    "protocol_subset": ""}
+                    "protocol_subset": "", "checkpoint": ""}
 INT_COLUMNS = ("seed", "steps", "size", "protocol_version", "analysis_size")
 METRIC_SUFFIXES = ("_backend", "_note")
 LOCK_TIMEOUT_S = 300.0

@@ -1,0 +1,231 @@
+"""Re-checking published rows: the per-pair values, config and checkpoint kept beside the board, `leaderboard
+verify` agreeing with an honest row and catching a changed one, its one-line errors, half-precision checkpoints,
+the checkpoint budget, backfill and prune."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from fixtures_dataset import build_fixture_dataset
+
+from toontalker_bench.cli import main
+from toontalker_bench.leaderboard import artifacts
+from toontalker_bench.leaderboard.artifacts import half_precision
+from toontalker_bench.leaderboard.store import publish_rows, read_rows
+
+FAST = ["--set", "eval.self_metrics=[l1,psnr,ssim]", "--set", "eval.cross_metrics=[l1]"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fixture_dataset(tmp_path_factory.mktemp("ds"), size=64, n_frames=12, pairs_per_task=2,
+                                 pair_frames=4)
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from toontalker_bench.core import provenance
+
+    monkeypatch.chdir(tmp_path)  # runs/ and leaderboard/ land here
+    monkeypatch.setattr(provenance, "code_commit", lambda: "0123456789ab")  # publish refuses dirty code
+    return tmp_path
+
+
+def cli(dataset: Path, *args: str) -> int:
+    return main(["--set", f"build.out_dir={dataset}", *FAST, *args])
+
+
+def published_run(dataset: Path, work: Path, method: str = "copy-source", tasks: str = "self_real,real2cartoon") -> str:
+    assert cli(dataset, "run", "--method", method, "--tasks", tasks) == 0
+    return next((work / "runs" / method).iterdir()).name
+
+
+def errors(capsys: pytest.CaptureFixture) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [ln for ln in err.splitlines() if not ln.startswith(("DEBUG ", "INFO ", "WARNING "))]
+
+
+def test_publish_keeps_per_pair_values_config_and_checkpoint(dataset: Path, work: Path) -> None:
+    run_id = published_run(dataset, work)
+    board, run_dir = work / "leaderboard", work / "runs" / "copy-source" / run_id
+    table = pd.read_parquet(board / "pairs" / f"copy-source-{run_id}.parquet")
+    assert list(table.columns) == ["task", "pair_id", "metric", "value", "backend"]
+    detail = json.loads((run_dir / "metrics_detail.json").read_text())["tasks"]
+    assert table["value"].dtype == "float32"
+    assert all(r.backend == detail[r.task][r.metric]["backend"] for r in table.itertuples())
+    wide = pd.read_csv(run_dir / "pairs.csv")
+    assert len(table) == 2 * 3 + 2 * 1  # self_real: l1, psnr, ssim; real2cartoon: l1; two pairs each
+    for r in table.itertuples():
+        want = wide[(wide.task == r.task) & (wide.pair_id == r.pair_id)][r.metric].item()
+        assert r.value == pytest.approx(want, rel=1e-6)
+    rows = read_rows(board / "demo.csv")[0]
+    assert {r["checkpoint"] for r in rows} == {f"checkpoints/copy-source-{run_id}.safetensors"}
+    record = json.loads((board / "checkpoints" / f"copy-source-{run_id}.json").read_text())
+    assert record["lossless"] and record["bytes"] == (board / rows[0]["checkpoint"]).stat().st_size
+    assert (board / "checkpoints" / f"copy-source-{run_id}.yaml").read_text() == (run_dir / "config.yaml").read_text()
+
+
+def test_verify_agrees_with_the_row_and_catches_a_changed_value(dataset: Path, work: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    run_id = published_run(dataset, work)
+    capsys.readouterr()
+    assert cli(dataset, "leaderboard", "verify", run_id, "--max-pairs", "1") == 0
+    out = capsys.readouterr().out
+    lines = [ln.split() for ln in out.splitlines() if ln.strip().startswith(("self_real", "real2cartoon"))]
+    assert [(ln[0], ln[1], ln[2], ln[-1]) for ln in lines] == [
+        ("self_real", "l1", "1", "yes"), ("self_real", "psnr", "1", "yes"), ("self_real", "ssim", "1", "yes"),
+        ("real2cartoon", "l1", "1", "yes")]
+    assert "4 of 4 recomputed values agree" in out and "per-pair table vs board" in out and "4 of 4 agree" in out
+    assert cli(dataset, "leaderboard", "verify") == 0  # no run id: every run the board shows
+    assert f"run {run_id} (copy-source)" in capsys.readouterr().out
+
+    # the published value of the first pair changed: the re-computation disagrees, and so does the board's mean
+    path = work / "leaderboard" / "pairs" / f"copy-source-{run_id}.parquet"
+    table = pd.read_parquet(path)
+    first = table[(table.task == "self_real") & (table.metric == "l1")].sort_values("pair_id").index[0]
+    table.loc[first, "value"] *= 1.01
+    table.to_parquet(path, index=False)
+    assert cli(dataset, "leaderboard", "verify", run_id, "--tasks", "self_real") == 1
+    out = capsys.readouterr().out
+    assert any(ln.split()[:2] == ["self_real", "l1"] and "NO" in ln for ln in out.splitlines())
+    assert "NO: self_real l1: board" in out and "VERIFICATION FAILED" in out
+
+
+def test_verify_every_pair_rechecks_the_pooled_metrics(dataset: Path, work: Path, capsys: pytest.CaptureFixture,
+                                                        prebuilt_asset: Callable[..., Path]) -> None:
+    """FID/KID pool all of a row's pairs: skipped on a subset, compared with the row itself on every pair."""
+    prebuilt_asset("fid-inception", Path(os.environ["TOONTALKER_HOME"]))
+    assert cli(dataset, "run", "--method", "copy-source", "--tasks", "real2cartoon", "--set",
+               "eval.cross_metrics=[l1,kid]", "--set", "eval.fid_min_frames=2") == 0
+    run_id = next((work / "runs" / "copy-source").iterdir()).name
+    capsys.readouterr()
+    assert cli(dataset, "leaderboard", "verify", run_id, "--max-pairs", "1") == 0
+    out = capsys.readouterr().out
+    assert "skipped: kid" in out and "1 of 1 recomputed values agree" in out
+    assert cli(dataset, "leaderboard", "verify", run_id, "--max-pairs", "0") == 0
+    out = capsys.readouterr().out
+    assert "skipped" not in out and "2 of 2 recomputed values agree" in out
+    assert any(ln.split()[:3] == ["real2cartoon", "kid", "2"] for ln in out.splitlines())
+
+
+def test_verify_a_float16_checkpoint(dataset: Path, work: Path, capsys: pytest.CaptureFixture,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A checkpoint over FULL_PRECISION_BYTES is committed in float16, loads back in the method's own dtypes and is
+    verified within the float16 tolerance."""
+    monkeypatch.setattr(artifacts, "FULL_PRECISION_BYTES", 0)
+    run_id = published_run(dataset, work, "mean-face", "self_real")
+    capsys.readouterr()
+    board = work / "leaderboard"
+    record = json.loads((board / "checkpoints" / f"mean-face-{run_id}.json").read_text())
+    assert record["dtype"] == "float16" and not record["lossless"]
+    assert cli(dataset, "leaderboard", "verify", run_id) == 0
+    out = capsys.readouterr().out
+    assert "weights rounded to float16" in out and "float16 weights, a metric of the pixels" in out
+    assert "3 of 3 recomputed values agree" in out
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unknown run", "no row of run 'nope'"),
+    ("unknown task", "has no row for task 'self_cartoon'"),
+    ("checkpoint deleted", "is missing"),
+    ("checkpoint changed", "does not match the sha256"),
+    ("other dataset", "was measured on dataset"),
+    ("no per-pair table", "has no pairs/"),
+])
+def test_verify_bad_input_is_one_line(dataset: Path, work: Path, capsys: pytest.CaptureFixture, tmp_path: Path,
+                                      case: str, message: str) -> None:
+    run_id = published_run(dataset, work, tasks="self_real")
+    board = work / "leaderboard"
+    args = ["leaderboard", "verify", run_id]
+    ds = dataset
+    if case == "unknown run":
+        args[2] = "nope"
+    elif case == "unknown task":
+        args += ["--tasks", "self_cartoon"]
+    elif case == "checkpoint deleted":
+        (board / "checkpoints" / f"copy-source-{run_id}.safetensors").unlink()
+    elif case == "checkpoint changed":
+        (board / "checkpoints" / f"copy-source-{run_id}.safetensors").write_bytes(b"x")
+    elif case == "other dataset":
+        ds = build_fixture_dataset(tmp_path / "other", n_frames=8, pair_frames=4, train_clips=1, test_clips=1,
+                                   pairs_per_task=1, seed=1)
+    else:
+        (board / "pairs" / f"copy-source-{run_id}.parquet").unlink()
+    capsys.readouterr()
+    assert cli(ds, *args) == 2
+    lines = errors(capsys)
+    assert lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_checkpoint_over_the_budget_is_not_committed(dataset: Path, work: Path, capsys: pytest.CaptureFixture,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(artifacts, "CHECKPOINT_BUDGET_BYTES", 100)  # a copy-source checkpoint is 120 bytes
+    run_id = published_run(dataset, work, tasks="self_real")
+    board = work / "leaderboard"
+    assert "over the 0.0001 MB budget; not committed" in capsys.readouterr().err
+    assert not list((board / "checkpoints").glob("*.safetensors"))
+    assert {r["checkpoint"] for r in read_rows(board / "demo.csv")[0]} == {""}
+    capsys.readouterr()
+    assert cli(dataset, "leaderboard", "verify", run_id) == 2
+    lines = errors(capsys)
+    assert "has no committed checkpoint" in lines[0] and "--checkpoint PATH" in lines[1]
+    own = work / "runs" / "copy-source" / run_id / "checkpoint.safetensors"  # as if fetched from elsewhere
+    assert cli(dataset, "leaderboard", "verify", run_id, "--checkpoint", str(own)) == 0
+    assert "exact weights" in capsys.readouterr().out
+
+
+def test_backfill_then_prune(dataset: Path, work: Path, capsys: pytest.CaptureFixture) -> None:
+    """A run published before the artifacts were kept gains them (and its checkpoint column, no other change);
+    pruning its rows deletes them."""
+    run_id = published_run(dataset, work, tasks="self_real")
+    board = work / "leaderboard"
+    for d in ("pairs", "checkpoints"):
+        for p in (board / d).iterdir():
+            p.unlink()
+    rows = read_rows(board / "demo.csv")[0]
+    publish_rows(board / "demo.csv", [{**r, "checkpoint": ""} for r in rows])
+    capsys.readouterr()
+    assert cli(dataset, "leaderboard", "verify", run_id) == 2
+    assert "leaderboard backfill RUN_DIR" in capsys.readouterr().err
+    assert cli(dataset, "leaderboard", "backfill", str(work / "runs" / "copy-source" / run_id)) == 0
+    assert read_rows(board / "demo.csv")[0] == rows
+    assert cli(dataset, "leaderboard", "verify", run_id) == 0
+    assert cli(dataset, "leaderboard", "backfill", str(work / "runs")) == 2
+    assert "run.json not found" in capsys.readouterr().err
+    assert cli(dataset, "leaderboard", "prune", "--dataset-version", "sha256:other") == 0
+    assert "and 4 per-pair tables and checkpoint files" in capsys.readouterr().out
+    assert not [p for d in ("pairs", "checkpoints") for p in (board / d).iterdir()]
+
+
+def test_half_precision_keeps_integers_and_what_float16_cannot_hold() -> None:
+    tensors = {"w": torch.tensor([0.1, 0.5]), "n": torch.tensor([3, 70000]),
+               "big": torch.tensor([1e6], dtype=torch.float64), "exact": torch.tensor([0.5, 2.0])}
+    out, lossless, kept = half_precision(tensors)
+    assert out["w"].dtype == torch.float16 and out["exact"].dtype == torch.float16
+    assert out["n"].dtype == torch.int64 and out["n"].tolist() == [3, 70000]
+    assert kept == ["big"] and out["big"].dtype == torch.float32 and not lossless  # 0.1 is not a float16
+    assert half_precision({"exact": tensors["exact"]})[1]
+
+
+@pytest.mark.parametrize("method", ["copy-source", "mean-face", "fomm", "toontalker", "animeceleb"])
+def test_every_method_loads_a_float16_checkpoint_in_its_own_dtypes(method: str, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from toontalker_bench.models.checkpoint import read_checkpoint, save_checkpoint
+    from toontalker_bench.models.registry import build_method
+
+    model = build_method(method, "tiny")
+    save_checkpoint(tmp_path / "full.safetensors", model, 0, with_optimizer=False)
+    tensors, meta = read_checkpoint(tmp_path / "full.safetensors")
+    save_file(half_precision(tensors)[0], str(tmp_path / "half.safetensors"), metadata=meta)
+    loaded = build_method(method, cfg=model.cfg, checkpoint=tmp_path / "half.safetensors").state_dict()
+    for name, value in model.state_dict().items():
+        assert loaded[name].dtype == value.dtype, name
+        assert torch.allclose(loaded[name].double(), value.double(), rtol=1e-3, atol=1e-4), name
