@@ -281,6 +281,24 @@ def test_train_split_gap_and_subset_runs_stay_off_the_board(dataset: Path, work:
     assert "4 rows of other versions or of protocol subsets" in text
 
 
+def test_fid_reference_holds_no_source_identity(dataset: Path) -> None:
+    """The FID reference is drawn from identities no pair (of any task) uses as a source, so copying is not rewarded."""
+    from toontalker_bench.data.dataset import clip_table, load_pairs, source_identities
+    from toontalker_bench.eval.evaluator import ProtocolFrames
+
+    clips = clip_table(dataset)
+    sources = source_identities(dataset)
+    pairs = load_pairs(dataset, ["self_real", "self_cartoon", "real2cartoon", "cartoon2real"])
+    assert sources == set(clips.set_index("clip_id").loc[pairs.source_clip, "identity"])
+    frames = ProtocolFrames(dataset, clips, 32)
+    for domain in ("real", "cartoon"):
+        others = clips[(clips.domain == domain) & ~clips.identity.isin(sources)]
+        assert len(others) and (clips[clips.domain == domain].identity.isin(sources)).any()
+        ref = frames.reference(domain, 10_000, sources)
+        assert len(ref) == others.n_frames.sum()  # every frame of the non-source clips, none of the sources'
+        assert len(frames.reference(domain, 10_000)) == clips[clips.domain == domain].n_frames.sum()
+
+
 def test_diagnose_splits_appearance_from_motion(dataset: Path, work: Path, capsys: pytest.CaptureFixture) -> None:
     """`evaluate diagnose` on the brackets whose answers are known: copy-source re-draws the source exactly and never
     moves (appearance 0, follow 0, reenact_l1 == copy_l1 == mean |d_t - d_0| from the files), oracle-driving

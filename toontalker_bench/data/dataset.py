@@ -42,6 +42,31 @@ def clip_table(dataset_dir: str | Path) -> pd.DataFrame:
     return clips
 
 
+def _split_pairs(root: Path, clips: pd.DataFrame, split: str) -> pd.DataFrame:
+    """Every task's pairs of ``split``, unchecked (see :func:`load_pairs`)."""
+    path = root / "protocol" / "pairs.parquet"
+    if not path.is_file():
+        raise DatasetError(f"evaluation protocol not found: {path}", hint="rebuild the dataset (build stage)")
+    if split == "test":
+        return pd.read_parquet(path)
+    import json
+
+    from .protocol import clip_motion, make_pairs
+
+    spec_path = root / "protocol" / "protocol.json"
+    spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
+    return make_pairs(clips, int(spec.get("pairs_per_task", 8)), int(spec.get("pair_frames", 32)), 0,
+                      float(spec.get("min_motion_deg", 0.0)), clip_motion(root), split=split)
+
+
+def source_identities(dataset_dir: str | Path, split: str = "test") -> frozenset[str]:
+    """The identities whose clips any pair of ``split`` (any task) uses as a source."""
+    root = Path(dataset_dir)
+    clips = clip_table(root)
+    sources = _split_pairs(root, clips, split)["source_clip"]
+    return frozenset(clips.loc[clips["clip_id"].isin(sources), "identity"].astype(str))
+
+
 def load_pairs(dataset_dir: str | Path, tasks: list[str], split: str = "test") -> pd.DataFrame:
     """The protocol pairs of ``tasks``; every referenced clip must exist in ``split`` with enough frames.
 
@@ -51,19 +76,7 @@ def load_pairs(dataset_dir: str | Path, tasks: list[str], split: str = "test") -
     root = Path(dataset_dir)
     clips = clip_table(root)
     path = root / "protocol" / "pairs.parquet"
-    if not path.is_file():
-        raise DatasetError(f"evaluation protocol not found: {path}", hint="rebuild the dataset (build stage)")
-    if split == "test":
-        pairs = pd.read_parquet(path)
-    else:
-        import json
-
-        from .protocol import clip_motion, make_pairs
-
-        spec_path = root / "protocol" / "protocol.json"
-        spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
-        pairs = make_pairs(clips, int(spec.get("pairs_per_task", 8)), int(spec.get("pair_frames", 32)), 0,
-                           float(spec.get("min_motion_deg", 0.0)), clip_motion(root), split=split)
+    pairs = _split_pairs(root, clips, split)
     missing = [c for c in PAIR_COLUMNS if c not in pairs.columns]
     if missing:
         raise DatasetError(f"{path} lacks columns {missing}", hint="rebuild the dataset")

@@ -5,7 +5,8 @@ An evaluator holds one accumulating metric object per metric name (torchmetrics-
 ``reset`` / ``merge``). :meth:`Evaluator.evaluate_pair` returns one pair's own values and adds the pair to the
 aggregates :meth:`Evaluator.compute` returns: per-pair metrics are the mean over pairs of per-pair means; the
 distribution metrics (FID, KID) pool the generated frames of every pair against one **reference set** of real frames
-(in the benchmark: the target domain's test frames at the method's size; in ``evaluate metrics``: ``--reference``).
+(in the benchmark: frames of the output domain at the method's size from clips of identities no protocol pair uses as
+a source, so copying a source is not rewarded by construction; in ``evaluate metrics``: ``--reference``).
 
 Resolution: pixel metrics (L1, PSNR, SSIM, LPIPS) compare frames at the method's size; face analysis (detection,
 68 landmarks, the 3DMM fit, identity embeddings, AKD) runs at ``analysis_size`` (256, the dataset's): the driving and
@@ -45,7 +46,7 @@ from ..core.io import write_json, write_text
 from ..core.progress import progress
 from ..core.video import read_frames
 from ..core.visual import grid, save_clip, save_png, triptych
-from ..data.dataset import clip_table, load_pairs
+from ..data.dataset import clip_table, load_pairs, source_identities
 from ..metrics import METRICS, Metric, MetricOptions, MetricValue, Pair, default_metrics, metric_class, metric_classes
 from ..metrics.base import Need
 from ..metrics.pair import AnalysisCache, load_frames, resize_frames
@@ -278,15 +279,18 @@ class ProtocolFrames:
         small = full if full.shape[1] == self.size else resize_frames(full, self.size)
         return small, full
 
-    def reference(self, domain: str, n: int) -> np.ndarray:
-        """``n`` test frames of ``domain`` at the method's size, evenly spaced over all its test clips."""
-        test = self.clips[(self.clips["split"] == "test") & (self.clips["domain"] == domain)].sort_values("clip_id")
-        counts = test["n_frames"].astype(int).to_numpy()
+    def reference(self, domain: str, n: int, exclude_identities: set[str] | frozenset[str] = frozenset()
+                  ) -> np.ndarray:
+        """``n`` frames of ``domain`` at the method's size, evenly spaced over every clip whose identity is not in
+        ``exclude_identities`` (the pairs' sources: a reference holding the sources would reward copying them)."""
+        ok = (self.clips["domain"] == domain) & ~self.clips["identity"].astype(str).isin(exclude_identities)
+        pool = self.clips[ok].sort_values("clip_id")
+        counts = pool["n_frames"].astype(int).to_numpy()
         total = int(counts.sum())
         picks = np.unique(np.linspace(0, total - 1, min(n, total)).round().astype(int)) if total else []
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) if total else []
         out = []
-        for clip_id, s, c in zip(test["clip_id"], starts, counts):
+        for clip_id, s, c in zip(pool["clip_id"], starts, counts):
             local = [p - s for p in picks if s <= p < s + c]
             if local:
                 frames = read_frames(self.root / self.paths[clip_id])
@@ -376,6 +380,8 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
     version = dataset_version(root)
     pairs = load_pairs(root, tasks, split)
     frames = ProtocolFrames(root, clip_table(root), method.size)
+    # every protocol source identity, whichever tasks run, so a task's FID reference does not depend on the others
+    sources = source_identities(root, split)
     rank, world = _rank_world()
     method.to(device).eval()
     t0 = time.perf_counter()
@@ -389,7 +395,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         names = task_metrics(task, ep)
         ev = Evaluator.from_params(names, ep, str(device), motion_dataset=str(root))
         if rank == 0 and needing("reference", names):
-            ev.set_reference(frames.reference(src_dom, ep.fid_reference_frames))
+            ev.set_reference(frames.reference(src_dom, ep.fid_reference_frames, sources))
         local_rows, samples = [], []
         for p in animate_pairs(method, frames, tp, (src_dom, drv_dom), device, max_frames=ep.max_frames,
                                desc=f"{method.name} {task}", shard=(rank, world)):
