@@ -128,3 +128,38 @@ def test_full_pipeline_tracks_cartoon_yaw() -> None:
     assert est.ok.all()
     assert np.corrcoef(est.angles[:, 0], yaws)[0, 1] > 0.9
     assert est.angles[0, 0] < -5 < 5 < est.angles[-1, 0]
+
+
+def test_expression_distance_weights_morphs_by_how_reliably_both_sides_are_read() -> None:
+    """With per-morph reliabilities from the backend (corpus-ridge's ``exp_weights``), a morph neither side can read
+    adds none of its noise to ``aed_exp_rel``, and a morph is weighted by the worse-read side."""
+    from toontalker_bench.faces.bfm import MotionEstimate
+
+    rng = np.random.default_rng(4)
+    t = 12
+    drv = rng.uniform(0, 1, (t, 17))
+    gen = drv.copy()
+    gen[:, 5] = rng.uniform(0, 1, t)  # morph 5: pure noise in the output's reading
+    w_gen, w_drv = np.ones(17), np.ones(17)
+    w_gen[5] = 0.0  # ... which the output's domain cannot read
+    w_drv[3] = 0.25  # morph 3 is read less well on the driver's side
+    frames = np.zeros((t, 8, 8, 3), np.uint8)
+
+    def value(weights: bool) -> float:
+        pair = Pair(frames, frames)
+        for which, exp, w in (("generated", gen, w_gen), ("driving", drv, w_drv)):
+            extra = {"exp_weights": w} if weights else {}
+            est = MotionEstimate(np.zeros((t, 3)), exp, np.ones(t, bool), "corpus-ridge", extra)
+            pair.cached(("motion", which, "corpus-ridge", None), lambda e=est: e)
+        m = METRICS.create("aed_exp_rel", backend="corpus-ridge")
+        m.update(pair)
+        v = m.compute()
+        assert v.extra.get("coefficient_weights") == ("reliability" if weights else None)
+        return v.value
+
+    d = np.abs((gen - gen[0]) - (drv - drv[0]))[1:]
+    assert value(False) == pytest.approx(d.mean())
+    assert value(True) == pytest.approx(0.0, abs=1e-12)  # the only difference is in the unreadable morph
+    gen[:, 3] += np.linspace(0, 0.5, t)  # an error in morph 3 counts with weight 0.25 of 16.25
+    w = np.minimum(w_gen, w_drv)
+    assert value(True) == pytest.approx((np.abs((gen - gen[0]) - (drv - drv[0]))[1:] * w / w.mean()).mean())

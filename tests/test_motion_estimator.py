@@ -264,7 +264,7 @@ def test_corpus_ridge_reads_the_frames_face_analysis_sees(cartoon_set, analyzer)
     assert np.abs(est.angles[est.ok] - truth[:12:2][est.ok, 17:]).mean() < 5.0
 
 
-def test_morph_gains_put_two_domains_on_the_ground_truths_scale() -> None:
+def test_morph_calibration_puts_two_domains_on_the_ground_truths_scale() -> None:
     """One domain shows the morphs clearly, the other faintly and noisily: raw ridge estimates of the same motion
     differ in scale (the faint domain's are shrunk), the calibrated ones regress onto the truth with slope ~1 in
     both, so a cross-domain distance of the exact answer falls well below copying's."""
@@ -272,25 +272,33 @@ def test_morph_gains_put_two_domains_on_the_ground_truths_scale() -> None:
 
     rng = np.random.default_rng(5)
     n, k = 480, 17
-    truth = rng.uniform(0, 1, (n, k)) * (rng.random((n, k)) < 0.5)
     domains = np.where(np.arange(n) < n // 2, "cartoon", "real")
     groups = np.repeat(np.arange(12), n // 12)
     mix = rng.normal(size=(k, 136))
+    mix[16] = 0  # a morph no picture shows
     strength = np.where(domains == "cartoon", 1.0, 0.3)[:, None]
-    feats = {"angles": rng.normal(size=(n, 3)), "exp": rng.normal(size=(n, 10)), "region": rng.normal(size=(n, 15)),
-             "frontal": (truth - 0.25) @ mix * strength + rng.normal(0, 1.0, (n, 136)), "hog": rng.normal(size=(n, 50))}
-    feats["hog"][domains == "real"] += 3.0
-    y = np.concatenate([truth, feats["angles"] * 10], axis=1)
-    model = PoseVectorRidge.fit(feats, y, domains, groups)
+
+    def sample() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        truth = rng.uniform(0, 1, (n, k)) * (rng.random((n, k)) < 0.5)
+        feats = {"angles": rng.normal(size=(n, 3)), "exp": rng.normal(size=(n, 10)),
+                 "region": rng.normal(size=(n, 15)),
+                 "frontal": (truth - 0.25) @ mix * strength + rng.normal(0, 1.0, (n, 136)),
+                 "hog": rng.normal(size=(n, 50))}
+        feats["hog"][domains == "real"] += 3.0
+        return truth, feats
+
+    truth, feats = sample()
+    model = PoseVectorRidge.fit(feats, np.concatenate([truth, feats["angles"] * 10], axis=1), domains, groups)
     assert (model.gains["real"] < model.gains["cartoon"]).mean() > 0.8 and (model.gains["real"] >= MIN_GAIN).all()
+    truth, feats = sample()  # new faces: what the map meets in use
 
     def slope(dom: str, calibrated: bool) -> float:
         part = {key: v[domains == dom] for key, v in feats.items()}
         pred = model.predict(part, dom)[0][:, :k]
-        if not calibrated:  # undo the gains (inside [0, 1] the clip does not bite much for this check)
+        if not calibrated:  # undo the gains
             b = model.maps[dom]["morphs"].b
             pred = b + (pred - b) * model.gains[dom]
-        t = truth[domains == dom]
+        pred, t = pred[:, :16], truth[domains == dom][:, :16]  # the morphs the pictures show
         return float(((pred - pred.mean(0)) * (t - t.mean(0))).sum() / ((t - t.mean(0)) ** 2).sum())
 
     raw = {d: slope(d, False) for d in ("cartoon", "real")}
@@ -298,3 +306,10 @@ def test_morph_gains_put_two_domains_on_the_ground_truths_scale() -> None:
     assert raw["real"] < 0.8 * raw["cartoon"], raw
     assert abs(cal["real"] - cal["cartoon"]) < 0.5 * abs(raw["real"] - raw["cartoon"]), (raw, cal)
     assert 0.8 < cal["cartoon"] < 1.2 and 0.7 < cal["real"] < 1.3, cal
+    # reliability: the held-out within-face correlation, lower where the pictures show the morphs faintly, ~0 for the
+    # morph nothing shows (so the expression distances give it almost no weight)
+    rel = model.reliability
+    assert (rel["real"][:16] < rel["cartoon"][:16]).mean() > 0.8 and rel["cartoon"][:16].min() > 0.5, rel
+    assert rel["cartoon"][16] < 0.2 and rel["real"][16] < 0.2, rel
+    loaded = PoseVectorRidge.from_arrays(model.to_arrays())
+    assert all(np.array_equal(loaded.reliability[d], rel[d]) for d in rel)

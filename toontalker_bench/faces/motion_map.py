@@ -15,11 +15,11 @@ Feature blocks (:func:`motion_features`; a frame without 68 landmarks gets NaN e
   whole face in 8-px cells, the eye/brow band and the mouth band in 4-px cells.
 
 :class:`PoseVectorRidge` holds, per domain, two ridge regressions (features standardised, each block weighted by
-1/sqrt(its size)): one to the 17 morphs (clipped to [0, 1]) and one per angle to the correction of the BFM fit's yaw,
+1/sqrt(its size)): one to the 17 morphs (not clipped) and one per angle to the correction of the BFM fit's yaw,
 pitch or roll (so a rejected correction falls back to the generic fit, not to the mean pose). For each, the feature
 blocks (geometry only, or geometry + HOG) and the ridge strength are chosen by leave-identity-out cross-validation on
 the training frames. The morph estimates are then put on the ground truth's scale, per domain and morph
-(:func:`morph_gains`), so that the two domains' estimates of the same motion can be compared. A ridge classifier on the
+(:func:`morph_calibration`), so that the two domains' estimates of the same motion can be compared. A ridge classifier on the
 same features picks a sequence's domain (majority over its frames).
 """
 
@@ -43,8 +43,8 @@ BLOCKS = GEOMETRY + ("hog",)
 FEATURE_SETS: tuple[tuple[str, ...], ...] = (GEOMETRY, BLOCKS)
 LAMBDAS = (0.1, 1.0, 10.0, 100.0)
 PARTS = ("morphs",) + ANGLES
-FEATURE_VERSION = 2  # bump when a feature's or the map's definition changes (cached maps are keyed by it)
-MIN_GAIN = 0.25  # morph gains below this are raised to it (see morph_gains)
+FEATURE_VERSION = 3  # bump when a feature's or the map's definition changes (cached maps are keyed by it)
+MIN_GAIN = 0.25  # morph gains below this are raised to it (see morph_calibration)
 
 ALIGN_SIZE = 112
 # ArcFace/insightface 112x112 five-point template: eye centres, nose tip, mouth corners
@@ -276,19 +276,23 @@ def fit_ridges(feats: dict[str, np.ndarray] | Designs, targets: dict[str, tuple[
     return out
 
 
-def morph_gains(designs: Designs, m: RidgeMap, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Per morph, the slope of the map's held-out estimates on the ground truth (leave-identity-out, the chosen
-    blocks and ridge strength), floored at ``MIN_GAIN``; 1 where the map is constant or the morph never varies.
+def morph_calibration(designs: Designs, m: RidgeMap, y: np.ndarray, groups: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per morph, from the map's held-out estimates (leave-identity-out, the chosen blocks and ridge strength):
 
-    A ridge map shrinks towards the mean, and by how much depends on how clearly a domain's pictures show a morph, so
-    two domains' raw estimates of the same motion differ in scale (a cross-domain expression distance then measures
-    the scales). Dividing the estimate's deviation from the mean by this slope puts every domain on the ground
-    truth's morph units (the estimate's expectation given the truth follows the truth); the floor bounds how much
-    noise a barely visible morph can gain."""
-    gains = np.ones(y.shape[1])
+    - the **gain**: the slope of the estimates on the ground truth, floored at ``MIN_GAIN``; 1 where the map is constant
+      or the morph never varies. A ridge map shrinks towards the mean, and by how much depends on how clearly a domain's
+      pictures show a morph, so two domains' raw estimates of the same motion differ in scale (a cross-domain
+      expression distance then measures the scales). Dividing the estimate's deviation from the mean by this slope
+      puts every domain on the ground truth's morph units; the floor bounds how much noise a barely visible morph can
+      gain.
+    - the **reliability**: the correlation of estimate and truth once each identity's mean is taken out of both (so
+      it scores the changes within a face, what the relative metrics read, not who the face is), 0 where negative or
+      undefined. The expression distances weight each morph by its square (:func:`expression_weights`)."""
+    gains, reliability = np.ones(y.shape[1]), np.zeros(y.shape[1])
     folds = _folds(groups)
     if not m.blocks or len(folds) < 2:
-        return gains
+        return gains, reliability
     pred = np.empty_like(y)
     for p, test in zip(_heldout(designs.gram(m.blocks), y, folds, m.lam), folds):
         pred[test] = p
@@ -296,12 +300,27 @@ def morph_gains(designs: Designs, m: RidgeMap, y: np.ndarray, groups: np.ndarray
     cols = var > 1e-9
     slope = ((pred - pred.mean(0)) * (y - y.mean(0))).mean(0)[cols] / var[cols]
     gains[cols] = np.clip(slope, MIN_GAIN, None)
-    return gains
+    pc, yc = pred.copy(), y.copy()
+    for g in np.unique(groups):
+        rows = groups == g
+        pc[rows] -= pc[rows].mean(0)
+        yc[rows] -= yc[rows].mean(0)
+    norm = np.sqrt((pc ** 2).sum(0) * (yc ** 2).sum(0))
+    ok = norm > 1e-12
+    reliability[ok] = np.clip((pc * yc).sum(0)[ok] / norm[ok], 0, 1)
+    return gains, reliability
+
+
+def expression_weights(reliability: np.ndarray) -> np.ndarray:
+    """Per-morph weights of the expression distances: the share of a morph's within-face variation the map's held-out
+    estimates explain (reliability squared). A morph the map cannot read in a domain adds only its noise to a
+    distance, and with 17 morphs of which a handful are readable that noise decides the ranking."""
+    return np.square(np.clip(reliability, 0, 1))
 
 
 @dataclass
 class PoseVectorRidge:
-    """Per domain, a :class:`RidgeMap` to the 17 morphs (with per-morph gains, :func:`morph_gains`) and one per angle
+    """Per domain, a :class:`RidgeMap` to the 17 morphs (with per-morph gains and reliabilities, :func:`morph_calibration`) and one per angle
     to its correction (added to the fitted angle of the ``angles`` block), plus a domain classifier (a
     :class:`RidgeMap` to one-hot domains)."""
 
@@ -309,6 +328,7 @@ class PoseVectorRidge:
     classifier: RidgeMap | None
     info: dict[str, Any] = field(default_factory=dict)
     gains: dict[str, np.ndarray] = field(default_factory=dict)  # domain -> (17,) morph gains (absent: ones)
+    reliability: dict[str, np.ndarray] = field(default_factory=dict)  # domain -> (17,) held-out within-face r
 
     @property
     def domains(self) -> list[str]:
@@ -323,6 +343,7 @@ class PoseVectorRidge:
         maps: dict[str, dict[str, RidgeMap]] = {}
         info: dict[str, Any] = {}
         gains: dict[str, np.ndarray] = {}
+        reliability: dict[str, np.ndarray] = {}
         for d in sorted(set(domains[ok].tolist())):
             rows = ok & (domains == d)
             f = {k: v[rows] for k, v in feats.items()}
@@ -332,9 +353,11 @@ class PoseVectorRidge:
             designs = Designs(f)
             fitted = fit_ridges(designs, targets, groups[rows])
             maps[d] = {p: m for p, (m, _) in fitted.items()}
-            gains[d] = morph_gains(designs, maps[d]["morphs"], targets["morphs"][0], groups[rows])
+            gains[d], reliability[d] = morph_calibration(designs, maps[d]["morphs"], targets["morphs"][0],
+                                                         groups[rows])
             info[d] = {"frames": int(rows.sum()), "identities": len(set(groups[rows].tolist())),
-                       **{p: i for p, (_, i) in fitted.items()}, "morph_gains": gains[d].round(4).tolist()}
+                       **{p: i for p, (_, i) in fitted.items()}, "morph_gains": gains[d].round(4).tolist(),
+                       "morph_reliability": reliability[d].round(4).tolist()}
             log.info("corpus ridge map %s (%d frames, %d identities): %s", d, info[d]["frames"],
                      info[d]["identities"], ", ".join(f"{p} {info[d][p]['chosen']}" for p in PARTS))
         classifier = None
@@ -344,7 +367,7 @@ class PoseVectorRidge:
             one_group = np.zeros(int(ok.sum()))  # a fixed ridge, no model selection
             classifier = fit_ridges({k: v[ok] for k, v in feats.items()}, {"domain": (onehot, False)}, one_group,
                                     (BLOCKS,), (1.0,))["domain"][0]
-        return cls(maps, classifier, info, gains)
+        return cls(maps, classifier, info, gains, reliability)
 
     def domain_of(self, feats: dict[str, np.ndarray], ok: np.ndarray) -> str:
         names = self.domains
@@ -364,7 +387,9 @@ class PoseVectorRidge:
             m = self.maps[domain]
             raw = m["morphs"].predict(f)
             gain = self.gains.get(domain, np.ones(N_MORPHS))
-            out[ok, :N_MORPHS] = (m["morphs"].b + (raw - m["morphs"].b) / gain).clip(0, 1)
+            # not clipped to [0, 1]: near a bound (most morphs rest at 0) clipping rectifies the estimate's noise,
+            # which shrinks a domain's changes and breaks the cross-domain scale the gains set
+            out[ok, :N_MORPHS] = m["morphs"].b + (raw - m["morphs"].b) / gain
             out[ok, N_MORPHS:] = f["angles"] + np.concatenate([m[a].predict(f) for a in ANGLES], axis=1)
         return out, ok, domain
 
@@ -374,7 +399,8 @@ class PoseVectorRidge:
         if self.classifier is not None:
             named.append(("classifier", self.classifier))
         arrays: dict[str, np.ndarray] = {"info": np.array(json.dumps(self.info, sort_keys=True)),
-                                         **{f"gains.{d}": g for d, g in self.gains.items()}}
+                                         **{f"gains.{d}": g for d, g in self.gains.items()},
+                                         **{f"reliability.{d}": r for d, r in self.reliability.items()}}
         for name, m in named:
             arrays[f"{name}.blocks"] = np.array(m.blocks)
             arrays[f"{name}.lam"] = np.array(m.lam)
@@ -392,4 +418,5 @@ class PoseVectorRidge:
         info = json.loads(str(arrays["info"])) if "info" in arrays else {}
         return cls({d: {p: one(f"map.{d}.{p}") for p in PARTS} for d in doms},
                    one("classifier") if "classifier.w" in arrays else None, info,
-                   {d: np.asarray(arrays[f"gains.{d}"]) for d in doms if f"gains.{d}" in arrays})
+                   {d: np.asarray(arrays[f"gains.{d}"]) for d in doms if f"gains.{d}" in arrays},
+                   {d: np.asarray(arrays[f"reliability.{d}"]) for d in doms if f"reliability.{d}" in arrays})

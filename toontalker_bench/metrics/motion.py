@@ -226,10 +226,13 @@ class CorpusRidgeBackend(MotionBackend):
     def estimate_frames(self, frames: np.ndarray, landmarks68: np.ndarray, extra: dict | None = None,
                         domain: str | None = None) -> MotionEstimate:
         """Frames + their 68 landmarks -> morphs (as ``exp``) and corrected angles."""
-        from ..faces.motion_map import motion_features
+        from ..faces.motion_map import expression_weights, motion_features
 
         pred, ok, dom = self.model.predict(motion_features(frames, landmarks68), domain)
-        return MotionEstimate(pred[:, 17:], pred[:, :17], ok, self.name, {**(extra or {}), "domain": dom})
+        extra = {**(extra or {}), "domain": dom}
+        if dom in self.model.reliability:
+            extra["exp_weights"] = expression_weights(self.model.reliability[dom])
+        return MotionEstimate(pred[:, 17:], pred[:, :17], ok, self.name, extra)
 
 
 @MOTION_BACKENDS.register("deep3d", "user-supplied Deep3DFaceRecon coefficients (257-D: 80 id, 64 exp, 80 tex, "
@@ -298,6 +301,7 @@ class _MotionDistance(Metric):
         self.add_state("_total", 0, "sum")
         self.add_state("_used", None, "first")  # the backend the estimates report (a corpus map's name, or fallback)
         self.add_state("_fallback", None, "first")  # why the requested backend fell back, if it did
+        self.add_state("_weighted", None, "first")  # how coefficients were weighted, when not uniformly
         # relative forms: sums over the compared frames for ``follow`` and ``change_ratio`` (see ``compute``)
         for name in ("_dot", "_drv_sq", "_gen_abs", "_drv_abs"):
             self.add_state(name, 0.0, "sum")
@@ -313,7 +317,10 @@ class _MotionDistance(Metric):
         return est
 
     def _extra(self) -> dict[str, str]:
-        return {"motion_backend_fallback": self._fallback} if self._fallback else {}
+        out = {"motion_backend_fallback": self._fallback} if self._fallback else {}
+        if self._weighted:
+            out["coefficient_weights"] = self._weighted
+        return out
 
     relative = False
 
@@ -326,6 +333,7 @@ class _MotionDistance(Metric):
         if not both.any():
             return
         a, b = getattr(gen, self.key), getattr(drv, self.key)
+        w = self._weights(gen, drv, a.shape[1])
         if self.relative:  # changes since the first frame usable on both sides, which itself compares 0 with 0
             ref = int(np.flatnonzero(both)[0])
             a, b = a - a[ref], b - b[ref]
@@ -334,6 +342,8 @@ class _MotionDistance(Metric):
             if not both.any():
                 return
         a, b = a[both], b[both]
+        if w is not None:  # a weighted mean over coefficients (the weights sum to the number of coefficients)
+            a, b = a * w, b * w
         if self.relative:
             self._dot += float((a * b).sum())
             self._drv_sq += float(np.square(b).sum())
@@ -341,6 +351,20 @@ class _MotionDistance(Metric):
             self._drv_abs += float(np.abs(b).sum())
         self._per_video.append(float(np.abs(a - b).mean(axis=1).mean()))
         self._n_frames += int(both.sum())
+
+    def _weights(self, gen: MotionEstimate, drv: MotionEstimate, n: int) -> np.ndarray | None:
+        """Per-coefficient weights with mean 1, or None (the plain mean over coefficients): expression codes whose
+        backend says how reliably it reads each coefficient in each domain (``exp_weights``, corpus-ridge's held-out
+        within-face reliability squared) get the smaller of the two sides' weights, so a morph counts as much as the
+        worse-read of the two faces lets it; a morph no side can read adds none of its noise."""
+        wg, wd = gen.extra.get("exp_weights"), drv.extra.get("exp_weights")
+        if self.key != "exp" or wg is None or wd is None:
+            return None
+        w = np.minimum(np.asarray(wg, np.float64), np.asarray(wd, np.float64))
+        if w.sum() <= 0:
+            return None
+        self._weighted = "reliability"
+        return w * (n / w.sum())
 
     def compute(self) -> MetricValue:
         """The relative forms also say where their distance comes from, pooled over every compared frame and
