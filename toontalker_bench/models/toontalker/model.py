@@ -199,6 +199,11 @@ class ToonTalker(Method):
         return aids
 
     # -- training ---------------------------------------------------------------------------------------------
+    def stage_steps(self, steps: int) -> dict[str, int]:
+        """Stage 1 (within-domain reconstruction) then stage 2 (+ the analogy constraint), as :meth:`training_step`
+        switches at ``stage1_steps``."""
+        return {"1_reconstruction": min(steps, self.stage1_steps), "2_analogy": max(0, steps - self.stage1_steps)}
+
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], step: int) -> dict[str, float]:
         self.train()
         stage = 1 if step < self.stage1_steps else 2
