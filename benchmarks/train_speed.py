@@ -12,13 +12,20 @@ precision, on the same batches); ``eval_loss_fp32`` scores each trained model on
 in float32 on both sides (a training step of a throw-away copy, whose loss is computed before its update), so the two
 numbers compare like with like.
 
-    nice -n 10 python -m benchmarks.train_speed [--methods toontalker,fomm,animeceleb] [--steps 30] [--threads 1]
+Both sides share the code's one batched VGG pass per step (AnimeCeleb: warped + edited image against one target,
+whose features are computed once; ToonTalker: both domains), so ``vgg_pass`` times that part alone: the loss's
+forward + backward as separate calls per output (the code before) and as one pass, alternately, in float32 and in
+the profile's precision.
+
+    nice -n 10 python -m benchmarks.train_speed [--methods toontalker,fomm,animeceleb] [--steps 32] [--threads 1]
+        [--set train.amp_cpu=true ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
 import time
 from pathlib import Path
@@ -27,6 +34,8 @@ from typing import Any
 from .common import load_avg, machine
 
 RESULTS = Path(__file__).parent / "results" / "train_speed.json"
+# how each method's step feeds its reconstruction loss: two outputs against one target, or one target each
+PASS_LAYOUT = {"animeceleb": "shared", "toontalker": "own"}
 OFF = ("train.amp_cpu=false", "loss.perceptual.bf16=false")
 
 
@@ -58,7 +67,30 @@ def _eval_fp32(model: Any, data: Any, first: int, n: int, batch_size: int, seed:
     return statistics.fmean(losses)
 
 
-def measure(method: str, dataset: str, steps: int, warmup: int, eval_batches: int, seed: int) -> dict[str, Any]:
+def _vgg_pass(rec: Any, layout: str, batch: int, size: int, repeats: int = 7) -> dict[str, Any]:
+    """Median seconds of the loss's forward + backward for two outputs: separate calls vs one :meth:`losses` pass."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    a, b, ta, tb = (torch.rand(batch, 3, size, size, generator=g) for _ in range(4))
+    targets = ta if layout == "shared" else [ta, tb]
+    times: dict[str, list[float]] = {"separate": [], "one_pass": []}
+    for _ in range(repeats):
+        for how in times:
+            x, y = a.clone().requires_grad_(), b.clone().requires_grad_()
+            t = time.perf_counter()
+            if how == "separate":
+                losses = [rec(x, ta), rec(y, ta if layout == "shared" else tb)]
+            else:
+                losses = rec.losses([x, y], targets)
+            sum(losses).backward()
+            times[how].append(time.perf_counter() - t)
+    sep, one = (statistics.median(times[h][1:]) for h in times)
+    return {"layout": layout, "separate_s": round(sep, 4), "one_pass_s": round(one, 4), "ratio": round(sep / one, 3)}
+
+
+def measure(method: str, dataset: str, steps: int, warmup: int, eval_batches: int, seed: int,
+            after_sets: tuple[str, ...] = ()) -> dict[str, Any]:
     import numpy as np
     import torch
 
@@ -67,7 +99,7 @@ def measure(method: str, dataset: str, steps: int, warmup: int, eval_batches: in
 
     window = (f"train.steps={steps}",)
     before = build_method(method, "tiny", [*OFF, *window])
-    after = build_method(method, "tiny", list(window))
+    after = build_method(method, "tiny", [*window, *after_sets])
     after.load_state_dict(before.state_dict())
     note = None
     try:
@@ -92,7 +124,7 @@ def measure(method: str, dataset: str, steps: int, warmup: int, eval_batches: in
             times[side].append(time.perf_counter() - t)
     tail = max(1, steps // 4)
     out: dict[str, Any] = {"method": method, "profile": "tiny", "steps": steps, "warmup": warmup,
-                           "batch_size": tc["after"].batch_size, "note": note,
+                           "batch_size": tc["after"].batch_size, "note": note, "after_sets": list(after_sets),
                            "options_after": {"train.amp_cpu": tc["after"].amp_cpu,
                                              "loss.perceptual.bf16": any(r.bf16 for r in _reconstruction_losses(after)),
                                              "reconstruction_backend": after.cfg.get("reconstruction_backend")},
@@ -103,6 +135,12 @@ def measure(method: str, dataset: str, steps: int, warmup: int, eval_batches: in
                      "train_loss_last": round(statistics.fmean(losses[side][-tail:]), 4),
                      "eval_loss_fp32": round(_eval_fp32(model, data, steps, eval_batches, tc[side].batch_size, seed), 4),
                      "variant": model.variant()}
+    if method in PASS_LAYOUT:
+        rec = copy.deepcopy(_reconstruction_losses(after)[0])
+        out["vgg_pass"] = {}
+        for name, bf16 in (("fp32", False), ("profile", rec.bf16)):
+            rec.bf16 = bf16
+            out["vgg_pass"][name] = _vgg_pass(rec, PASS_LAYOUT[method], tc["after"].batch_size, after.size)
     out["ratio"] = round(out["before"]["s_per_step"] / out["after"]["s_per_step"], 3)
     out["ratio_total"] = round(sum(times["before"][warmup:]) / sum(times["after"][warmup:]), 3)
     out["eval_loss_after_over_before"] = round(out["after"]["eval_loss_fp32"] / out["before"]["eval_loss_fp32"], 4)
@@ -113,11 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default="toontalker,fomm,animeceleb")
     ap.add_argument("--dataset", default="data/dataset")
-    ap.add_argument("--steps", type=int, default=30, help="training steps per side")
+    ap.add_argument("--steps", type=int, default=32, help="training steps per side")
     ap.add_argument("--warmup", type=int, default=3, help="first steps left out of s/step")
     ap.add_argument("--eval-batches", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override on the after side only (try an option before making it a profile default)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     import torch
@@ -125,14 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     from toontalker_bench.core.io import write_json
 
     torch.set_num_threads(args.threads)
+    methods = [m for m in args.methods.split(",") if m]
+    kept = json.loads(args.out.read_text())["results"] if args.out.is_file() else []  # other methods' records stay
     report: dict[str, Any] = {"what": __doc__.split("\n\n")[0], "machine": machine(), "threads": args.threads,
-                              "results": []}
-    for method in (m for m in args.methods.split(",") if m):
-        rec = measure(method, args.dataset, args.steps, args.warmup, args.eval_batches, args.seed)
+                              "results": [r for r in kept if r["method"] not in methods]}
+    for method in methods:
+        rec = measure(method, args.dataset, args.steps, args.warmup, args.eval_batches, args.seed, tuple(args.sets))
+        rec["machine"] = machine()
         report["results"].append(rec)
         print(f"{method}: {rec['before']['s_per_step']} -> {rec['after']['s_per_step']} s/step ({rec['ratio']}x); "
               f"fp32 loss {rec['before']['eval_loss_fp32']} -> {rec['after']['eval_loss_fp32']}", flush=True)
     report["load_avg_end"] = load_avg()
+    report["results"].sort(key=lambda r: r["method"])
     write_json(args.out, report)
     return 0
 

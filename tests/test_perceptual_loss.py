@@ -120,6 +120,9 @@ def test_several_outputs_share_one_pass_and_bf16_stays_close(vgg16_home: Path, p
     for got, want in zip(pair, (loss(a, t), loss(b, t))):
         assert abs(float(got) - float(want)) <= 1e-5 * float(want)
     assert float(pair[0]) != float(pair[1])
+    own = loss.losses([a, b[:1]], [t, a[:1]])  # one target each, of their own batch sizes (ToonTalker's domains)
+    for got, want in zip(own, (loss(a, t), loss(b[:1], a[:1]))):
+        assert abs(float(got) - float(want)) <= 1e-5 * float(want)
     fast = ReconstructionLoss("perceptual", perceptual={**cfg, "bf16": True})
     assert fast.backend.endswith(", bf16)") and not loss.backend.endswith(", bf16)")
     for got, want in zip(fast.losses([a, b], t), pair):

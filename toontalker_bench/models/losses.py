@@ -95,8 +95,8 @@ class ReconstructionLoss(nn.Module):
     ``bf16`` runs the (frozen) VGG in bfloat16 and compares its features in float32: on a CPU with AMX
     its forward + backward is ~2.5x faster than float32 (``benchmarks/train_speed.py``); the backend string says so.
 
-    :meth:`losses` scores several outputs against one target in one VGG pass and computes the target's features once
-    (a method with two outputs per target, e.g. AnimeCeleb's warped and edited images, saves a quarter of its VGG work).
+    :meth:`losses` scores several outputs in one batched VGG pass, against one target whose features it computes once
+    (AnimeCeleb's warped and edited images: a quarter less VGG work) or against one target each (ToonTalker's domains).
     """
 
     def __init__(self, mode: str = "auto", ssim_weight: float = 1.0, scales: int = 3,
@@ -166,20 +166,27 @@ class ReconstructionLoss(nn.Module):
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.losses([output], target)[0]
 
-    def losses(self, outputs: list[torch.Tensor], target: torch.Tensor) -> list[torch.Tensor]:
-        """The loss of each of ``outputs`` (each shaped like ``target``) against ``target``."""
+    def losses(self, outputs: list[torch.Tensor], targets: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
+        """The loss of each of ``outputs`` against ``targets``: one target for all (its features computed once) or
+        a list, one per output shaped like it (e.g. one per domain). All share their image size."""
+        shared = isinstance(targets, torch.Tensor)
         if self.vgg is None:
-            return [self._l1_ssim(o, target) for o in outputs]
-        smallest = min(target.shape[-2:]) * 0.5 ** (self.p_scales - 1)
+            return [self._l1_ssim(o, t) for o, t in zip(outputs, [targets] * len(outputs) if shared else targets)]
+        smallest = min(outputs[0].shape[-2:]) * 0.5 ** (self.p_scales - 1)
         if smallest < 16:  # relu5_1 follows four 2x2 max-poolings
-            raise ConfigError(f"loss.perceptual.scales={self.p_scales} is too many for {tuple(target.shape[-2:])} px "
-                              f"images: the smallest level would be {smallest:g} px, relu5_1 needs >= 16",
+            raise ConfigError(f"loss.perceptual.scales={self.p_scales} is too many for {tuple(outputs[0].shape[-2:])} "
+                              f"px images: the smallest level would be {smallest:g} px, relu5_1 needs >= 16",
                               hint="lower loss.perceptual.scales")
-        k = len(outputs)
-        x, y = torch.cat(outputs), target
+        sizes = [len(o) for o in outputs]
+        x, y = torch.cat(outputs), targets if shared else torch.cat(targets)
         if self.clamp:
             x, y = x.clamp(0, 1), y.clamp(0, 1)
-        totals = [(xi - y).abs().mean() * self.pixel_l1 if self.pixel_l1 else y.new_zeros(()) for xi in x.chunk(k)]
+
+        def per_output(a: torch.Tensor, b: torch.Tensor) -> list[torch.Tensor]:
+            return [(aj - bj).abs().mean() for aj, bj in zip(a.split(sizes), [b] * len(sizes) if shared else
+                                                                 b.split(sizes))]
+
+        totals = [d * self.pixel_l1 for d in per_output(x, y)] if self.pixel_l1 else [y.new_zeros(())] * len(sizes)
         for i in range(self.p_scales):
             if self.pyramid == "antialias":
                 xs, ys = antialias_downscale(x, 0.5**i), antialias_downscale(y, 0.5**i)
@@ -191,8 +198,7 @@ class ReconstructionLoss(nn.Module):
             with torch.no_grad():
                 fy = self._features(ys)
             for w, a, b in zip(self.layer_weights, self._features(xs), fy):
-                for j, aj in enumerate(a.chunk(k)):
-                    totals[j] = totals[j] + w * (aj - b).abs().mean()
+                totals = [t + w * d for t, d in zip(totals, per_output(a, b))]
         return totals
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
