@@ -109,6 +109,26 @@ def test_vgg16_perceptual_loss_is_the_papers_formula(vgg16_home: Path, cfg: dict
     assert float(loss(y, y)) == 0.0
 
 
+@pytest.mark.parametrize("pyramid", ["antialias", "bilinear"])
+def test_several_outputs_share_one_pass_and_bf16_stays_close(vgg16_home: Path, pyramid: str) -> None:
+    """losses([a, b], t) is [loss(a, t), loss(b, t)] (one batched VGG pass, the target's features once); the bf16 VGG
+    (``bf16: true``, said in the backend) stays within 2% of float32 and the variant says how it trained."""
+    cfg = {"layer_weights": [10, 10, 10, 10, 10], "scales": 3, "pyramid": pyramid, "pixel_l1": 2.0}
+    loss = ReconstructionLoss("perceptual", perceptual=cfg)
+    (a, t), (b, _) = _images(seed=0), _images(seed=1)
+    pair = loss.losses([a, b], t)
+    for got, want in zip(pair, (loss(a, t), loss(b, t))):
+        assert abs(float(got) - float(want)) <= 1e-5 * float(want)
+    assert float(pair[0]) != float(pair[1])
+    own = loss.losses([a, b[:1]], [t, a[:1]])  # one target each, of their own batch sizes (ToonTalker's domains)
+    for got, want in zip(own, (loss(a, t), loss(b[:1], a[:1]))):
+        assert abs(float(got) - float(want)) <= 1e-5 * float(want)
+    fast = ReconstructionLoss("perceptual", perceptual={**cfg, "bf16": True})
+    assert fast.backend.endswith(", bf16)") and not loss.backend.endswith(", bf16)")
+    for got, want in zip(fast.losses([a, b], t), pair):
+        assert got.dtype == torch.float32 and abs(float(got) - float(want)) <= 0.02 * float(want)
+
+
 @pytest.mark.slow  # ~10 s: builds the three tiny models and one ToonTalker step with the VGG loss
 def test_methods_use_the_paper_weights_with_vgg16_and_record_it(vgg16_home: Path) -> None:
     from toontalker_bench.models.animeceleb import AnimeCeleb
@@ -129,6 +149,9 @@ def test_methods_use_the_paper_weights_with_vgg16_and_record_it(vgg16_home: Path
                                    "heads": 2, "ff_dim": 32}
     tt = ToonTalker(tt_cfg)
     assert tt.w["rec"] == 1.0 and "+2*L1" in tt.cfg["reconstruction_backend"]  # LIA: L1 on [-1, 1] + VGG
+    # how each trained, in the leaderboard's variant: tiny ToonTalker's VGG in bf16, the others' whole step
+    assert tt.variant().endswith("vgg16-perceptual; bf16-vgg")
+    assert fomm.variant() == "vgg16-perceptual; bf16-steps" and anime.variant().endswith("; bf16-steps")
     g = torch.Generator().manual_seed(0)
     batch = {d: {"source": torch.rand(2, 3, 64, 64, generator=g), "driving": torch.rand(2, 3, 64, 64, generator=g)}
              for d in ("real", "cartoon")}

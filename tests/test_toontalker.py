@@ -81,6 +81,9 @@ def test_stage_one_is_a_fraction_of_the_budget() -> None:
     assert m.stage1_steps == 38 and m.cfg["stage1_steps"] == 38
     batch = {d: {"source": torch.rand(1, 3, 64, 64), "driving": torch.rand(1, 3, 64, 64)} for d in ("real", "cartoon")}
     assert m.training_step(batch, step=37)["stage"] == 1.0 and m.training_step(batch, step=38)["stage"] == 2.0
+    # what train.json records: the steps each stage ran, also for a run stopped early
+    assert m.stage_steps(150) == {"1_reconstruction": 38, "2_analogy": 112}
+    assert m.stage_steps(20) == {"1_reconstruction": 20, "2_analogy": 0}
     old = {k: v for k, v in profile("tiny").items() if k != "stage1_fraction"} | {"stage1_steps": 300}
     assert ToonTalker(old).stage1_steps == 300
     with pytest.raises(ConfigError, match="stage1_fraction must be in"):

@@ -58,7 +58,7 @@ class Toy(Method):
             loss = loss + ((self.net(src) - b["driving"]) ** 2).mean()
         loss.backward()
         self.opt.step()
-        return {"loss": loss.item()}
+        return {"loss": loss.item(), "autocast": float(torch.is_autocast_enabled("cpu"))}
 
     def animate(self, source, driving, *, source_domain, driving_domain, relative=True):  # noqa: ANN001
         return self.net(driving).clamp(0, 1)
@@ -110,6 +110,18 @@ def test_sigint_saves_and_resume_equals_uninterrupted(clips: list, tmp_path: Pat
     third = Toy(_cfg())
     load_checkpoint(third, tmp_path / "cut" / "checkpoint.safetensors")
     assert _same(_weights(third), _weights(ref))
+
+
+def test_amp_cpu_runs_the_steps_under_bf16_autocast_and_says_so(clips: list, tmp_path: Path) -> None:
+    """train.amp_cpu puts every CPU step under bfloat16 autocast (off by default: train.amp is CUDA's); the result
+    says which ran, for train.json."""
+    for amp_cpu, expect in ((False, "off"), (True, "bf16")):
+        m = Toy(_cfg(amp_cpu=amp_cpu, steps=2))
+        res = train(m, TrainData(clips, seed=1), tmp_path / str(amp_cpu), train_config(m.cfg), device=CPU, seed=1)
+        assert res.autocast == expect
+        log = (tmp_path / str(amp_cpu) / "train_log.csv").read_text().splitlines()
+        col = log[0].split(",").index("autocast")
+        assert {float(line.split(",")[col]) for line in log[1:]} == {float(amp_cpu)}
 
 
 def test_seed_changes_data_order(clips: list) -> None:
@@ -275,3 +287,17 @@ def test_progress_lines_when_no_bar_is_shown(tmp_path: Path, caplog: pytest.LogC
     caplog.clear()
     L.TrainLogs(tmp_path, 0, tensorboard=False, total=10, every_s=0.0).progress(5, {"loss": 0.5}, final=True)
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize("method", ["toontalker", "fomm", "animeceleb"])
+def test_long_profile_is_tiny_at_ten_times_the_budget(method: str) -> None:
+    """The `long` tier changes nothing but the step budget (>= 10x tiny's) and the checkpoint / sample cadence, so
+    a long run is a tiny run trained longer (and resumable from its checkpoints)."""
+    from toontalker_bench.models.registry import load_profile
+
+    tiny, long = load_profile(method, "tiny"), load_profile(method, "long")
+    assert {k: v for k, v in tiny.items() if k != "train"} == {k: v for k, v in long.items() if k != "train"}
+    changed = {k for k in tiny["train"] | long["train"] if tiny["train"].get(k) != long["train"].get(k)}
+    assert changed == {"steps", "checkpoint_every", "sample_every"}
+    assert long["train"]["steps"] >= 10 * tiny["train"]["steps"]
+    assert long["train"]["steps"] % long["train"]["checkpoint_every"] == 0

@@ -4,7 +4,8 @@
 tasks, metric names, the dataset and its protocol, the checkpoint path, a corrupt leaderboard, the run to resume)
 before any work starts, and returns a :class:`RunPlan` that :func:`train`, :func:`evaluate` and :func:`publish`
 receive as it is. A run directory holds ``config.yaml`` (the resolved profile and the params used), ``train.json``
-(steps, seconds, device), ``checkpoint.safetensors``, the evaluation outputs (see
+(steps, seconds, device, autocast, the steps of each training stage that ran),
+``checkpoint.safetensors``, the evaluation outputs (see
 :mod:`toontalker_bench.eval.evaluator`) and ``run.json`` (provenance for the leaderboard).
 """
 
@@ -204,7 +205,9 @@ def train(plan: RunPlan) -> dict[str, Any]:
         res = run_trainer(model, data, plan.run_dir, tc, seed=plan.seed, device=plan.device, resume=plan.resume)
         before = _read_json(plan.run_dir / "train.json").get("train_seconds", 0.0) if plan.resume else 0.0
         record.update(steps=res.steps, train_seconds=round(before + res.seconds, 3), world_size=res.world_size,
-                      interrupted=res.interrupted)
+                      interrupted=res.interrupted, autocast=res.autocast)
+        if stages := model.stage_steps(res.steps):
+            record["stages"] = stages
     if _rank() == 0:
         write_json(plan.run_dir / "train.json", record)
     return record

@@ -167,8 +167,8 @@ class AnimeCeleb(Method):
         """Where its training pose vectors came from, and that its driving motion comes from the same landmarks and
         3DMM fit the AED/APD backends start from (so those metrics can flatter it: it aims at what they read)."""
         withheld = ",".join(self.cfg.get("pseudo_pose_domains", [])) or "none"
-        return (f"pseudo labels for: {withheld}; driven by the bfm3ddfa landmark fit (AED/APD read the same "
-                "landmarks)")
+        return "; ".join(t for t in (f"pseudo labels for: {withheld}; driven by the bfm3ddfa landmark fit (AED/APD "
+                                     "read the same landmarks)", self.precision()) if t)
 
     def training_needs(self) -> TrainingNeeds:
         return TrainingNeeds(pose_vectors=True, pseudo_pose_domains=tuple(self.cfg.get("pseudo_pose_domains", ())))
@@ -195,8 +195,9 @@ class AnimeCeleb(Method):
             self.label_counts += torch.stack([true.sum(), (keep & ~true).sum()]).to(self.label_counts)
             out = self.generators[domain](b["source"][keep], self.mapping(ms[keep], md[keep]))
             target = b["driving"][keep]
-            losses[f"{domain}_warp"] = float(self.weights.get("warp", 1.0)) * recon(out["warped"], target)
-            losses[f"{domain}_edit"] = float(self.weights.get("edit", 1.0)) * recon(out["prediction"], target)
+            warp_loss, edit_loss = recon.losses([out["warped"], out["prediction"]], target)  # one VGG pass
+            losses[f"{domain}_warp"] = float(self.weights.get("warp", 1.0)) * warp_loss
+            losses[f"{domain}_edit"] = float(self.weights.get("edit", 1.0)) * edit_loss
             if self.fit_every and step % self.fit_every == 0:
                 self._accumulate_pose_map(domain, b["driving"][keep], md[keep])
         self._record_labels()

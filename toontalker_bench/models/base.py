@@ -125,6 +125,11 @@ class Method(nn.Module):
         profile chooses where pseudo labels replace ground truth overrides this."""
         return TrainingNeeds(pose_vectors=self.capabilities.needs_paired_pose)
 
+    def stage_steps(self, steps: int) -> dict[str, int]:
+        """Steps spent in each training stage by a run that stopped after ``steps`` steps (``train.json`` records
+        it); empty for methods trained in one stage."""
+        return {}
+
     def pose_labels(self) -> str:
         """Which pose labels the trained model learnt from (``true`` / ``pseudo`` / ``mixed``), for the run record and
         the leaderboard; empty for methods that learn no pose vectors."""
@@ -134,7 +139,16 @@ class Method(nn.Module):
         """What distinguishes this configuration on the leaderboard beyond method and profile (e.g. a fusion mode,
         the perceptual-loss backbone); empty by default."""
         backend = str(self.cfg.get("reconstruction_backend", ""))
-        return backend.split("(")[0] if backend else ""
+        return "; ".join(t for t in (backend.split("(")[0], self.precision()) if t)
+
+    def precision(self) -> str:
+        """Where training left float32, for the variant (so a row says how it was trained): ``bf16-steps`` (the
+        whole step under bfloat16 autocast, ``train.amp_cpu``; CUDA runs always are, ``train.amp``), ``bf16-vgg``
+        (only the VGG loss network, ``loss.perceptual.bf16``); empty in float32."""
+        if dict(self.cfg.get("train") or {}).get("amp_cpu"):
+            return "bf16-steps"
+        backend = str(self.cfg.get("reconstruction_backend", ""))
+        return "bf16-vgg" if backend.endswith(", bf16)") else ""
 
     # -- checkpoints ------------------------------------------------------------------------------------------
     def load_release_checkpoint(self, path: str, trust: bool = False) -> list[str]:

@@ -32,7 +32,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     sample_every: int = 500
     log_every: int = 10
-    amp: bool = True  # bfloat16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bfloat16 autocast on CUDA
+    amp_cpu: bool = False  # bfloat16 autocast on CPU too: fast with AMX (Sapphire Rapids+), slow without native bf16
     tensorboard: bool = True
     max_frames_per_clip: int = 0  # 0 = every frame of every train clip is held in memory
 

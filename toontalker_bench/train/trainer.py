@@ -1,6 +1,7 @@
 """The generic trainer every learned method runs under.
 
-It owns what must be identical across methods: seeding, data order, AMP, gradient accumulation, DDP, checkpoints,
+It owns what must be identical across methods: seeding, data order, AMP (``train.amp`` on CUDA,
+``train.amp_cpu`` on CPU), gradient accumulation, DDP, checkpoints,
 resume, logs and validation grids. A method owns its networks, losses and optimisers and does its own
 ``backward()`` / ``optimizer.step()`` inside :meth:`Method.training_step`.
 
@@ -52,6 +53,7 @@ class TrainResult:
     checkpoint: Path
     interrupted: bool
     world_size: int
+    autocast: str  # "bf16" when the steps ran under bfloat16 autocast, else "off"
 
 
 class _StopFlag:
@@ -119,7 +121,7 @@ def train(method: Method, data: TrainData, run_dir: str | Path, tc: TrainConfig,
             for t in method.state_dict().values():
                 dist.broadcast(t, 0)
     deferred = DeferredSteps(find_optimizers(method), tc.grad_accum, world)
-    amp = tc.amp and dev.type == "cuda"
+    amp = tc.amp if dev.type == "cuda" else tc.amp_cpu
     logs = TrainLogs(run_dir, start, tc.tensorboard, f"train {method.name}", tc.steps) if rank == 0 else None
     step, t0, t_last, n_last = start, time.perf_counter(), time.perf_counter(), start
     sums: dict[str, float] = {}
@@ -179,7 +181,7 @@ def train(method: Method, data: TrainData, run_dir: str | Path, tc: TrainConfig,
                  (step - start) / max(seconds, 1e-9), " — interrupted, resume with --resume" if interrupted else "")
     if world > 1:
         dist.barrier()
-    return TrainResult(step, seconds, final, interrupted, world)
+    return TrainResult(step, seconds, final, interrupted, world, "bf16" if amp else "off")
 
 
 def _step_seed(seed: int, step: int, rank: int, micro: int) -> int:

@@ -199,6 +199,11 @@ class ToonTalker(Method):
         return aids
 
     # -- training ---------------------------------------------------------------------------------------------
+    def stage_steps(self, steps: int) -> dict[str, int]:
+        """Stage 1 (within-domain reconstruction) then stage 2 (+ the analogy constraint), as :meth:`training_step`
+        switches at ``stage1_steps``."""
+        return {"1_reconstruction": min(steps, self.stage1_steps), "2_analogy": max(0, steps - self.stage1_steps)}
+
     def training_step(self, batch: dict[str, dict[str, torch.Tensor]], step: int) -> dict[str, float]:
         self.train()
         stage = 1 if step < self.stage1_steps else 2
@@ -207,6 +212,7 @@ class ToonTalker(Method):
         rec_loss = self._rec[0].to(total.device)
         enc: dict[str, dict[str, Any]] = {}
         fakes: dict[str, list[torch.Tensor]] = {d: [] for d in batch}
+        targets: dict[str, torch.Tensor] = {}
         for dom, b in batch.items():
             g = self.gens[dom]
             driving = self._driving(b)
@@ -216,11 +222,14 @@ class ToonTalker(Method):
             c_src, c_s, c_d = g.canon_src(m_s), g.canon_drv(m_s), g.canon_drv(m_d)
             feats = g.appearance(xs)
             out = g.decode(c_src + c_d, feats)
-            rec = rec_loss((out + 1) / 2, driving)
-            total = total + self.w["rec"] * self.domain_weight[dom] * rec
-            logs[f"rec_{dom}"] = float(rec.detach())
+            targets[dom] = driving
             fakes[dom].append(out)
             enc[dom] = {"c_src": c_src, "c_s": c_s, "c_d": c_d, "feats": feats}
+        # both domains' reconstructions in one batched VGG pass, each domain's loss averaged over its own pairs
+        recs = rec_loss.losses([(fakes[d][0] + 1) / 2 for d in targets], list(targets.values()))
+        for dom, rec in zip(targets, recs):
+            total = total + self.w["rec"] * self.domain_weight[dom] * rec
+            logs[f"rec_{dom}"] = float(rec.detach())
         if stage == 2 and len(enc) == 2 and self.w["analogy"] > 0:
             for a, bdom in (("real", "cartoon"), ("cartoon", "real")):
                 loss, out = self._analogy(enc[a], enc[bdom], self.gens[bdom])
