@@ -278,7 +278,7 @@ def test_train_split_gap_and_subset_runs_stay_off_the_board(dataset: Path, work:
     board = pd.read_csv(work / "leaderboard" / "demo.csv")
     assert sorted(board.protocol_subset.fillna("")) == [""] * 4 + ["max_pairs=1"] * 4
     text = (work / "leaderboard" / "README.md").read_text()
-    assert "4 rows of other versions or of protocol subsets" in text
+    assert "4 rows of quick runs (a protocol subset" in text
 
 
 def test_fid_reference_holds_no_source_identity(dataset: Path) -> None:
