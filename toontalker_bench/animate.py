@@ -26,6 +26,7 @@ from .models.base import Method, to_tensor, to_uint8
 
 log = logging.getLogger(__name__)
 
+Square = tuple[int, int, int]  # x0, y0, side of a crop square in image pixels
 CHUNK = 64  # driving frames per animate() call; each chunk is prefixed with the first driving frame
 #: the pasted region: an ellipse over the detector's face box grown by ``MASK_GROW`` of its size, feathered by a
 #: Gaussian of ``MASK_FEATHER`` of its larger side; at ``align.increase`` 0.4 the feather's 3 sigma fit between the
@@ -39,7 +40,7 @@ GAIN_RANGE = (0.5, 2.0)
 class AnimateResult:
     out: Path
     n_frames: int
-    source_box: tuple[int, int, int] | None  # x0, y0, side of the source crop (None without cropping)
+    source_box: Square | None  # the source crop (None without cropping)
 
 
 def _read_image(path: str | Path) -> np.ndarray:
@@ -62,6 +63,15 @@ def face_box(frame: np.ndarray, detector) -> np.ndarray | None:  # noqa: ANN001
     """The highest-scoring face box ``x0, y0, x1, y1`` or None."""
     dets = detector.detect(frame)
     return dets[0].box if dets else None
+
+
+def source_face(params: Params, image: np.ndarray, domain: Domain, what: str) -> tuple[np.ndarray, Square]:
+    """The source image's face box ``x0, y0, x1, y1`` and its crop square ``x0, y0, side`` (the align stage's)."""
+    b = face_box(image, _detector(params, domain))
+    if b is None:
+        raise MediaError(f"no face found in {what}", hint="use a picture with a visible face, or --no-crop")
+    x0, y0, side = (int(v) for v in crop_boxes(b[None], params.align.increase, "fixed", 1)[0])
+    return b, (x0, y0, side)
 
 
 def driving_crops(frames: list[np.ndarray], detector, params: Params, what: str) -> np.ndarray:  # noqa: ANN001
@@ -89,13 +99,10 @@ def animate_files(params: Params, method: Method, source: str | Path, driving: s
         raise MediaError(f"no frames in {driving}")
     box, paster = None, None
     if crop:
-        b = face_box(src_img, _detector(params, source_domain))
-        if b is None:
-            raise MediaError(f"no face found in {source}", hint="use a picture with a visible face, or --no-crop")
-        box = tuple(int(v) for v in crop_boxes(b[None], params.align.increase, "fixed", 1)[0])
+        face, box = source_face(params, src_img, source_domain, str(source))
         src_crop = crop_square(src_img, *box, size)
         if paste_back:
-            paster = Paster(src_img, box, b if blend else None, colour_match)
+            paster = Paster(src_img, box, face, blend, colour_match)
         crops = driving_crops(frames, _detector(params, driving_domain), params, str(driving))
         drv = np.stack([crop_square(f, *c, size) for f, c in zip(frames, crops)])
     else:
@@ -127,7 +134,7 @@ def _even(img: np.ndarray) -> np.ndarray:
     return img[: h - h % 2, : w - w % 2]
 
 
-def face_mask(face: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
+def face_mask(face: np.ndarray, box: Square) -> np.ndarray:
     """``(side, side)`` float32 weights in [0, 1] over crop square ``box`` (``x0, y0, side``): 1 on an ellipse over
     face box ``face`` (``x0, y0, x1, y1`` image pixels) grown by :data:`MASK_GROW`, Gaussian-feathered to 0 before
     the square's edge, so that the pasted face has no seam."""
@@ -180,15 +187,16 @@ def apply_colour(rgb: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.nd
 
 class Paster:
     """Writes generated face crops back into the source ``image`` at crop square ``box``: through :func:`face_mask`
-    of face box ``face`` (None: the whole square), with colours matched to the source face once :meth:`fit_colour`
-    has seen the first frames (``colour``)."""
+    of face box ``face`` (``blend``; else the whole square), with the colours of the source face under that mask
+    once :meth:`fit_colour` has seen the first frames (``colour``)."""
 
-    def __init__(self, image: np.ndarray, box: tuple[int, int, int], face: np.ndarray | None, colour: bool) -> None:
+    def __init__(self, image: np.ndarray, box: Square, face: np.ndarray, blend: bool, colour: bool) -> None:
         x0, y0, side = box
         h, w = image.shape[:2]
         self.image, self.box, self.colour = image, box, colour
         self.region = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)  # the square inside the image
-        self.mask = face_mask(face, box) if face is not None else np.ones((side, side), np.float32)
+        self.mask = face_mask(face, box)
+        self.alpha = self.mask if blend else np.ones_like(self.mask)
         self.transfer: tuple[np.ndarray, np.ndarray] | None = None
 
     def _in_square(self, arr: np.ndarray) -> np.ndarray:
@@ -222,7 +230,7 @@ class Paster:
             face = apply_colour(face, *self.transfer)
         side = self.box[2]
         big = cv2.resize(face, (side, side), interpolation=cv2.INTER_LINEAR)
-        alpha = self._in_square(self.mask)[..., None]
+        alpha = self._in_square(self.alpha)[..., None]
         under = out[ay0:ay1, ax0:ax1].astype(np.float32)
         out[ay0:ay1, ax0:ax1] = np.rint(under + alpha * (self._in_square(big) - under)).astype(np.uint8)
         return out
