@@ -97,7 +97,8 @@ def animate_files(params: Params, method: Method, source: str | Path, driving: s
     frames = list(iter_frames(driving, 0, max_frames or None))
     if not frames:
         raise MediaError(f"no frames in {driving}")
-    box, paster = None, None
+    box: Square | None = None
+    paster: Paster | None = None
     if crop:
         face, box = source_face(params, src_img, source_domain, str(source))
         src_crop = crop_square(src_img, *box, size)
@@ -126,7 +127,7 @@ def animate_files(params: Params, method: Method, source: str | Path, driving: s
             for frame in faces:
                 writer.write(_even(paster(frame) if paster is not None else frame))
                 n += 1
-    return AnimateResult(Path(out), n, box)  # type: ignore[arg-type]
+    return AnimateResult(Path(out), n, box)
 
 
 def _even(img: np.ndarray) -> np.ndarray:
@@ -179,6 +180,7 @@ def colour_transfer(generated: np.ndarray, reference: np.ndarray, weight: np.nda
 
 
 def apply_colour(rgb: np.ndarray, gain: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """:func:`colour_transfer`'s gain and offset applied to a uint8 RGB image."""
     import cv2
 
     lab = (_lab(rgb) * gain + offset).astype(np.float32)
@@ -222,10 +224,8 @@ class Paster:
     def __call__(self, face: np.ndarray) -> np.ndarray:
         import cv2
 
-        ax0, ay0, ax1, ay1 = self.region
+        ax0, ay0, ax1, ay1 = self.region  # never empty: the square holds the detected face
         out = self.image.copy()
-        if ax1 <= ax0 or ay1 <= ay0:
-            return out
         if self.transfer is not None:
             face = apply_colour(face, *self.transfer)
         side = self.box[2]
