@@ -189,6 +189,92 @@ def test_animate_crops_faces_and_pastes_back(work: Path, capsys: pytest.CaptureF
                  "--out", str(work / "x.mp4")]) == 2
 
 
+def _edge_step(img: np.ndarray, box: tuple[int, int, int]) -> float:
+    """Mean |difference| between the pixels just inside and just outside the crop square's left and right borders."""
+    x0, y0, side = box
+    a = img.astype(np.float64)[max(y0, 0):y0 + side]
+    return float(np.abs(np.concatenate([a[:, x0] - a[:, x0 - 1], a[:, x0 + side - 1] - a[:, x0 + side]])).mean())
+
+
+def test_paste_back_has_no_seam_and_takes_the_source_colours() -> None:
+    from PIL import Image
+
+    from toontalker_bench.animate import Paster, face_mask, source_face
+    from toontalker_bench.core.config import Params
+    from toontalker_bench.data.align import crop_square
+
+    source, _ = _package_media()
+    img = np.asarray(Image.open(source).convert("RGB"))
+    face, box = source_face(Params(), img, "real", str(source))
+    x0, _, side = box
+    assert 0 < x0 and x0 + side < img.shape[1]  # both side borders lie in the image
+    crop = crop_square(img, *box, 64).astype(np.float64)
+    green = np.clip(crop * [0.75, 1.1, 0.75] + [0, 25, 0], 0, 255).astype(np.uint8)  # an undertrained model's tint
+    out = {}
+    for blend in (False, True):
+        for colour in (False, True):
+            paster = Paster(img, box, face, blend, colour)
+            paster.fit_colour(green[None])
+            out[blend, colour] = paster(green)
+    hard, soft = _edge_step(out[False, False], box), _edge_step(out[True, True], box)
+    assert soft == pytest.approx(_edge_step(img, box), abs=0.5)  # the image's own step there: nothing pasted
+    assert hard > 4 * soft
+    inner = face_mask(face, box) > 0.5
+
+    def colour_error(frame: np.ndarray) -> float:  # the mean colour over the face against the source's
+        mean = [crop_square(a, *box[:2], side, side)[inner].astype(np.float64).mean(0) for a in (frame, img)]
+        return float(np.linalg.norm(mean[0] - mean[1]))
+
+    assert colour_error(out[True, False]) > 20  # the tint is pasted as it is
+    assert colour_error(out[True, True]) < 0.1 * colour_error(out[True, False])
+    assert colour_error(out[False, True]) < 0.1 * colour_error(out[False, False])
+    outside = np.ones(img.shape[:2], bool)
+    outside[max(box[1], 0):box[1] + side, x0:x0 + side] = False
+    assert np.array_equal(out[True, True][outside], img[outside])
+
+
+def _publish_mean_face(board: Path, run_id: str, grey: float, apd: list[float], subset: str = "") -> None:
+    """A mean-face run on the board whose output is ``grey``, with a committed checkpoint and rows of ``apd``."""
+    from toontalker_bench.leaderboard.artifacts import write_checkpoint
+    from toontalker_bench.leaderboard.store import csv_path, publish_rows
+    from toontalker_bench.models.checkpoint import save_checkpoint
+    from toontalker_bench.models.registry import build_method
+
+    model = build_method("mean-face", "tiny")
+    for d in ("real", "cartoon"):
+        getattr(model, f"sum_{d}").fill_(grey)
+        getattr(model, f"count_{d}").fill_(1.0)
+    run_dir = board.parent / "runs" / run_id
+    save_checkpoint(run_dir / "checkpoint.safetensors", model, 100, with_optimizer=False)
+    rel = write_checkpoint(run_dir, board, "mean-face", run_id)
+    publish_rows(csv_path(board, "demo"), [
+        {"run_id": run_id, "method": "mean-face", "profile": "tiny", "task": task, "dataset_version": "dvc:1",
+         "seed": 0, "steps": 100, "size": 64, "date": f"2026-12-0{len(run_id)}T00:00:00Z", "protocol_version": 2,
+         "protocol_subset": subset, "checkpoint": rel, "apd_rel_deg": v, "apd_rel_deg_backend": "b"}
+        for task, v in zip(("self_real", "cartoon2real"), apd)])
+
+
+def test_animate_without_a_checkpoint_takes_the_boards_best(work: Path, capsys: pytest.CaptureFixture) -> None:
+    source, driving = _package_media()
+    args = ["animate", "--source", str(source), "--driving", str(driving), "--out", str(work / "x.mp4")]
+    assert main([*args, "--method", "mean-face"]) == 2  # no board yet
+    err = [ln for ln in capsys.readouterr().err.splitlines() if not ln.startswith("INFO ")]
+    assert err == ["error: no published mean-face checkpoint on the demo board (leaderboard/demo.csv)",
+                   "hint: train one with `toontalker-bench run --method mean-face` (it publishes its checkpoint), "
+                   "or pass --checkpoint PATH"]
+    board = work / "leaderboard"
+    _publish_mean_face(board, "a", 0.25, [3.0, 9.0])  # mean 6: beats bb on self_real alone, not on the mean
+    _publish_mean_face(board, "bb", 0.5, [4.0, 5.0])  # the best
+    _publish_mean_face(board, "ccc", 0.75, [1.0, 1.0], subset="quick")  # a quick run: not on the board's pages
+    assert main([*args, "--method", "mean-face", "--max-frames", "2"]) == 0
+    assert "leaderboard/checkpoints/mean-face-bb.safetensors (run bb, mean apd_rel_deg 4.5 over 2 task(s))" \
+        in capsys.readouterr().err  # the user is told which weights they got
+    assert np.abs(read_frames(work / "x.mp4").astype(np.float64) - 0.5 * 255).max() < 3  # bb's grey, not a's
+    (work / "x.mp4").unlink()
+    assert main([*args, "--method", "toontalker"]) == 2  # the board has none of this method
+    assert "no published toontalker checkpoint" in capsys.readouterr().err and not (work / "x.mp4").exists()
+
+
 def _eval_worker(rank: int, world: int, port: int, dataset: str, out: str) -> None:
     import os
 
@@ -278,7 +364,7 @@ def test_train_split_gap_and_subset_runs_stay_off_the_board(dataset: Path, work:
     board = pd.read_csv(work / "leaderboard" / "demo.csv")
     assert sorted(board.protocol_subset.fillna("")) == [""] * 4 + ["max_pairs=1"] * 4
     text = (work / "leaderboard" / "README.md").read_text()
-    assert "4 rows of other versions or of protocol subsets" in text
+    assert "4 rows of quick runs (a protocol subset" in text
 
 
 def test_fid_reference_holds_no_source_identity(dataset: Path) -> None:

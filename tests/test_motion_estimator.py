@@ -179,7 +179,7 @@ def test_corpus_ridge_generalises_to_held_out_cartoon_identities(cartoon_set) ->
         assert generic < 8.0
         r = {m: np.corrcoef(pred[:, MI[m]], truth[:, MI[m]])[0, 1] for m in ("mouth_open", "smile", "blink_left")}
         assert r["mouth_open"] > 0.8 and r["smile"] > 0.5 and r["blink_left"] > 0.7, (identity, r)
-        assert (pred[:, :17] >= 0).all() and (pred[:, :17] <= 1).all()
+        assert np.isfinite(pred[:, :17]).all()  # morph units, not clipped to [0, 1] (docs/metrics.md)
 
 
 def test_ridge_selection_and_persistence() -> None:

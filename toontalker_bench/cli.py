@@ -625,7 +625,8 @@ def leaderboard_backfill(ctx: click.Context, run_dir: str, benchmark: str | None
 @app.command("animate")
 @click.option("--method", required=True, help="Registered method (see `toontalker-bench methods`).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Checkpoint (.safetensors, or a release .pth the method can load); not needed by copy-source.")
+              help="Checkpoint (.safetensors, or a release .pth the method can load); default: the leaderboard's best "
+                   "published checkpoint of the method (by apd_rel_deg); not needed by copy-source.")
 @click.option("--source", required=True, type=click.Path(exists=True, dir_okay=False), help="Source image.")
 @click.option("--driving", required=True, type=click.Path(exists=True, dir_okay=False), help="Driving video.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output .mp4 (H.264).")
@@ -633,13 +634,17 @@ def leaderboard_backfill(ctx: click.Context, run_dir: str, benchmark: str | None
 @click.option("--driving-domain", type=click.Choice(["cartoon", "real"]), default="real", show_default=True)
 @click.option("--profile", default=None, help="Profile (default: the checkpoint's own config, else run.profile).")
 @click.option("--paste-back", is_flag=True, help="Paste the animated face back into the full source image.")
+@click.option("--no-blend", is_flag=True,
+              help="Paste back the whole crop square (hard edge) instead of a feathered ellipse over the face.")
+@click.option("--no-colour-match", is_flag=True,
+              help="Paste back the method's own colours instead of matching them to the source face (LAB mean/std).")
 @click.option("--no-crop", is_flag=True, help="Inputs are already face crops: no detection, just a square resize.")
 @click.option("--max-frames", type=int, default=0, help="Use only the first N driving frames (0 = all).")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow a full pickle .pth (runs code from the file).")
 @click.pass_context
 def animate_cmd(ctx: click.Context, method: str, checkpoint: str | None, source: str, driving: str, out: str,
-                source_domain: str, driving_domain: str, profile: str | None, paste_back: bool, no_crop: bool,
-                max_frames: int, trust_checkpoint: bool) -> None:
+                source_domain: str, driving_domain: str, profile: str | None, paste_back: bool, no_blend: bool,
+                no_colour_match: bool, no_crop: bool, max_frames: int, trust_checkpoint: bool) -> None:
     """Animate the face in SOURCE with the face motion in DRIVING."""
     from .animate import animate_files, load_method
     from .core.device import resolve_device
@@ -648,7 +653,8 @@ def animate_cmd(ctx: click.Context, method: str, checkpoint: str | None, source:
     model = load_method(p, method, checkpoint, profile, trust_checkpoint)
     res = animate_files(p, model, source, driving, out, source_domain=source_domain,  # type: ignore[arg-type]
                         driving_domain=driving_domain, crop=not no_crop,  # type: ignore[arg-type]
-                        paste_back=paste_back, max_frames=max_frames, device=resolve_device(p.run.device))
+                        paste_back=paste_back, blend=not no_blend, colour_match=not no_colour_match,
+                        max_frames=max_frames, device=resolve_device(p.run.device))
     click.echo(f"wrote {res.out} ({res.n_frames} frames)")
 
 

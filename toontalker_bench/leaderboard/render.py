@@ -29,6 +29,9 @@ GROUP = list(SUMMARY_KEY)
 #: then the :data:`FOLLOW` shares); metrics in none of them follow, by name, under ``other``
 GROUPS = {"identity": ("csim",), "image quality": ("l1", "psnr", "ssim", "lpips"), "distribution": ("fid", "kid")}
 COPY = "copy-source"  # the bracket a bold value must beat by more than its seed-to-seed sd
+VERIFY_TEXT = ("Each run's weights (`checkpoints/`, the row's `checkpoint` column), config and per-pair values "
+               "(`pairs/`) are kept beside the CSV: `toontalker-bench leaderboard verify RUN_ID` re-animates and "
+               "re-scores a row from them (docs/benchmark.md, \"Re-checking a row\")")
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
@@ -43,7 +46,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
         newest = g.iloc[-1]
         row: dict[str, Any] = dict(zip(GROUP, key))
         row.update(bracket=newest["bracket"], pose_labels=newest["pose_labels"], run_id=newest["run_id"],
-                   sample_gif=newest["sample_gif"], steps=int(newest["steps"]),
+                   sample_gif=newest["sample_gif"], checkpoint=newest.get("checkpoint", ""),
+                   steps=int(newest["steps"]),
                    train_seconds=float(g["train_seconds"].mean()), n_seeds=len(g))
         for m in metrics:
             vals = g[m].dropna()
@@ -217,8 +221,8 @@ def render_markdown(df: pd.DataFrame, benchmark: str) -> str:
            "motion; mean-face: an average face; oracle-driving / oracle-render: the right answer). "
            f"{BOLD_RULE[0].upper()}{BOLD_RULE[1:]}. † not validated on this data, ‡ too few frames to be reliable "
            f"(notes under each table). Backends, dataset version, commit and seed of every number are in "
-           f"[`{benchmark}.csv`]({benchmark}.csv); an interactive table with samples is in [index.html](index.html).",
-           ""]
+           f"[`{benchmark}.csv`]({benchmark}.csv); an interactive table with samples is in [index.html](index.html). "
+           f"{VERIFY_TEXT}.", ""]
     line, rest = _versions(df, cur, benchmark)
     if line:
         out += [line, ""]
@@ -351,6 +355,9 @@ def render_html(df: pd.DataFrame, benchmark: str, plots: list[str]) -> str:
             cells.append(f'<td data-v="{ts}">{_fmt(r.train_seconds)}</td>')
             sample = (f'<a href="{e(r.sample_gif)}"><img class="sample" src="{e(r.sample_gif)}" '
                       f'alt="{e(r.method)} {e(task)} sample"></a>') if r.sample_gif else ""
+            if isinstance(r.checkpoint, str) and r.checkpoint:
+                sample += (f'<br><a class="weights" href="{e(r.checkpoint)}" title="the run\'s weights; '
+                           f'toontalker-bench leaderboard verify {e(r.run_id)}">weights</a>')
             cells.append(f'<td class="t">{sample}</td>')
             bound = ' class="bound"' if r.bracket == "yes" else ""
             body.append(f"<tr{bound}>" + "".join(cells) + "</tr>")
@@ -365,7 +372,7 @@ def render_html(df: pd.DataFrame, benchmark: str, plots: list[str]) -> str:
         if rest else "")
     template = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
     return template.format(title=e(benchmark), csv=e(f"{benchmark}.csv"), follow=_inline(FOLLOW_TEXT),
-                           bold=_inline(BOLD_RULE), versions=versions,
+                           bold=_inline(BOLD_RULE), verify=_inline(VERIFY_TEXT), versions=versions,
                            tables="\n".join(parts) or "<p>No runs published yet.</p>")
 
 

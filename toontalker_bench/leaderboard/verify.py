@@ -31,7 +31,7 @@ from ..core.domains import TASKS
 from ..core.errors import CheckpointError, DatasetError, LeaderboardError, UserError
 from ..core.io import sha256_file
 from .artifacts import checkpoint_path, checkpoint_record, pairs_path
-from .store import csv_path, lock, read_rows
+from .store import csv_path, current, lock, metric_directions, read_leaderboard, read_rows
 
 
 @dataclass(frozen=True)
@@ -156,14 +156,55 @@ def row_of(leaderboard_dir: str | Path, benchmark: str, run_id: str) -> dict[str
 def current_runs(leaderboard_dir: str | Path, benchmark: str) -> tuple[list[str], list[str]]:
     """The run ids of the board's current rows (what the pages show): those with a committed checkpoint, and those
     without one (re-checkable only with ``--checkpoint``)."""
-    from .render import current
-    from .store import read_leaderboard
-
     path = csv_path(leaderboard_dir, benchmark)
     with lock(path):
         df = current(read_leaderboard(path)).sort_values(["date", "run_id"])
     has = df["checkpoint"].fillna("") != ""
     return list(dict.fromkeys(df.loc[has, "run_id"])), list(dict.fromkeys(df.loc[~has, "run_id"]))
+
+
+#: what "the best published checkpoint" of a method means (``animate`` without ``--checkpoint``): the run whose rows
+#: follow the driver's head pose most closely, averaged over the method's tasks on the board
+RANK_METRIC = "apd_rel_deg"
+
+
+@dataclass
+class Published:
+    """A committed checkpoint the board ranks: its run, the run's mean :data:`RANK_METRIC` over ``n_tasks``."""
+
+    path: Path
+    run_id: str
+    score: float | None
+    n_tasks: int
+
+    def text(self) -> str:
+        score = f"mean {RANK_METRIC} {self.score:.4g} over {self.n_tasks} task(s)" if self.score is not None \
+            else f"no {RANK_METRIC} on the board"
+        return f"{self.path} (run {self.run_id}, {score})"
+
+
+def best_published(leaderboard_dir: str | Path, benchmark: str, method: str) -> Published:
+    """The committed checkpoint of ``method`` whose run the board ranks best on :data:`RANK_METRIC` (its mean over
+    the run's current rows; runs without a value rank last, then newer first), its sha256 checked; a
+    :class:`CheckpointError` saying what to do when the board has none."""
+    folder = Path(leaderboard_dir)
+    path = csv_path(folder, benchmark)
+    with lock(path):
+        df = current(read_leaderboard(path))
+    df = df[(df["method"] == method) & (df["checkpoint"].fillna("") != "")]
+    if df.empty:
+        raise CheckpointError(f"no published {method} checkpoint on the {benchmark} board ({path})",
+                              hint=f"train one with `toontalker-bench run --method {method}` (it publishes its "
+                                   "checkpoint), or pass --checkpoint PATH")
+    sign = 1.0 if metric_directions()[RANK_METRIC] == "lower" else -1.0
+    runs = df.groupby("run_id").agg(score=(RANK_METRIC, "mean"), n=(RANK_METRIC, "count"), date=("date", "max"))
+    runs["key"] = sign * runs["score"]
+    best = runs.reset_index().sort_values(["date", "run_id"], ascending=False) \
+        .sort_values("key", kind="stable", na_position="last").iloc[0]
+    ckpt, _ = _checkpoint(folder, df[df["run_id"] == best["run_id"]].iloc[0][["run_id", "method", "checkpoint"]]
+                          .to_dict(), None)
+    score = None if pd.isna(best["score"]) else float(best["score"])
+    return Published(ckpt, str(best["run_id"]), score, int(best["n"]))
 
 
 def verify_run(params: Params, run_id: str, *, benchmark: str | None = None, max_pairs: int = 1,
