@@ -90,3 +90,14 @@ def prebuilt_asset() -> Callable[..., Path]:
         return dest
 
     return get
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A working directory for CLI runs: runs/ and leaderboard/ land in it (no params.yaml -> the defaults), and the
+    runs name a clean commit whatever state the checkout running the tests is in (publish refuses dirty code)."""
+    from toontalker_bench.core import provenance
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(provenance, "code_commit", lambda: "0123456789ab")
+    return tmp_path

@@ -114,3 +114,13 @@ def build_fixture_dataset(root: str | Path, size: int = 64, n_frames: int = 24, 
     if with_protocol:
         write_table(root / "protocol" / "pairs.parquet", make_pairs(clips, pairs_per_task, pair_frames, seed))
     return root
+
+
+FAST = ["--set", "eval.self_metrics=[l1,psnr,ssim]", "--set", "eval.cross_metrics=[l1]"]  # cheap metrics only
+
+
+def cli(dataset: Path, *args: str) -> int:
+    """``toontalker-bench`` on ``dataset`` with the cheap metrics; its exit status."""
+    from toontalker_bench.cli import main
+
+    return main(["--set", f"build.out_dir={dataset}", *FAST, *args])

@@ -9,13 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from fixtures_dataset import build_fixture_dataset
+from fixtures_dataset import build_fixture_dataset, cli
 
 from toontalker_bench.cli import main
 from toontalker_bench.core.video import read_frames
-
-FAST = ["--set", "eval.self_metrics=[l1,psnr,ssim]", "--set", "eval.cross_metrics=[l1]"]
-
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -23,18 +20,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                  pair_frames=6)
 
 
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from toontalker_bench.core import provenance
-
-    monkeypatch.chdir(tmp_path)  # runs/ and leaderboard/ land here; no params.yaml -> the defaults
-    # the runs name a clean commit whatever state the checkout running the tests is in (publish refuses dirty code)
-    monkeypatch.setattr(provenance, "code_commit", lambda: "0123456789ab")
-    return tmp_path
-
-
-def cli(dataset: Path, *args: str) -> int:
-    return main(["--set", f"build.out_dir={dataset}", *FAST, *args])
 
 
 def _expected_copy_source_l1(dataset: Path, task: str) -> float:

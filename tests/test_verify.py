@@ -12,15 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from fixtures_dataset import build_fixture_dataset
+from fixtures_dataset import build_fixture_dataset, cli
 
-from toontalker_bench.cli import main
 from toontalker_bench.leaderboard import artifacts
 from toontalker_bench.leaderboard.artifacts import half_precision
 from toontalker_bench.leaderboard.store import publish_rows, read_rows
-
-FAST = ["--set", "eval.self_metrics=[l1,psnr,ssim]", "--set", "eval.cross_metrics=[l1]"]
-
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -28,17 +24,6 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                  pair_frames=4)
 
 
-@pytest.fixture
-def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from toontalker_bench.core import provenance
-
-    monkeypatch.chdir(tmp_path)  # runs/ and leaderboard/ land here
-    monkeypatch.setattr(provenance, "code_commit", lambda: "0123456789ab")  # publish refuses dirty code
-    return tmp_path
-
-
-def cli(dataset: Path, *args: str) -> int:
-    return main(["--set", f"build.out_dir={dataset}", *FAST, *args])
 
 
 def published_run(dataset: Path, work: Path, method: str = "copy-source", tasks: str = "self_real,real2cartoon") -> str:
