@@ -114,7 +114,8 @@ def table(res: dict[str, Any]) -> str:
                      f"analyses cached ({ev['ratio_after_warm_vs_before']}×); median of {sec['before']['n']}"))
     for r in (res.get("models") or {}).get("results", []):
         step = r.get("train_step_s_median")
-        rows.append((f"{r['method']} / {r['profile']} on {r['device']} (measured {r['date'][:16]}Z){mark('models')}",
+        where = r["device"] + (f" ({r['gpu']}, AMP {r['amp']})" if r.get("gpu") else "")
+        rows.append((f"{r['method']} / {r['profile']} on {where} (measured {r['date'][:16]}Z){mark('models')}",
                      (f"train step {step} s (batch {r['train_batch_per_domain']}/domain, median of "
                       f"{len(r['train_step_s_all'])}); " if step is not None else "not trainable; ")
                      + (f"inference {r['animate_fps']} frames/s"
@@ -124,7 +125,8 @@ def table(res: dict[str, Any]) -> str:
                        f"({r['peak_memory_kind']})"))
     demo = res.get("demo")
     rows.append((f"`make demo` wall time{mark('demo')}",
-                 f"{demo['wall_s'] / 60:.1f} min ({demo['source']})" if demo else
+                 f"{demo['wall_s']} s = {demo['wall_s'] // 60:.0f} min {demo['wall_s'] % 60:.0f} s ({demo['source']})"
+                 if demo else
                  "not measured in this run (BENCH_DEMO=1 or BENCH_DEMO_LOG=<log>, see benchmarks/demo.py)"))
     return "\n".join(["| what | figure |", "|---|---|", *(f"| {a} | {b} |" for a, b in rows)])
 

@@ -32,6 +32,13 @@ def test_split_is_identity_disjoint_and_stable() -> None:
     assert 0 < splits.count("test") < len(ids)
 
 
+def test_report_names_its_figures_file_above_every_table() -> None:
+    text = "intro\n\n| a |\n|---|\n| 1.5 |\n\ntext\n| b |\n|---|\n"
+    marked = validation_report.mark_tables(text, "docs/x.json")
+    assert marked.count("<!-- figures: docs/x.json -->\n|") == 2
+    assert marked.replace("<!-- figures: docs/x.json -->\n", "") == text
+
+
 def test_validation_markers_follow_the_targets_per_domain_and_task() -> None:
     """A metric is marked unless its estimator meets the target in every domain the task reads (generated = source
     domain, and the driving domain for motion metrics) and the sensitivity suite found it monotone and flat."""

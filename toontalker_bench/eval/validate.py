@@ -461,7 +461,7 @@ def run(params: Params, out: str = "docs/metrics-validation.md", dataset_dir: st
     report.update(provenance(params, built))
     report["seconds"] = round(time.time() - t0, 1)
     report["seconds_per_part"] = {k: round(v, 1) for k, v in seconds.items()}
-    write_text(out, render(report))
+    write_text(out, render(report, figures=json_out))
     if json_out:
         write_json(json_out, report)
     return report

@@ -143,7 +143,20 @@ _MORPH_SHORT = ("blink L", "blink R", "wide L", "wide R", "brow up L", "brow up 
                 "mouth open", "smile", "frown", "a", "i", "u", "e", "o", "eye happy")
 
 
-def render(r: dict[str, Any]) -> str:
+def mark_tables(text: str, figures: str) -> str:
+    """``text`` with ``<!-- figures: FIGURES -->`` above every table: the file its figures come from
+    (``tests/test_docs_sources.py`` checks each figure shown against it)."""
+    lines = text.split("\n")
+    out = []
+    for i, line in enumerate(lines):
+        if line.startswith("|") and (i == 0 or not lines[i - 1].startswith("|")):
+            out.append(f"<!-- figures: {figures} -->")
+        out.append(line)
+    return "\n".join(out)
+
+
+def render(r: dict[str, Any], figures: str | None = None) -> str:
+    """The report's Markdown; ``figures``: the path of the JSON the figures are written to, named above each table."""
     m, fid, ident = r["motion"], r["fid"], r["identity"]
     lines = [
         "# Metric validation",
@@ -178,7 +191,8 @@ def render(r: dict[str, Any]) -> str:
                              f"{_f(x['same_mean'], 3)} | {_f(x['diff_mean'], 3)} |")
     lines += render_sensitivity(r.get("sensitivity"))
     lines += render_verdicts(r)
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    return mark_tables(text, figures) if figures else text
 
 
 def render_sensitivity(sens: dict[str, Any] | None) -> list[str]:
