@@ -77,9 +77,26 @@ def test_validation_markers_follow_the_targets_per_domain_and_task() -> None:
         "the report validated dataset dvc:1, this value is on dvc:2"]
     assert verdicts.validation_problems(report, "csim", "cartoon2real", "dlib-resnet128") == [
         "the report validated sface, this value is from dlib-resnet128"]
+    report["output_size"] = 64  # ... and the outputs' size it read
+    assert verdicts.validation_problems(report, "apd_rel_deg", "self_real", output_size=64) == []
+    assert verdicts.validation_problems(report, "apd_rel_deg", "self_real", output_size=256) == [
+        "the report validated 64-px outputs, this value is of 256-px ones"]
+    assert verdicts.validation_problems(report, "l1", "self_real", output_size=256) == []  # pixel metrics need none
     v = MetricValue("apd_rel_deg", 3.0, "bfm3ddfa")
     verdicts.annotate(v, "self_cartoon", None)
     assert v.extra["validation"] == "not validated on this data: no metric validation report"
+
+
+def test_frames_are_validated_as_the_board_reads_a_small_output() -> None:
+    """A 64-px method's output is read enlarged to the analysis size: the validation sees the same frames."""
+    from toontalker_bench.metrics.pair import as_method_output, resize_frames
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+    out = as_method_output(frames, 64, 256)
+    assert out.shape == frames.shape and not np.array_equal(out, frames)
+    assert np.array_equal(out, resize_frames(resize_frames(frames, 64), 256))
+    assert as_method_output(frames, 0, 256) is frames and as_method_output(frames, 256, 256) is frames
 
 
 def test_judge_allows_noise_below_the_floor_but_not_a_metric_that_falls() -> None:

@@ -327,18 +327,24 @@ def evaluate_metrics(ctx: click.Context, generated: str, driving: str | None, so
               show_default=True, help="The figures as JSON (what the leaderboard's validation markers read).")
 @click.option("--motion-frames-per-clip", type=int, default=48, show_default=True,
               help="Frames per clip for the pose/expression part, which reads every clip (0 = all frames).")
+@click.option("--output-size", type=click.IntRange(min=0), default=None,
+              help="Read frames as a method of this size outputs them (shrunk, then enlarged as the evaluation does); "
+                   "default: the methods' output size in run.profile (the board's); 0 = the dataset's frames.")
 @click.pass_context
 def evaluate_validate_metrics(ctx: click.Context, out: str, dataset_dir: str | None, max_clips: int,
                               frames_per_clip: int, sensitivity_pairs: int, sensitivity_frames: int, device: str,
-                              json_out: str | None, motion_frames_per_clip: int) -> None:
+                              json_out: str | None, motion_frames_per_clip: int, output_size: int | None) -> None:
     """Measure the metrics against the demo corpus's known motion and identities, and inject known errors into the
     exact answers; write the validation report and its JSON figures."""
+    from .eval.validate import board_output_size
     from .eval.validate import run as validate
 
-    report = validate(_params(ctx), out=out, dataset_dir=dataset_dir, max_clips=max_clips,
+    p = _params(ctx)
+    report = validate(p, out=out, dataset_dir=dataset_dir, max_clips=max_clips,
                       frames_per_clip=frames_per_clip, device=device, json_out=json_out,
                       sensitivity_pairs=sensitivity_pairs, sensitivity_frames=sensitivity_frames,
-                      motion_frames_per_clip=motion_frames_per_clip)
+                      motion_frames_per_clip=motion_frames_per_clip,
+                      output_size=board_output_size(p.run.profile) if output_size is None else output_size)
     click.echo(f"wrote {out} and {json_out} ({report['n_frames']} frames from {report['n_clips']} clips, "
                f"{report['seconds']} s)")
 

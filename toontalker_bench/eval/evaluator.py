@@ -424,7 +424,7 @@ def evaluate(method: Method, dataset_dir: str | Path, out_dir: str | Path, ep: E
         for v in values.values():
             if unavailable:
                 v.extra["pairs_unavailable"] = len(unavailable)
-            annotate(v, task, ep.validation, version)
+            annotate(v, task, ep.validation, version, method.size)
         results[task] = values
         rows.extend({**{k: r[k] for k in ("task", "pair_id", "source_clip", "driving_clip", "n_frames")},
                      **{m: (r[m]["value"] if m in r else None) for m in names},

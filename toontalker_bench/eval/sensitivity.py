@@ -35,6 +35,7 @@ import pandas as pd
 from ..core.progress import progress
 from ..faces.pose import N_MORPHS
 from ..metrics import metric_class, metric_classes
+from ..metrics.pair import resize_frames
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +125,11 @@ def levels(kind: str, short: bool = False) -> tuple[float, ...]:
 
 
 def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep: Any = None,
-            metrics: tuple[str, ...] | None = None, short: bool = False) -> dict[str, Any]:
+            metrics: tuple[str, ...] | None = None, short: bool = False, output_size: int = 0) -> dict[str, Any]:
     """Evaluate every (error kind, level) on the suite's cases; returns per domain and metric the value at each level,
-    the ``monotone`` flag and the cross-sensitivity figures (see the module docstring)."""
+    the ``monotone`` flag and the cross-sensitivity figures (see the module docstring). ``output_size``: the perturbed
+    answers are shrunk to it and evaluated as a method of that size is (pixel metrics against the driver at that
+    size, face analysis on the enlarged frames); 0 = at the dataset's size."""
     from ..core.config import EvalParams
     from ..core.video import read_frames
     from ..data.dataset import clip_table
@@ -152,12 +155,17 @@ def measure(dataset_dir: str | Path, per_domain: int = 3, n_frames: int = 24, ep
                 for c in mine:
                     gen = _perturbed(c, root, kind, level)
                     drv = read_frames(root / paths[c.driving_clip], c.driving_start, c.driving_start + c.n_frames)
-                    src = read_frames(root / paths[c.source_clip], c.source_frame, c.source_frame + 1)[0]
-                    ev.evaluate_pair(ev.pair(gen, drv, src, f"{c.source_clip}:{kind}={level}"))
+                    src = read_frames(root / paths[c.source_clip], c.source_frame, c.source_frame + 1)
+                    full = {}
+                    if output_size and output_size < gen.shape[1]:
+                        full = {"driving": drv, "source": src[0]}
+                        gen, drv, src = (resize_frames(x, output_size) for x in (gen, drv, src))
+                    ev.evaluate_pair(ev.pair(gen, drv, src[0], f"{c.source_clip}:{kind}={level}", full=full))
                 per_level.append({m: v.value for m, v in ev.compute().items()})
             values[group][kind] = {m: [lv[m] for lv in per_level] for m in names}
     return {"levels": {k: list(levels(k, short)) for k in ("pose", "expression", "identity", "blur")},
             "cases": {g: sum(c.group == g for c in todo) for g in values}, "frames_per_case": n_frames,
+            "output_size": output_size or None,
             "values": values, "metrics": judge(values, metrics)}
 
 

@@ -14,19 +14,21 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.config import Params
-from ..core.errors import AssetError, DatasetError, MediaError
+from ..core.errors import AssetError, ConfigError, DatasetError, MediaError
 from ..core.io import write_json, write_text
 from ..core.progress import progress
 from ..data.dataset import Clip, load_clips
 from ..faces.analyzer import FaceAnalyzer
 from ..faces.bfm import MotionEstimate
 from ..faces.pose import POSE_DIM
+from ..metrics.pair import as_method_output
 from .validation_report import render
 from .verdicts import CORPUS, GENERIC, MEDIAPIPE
 
@@ -104,6 +106,10 @@ def validation_clips(params: Params, dataset_dir: str | None, max_clips: int, fr
         return load_synth_clips(synth, max_clips, frames_per_clip), f"demo corpus {synth}"
     raise DatasetError(f"no built dataset ({ds}/clips.parquet) and no demo corpus ({synth}/*.gt.parquet)",
                        hint="run `toontalker-bench data synth` first (a few minutes)")
+
+
+def _as_output(clip: Clip, output_size: int, analysis_size: int) -> Clip:
+    return replace(clip, frames=as_method_output(clip.frames, output_size, analysis_size))
 
 
 # ------------------------------------------------------------------------------------------------ statistics
@@ -416,8 +422,12 @@ def measure_identity(clips: list[Clip], analyzer: FaceAnalyzer, per_clip: int = 
 def run(params: Params, out: str = "docs/metrics-validation.md", dataset_dir: str | None = None, max_clips: int = 12,
         frames_per_clip: int = 24, device: str = "cpu", json_out: str | None = None,
         fid_images: int = 64, motion_frames_per_clip: int = 48, sensitivity_pairs: int = 3,
-        sensitivity_frames: int = 24) -> dict[str, Any]:
+        sensitivity_frames: int = 24, output_size: int = 0) -> dict[str, Any]:
     """Measure everything and write the Markdown report (and optionally the JSON figures). Returns the figures.
+
+    ``output_size``: read every frame the instruments see (the sensitivity suite's perturbed answers included) as a
+    method of that size returns it and the evaluation enlarges it (:func:`as_method_output`), so the figures hold for
+    the board's outputs; 0 = the dataset's frames as they are.
 
     The motion part reads every clip (``motion_frames_per_clip`` evenly spaced frames each, 0 = all, one clip in
     memory at a time); identity and FID use the first ``max_clips`` clips per domain, ``frames_per_clip`` frames each; the sensitivity
@@ -428,6 +438,7 @@ def run(params: Params, out: str = "docs/metrics-validation.md", dataset_dir: st
     t0 = time.time()
     seconds: dict[str, float] = {}
     clips, source = validation_clips(params, dataset_dir, max_clips, frames_per_clip)
+    clips = [_as_output(c, output_size, params.eval.analysis_size) for c in clips]
     if not clips:
         raise DatasetError(f"no clip with a face in {source}", hint="rebuild the demo corpus")
     analyzer = FaceAnalyzer()
@@ -439,6 +450,7 @@ def run(params: Params, out: str = "docs/metrics-validation.md", dataset_dir: st
     seconds["load"] = time.time() - t0
     t = time.time()
     mclips, n_mclips, msource, ds = motion_clips(params, dataset_dir, motion_frames_per_clip)
+    mclips = (_as_output(c, output_size, params.eval.analysis_size) for c in mclips)
     report["motion"] = measure_motion(mclips, analyzer, dataset_dir=ds, n_clips=n_mclips)
     report["motion"].update(source=msource, clips=n_mclips, frames_per_clip=motion_frames_per_clip or "all")
     seconds["motion"] = time.time() - t
@@ -455,16 +467,29 @@ def run(params: Params, out: str = "docs/metrics-validation.md", dataset_dir: st
 
         t = time.time()
         report["sensitivity"] = measure(built, per_domain=sensitivity_pairs, n_frames=sensitivity_frames,
-                                        ep=params.eval)
+                                        ep=params.eval, output_size=output_size)
         seconds["sensitivity"] = time.time() - t
     report.update(summary_keys(report, params.eval.id_backend))
-    report.update(provenance(params, built))
+    report.update(provenance(params, built), output_size=output_size or SIZE)
     report["seconds"] = round(time.time() - t0, 1)
     report["seconds_per_part"] = {k: round(v, 1) for k, v in seconds.items()}
     write_text(out, render(report, figures=json_out))
     if json_out:
         write_json(json_out, report)
     return report
+
+
+def board_output_size(profile: str) -> int:
+    """The output size every registered method has in ``profile`` (the board's, e.g. 64 px for ``tiny``), which the
+    validation reads frames at by default."""
+    from ..models.base import METHODS
+    from ..models.registry import load_profile, profile_names
+
+    sizes = {int(load_profile(e.name, profile)["size"]) for e in METHODS if profile in profile_names(e.name)}
+    if len(sizes) != 1:
+        raise ConfigError(f"the methods' {profile!r} profiles have output sizes {sorted(sizes) or 'none'}",
+                          hint="pass --output-size N for the size whose values the report should validate")
+    return sizes.pop()
 
 
 def provenance(params: Params, dataset_dir: Path) -> dict[str, Any]:

@@ -166,6 +166,10 @@ def render(r: dict[str, Any], figures: str | None = None) -> str:
         + ", ".join(f"{k} {v} clips" for k, v in r["clips_per_domain"].items()) + f"), in {r['seconds']} s ("
         + ", ".join(f"{k} {v} s" for k, v in r.get("seconds_per_part", {}).items()) + ").",
         f"Faces: `{r['face_backend']}`.",
+        (f"Frames as the board reads a {r['output_size']}-px method output: shrunk to {r['output_size']} px (area) and "
+         f"enlarged to the {r.get('analysis_size') or 256}-px analysis size (bicubic), the sensitivity suite's "
+         "perturbed answers included." if r.get("output_size", 256) < (r.get("analysis_size") or 256)
+         else "Frames at the dataset's size."),
         "Train/test: identity-disjoint (the built dataset's split, or a fixed hash of the identity for the corpus).",
         "",
         *render_motion(m),

@@ -36,11 +36,13 @@ def _on(domains: list[str]) -> str:
 
 
 def validation_problems(report: dict[str, Any] | None, metric: str, task: str, backend: str | None = None,
-                        dataset_version: str | None = None) -> list[str]:
+                        dataset_version: str | None = None, output_size: int | None = None) -> list[str]:
     """Why ``metric`` is not validated for ``task`` by ``report`` (the machine-readable validation figures); empty
     when it is, or when the metric needs no validation (pixel metrics, which compare frames directly). With
     ``backend`` / ``dataset_version`` (the value's), a report that validated another estimator (a fallback's value
-    does not inherit the validation of the backend it replaced) or another build of the data does not count."""
+    does not inherit the validation of the backend it replaced) or another build of the data does not count; with
+    ``output_size`` (the method's), neither does a report that read outputs of another size (a 64-px face enlarged
+    to 256 px is read less precisely than the dataset's 256-px frames)."""
     cls = metric_class(metric)
     if cls.validation is None:
         return []
@@ -53,6 +55,8 @@ def validation_problems(report: dict[str, Any] | None, metric: str, task: str, b
         out.append(f"the report validated {checked}, this value is from {backend}")
     if dataset_version is not None and report.get("dataset_version") not in (None, dataset_version):
         out.append(f"the report validated dataset {report['dataset_version']}, this value is on {dataset_version}")
+    if output_size is not None and report.get("output_size") not in (None, output_size):
+        out.append(f"the report validated {report['output_size']}-px outputs, this value is of {output_size}-px ones")
     sens = report.get("metrics", {}).get(metric)
     if sens is not None:  # the verdicts of the domains the task reads and, across domains, the task's own (the
         # overall ones from an older report)
@@ -80,13 +84,13 @@ def validation_problems(report: dict[str, Any] | None, metric: str, task: str, b
 
 
 def annotate(value: Any, task: str, report_path: str | None,  # noqa: ANN401 - a MetricValue
-             dataset_version: str | None = None) -> None:
+             dataset_version: str | None = None, output_size: int | None = None) -> None:
     """Mark ``value`` (``extra["validation"]``) "not validated on this data" when its validation misses a target,
-    or validated another backend or dataset."""
+    or validated another backend, dataset or output size."""
     report = None
     if report_path and Path(report_path).is_file():
         report = json.loads(Path(report_path).read_text())
-    problems = validation_problems(report, value.name, task, value.backend, dataset_version)
+    problems = validation_problems(report, value.name, task, value.backend, dataset_version, output_size)
     if problems:
         value.extra["validation"] = "not validated on this data: " + "; ".join(problems)
 

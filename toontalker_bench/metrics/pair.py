@@ -178,6 +178,15 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(np.ascontiguousarray(f), (size, size), interpolation=interp) for f in frames])
 
 
+def as_method_output(frames: np.ndarray, size: int, analysis_size: int) -> np.ndarray:
+    """``frames`` as the evaluation reads a ``size``-px method output: shrunk to ``size`` (area averaging, as a method
+    resizes its output) and enlarged back to ``analysis_size`` (bicubic, as :class:`Pair` does); unchanged when
+    ``size`` is 0 or not below the frames' size."""
+    if not size or size >= frames.shape[1]:
+        return frames
+    return resize_frames(resize_frames(frames, size), analysis_size or frames.shape[1])
+
+
 class AnalysisCache:
     """Face analyses of frame sequences on disk (face tracks, MediaPipe readings), keyed by the frames' bytes and the
     analysis (the analyzer's backend string): the driving and source frames of the protocol are the same for every
