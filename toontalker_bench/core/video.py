@@ -284,19 +284,22 @@ def read_frames(path: str | os.PathLike[str], start: int = 0, end: int | None = 
 # in different processes; pinning MALLOC_PERTURB_ makes them repeat), and the float kernels differ between instruction
 # sets, so the bytes would also depend on the CPU. On this pinned set the output is identical to the AVX2 set's and it
 # is available on every x86-64 CPU since 2008 (Nehalem, Bulldozer). Other architectures keep x264's own detection.
+# The macroblock tree is off: its propagation kernel (every x86 version) divides with RCPPS, whose approximate
+# result is left to the CPU maker (an AMD EPYC and an Intel Xeon encoded the same frames to different bytes); it is
+# the only such instruction in x264, so without it the bytes depend on the frames alone.
 _X264_X86_ASM = "MMX2,SSE,SSE2,SSE3,SSSE3,SSE4.1,SSE4.2"
 
 
 def _h264_options(crf: int, preset: str) -> dict[str, str]:
     """libx264 options whose output bytes depend only on the frames and these settings.
 
-    One thread (x264's output depends on its thread count, which defaults to the number of cores) and pinned CPU
-    kernels on x86 (see ``_X264_X86_ASM``).
+    One thread (x264's output depends on its thread count, which defaults to the number of cores), pinned CPU
+    kernels and no macroblock tree on x86 (see ``_X264_X86_ASM``).
     """
-    opts = {"crf": str(crf), "preset": preset, "threads": "1"}
+    params = "mbtree=0"
     if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
-        opts["x264-params"] = f"asm={_X264_X86_ASM}"
-    return opts
+        params += f":asm={_X264_X86_ASM}"
+    return {"crf": str(crf), "preset": preset, "threads": "1", "x264-params": params}
 
 
 def _h264_stream(container, width: int, height: int, fps: float, crf: int, preset: str):  # noqa: ANN001, ANN202
