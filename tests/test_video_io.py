@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -97,6 +98,18 @@ def test_same_frames_give_the_same_bytes_in_any_process(tmp_path: Path) -> None:
     assert hashes[0] == hashes[1]
     assert hashes[0][0] == hashes[0][1]  # write_video and VideoWriter write the same bytes
     assert read_frames(tmp_path / "all" / "a.mp4").shape == (16, 180, 320, 3)
+
+
+def test_x264_runs_no_kernel_whose_result_depends_on_the_cpu_maker() -> None:
+    """The macroblock tree's propagation kernel divides with RCPPS (an approximation each CPU maker implements its own
+    way: the demo corpus encoded to different bytes on an AMD EPYC and an Intel Xeon); it must stay off, and the
+    kernels stay pinned on x86."""
+    from toontalker_bench.core.video import _X264_X86_ASM, _h264_options
+
+    params = dict(kv.split("=", 1) for kv in _h264_options(18, "veryfast")["x264-params"].split(":"))
+    assert params["mbtree"] == "0"
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert params["asm"] == _X264_X86_ASM and "AVX" not in params["asm"]
 
 
 def _keyed(path: Path, n: int = 90, key_every: int = 30, size: tuple[int, int] = (160, 96)) -> np.ndarray:
