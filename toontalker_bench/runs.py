@@ -46,7 +46,7 @@ class RunPlan:
     method: str
     cls: type[Method]
     profile: str
-    cfg: dict[str, Any]  # the resolved method config (profile + overrides)
+    cfg: dict[str, Any]  # the resolved method config (profile + overrides; every train.* key when it trains)
     overrides: list[str]
     tasks: list[str]
     run_id: str
@@ -121,8 +121,10 @@ def plan_run(params: Params, method: str, profile: str | None = None, overrides:
     else:
         profile = profile or params.run.profile
         cfg, seed = load_profile(method, profile, all_overrides), params.seed
-    # bad train.* keys fail before any data is loaded
+    # bad train.* keys fail before any data is loaded; the run config records every trainer setting, defaults too
     tc = train_config(cfg) if train and cls.capabilities.trainable and not checkpoint else None
+    if tc is not None:
+        cfg = {**cfg, "train": dataclasses.asdict(tc)}
     chosen = select_tasks(cls, tasks or params.eval.tasks)
     dataset = Path(params.build.out_dir)
     if train and not checkpoint:
@@ -199,7 +201,7 @@ def train(plan: RunPlan) -> dict[str, Any]:
         if tc is None:
             raise ValueError("this run plan was made without training (plan_run(train=False) or a --checkpoint)")
         data = TrainData.from_dataset(plan.dataset, model.size, plan.seed, tc.max_frames_per_clip,
-                                      model.training_needs())
+                                      model.training_needs(), tc.pair_sampling)
         if data.pose_label_counts:
             record["pose_label_counts"] = data.pose_label_counts
         res = run_trainer(model, data, plan.run_dir, tc, seed=plan.seed, device=plan.device, resume=plan.resume)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,6 +119,7 @@ class Clip:
     frames: np.ndarray
     motion: np.ndarray
     motion_true: bool = True  # False: pseudo pose vectors (3DMM fit), see toontalker_bench.train.pseudo_pose
+    landmarks: np.ndarray | None = None  # (T, 68, 2) stored landmarks in crop pixels, NaN where unknown
 
 
 def load_clips(dataset_dir: str | Path, split: str | None = None, size: int | None = None, max_frames: int = 0,
@@ -138,15 +141,22 @@ def load_clips(dataset_dir: str | Path, split: str | None = None, size: int | No
     for row in progress(rows, desc=f"loading {split or 'all'} clips", unit="clip"):
         video = root / row.path
         frames = read_frames(video, 0, max_frames or None, size=(size, size) if size else None)
-        motion = np.full((len(frames), POSE_DIM), np.nan, np.float32)
         npz = video.with_suffix(".npz")
-        if npz.is_file():
-            with np.load(npz) as z:
-                if "motion" in z:
-                    m = np.asarray(z["motion"], np.float32)[: len(frames)]
-                    motion[: len(m)] = m
+        with np.load(npz) if npz.is_file() else contextlib.nullcontext({}) as z:
+            motion = _per_frame(z, "motion", len(frames), (POSE_DIM,))
+            landmarks = _per_frame(z, "landmarks68", len(frames), (68, 2))
         if frames_per_clip:
             idx = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), frames_per_clip)).round().astype(int))
-            frames, motion = frames[idx], motion[idx]
-        clips.append(Clip(str(row.clip_id), str(row.domain), str(row.identity), str(row.split), frames, motion))
+            frames, motion, landmarks = frames[idx], motion[idx], landmarks[idx]
+        clips.append(Clip(str(row.clip_id), str(row.domain), str(row.identity), str(row.split), frames, motion,
+                          landmarks=landmarks))
     return clips
+
+
+def _per_frame(stored: Mapping[str, np.ndarray], key: str, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A clip's stored per-frame array ``key`` for its first ``n`` frames as float32, NaN where it has none."""
+    out = np.full((n, *shape), np.nan, np.float32)
+    if key in stored:
+        a = np.asarray(stored[key], np.float32)[:n]
+        out[: len(a)] = a
+    return out

@@ -167,8 +167,8 @@ class AnimeCeleb(Method):
         """Where its training pose vectors came from, and that its driving motion comes from the same landmarks and
         3DMM fit the AED/APD backends start from (so those metrics can flatter it: it aims at what they read)."""
         withheld = ",".join(self.cfg.get("pseudo_pose_domains", [])) or "none"
-        return "; ".join(t for t in (f"pseudo labels for: {withheld}; driven by the bfm3ddfa landmark fit (AED/APD "
-                                     "read the same landmarks)", self.precision()) if t)
+        return "; ".join([f"pseudo labels for: {withheld}; driven by the bfm3ddfa landmark fit (AED/APD read the same "
+                          "landmarks)", *self.trainer_tags()])
 
     def training_needs(self) -> TrainingNeeds:
         return TrainingNeeds(pose_vectors=True, pseudo_pose_domains=tuple(self.cfg.get("pseudo_pose_domains", ())))

@@ -139,7 +139,13 @@ class Method(nn.Module):
         """What distinguishes this configuration on the leaderboard beyond method and profile (e.g. a fusion mode,
         the perceptual-loss backbone); empty by default."""
         backend = str(self.cfg.get("reconstruction_backend", ""))
-        return "; ".join(t for t in (backend.split("(")[0], self.precision()) if t)
+        return "; ".join(t for t in (backend.split("(")[0], *self.trainer_tags()) if t)
+
+    def trainer_tags(self) -> list[str]:
+        """How the generic trainer departed from its defaults, as variant tags: :meth:`precision`, and
+        ``pairs=<how>`` for a ``train.pair_sampling`` other than ``random``."""
+        pairs = str(dict(self.cfg.get("train") or {}).get("pair_sampling", "random"))
+        return [t for t in (self.precision(), "" if pairs == "random" else f"pairs={pairs}") if t]
 
     def precision(self) -> str:
         """Where training left float32, for the variant (so a row says how it was trained): ``bf16-steps`` (the

@@ -19,6 +19,8 @@ from ..core.errors import ConfigError
 from .base import METHODS, Method
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
+#: ``train.pair_sampling``: how a training pair's driving frame is drawn (see :mod:`toontalker_bench.train.data`)
+PAIR_SAMPLING = ("random", "motion", "mixed")
 
 
 @dataclass
@@ -36,6 +38,7 @@ class TrainConfig:
     amp_cpu: bool = False  # bfloat16 autocast on CPU too: fast with AMX (Sapphire Rapids+), slow without native bf16
     tensorboard: bool = True
     max_frames_per_clip: int = 0  # 0 = every frame of every train clip is held in memory
+    pair_sampling: str = "random"  # one of PAIR_SAMPLING; any but random shows in the variant (pairs=motion)
 
 
 def train_config(cfg: dict[str, Any]) -> TrainConfig:
@@ -43,6 +46,9 @@ def train_config(cfg: dict[str, Any]) -> TrainConfig:
     for key in ("steps", "batch_size", "grad_accum", "checkpoint_every", "sample_every", "log_every"):
         if getattr(tc, key) < (0 if key == "steps" else 1):
             raise ConfigError(f"train.{key} must be positive, got {getattr(tc, key)}")
+    if tc.pair_sampling not in PAIR_SAMPLING:
+        raise ConfigError(f"unknown train.pair_sampling {tc.pair_sampling!r}",
+                          hint=f"one of: {', '.join(PAIR_SAMPLING)}")
     return tc
 
 
