@@ -41,7 +41,7 @@ def render_motion(m: dict[str, Any]) -> list[str]:
         + ", ".join(f"`{k}` {v:.4f} s" for k, v in spf.items() if k != "face_analysis") + ".", "",
         "### Summary (test clips: identities never seen by any fitted map)", "",
         ("| backend | domain | MAE yaw | MAE pitch | MAE roll | MAE mean | expression probe r | direct r | "
-         "s/frame (with face analysis) |"),
+         "s/frame (fit; face analysis above) |"),
         "|---|---|---|---|---|---|---|---|---|"]
     shown = (head, GENERIC, backend_name("full")) if head != GENERIC else (GENERIC,)
     for name in (*shown, MEDIAPIPE):
@@ -54,7 +54,7 @@ def render_motion(m: dict[str, Any]) -> list[str]:
                 continue
             lines.append(f"| {label} | {d} | {_angles(x['pose_mae_deg_test'])} | {_f(x['pose_mae_deg_test_mean'])} | "
                          f"{_f(x.get('expression_probe_r_mean'))} | {_f(x.get('expression_direct_r_mean'))} | "
-                         f"{spf[name] + (0 if name == MEDIAPIPE else spf['face_analysis']):.3f} |")
+                         f"{spf[name]:.4f} |")
     lines += [
         "", ("Direct r: the backend's own morph output against the ground truth, no probe (corpus-ridge only: its "
              "expression output is in morph units)."), "",
