@@ -151,7 +151,7 @@ def test_animate_crops_faces_and_pastes_back(work: Path, capsys: pytest.CaptureF
     params = load_params()
     model = load_method(params, "copy-source", None, None)
     res = animate_files(params, model, source, driving, work / "pasted.mp4", source_domain="real", paste_back=True,
-                        max_frames=8)
+                        max_frames=8, strip=work / "strip.png")
     img = np.asarray(Image.open(source).convert("RGB")).astype(np.float64)
     out = read_frames(res.out).astype(np.float64)
     assert out.shape == (8, 512, 512, 3) and res.n_frames == 8
@@ -161,6 +161,13 @@ def test_animate_crops_faces_and_pastes_back(work: Path, capsys: pytest.CaptureF
     outside[max(y0, 0):y0 + side, max(x0, 0):x0 + side] = False
     assert np.abs(out[:, outside] - img[outside]).mean() < 4.0  # untouched outside the crop (H.264 noise only)
     assert np.abs(out[:, ~outside] - img[~outside]).mean() < 12.0  # the 64 px copy of the source face, upscaled
+    # the before/after strip: the source face (two rows), then 6 of the 8 times: driving face over output face
+    strip = np.asarray(Image.open(res.strip)).astype(np.float64)
+    assert strip.shape == (324, 324 + 6 * 164, 3)
+    drv_tiles, out_tiles = strip[:160, 328:], strip[164:, 328:]
+    assert np.abs(drv_tiles - out_tiles).mean() > 20  # carphone's face over the astronaut's
+    source_face = np.asarray(Image.fromarray(strip[:, :324].astype(np.uint8)).resize((160, 160))).astype(np.float64)
+    assert np.abs(out_tiles[:, :160] - source_face).mean() < 15  # copy-source: the source face again
     assert main(["animate", "--method", "copy-source", "--source", str(source), "--driving", str(driving),
                  "--out", str(work / "crop.mp4"), "--source-domain", "real", "--max-frames", "4"]) == 0
     assert read_frames(work / "crop.mp4").shape == (4, 64, 64, 3)

@@ -21,6 +21,7 @@ from .core.domains import Domain
 from .core.errors import MediaError
 from .core.progress import progress
 from .core.video import VideoWriter, iter_frames, probe
+from .core.visual import save_png, strip_image
 from .data.align import crop_boxes, crop_square
 from .models.base import Method, to_tensor, to_uint8
 
@@ -34,6 +35,7 @@ CHUNK = 64  # driving frames per animate() call; each chunk is prefixed with the
 MASK_GROW, MASK_FEATHER = 0.1, 0.04
 #: bounds on the colour transfer's per-channel contrast gain: a flat (blurry) output is not stretched into noise
 GAIN_RANGE = (0.5, 2.0)
+STRIP_PX = 160  # a before/after strip's row height
 
 
 @dataclass
@@ -41,6 +43,7 @@ class AnimateResult:
     out: Path
     n_frames: int
     source_box: Square | None  # the source crop (None without cropping)
+    strip: Path | None = None  # the before/after picture, when asked for
 
 
 def _read_image(path: str | Path) -> np.ndarray:
@@ -87,10 +90,12 @@ def driving_crops(frames: list[np.ndarray], detector, params: Params, what: str)
 def animate_files(params: Params, method: Method, source: str | Path, driving: str | Path, out: str | Path, *,
                   source_domain: Domain = "cartoon", driving_domain: Domain = "real", crop: bool = True,
                   paste_back: bool = False, blend: bool = True, colour_match: bool = True, max_frames: int = 0,
-                  device: torch.device | str = "cpu") -> AnimateResult:
+                  device: torch.device | str = "cpu", strip: str | Path | None = None,
+                  strip_frames: int = 6) -> AnimateResult:
     """Animate the face in image ``source`` with video ``driving``; write ``out`` (H.264 mp4). With ``paste_back``,
     ``blend`` feathers the face into the image (else the whole crop square is pasted) and ``colour_match`` gives it
-    the source face's colours (else the method's own)."""
+    the source face's colours (else the method's own). ``strip``: also write a PNG of the source beside
+    ``strip_frames`` evenly spaced driving frames over the output frames."""
     size = method.size
     src_img = _read_image(source)
     info = probe(driving)
@@ -105,16 +110,19 @@ def animate_files(params: Params, method: Method, source: str | Path, driving: s
         if paste_back:
             paster = Paster(src_img, box, face, blend, colour_match)
         crops = driving_crops(frames, _detector(params, driving_domain), params, str(driving))
-        drv = np.stack([crop_square(f, *c, size) for f, c in zip(frames, crops)])
     else:
         if paste_back:
             raise MediaError("--paste-back needs the face crop", hint="drop --no-crop")
-        src_crop = crop_square(src_img, 0, 0, max(src_img.shape[:2]), size)
-        drv = np.stack([crop_square(f, 0, 0, max(f.shape[:2]), size) for f in frames])
+        box = (0, 0, max(src_img.shape[:2]))
+        src_crop = crop_square(src_img, *box, size)
+        crops = [(0, 0, max(f.shape[:2]))] * len(frames)
+    drv = np.stack([crop_square(f, *c, size) for f, c in zip(frames, crops)])
     method.to(device).eval()
     src_t = to_tensor(src_crop).to(device)
     first = to_tensor(drv[:1]).to(device)
     n = 0
+    shown = {int(i) for i in np.linspace(0, len(drv) - 1, min(strip_frames, len(drv))).round()} if strip else set()
+    outputs: list[np.ndarray] = []  # the strip's output tiles: the face square of what was written
     with VideoWriter(out, fps=info.fps) as writer:
         for start in progress(range(0, len(drv), CHUNK), desc=f"animate {method.name}", unit="chunk"):
             chunk = torch.cat([first, to_tensor(drv[start:start + CHUNK]).to(device)])
@@ -125,9 +133,16 @@ def animate_files(params: Params, method: Method, source: str | Path, driving: s
             if paster is not None and start == 0:
                 paster.fit_colour(faces)
             for frame in faces:
-                writer.write(_even(paster(frame) if paster is not None else frame))
+                written = _even(paster(frame) if paster is not None else frame)
+                writer.write(written)
+                if n in shown:
+                    outputs.append(crop_square(written, *box, STRIP_PX) if paster is not None else written)
                 n += 1
-    return AnimateResult(Path(out), n, box)
+    if strip:
+        tiles = [crop_square(frames[i], *crops[i], STRIP_PX) for i in sorted(shown)]
+        save_png(strip, strip_image(crop_square(src_img, *box, 2 * STRIP_PX), tiles, outputs, STRIP_PX))
+    return AnimateResult(Path(out), n, box if crop else None, Path(strip) if strip else None)
+
 
 
 def _even(img: np.ndarray) -> np.ndarray:

@@ -647,10 +647,14 @@ def leaderboard_backfill(ctx: click.Context, run_dir: str, benchmark: str | None
 @click.option("--no-crop", is_flag=True, help="Inputs are already face crops: no detection, just a square resize.")
 @click.option("--max-frames", type=int, default=0, help="Use only the first N driving frames (0 = all).")
 @click.option("--trust-checkpoint", is_flag=True, help="Allow a full pickle .pth (runs code from the file).")
+@click.option("--strip", type=click.Path(dir_okay=False), default=None,
+              help="Also write a before/after PNG: the source face beside 6 evenly spaced driving faces over the "
+                   "output faces.")
 @click.pass_context
 def animate_cmd(ctx: click.Context, method: str, checkpoint: str | None, source: str, driving: str, out: str,
                 source_domain: str, driving_domain: str, profile: str | None, paste_back: bool, no_blend: bool,
-                no_colour_match: bool, no_crop: bool, max_frames: int, trust_checkpoint: bool) -> None:
+                no_colour_match: bool, no_crop: bool, max_frames: int, trust_checkpoint: bool,
+                strip: str | None) -> None:
     """Animate the face in SOURCE with the face motion in DRIVING."""
     from .animate import animate_files, load_method
     from .core.device import resolve_device
@@ -660,8 +664,8 @@ def animate_cmd(ctx: click.Context, method: str, checkpoint: str | None, source:
     res = animate_files(p, model, source, driving, out, source_domain=source_domain,  # type: ignore[arg-type]
                         driving_domain=driving_domain, crop=not no_crop,  # type: ignore[arg-type]
                         paste_back=paste_back, blend=not no_blend, colour_match=not no_colour_match,
-                        max_frames=max_frames, device=resolve_device(p.run.device))
-    click.echo(f"wrote {res.out} ({res.n_frames} frames)")
+                        max_frames=max_frames, device=resolve_device(p.run.device), strip=strip)
+    click.echo(f"wrote {res.out} ({res.n_frames} frames)" + (f" and {res.strip}" if res.strip else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

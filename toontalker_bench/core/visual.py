@@ -1,4 +1,5 @@
-"""Pictures of results: sample grids (PNG) and ``source | driving | output`` videos (MP4 + a small animated WebP)."""
+"""Pictures of results: sample grids and before/after strips (PNG), and ``source | driving | output`` videos (MP4 + a
+small animated WebP)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,29 @@ def save_png(path: str | Path, image: np.ndarray) -> None:
 
     with atomic_path(path) as tmp:
         Image.fromarray(image).save(tmp, format="PNG")
+
+
+def strip_image(source: np.ndarray, driving: list[np.ndarray], outputs: list[np.ndarray], height: int = 160,
+                gap: int = 4) -> np.ndarray:
+    """A before/after picture: the source on the left (two rows tall), then per chosen time the driving frame over
+    the output frame, every image scaled to ``height`` px tall (the source to two rows and the gap), on white."""
+    import cv2
+
+    def fit(img: np.ndarray, h: int) -> np.ndarray:
+        w = max(1, round(img.shape[1] * h / img.shape[0]))
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if h < img.shape[0] else cv2.INTER_CUBIC)
+
+    left = fit(source, 2 * height + gap)
+    tops, bottoms = [fit(f, height) for f in driving], [fit(f, height) for f in outputs]
+    cols = [max(t.shape[1], b.shape[1]) for t, b in zip(tops, bottoms)]
+    canvas = np.full((2 * height + gap, left.shape[1] + sum(c + gap for c in cols), 3), 255, np.uint8)
+    canvas[:, :left.shape[1]] = left
+    x = left.shape[1] + gap
+    for t, b, c in zip(tops, bottoms, cols):
+        canvas[:height, x:x + t.shape[1]] = t
+        canvas[height + gap:, x:x + b.shape[1]] = b
+        x += c + gap
+    return canvas
 
 
 def triptych(source: np.ndarray, driving: np.ndarray, output: np.ndarray) -> np.ndarray:
