@@ -20,6 +20,7 @@ BENCH_MODULES = {  # pipelines/benchmark stage -> the module whose function its 
     "train": "toontalker_bench.runs",
     "evaluate": "toontalker_bench.runs",
     "publish": "toontalker_bench.leaderboard.publish",
+    "validate": "toontalker_bench.eval.validate",
 }
 
 
@@ -105,12 +106,15 @@ def test_registry_modules_are_followed() -> None:
 def test_benchmark_stage_code_deps_are_exactly_what_each_verb_imports() -> None:
     """Each benchmark stage's code deps name the import closure of the module its verb calls, and nothing else: a
     file dep is imported, a folder dep is imported whole (its package ``__init__`` files aside) except the core,
-    which is named once, as a folder."""
+    which is named once, as a folder. The evaluation reads the validation the pipeline writes first."""
     stages = yaml.safe_load((REPO / "pipelines" / "benchmark" / "dvc.yaml").read_text())["stages"]
+    verbs = {"train": "train", "evaluate": "evaluate run", "publish": "leaderboard publish",
+             "validate": "evaluate validate-metrics"}
+    assert "${eval.validation}" in stages["evaluate"]["do"]["deps"]
+    assert any("${eval.validation}" in o for o in stages["validate"]["outs"])
     for name, module in BENCH_MODULES.items():
-        do = stages[name]["do"]
-        assert do["cmd"].startswith(f"toontalker-bench {'leaderboard ' if name == 'publish' else ''}"
-                                    f"{'evaluate run' if name == 'evaluate' else name} "), name
+        do = stages[name].get("do", stages[name])
+        assert do["cmd"].startswith(f"toontalker-bench {verbs[name]} "), name
         imported = _files(_closure([module]))
         deps = _code_deps(do)
         listed = _covered(deps, imported)
