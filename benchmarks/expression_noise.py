@@ -5,16 +5,22 @@ analysis, drivers read at the dataset's size), the exact answer (oracle-render, 
 copying the source, and compares each side's estimated expression change since the first frame with the ground
 truth. Per task it reports
 
-- ``ratio``: oracle-render's ``aed_exp_rel`` over copy-source's (the board's figure, target <= 0.5);
+- ``ratio``: oracle-render's ``aed_exp_rel`` over copy-source's (the board's figure, target <= 0.5), and
+  ``ratio_on_truth``, the same on the true morphs (all 17, unweighted, the analysed frames): the protocol's floor
+  under ``ratio``, what a perfect expression reader would show;
 - per side (``generated`` = the exact answer, ``driving``): ``error``, the reliability-weighted mean |estimated change
   - true change|, and ``signal``, the weighted mean |true change|. An estimator whose error exceeds the signal cannot
   tell the exact answer from a still face;
 - ``per_morph``: for each morph the metric weights, its mean weight, the slope of estimated on true change and the
   mean error and signal on each side;
-- ``variants``: the same ratio under changes one might make to the metric (the morph weights squared, mouth-open
-  only, a 3-sample moving average of the estimates), each measured, none adopted.
+- ``variants``: the same ratio under changes one might make to the metric (the morph weights squared; weights as
+  signal-to-noise ratios r^2 / (1 - r^2), r^2 capped at 0.9; mouth-open only; a 3-sample moving average of the
+  estimates), each measured, none adopted.
 
-    python -m benchmarks.expression_noise [--dataset data/dataset] [--out benchmarks/results/expression_noise.json]
+``--cross-start neutral`` measures the cross-domain tasks on the pairs the protocol draws with that setting
+(:mod:`toontalker_bench.data.protocol`: driving windows that start with a closed mouth) instead of the built ones.
+
+    python -m benchmarks.expression_noise [--dataset data/dataset] [--cross-start any|neutral] [--out FILE]
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from toontalker_bench.core.config import EvalParams
 from toontalker_bench.core.progress import progress
 from toontalker_bench.core.video import read_frames
 from toontalker_bench.data.dataset import clip_table
+from toontalker_bench.data.protocol import clip_motion, clip_opening, make_pairs
 from toontalker_bench.data.synth.oracle import answer, clip_renderer
 from toontalker_bench.data.version import dataset_version
 from toontalker_bench.eval.evaluator import Evaluator
@@ -43,10 +50,22 @@ from toontalker_bench.metrics.pair import resize_frames
 TASKS = ("self_real", "self_cartoon", "real2cartoon", "cartoon2real")
 
 
-def collect(dataset: Path, output_size: int) -> list[dict[str, Any]]:
+def protocol_pairs(dataset: Path, cross_start: str) -> pd.DataFrame:
+    """The built protocol's pairs, or (``cross_start`` other than ``any``) its cross-domain pairs drawn again with
+    that setting and the built protocol's other settings."""
+    pairs = pd.read_parquet(dataset / "protocol" / "pairs.parquet")
+    if cross_start == "any":
+        return pairs
+    spec = json.loads((dataset / "protocol" / "protocol.json").read_text())
+    redrawn = make_pairs(pd.read_parquet(dataset / "clips.parquet"), spec["pairs_per_task"], spec["pair_frames"], 0,
+                         spec["min_motion_deg"], clip_motion(dataset), cross_start=cross_start,
+                         opening=clip_opening(dataset))
+    return redrawn[redrawn["task"].isin(["real2cartoon", "cartoon2real"])]
+
+
+def collect(dataset: Path, output_size: int, pairs: pd.DataFrame) -> list[dict[str, Any]]:
     """Per protocol pair: the task, the estimates (``exp``, ``ok``, ``w``) of the exact answer, of copying and of the
     driver, and the true morphs of the exact answer and the driver on the analysed frames."""
-    pairs = pd.read_parquet(dataset / "protocol" / "pairs.parquet")
     table = clip_table(dataset)
     paths = dict(zip(table["clip_id"], table["path"]))
     ep = EvalParams()
@@ -102,14 +121,27 @@ def _ratio(recs: list[dict[str, Any]], weigh: Callable[[dict[str, Any], str], np
     return round(means["exact"] / means["copy"], 3)
 
 
+def _truth_ratio(recs: list[dict[str, Any]]) -> float:
+    exact = [np.abs((r["truth"]["exact"] - r["truth"]["exact"][0]) - (r["truth"]["driving"] - r["truth"]["driving"][0]))
+             [1:].mean() for r in recs]
+    copy = [np.abs(r["truth"]["driving"] - r["truth"]["driving"][0])[1:].mean() for r in recs]
+    return round(float(np.mean(exact) / np.mean(copy)), 3)
+
+
 def summarise(recs: list[dict[str, Any]]) -> dict[str, Any]:
     def weights(r: dict[str, Any], side: str) -> np.ndarray:
         return np.minimum(r[side]["w"], r["driving"]["w"])
+
+    def snr(w: np.ndarray) -> np.ndarray:  # the weights are r^2
+        w = np.minimum(w, 0.9)
+        return w / (1 - w)
 
     mouth = np.array([m == "mouth_open" for m in MORPHS], float)
     tasks: dict[str, Any] = {}
     for task in TASKS:
         mine = [r for r in recs if r["task"] == task]
+        if not mine:
+            continue
         w = np.mean([weights(r, "exact") / weights(r, "exact").sum() * N_MORPHS for r in mine], 0)
         sides: dict[str, Any] = {}
         morph: dict[str, dict[str, Any]] = defaultdict(dict)
@@ -129,8 +161,10 @@ def summarise(recs: list[dict[str, Any]]) -> dict[str, Any]:
                 if w[k] >= 0.05:
                     morph[m] |= {"weight": round(float(w[k]), 2), f"{name}_slope": round(float(slope[k]), 2),
                                  f"{name}_error": round(float(err[k]), 3), f"{name}_signal": round(float(sig[k]), 3)}
-        tasks[task] = {"pairs": len(mine), "ratio": _ratio(mine, weights), **sides, "per_morph": dict(morph),
+        tasks[task] = {"pairs": len(mine), "ratio": _ratio(mine, weights), "ratio_on_truth": _truth_ratio(mine),
+                       **sides, "per_morph": dict(morph),
                        "variants": {"weights_squared": _ratio(mine, lambda r, s: weights(r, s) ** 2),
+                                    "weights_snr": _ratio(mine, lambda r, s: snr(weights(r, s))),
                                     "mouth_open_only": _ratio(mine, lambda r, s: mouth),
                                     "moving_average_3": _ratio(mine, weights, smooth=3)}}
     return tasks
@@ -140,14 +174,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", type=Path, default=Path("data/dataset"))
     ap.add_argument("--output-size", type=int, default=64, help="the methods' output size the board reads")
-    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/expression_noise.json"))
+    ap.add_argument("--cross-start", choices=("any", "neutral"), default="any",
+                    help="any: the built protocol; neutral: its cross-domain pairs drawn again with that setting")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default benchmarks/results/expression_noise[_neutral].json")
     args = ap.parse_args()
-    recs = collect(args.dataset, args.output_size)
+    out_path = args.out or Path("benchmarks/results/expression_noise"
+                                + ("" if args.cross_start == "any" else f"_{args.cross_start}") + ".json")
+    recs = collect(args.dataset, args.output_size, protocol_pairs(args.dataset, args.cross_start))
     out = {"dataset_version": dataset_version(args.dataset), "backend": recs[0]["driving"]["backend"],
-           "output_size": args.output_size, "what": __doc__.split("\n\n")[1].replace("\n", " "),
+           "output_size": args.output_size, "cross_start": args.cross_start,
+           "what": __doc__.split("\n\n")[1].replace("\n", " "),
            "tasks": summarise(recs), "machine": machine()}
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps({t: {k: v[k] for k in ("ratio", "generated", "driving", "variants")}
+    out_path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({t: {k: v[k] for k in ("ratio", "ratio_on_truth", "generated", "driving", "variants")}
                       for t, v in out["tasks"].items()}, indent=1))
 
 

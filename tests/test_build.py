@@ -103,6 +103,41 @@ def test_driving_windows_are_chosen_where_the_head_moves() -> None:
     assert still["below_threshold"].all() and set(still["motion_range_deg"]) <= {0.0, 20.0}
 
 
+def test_neutral_cross_starts_begin_with_a_closed_mouth() -> None:
+    """``cross_start="neutral"``: a cross-domain driving window starts where the driver's mouth is among the least
+    open of its clip's eligible starts; self-reenactment pairs are drawn as before."""
+    clips = _clips({"real": 4, "cartoon": 4}).assign(split="test", n_frames=100)
+
+    def motion(row: pd.Series) -> tuple[np.ndarray, str]:
+        return np.c_[np.linspace(0, 40, 100), np.zeros((100, 2))], "ground_truth"  # every window turns the head
+
+    def opening(row: pd.Series) -> np.ndarray:  # the mouth is closed at frame 24 and opens away from it
+        return np.abs(np.arange(100) - 24) / 100
+
+    kwargs = dict(pairs_per_task=6, pair_frames=32, seed=0, min_motion_deg=5.0, motion=motion)
+    anywhere = make_pairs(clips, **kwargs)
+    neutral = make_pairs(clips, **kwargs, cross_start="neutral", opening=opening)
+    cross = neutral["task"].isin(["real2cartoon", "cartoon2real"])
+    # 18 candidate starts (every 4 frames): the least open quarter lies within 8 frames of frame 24
+    assert neutral.loc[cross, "driving_start"].between(16, 32).all()
+    assert not anywhere.loc[cross, "driving_start"].between(16, 32).all()
+    pd.testing.assert_frame_equal(neutral[~cross], anywhere[~cross])
+    with pytest.raises(ValueError, match="opening"):
+        make_pairs(clips, **kwargs, cross_start="neutral")
+    with pytest.raises(ValueError, match="cross_start"):
+        make_pairs(clips, **kwargs, cross_start="closed")
+
+
+def test_mouth_opening_from_landmarks() -> None:
+    from toontalker_bench.data.protocol import mouth_opening
+
+    lm = np.zeros((2, 68, 2))
+    lm[:, 36:42] = [0.0, 0.0]
+    lm[:, 42:48] = [10.0, 0.0]  # eye centres 10 apart
+    lm[1, 65:68, 1] = 3.0  # lower inner lip 3 below the upper one on the second frame
+    assert mouth_opening(lm) == pytest.approx([0.0, 0.3])
+
+
 def _aligned_inputs(root: Path) -> Params:
     """A small ``data/clips`` + ``data/raw`` + ``data/tubes`` layout made from the shared fixture clips."""
     fx = build_fixture_dataset(root / "fx", size=32, n_frames=12, train_clips=3, test_clips=2, with_protocol=False)

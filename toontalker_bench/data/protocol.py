@@ -12,6 +12,14 @@ stored landmarks (the pair's ``motion_source`` says which). A clip with no eligi
 moving window only when no clip of its domain has an eligible one (``below_threshold`` marks those pairs). Clips are
 drawn round-robin through seeded permutations so every eligible clip is used before any is reused, and a clip's
 windows are drawn without repetition while it has unused ones.
+
+Where a cross-domain window starts matters for expression (``cross_start``). Relative motion adds the driver's change
+since its first frame to the source's expression, and a morph cannot go below closed: a driver whose window opens
+mid-word, its mouth half open, asks a closed-mouthed source to close its mouth further, and the exact answer differs
+from the driver's change by construction (``python -m benchmarks.expression_noise`` measures how much). ``any``
+(protocol version 2) draws among all eligible windows; ``neutral`` only among those that start with the mouth among
+the least open of the clip's eligible starts (inner-lip gap over the inter-ocular distance of the stored landmarks,
+at most its :data:`NEUTRAL_QUANTILE` quantile), so the driver starts from a face as closed as the source's.
 """
 
 from __future__ import annotations
@@ -28,9 +36,13 @@ PROTOCOL_VERSION = 2
 PAIR_COLUMNS = ["task", "pair_id", "source_clip", "source_frame", "driving_clip", "driving_start", "n_frames",
                 "motion_range_deg", "motion_source", "below_threshold"]
 WINDOW_STRIDE = 4  # candidate window starts every this many frames
+CROSS_STARTS = ("any", "neutral")
+NEUTRAL_QUANTILE = 0.25
 
 #: clip row -> (angles (T, 3) degrees with NaN where unknown, "ground_truth" | "estimated")
 MotionFn = Callable[[pd.Series], tuple[np.ndarray, str]]
+#: clip row -> mouth opening (T,) per frame (NaN where unknown)
+OpeningFn = Callable[[pd.Series], np.ndarray]
 
 
 def clip_motion(root: Path) -> MotionFn:
@@ -47,6 +59,34 @@ def clip_motion(root: Path) -> MotionFn:
         return default_bfm().estimate(lm).angles, "estimated"
 
     return angles
+
+
+def mouth_opening(landmarks68: np.ndarray) -> np.ndarray:
+    """``(T, 68, 2)`` landmarks -> ``(T,)`` inner-lip gap over the distance between the eye centres."""
+    lm = np.asarray(landmarks68, np.float64)
+    iod = np.linalg.norm(lm[:, 36:42].mean(1) - lm[:, 42:48].mean(1), axis=-1)
+    gap = sum(np.linalg.norm(lm[:, a] - lm[:, b], axis=-1) for a, b in ((61, 67), (62, 66), (63, 65))) / 3
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return gap / iod
+
+
+def clip_opening(root: Path) -> OpeningFn:
+    """Mouth opening of a built clip's frames, from its stored landmarks (every clip has them, ground truth or not)."""
+    def opening(row: pd.Series) -> np.ndarray:
+        with np.load(root / Path(str(row["path"])).with_suffix(".npz")) as z:
+            return mouth_opening(z["landmarks68"])
+
+    return opening
+
+
+def neutral_starts(windows: list[tuple[int, float]], opening: np.ndarray) -> list[tuple[int, float]]:
+    """The windows whose first frame's mouth opening is at most the :data:`NEUTRAL_QUANTILE` quantile of the
+    windows' (all of them where the opening is unknown)."""
+    values = np.array([opening[s] if s < len(opening) else np.nan for s, _ in windows])
+    if not np.isfinite(values).any():
+        return windows
+    limit = np.nanquantile(values, NEUTRAL_QUANTILE)
+    return [w for w, v in zip(windows, values) if np.isfinite(v) and v <= limit]
 
 
 def window_ranges(angles: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +111,7 @@ class _Windows:
     """Eligible driving windows of one domain's test clips, drawn without repetition per clip while possible."""
 
     def __init__(self, clips: pd.DataFrame, n_max: int, min_motion: float, motion: MotionFn,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, opening: OpeningFn | None = None) -> None:
         self.rng = rng
         self.options: list[tuple[pd.Series, int, list[tuple[int, float]], str, bool]] = []
         fallback = []
@@ -80,6 +120,8 @@ class _Windows:
             angles, source = motion(row)
             starts, ranges = window_ranges(angles, n)
             ok = [(int(s), float(r)) for s, r in zip(starts, ranges) if r >= min_motion]
+            if ok and opening is not None:
+                ok = neutral_starts(ok, opening(row))
             if ok:
                 self.options.append((row, n, ok, source, False))
             elif len(starts):
@@ -103,11 +145,17 @@ class _Windows:
 
 
 def make_pairs(clips: pd.DataFrame, pairs_per_task: int, pair_frames: int, seed: int, min_motion_deg: float = 0.0,
-               motion: MotionFn | None = None, split: str = "test") -> pd.DataFrame:
+               motion: MotionFn | None = None, split: str = "test", cross_start: str = "any",
+               opening: OpeningFn | None = None) -> pd.DataFrame:
     """Pairs from the ``split`` rows of ``clips`` (``clip_id, domain, n_frames``, ``path`` when ``motion`` reads the
     clips). Without ``motion`` every window counts as moving (range 0, source ``none``). Tasks whose domains have no
     clip in the split are left out (the build report says so). The benchmark's protocol is the test split's; pairs of
-    the train split measure a method's train-vs-test gap."""
+    the train split measure a method's train-vs-test gap. ``cross_start="neutral"`` needs ``opening`` (see the
+    module docstring)."""
+    if cross_start not in CROSS_STARTS:
+        raise ValueError(f"cross_start must be one of {CROSS_STARTS}, not {cross_start!r}")
+    if cross_start == "neutral" and opening is None:
+        raise ValueError("cross_start='neutral' needs the clips' mouth opening (opening=clip_opening(root))")
     test = clips[clips["split"] == split].sort_values("clip_id").reset_index(drop=True)
     motion = motion or (lambda row: (np.zeros((int(row["n_frames"]), 3)), "none"))
     rows = []
@@ -117,7 +165,8 @@ def make_pairs(clips: pd.DataFrame, pairs_per_task: int, pair_frames: int, seed:
         drv = test[test["domain"] == drv_dom].reset_index(drop=True)
         if src.empty or drv.empty:
             continue
-        windows = _Windows(drv, pair_frames, min_motion_deg, motion, rng)
+        neutral = cross_start == "neutral" and src_dom != drv_dom
+        windows = _Windows(drv, pair_frames, min_motion_deg, motion, rng, opening if neutral else None)
         if not len(windows):
             continue
         di = _cycle(rng, len(windows), pairs_per_task)
