@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -187,6 +188,59 @@ def test_backfill_then_prune(dataset: Path, work: Path, capsys: pytest.CaptureFi
     assert cli(dataset, "leaderboard", "prune", "--dataset-version", "sha256:other") == 0
     assert "and 4 per-pair tables and checkpoint files" in capsys.readouterr().out
     assert not [p for d in ("pairs", "checkpoints") for p in (board / d).iterdir()]
+
+
+def test_rescore_carries_a_trained_run_to_a_new_protocol(dataset: Path, work: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """A new evaluation protocol changes the dataset version but not the train split: a trained run's committed
+    checkpoint is scored again and published as a new run carrying the original's seed, steps and device; other
+    train data, the same version, or a checkpoint without a train-data record are refused in one line."""
+    import shutil
+
+    from toontalker_bench.data.protocol import make_pairs
+    from toontalker_bench.data.version import dataset_version, train_data_version
+
+    ds = Path(shutil.copytree(dataset, tmp_path / "ds"))
+    run_id = published_run(ds, work, method="mean-face", tasks="self_real")
+    board = work / "leaderboard"
+    record = json.loads((board / "checkpoints" / f"mean-face-{run_id}.json").read_text())
+    assert record["train_data"] == train_data_version(ds)
+    old = read_rows(board / "demo.csv")[0][0]
+    assert int(old["steps"]) > 0
+    capsys.readouterr()
+    assert cli(ds, "leaderboard", "rescore", run_id) == 2
+    assert "nothing to rescore" in errors(capsys)[0]
+
+    clips = pd.read_parquet(ds / "clips.parquet")
+    pd.testing.assert_frame_equal(make_pairs(clips, 2, 4, 0), pd.read_parquet(ds / "protocol" / "pairs.parquet"))
+    make_pairs(clips, 2, 4, 1).to_parquet(ds / "protocol" / "pairs.parquet")  # a new protocol, the same training data
+    assert dataset_version(ds) != old["dataset_version"] and train_data_version(ds) == record["train_data"]
+    assert cli(ds, "leaderboard", "rescore", run_id) == 0
+    new_id = capsys.readouterr().out.split()[-1]
+    new = [r for r in read_rows(board / "demo.csv")[0] if r["run_id"] == new_id]
+    assert len(new) == 1 and new[0]["dataset_version"] == dataset_version(ds)
+    assert {k: new[0][k] for k in ("method", "seed", "steps", "train_seconds", "device", "variant")} == \
+        {k: old[k] for k in ("method", "seed", "steps", "train_seconds", "device", "variant")}
+    train = json.loads((work / "runs" / "mean-face" / new_id / "train.json").read_text())
+    assert train["rescored_from"] == run_id and train["trained_on"] == old["dataset_version"]
+    assert json.loads((board / "checkpoints" / f"mean-face-{new_id}.json").read_text())["train_data"] == \
+        record["train_data"]
+    assert cli(ds, "leaderboard", "verify", new_id) == 0  # the new rows re-check from their own checkpoint
+
+    npz = ds / "clips" / "real-train-00.npz"
+    with np.load(npz) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["motion"] = arrays["motion"] + 1.0
+    np.savez(npz, **arrays)  # the training data changed
+    capsys.readouterr()
+    assert cli(ds, "leaderboard", "rescore", run_id) == 2
+    err = errors(capsys)
+    assert err[0].startswith("error: ") and "was trained on other data" in err[0] and err[1].startswith("hint: ")
+
+    path = board / "checkpoints" / f"mean-face-{run_id}.json"
+    path.write_text(json.dumps({k: v for k, v in record.items() if k != "train_data"}))
+    assert cli(ds, "leaderboard", "rescore", run_id) == 2
+    assert "does not record the data it was trained on" in errors(capsys)[0]
 
 
 def test_half_precision_keeps_integers_and_what_float16_cannot_hold() -> None:

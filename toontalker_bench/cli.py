@@ -613,6 +613,20 @@ def leaderboard_verify(ctx: click.Context, run_id: str | None, max_pairs: int, t
     ctx.exit(0 if ok else 1)
 
 
+@leaderboard.command("rescore")
+@click.argument("run_ids", nargs=-1, required=True)
+@click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")
+@click.pass_context
+def leaderboard_rescore(ctx: click.Context, run_ids: tuple[str, ...], benchmark: str | None) -> None:
+    """Score published runs on the current dataset version without training again: allowed when the data a run
+    was trained on is this dataset's train split (its checkpoint records it); each becomes a new run on the board."""
+    from .runs import rescore
+
+    p = _params(ctx)
+    for r in run_ids:
+        click.echo(f"run {r} rescored as {rescore(p, r, benchmark)}")
+
+
 @leaderboard.command("backfill")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--benchmark", default=None, help="Leaderboard name (default: run.benchmark).")

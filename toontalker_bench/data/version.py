@@ -43,3 +43,21 @@ def dataset_version(dataset_dir: str | Path, lock_file: str | Path | None = None
         p = dataset_dir / rel
         h.update(p.read_bytes() if p.is_file() else b"-")
     return f"sha256:{h.hexdigest()[:16]}"
+
+
+def train_data_version(dataset_dir: str | Path) -> str:
+    """A content hash of what training reads from a built dataset: the train split's rows of ``clips.parquet`` and
+    each train clip's video and annotations. The protocol, the test clips and the card do not enter it, so a
+    checkpoint trained on one dataset version can be scored on another that differs only there
+    (``leaderboard rescore``)."""
+    import pandas as pd
+
+    root = Path(dataset_dir)
+    table = pd.read_parquet(root / "clips.parquet")
+    train = table[table["split"] == "train"].sort_values("clip_id").reset_index(drop=True)
+    h = hashlib.sha256(train.to_json(orient="records", date_format="iso").encode())
+    for rel in train["path"]:
+        for p in (root / str(rel), (root / str(rel)).with_suffix(".npz")):
+            h.update(p.name.encode())
+            h.update(p.read_bytes() if p.is_file() else b"-")
+    return f"sha256:{h.hexdigest()[:16]}"

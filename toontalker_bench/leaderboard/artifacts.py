@@ -4,9 +4,11 @@
   float32, finite values only), so a re-computation on a few pairs has the published numbers of those same pairs;
 - ``checkpoints/<method>-<run_id>.safetensors``: the run's final weights (no optimiser state) in half precision
   (float tensors as float16, integer tensors as they are) unless they take at most :data:`FULL_PRECISION_BYTES`,
-  within :data:`CHECKPOINT_BUDGET_BYTES` for all checkpoints together; a ``.json`` sidecar records its sha256 and
+  within :data:`CHECKPOINT_BUDGET_BYTES` for all checkpoints together; a ``.json`` sidecar records its sha256,
   whether it holds the run's weights exactly (float16 moves the face-analysis metrics of a blurry output by a few
-  percent, so a small checkpoint is worth its exact re-check);
+  percent, so a small checkpoint is worth its exact re-check) and, where known, the version of the data it was
+  trained on (``train_data``, :func:`~toontalker_bench.data.version.train_data_version`: what lets
+  ``leaderboard rescore`` score it on a later dataset version without training again);
 - ``checkpoints/<method>-<run_id>.yaml``: the run's ``config.yaml`` (method config and the evaluation settings), so
   the run directory is not needed.
 
@@ -25,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+import yaml
 
 from ..core.errors import LeaderboardError
 from ..core.io import atomic_path, sha256_file, write_bytes, write_json, write_table
@@ -114,7 +117,8 @@ def _published_bytes(folder: Path, leave_out: str) -> int:
     return sum(p.stat().st_size for p in folder.glob("*.safetensors") if p.stem != leave_out)
 
 
-def write_checkpoint(run_dir: str | Path, leaderboard_dir: str | Path, method: str, run_id: str) -> str:
+def write_checkpoint(run_dir: str | Path, leaderboard_dir: str | Path, method: str, run_id: str,
+                     train_data: str = "") -> str:
     """Commit the run's final checkpoint in half precision, if it fits the budget; returns its path relative to the
     leaderboard folder, or ``""`` (with a warning saying what to do) when it is absent or too large."""
     from safetensors.torch import save
@@ -141,8 +145,34 @@ def write_checkpoint(run_dir: str | Path, leaderboard_dir: str | Path, method: s
     write_bytes(dst, data)
     write_json(checkpoint_path(leaderboard_dir, method, run_id, ".json"), {
         "sha256": sha256_file(dst), "bytes": len(data), "source_sha256": sha256_file(src),
-        "dtype": dtype, "lossless": lossless, "float32": kept})
+        "dtype": dtype, "lossless": lossless, "float32": kept, **({"train_data": train_data} if train_data else {})})
     return dst.relative_to(leaderboard_dir).as_posix()
+
+
+def run_train_data(run_dir: str | Path, dataset_version: str) -> str:
+    """The train-data version of a finished run's checkpoint: carried in its ``train.json`` (a re-scored run), or
+    read from the dataset it trained on when that run trained and evaluated on it in one go and the dataset is still
+    at the version its rows name; ``""`` when neither holds (nothing is guessed)."""
+    from ..data.version import dataset_version as version_of
+    from ..data.version import train_data_version
+
+    run_dir = Path(run_dir)
+    train = _read(run_dir / "train.json")
+    if train.get("train_data"):
+        return str(train["train_data"])
+    dataset = Path(str(_read_yaml(run_dir / RUN_CONFIG).get("params", {}).get("dataset", "")))
+    if (int(train.get("steps", 0)) > 0 and not train.get("checkpoint_from") and (dataset / "clips.parquet").is_file()
+            and version_of(dataset) == dataset_version):
+        return train_data_version(dataset)
+    return ""
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
 def checkpoint_record(leaderboard_dir: str | Path, method: str, run_id: str) -> dict[str, Any]:
@@ -166,7 +196,8 @@ def publish_artifacts(run_dir: str | Path, leaderboard_dir: str | Path, rows: li
     if (run_dir / RUN_CONFIG).is_file():
         with atomic_path(checkpoint_path(leaderboard_dir, method, run_id, ".yaml")) as tmp:
             shutil.copyfile(run_dir / RUN_CONFIG, tmp)
-    rel = write_checkpoint(run_dir, leaderboard_dir, method, run_id)
+    rel = write_checkpoint(run_dir, leaderboard_dir, method, run_id,
+                           run_train_data(run_dir, str(rows[0].get("dataset_version", ""))))
     for r in rows:
         r["checkpoint"] = rel
 

@@ -201,8 +201,8 @@ def best_published(leaderboard_dir: str | Path, benchmark: str, method: str) -> 
     runs["key"] = sign * runs["score"]
     best = runs.reset_index().sort_values(["date", "run_id"], ascending=False) \
         .sort_values("key", kind="stable", na_position="last").iloc[0]
-    ckpt, _ = _checkpoint(folder, df[df["run_id"] == best["run_id"]].iloc[0][["run_id", "method", "checkpoint"]]
-                          .to_dict(), None)
+    row = df[df["run_id"] == best["run_id"]].iloc[0][["run_id", "method", "checkpoint"]].to_dict()
+    ckpt, _ = committed_checkpoint(folder, row, None)
     score = None if pd.isna(best["score"]) else float(best["score"])
     return Published(ckpt, str(best["run_id"]), score, int(best["n"]))
 
@@ -237,7 +237,7 @@ def verify_run(params: Params, run_id: str, *, benchmark: str | None = None, max
         if not p.is_file():
             raise LeaderboardError(f"run {run_id} has no {p.relative_to(folder)}",
                                    hint="it was published before runs kept it: `leaderboard backfill RUN_DIR`")
-    ckpt, lossless = _checkpoint(folder, first, checkpoint)
+    ckpt, lossless = committed_checkpoint(folder, first, checkpoint)
     saved = yaml.safe_load(config_path.read_text())
     ep, pooled, whole = _settings(saved["params"]["eval"], max_pairs, cache)
     device = resolve_device(params.run.device)
@@ -304,7 +304,7 @@ def _table_against_board(published: pd.DataFrame, task: str, row: dict[str, str]
     return out
 
 
-def _checkpoint(folder: Path, row: dict[str, str], given: str | Path | None) -> tuple[Path, bool]:
+def committed_checkpoint(folder: Path, row: dict[str, str], given: str | Path | None) -> tuple[Path, bool]:
     """The checkpoint to load, the committed one (its sha256 checked) or ``given``, and whether it holds the run's
     weights exactly."""
     if given is not None:
