@@ -24,6 +24,7 @@ LAYERS: list[frozenset[str]] = [  # bottom to top
     frozenset({"eval", "train"}),
     frozenset({"leaderboard"}),
     frozenset({"runs", "animate", "doctor"}),
+    frozenset({"rescore"}),  # a run made from a published one: the run steps and the leaderboard's artifacts
     frozenset({"cli", "__init__"}),  # the package's own __init__: the library face, over everything it names
     frozenset({"__main__"}),
 ]

@@ -620,7 +620,7 @@ def leaderboard_verify(ctx: click.Context, run_id: str | None, max_pairs: int, t
 def leaderboard_rescore(ctx: click.Context, run_ids: tuple[str, ...], benchmark: str | None) -> None:
     """Score published runs on the current dataset version without training again: allowed when the data a run
     was trained on is this dataset's train split (its checkpoint records it); each becomes a new run on the board."""
-    from .runs import rescore
+    from .rescore import rescore
 
     p = _params(ctx)
     for r in run_ids:
