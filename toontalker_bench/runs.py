@@ -4,8 +4,9 @@
 tasks, metric names, the dataset and its protocol, the checkpoint path, a corrupt leaderboard, the run to resume)
 before any work starts, and returns a :class:`RunPlan` that :func:`train`, :func:`evaluate` and :func:`publish`
 receive as it is. A run directory holds ``config.yaml`` (the resolved profile and the params used), ``train.json``
-(steps, seconds, device, autocast, the steps of each training stage that ran), ``checkpoint.safetensors``, the
-evaluation outputs (see :mod:`toontalker_bench.eval.evaluator`) and ``run.json`` (provenance for the leaderboard).
+(steps, seconds, device, autocast, the steps of each training stage that ran),
+``checkpoint.safetensors``, the evaluation outputs (see
+:mod:`toontalker_bench.eval.evaluator`) and ``run.json`` (provenance for the leaderboard).
 """
 
 from __future__ import annotations
@@ -317,4 +318,3 @@ def split_overrides(items: list[str] | tuple[str, ...]) -> tuple[list[str], list
         key = item.split("=", 1)[0].strip()
         (to_params if key.split(".")[0] in sections else to_profile).append(item)
     return to_params, to_profile
-
