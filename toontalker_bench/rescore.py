@@ -29,7 +29,6 @@ from .train.trainer import FINAL_CHECKPOINT
 def rescore(params: Params, run_id: str, benchmark: str | None = None) -> str:
     """Published run ``run_id`` scored on the current dataset and published as a new run; returns the new run id.
     A :class:`~toontalker_bench.core.errors.UserError` says why when the rows cannot be carried over."""
-
     benchmark = benchmark or params.run.benchmark
     folder = Path(params.run.leaderboard_dir)
     rows = row_of(folder, benchmark, run_id)
