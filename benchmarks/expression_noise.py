@@ -17,10 +17,11 @@ truth. Per task it reports
   signal-to-noise ratios r^2 / (1 - r^2), r^2 capped at 0.9; mouth-open only; a 3-sample moving average of the
   estimates), each measured, none adopted.
 
-``--cross-start neutral`` measures the cross-domain tasks on the pairs the protocol draws with that setting
-(:mod:`toontalker_bench.data.protocol`: driving windows that start with a closed mouth) instead of the built ones.
+``--cross-start any|neutral`` measures the cross-domain tasks on the pairs the protocol draws with that setting
+(:mod:`toontalker_bench.data.protocol`; ``neutral``: driving windows that start with a closed mouth) instead of the
+built ones.
 
-    python -m benchmarks.expression_noise [--dataset data/dataset] [--cross-start any|neutral] [--out FILE]
+    python -m benchmarks.expression_noise [--dataset data/dataset] [--cross-start built|any|neutral] [--out FILE]
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from toontalker_bench.core.config import EvalParams
 from toontalker_bench.core.progress import progress
 from toontalker_bench.core.video import read_frames
 from toontalker_bench.data.dataset import clip_table
-from toontalker_bench.data.protocol import clip_motion, clip_opening, make_pairs
+from toontalker_bench.data.protocol import protocol_pairs
 from toontalker_bench.data.synth.oracle import answer, clip_renderer
 from toontalker_bench.data.version import dataset_version
 from toontalker_bench.eval.evaluator import Evaluator
@@ -50,16 +51,14 @@ from toontalker_bench.metrics.pair import resize_frames
 TASKS = ("self_real", "self_cartoon", "real2cartoon", "cartoon2real")
 
 
-def protocol_pairs(dataset: Path, cross_start: str) -> pd.DataFrame:
-    """The built protocol's pairs, or (``cross_start`` other than ``any``) its cross-domain pairs drawn again with
+def pairs_for(dataset: Path, cross_start: str) -> pd.DataFrame:
+    """The built protocol's pairs, or (``cross_start`` ``any`` or ``neutral``) its cross-domain pairs drawn again with
     that setting and the built protocol's other settings."""
     pairs = pd.read_parquet(dataset / "protocol" / "pairs.parquet")
-    if cross_start == "any":
+    if cross_start == "built":
         return pairs
     spec = json.loads((dataset / "protocol" / "protocol.json").read_text())
-    redrawn = make_pairs(pd.read_parquet(dataset / "clips.parquet"), spec["pairs_per_task"], spec["pair_frames"], 0,
-                         spec["min_motion_deg"], clip_motion(dataset), cross_start=cross_start,
-                         opening=clip_opening(dataset))
+    redrawn = protocol_pairs(pd.read_parquet(dataset / "clips.parquet"), dataset, spec, cross_start=cross_start)
     return redrawn[redrawn["task"].isin(["real2cartoon", "cartoon2real"])]
 
 
@@ -174,16 +173,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", type=Path, default=Path("data/dataset"))
     ap.add_argument("--output-size", type=int, default=64, help="the methods' output size the board reads")
-    ap.add_argument("--cross-start", choices=("any", "neutral"), default="any",
-                    help="any: the built protocol; neutral: its cross-domain pairs drawn again with that setting")
+    ap.add_argument("--cross-start", choices=("built", "any", "neutral"), default="built",
+                    help="built: the built protocol's pairs; any/neutral: its cross-domain pairs drawn again so")
     ap.add_argument("--out", type=Path, default=None,
                     help="default benchmarks/results/expression_noise[_neutral].json")
     args = ap.parse_args()
     out_path = args.out or Path("benchmarks/results/expression_noise"
-                                + ("" if args.cross_start == "any" else f"_{args.cross_start}") + ".json")
-    recs = collect(args.dataset, args.output_size, protocol_pairs(args.dataset, args.cross_start))
+                                + ("" if args.cross_start == "built" else f"_{args.cross_start}") + ".json")
+    recs = collect(args.dataset, args.output_size, pairs_for(args.dataset, args.cross_start))
     out = {"dataset_version": dataset_version(args.dataset), "backend": recs[0]["driving"]["backend"],
-           "output_size": args.output_size, "cross_start": args.cross_start,
+           "output_size": args.output_size,
+           "cross_start": json.loads((args.dataset / "protocol" / "protocol.json").read_text()).get("cross_start", "any")
+           if args.cross_start == "built" else args.cross_start,
            "what": __doc__.split("\n\n")[1].replace("\n", " "),
            "tasks": summarise(recs), "machine": machine()}
     out_path.write_text(json.dumps(out, indent=2) + "\n")

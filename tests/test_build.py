@@ -128,6 +128,28 @@ def test_neutral_cross_starts_begin_with_a_closed_mouth() -> None:
         make_pairs(clips, **kwargs, cross_start="closed")
 
 
+def test_a_protocol_spec_without_cross_start_draws_as_version_2(tmp_path: Path) -> None:
+    """``protocol_pairs`` redraws a built protocol from its ``protocol.json``: a spec before version 3 has no
+    ``cross_start`` and meant ``any``; version 3 specs name theirs."""
+    from toontalker_bench.data.protocol import protocol_pairs
+
+    clips = _clips({"real": 3, "cartoon": 3}).assign(split="test", n_frames=80)
+    for c in clips["clip_id"]:  # stored landmarks whose mouth opens with the frame index; no ground truth motion
+        lm = np.zeros((80, 68, 2))
+        lm[:, 36:42, 0], lm[:, 42:48, 0] = 0.0, 1.0
+        lm[:, 61:64, 1] = np.arange(80)[:, None] / 80
+        np.savez(tmp_path / f"{c}.npz", landmarks68=lm, motion=np.full((80, 20), np.nan))
+    clips["path"] = clips["clip_id"] + ".mp4"
+    spec = {"pairs_per_task": 4, "pair_frames": 16, "min_motion_deg": 0.0}
+    old = protocol_pairs(clips, tmp_path, spec)
+    kwargs = dict(pairs_per_task=4, pair_frames=16, seed=0, min_motion_deg=0.0)
+    pd.testing.assert_frame_equal(old[["task", "driving_clip", "driving_start"]],
+                                  make_pairs(clips, **kwargs)[["task", "driving_clip", "driving_start"]])
+    new = protocol_pairs(clips, tmp_path, {**spec, "cross_start": "neutral"})
+    cross = new["task"].isin(["real2cartoon", "cartoon2real"])
+    assert new.loc[cross, "driving_start"].max() < old.loc[cross, "driving_start"].max()
+
+
 def test_mouth_opening_from_landmarks() -> None:
     from toontalker_bench.data.protocol import mouth_opening
 

@@ -76,3 +76,17 @@ def test_without_params_yaml_the_defaults_are_the_projects_and_one_line_says_so(
     assert params.synth.real_videos == project.synth.real_videos == 4
     assert params.eval.motion_backend == project.eval.motion_backend == "corpus-ridge"
     assert params.run.methods == project.run.methods
+
+
+def test_a_choice_key_takes_only_its_choices() -> None:
+    """Keys typed as a ``Literal`` (``build.cross_start``) refuse other values with one line naming the choices."""
+    from toontalker_bench.core.config import coerce
+    from toontalker_bench.core.errors import ConfigError
+
+    field = {f.name: f for f in dataclasses.fields(Params().build)}["cross_start"]
+    import typing
+
+    tp = typing.get_type_hints(type(Params().build))["cross_start"]
+    assert field.default == "neutral" and coerce(tp, "any", "build.cross_start") == "any"
+    with pytest.raises(ConfigError, match="must be one of neutral, any, got 'closed'"):
+        coerce(tp, "closed", "build.cross_start")

@@ -118,6 +118,7 @@ class BuildParams:
     pairs_per_task: int = 24
     pair_frames: int = 64  # driving window length (shorter clips give their whole length)
     min_motion_deg: float = 8.0  # a driving window must turn the head this much (largest yaw/pitch/roll range)
+    cross_start: typing.Literal["neutral", "any"] = "neutral"  # cross-domain windows start with a closed mouth (or anywhere: protocol 2)
     contact_sheet_clips: int = 8
     shard_mb: int = 256  # target size of one parquet shard
     corpus_check: str = "docs/corpus-check.json"  # the card quotes this check when it read these very clips
@@ -283,6 +284,10 @@ def coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r} must be a mapping, got {value!r}")
         return {str(k): coerce(args[1] if args else Any, v, f"{key}.{k}") for k, v in value.items()}
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"config key {key!r} must be one of {', '.join(map(str, args))}, got {value!r}")
+        return value
     if tp is Any:
         return value
     if tp is bool:

@@ -27,7 +27,7 @@ from ..core.executors import Executor
 from ..core.io import atomic_dir, read_table, write_bytes, write_json, write_table, write_text
 from ..core.video import iter_frames
 from .corpus_check import card_lines
-from .protocol import PROTOCOL_VERSION, clip_motion, make_pairs
+from .protocol import PROTOCOL_VERSION, protocol_pairs
 from .stage import Stage
 from .synth.recipe import RECIPE, recipe
 
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 DATA_SECTIONS = data_sections()
 #: the params keys this stage reads (dvc.yaml lists the same as its ``params``)
 READS = ("seed", *DATA_SECTIONS)
+_START = {"any": "anywhere", "neutral": "with the driver's mouth closed"}
 
 
 def params_hash(params: Params) -> str:
@@ -259,7 +260,8 @@ def _card(df: pd.DataFrame, sources: pd.DataFrame, stats: dict, shards: dict[str
               "shards (`video` = mp4 bytes, `annotations` = npz bytes, `first_frame` = PNG).",
               f"- `protocol/pairs.parquet`: fixed evaluation pairs (protocol version {PROTOCOL_VERSION}: driving "
               f"windows of {params.build.pair_frames} frames where the head turns at least "
-              f"{params.build.min_motion_deg:g} degrees); `protocol/protocol.json` its settings; "
+              f"{params.build.min_motion_deg:g} degrees; cross-domain windows start {_START[params.build.cross_start]}); "
+              "`protocol/protocol.json` its settings; "
               "`protocol/renderer.json` the demo-corpus recipe the oracle-render bracket re-draws clips from; "
               "`stats.json`, `plots/*.csv`: DVC metrics/plots.",
               "", "## Rebuild", "", "```", "git clone <this repository> && cd toontalker-bench", "make setup",
@@ -300,11 +302,11 @@ def run(params: Params, executor: Executor | None = None) -> dict[str, Any]:
             for ext in (".mp4", ".npz"):
                 _link_or_copy(clips_dir / f"{cid}{ext}", tmp / f"{cid}{ext}")
     write_table(out / "clips.parquet", df)
-    pairs = make_pairs(df, b.pairs_per_task, b.pair_frames, params.seed, b.min_motion_deg, clip_motion(out))
+    spec = {"version": PROTOCOL_VERSION, "pairs_per_task": b.pairs_per_task, "pair_frames": b.pair_frames,
+            "min_motion_deg": b.min_motion_deg, "cross_start": b.cross_start, "seed": params.seed}
+    pairs = protocol_pairs(df, out, spec)
     write_table(out / "protocol" / "pairs.parquet", pairs)
-    write_json(out / "protocol" / "protocol.json", {
-        "version": PROTOCOL_VERSION, "pairs_per_task": b.pairs_per_task, "pair_frames": b.pair_frames,
-        "min_motion_deg": b.min_motion_deg})
+    write_json(out / "protocol" / "protocol.json", spec)
     write_json(out / RECIPE, recipe(params))  # lets the oracle-render bracket re-draw demo clips
 
     import datasets

@@ -53,12 +53,11 @@ def _split_pairs(root: Path, clips: pd.DataFrame, split: str) -> pd.DataFrame:
         return pd.read_parquet(path)
     import json
 
-    from .protocol import clip_motion, make_pairs
+    from .protocol import protocol_pairs
 
     spec_path = root / "protocol" / "protocol.json"
     spec = json.loads(spec_path.read_text()) if spec_path.is_file() else {}
-    return make_pairs(clips, int(spec.get("pairs_per_task", 8)), int(spec.get("pair_frames", 32)), 0,
-                      float(spec.get("min_motion_deg", 0.0)), clip_motion(root), split=split)
+    return protocol_pairs(clips, root, spec, split)
 
 
 def source_identities(dataset_dir: str | Path, split: str = "test") -> frozenset[str]:

@@ -17,22 +17,23 @@ Where a cross-domain window starts matters for expression (``cross_start``). Rel
 since its first frame to the source's expression, and a morph cannot go below closed: a driver whose window opens
 mid-word, its mouth half open, asks a closed-mouthed source to close its mouth further, and the exact answer differs
 from the driver's change by construction (``python -m benchmarks.expression_noise`` measures how much). ``any``
-(protocol version 2) draws among all eligible windows; ``neutral`` only among those that start with the mouth among
-the least open of the clip's eligible starts (inner-lip gap over the inter-ocular distance of the stored landmarks,
-at most its :data:`NEUTRAL_QUANTILE` quantile), so the driver starts from a face as closed as the source's.
+(protocol version 2) draws among all eligible windows; ``neutral`` (protocol version 3, the default) only among those that start with the mouth
+among the least open of the clip's eligible starts (inner-lip gap over the inter-ocular distance of the stored
+landmarks, at most its :data:`NEUTRAL_QUANTILE` quantile), so the driver starts from a face as closed as the source's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..core.domains import TASKS
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: cross-domain windows start neutral by default (``cross_start``)
 PAIR_COLUMNS = ["task", "pair_id", "source_clip", "source_frame", "driving_clip", "driving_start", "n_frames",
                 "motion_range_deg", "motion_source", "below_threshold"]
 WINDOW_STRIDE = 4  # candidate window starts every this many frames
@@ -68,6 +69,16 @@ def mouth_opening(landmarks68: np.ndarray) -> np.ndarray:
     gap = sum(np.linalg.norm(lm[:, a] - lm[:, b], axis=-1) for a, b in ((61, 67), (62, 66), (63, 65))) / 3
     with np.errstate(invalid="ignore", divide="ignore"):
         return gap / iod
+
+
+def protocol_pairs(clips: pd.DataFrame, root: Path, spec: dict[str, Any], split: str = "test",
+                   cross_start: str | None = None) -> pd.DataFrame:
+    """The pairs a protocol spec (``protocol/protocol.json``) draws from the clips of a built dataset at ``root``
+    (``cross_start`` overrides the spec's; specs before version 3 carry none and meant ``any``)."""
+    cross_start = cross_start or str(spec.get("cross_start", "any"))
+    return make_pairs(clips, int(spec.get("pairs_per_task", 8)), int(spec.get("pair_frames", 32)),
+                      int(spec.get("seed", 0)), float(spec.get("min_motion_deg", 0.0)), clip_motion(root), split,
+                      cross_start, clip_opening(root) if cross_start == "neutral" else None)
 
 
 def clip_opening(root: Path) -> OpeningFn:
