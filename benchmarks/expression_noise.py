@@ -15,7 +15,10 @@ truth. Per task it reports
   mean error and signal on each side;
 - ``variants``: the same ratio under changes one might make to the metric (the morph weights squared; weights as
   signal-to-noise ratios r^2 / (1 - r^2), r^2 capped at 0.9; mouth-open only; a 3-sample moving average of the
-  estimates), each measured, none adopted.
+  estimates), each measured, none adopted;
+- ``estimators``: the ratio and both sides' errors under other expression readers fitted on the board map's own
+  training rows and read from the same features (:func:`estimator_variants`: fitted on within-clip changes; each
+  morph its own blocks and ridge; a Gaussian-kernel ridge), with their held-out reliabilities.
 
 ``--cross-start any|neutral`` measures the cross-domain tasks on the pairs the protocol draws with that setting
 (:mod:`toontalker_bench.data.protocol`; ``neutral``: driving windows that start with a closed mouth) instead of the
@@ -44,8 +47,11 @@ from toontalker_bench.data.protocol import protocol_pairs
 from toontalker_bench.data.synth.oracle import answer, clip_renderer
 from toontalker_bench.data.version import dataset_version
 from toontalker_bench.eval.evaluator import Evaluator
+from toontalker_bench.faces.motion_map import (BLOCKS, Designs, PoseVectorRidge, RidgeMap, expression_weights,
+                                               fit_ridges, group_folds, heldout_calibration, morph_calibration,
+                                               motion_features)
 from toontalker_bench.faces.pose import MORPHS, N_MORPHS
-from toontalker_bench.metrics.motion import pair_motion
+from toontalker_bench.metrics.motion import corpus_features, corpus_train_clips, motion_backend
 from toontalker_bench.metrics.pair import resize_frames
 
 TASKS = ("self_real", "self_cartoon", "real2cartoon", "cartoon2real")
@@ -63,12 +69,12 @@ def pairs_for(dataset: Path, cross_start: str) -> pd.DataFrame:
 
 
 def collect(dataset: Path, output_size: int, pairs: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per protocol pair: the task, the estimates (``exp``, ``ok``, ``w``) of the exact answer, of copying and of the
-    driver, and the true morphs of the exact answer and the driver on the analysed frames."""
+    """Per protocol pair: the task, the motion features (:func:`~toontalker_bench.faces.motion_map.motion_features`,
+    what the board's expression estimator reads) of the exact answer, of copying and of the driver, as the board
+    analyses them, and the true morphs of the exact answer and the driver on the analysed frames."""
     table = clip_table(dataset)
     paths = dict(zip(table["clip_id"], table["path"]))
-    ep = EvalParams()
-    ev = Evaluator.from_params(["aed_exp_rel"], ep, "cpu", motion_dataset=str(dataset))
+    ev = Evaluator.from_params(["aed_exp_rel"], EvalParams(), "cpu", motion_dataset=str(dataset))
     out = []
     for i, r in enumerate(progress(list(pairs.itertuples()), desc="expression noise: pairs", unit="pair")):
         n = int(r.n_frames)
@@ -81,12 +87,127 @@ def collect(dataset: Path, output_size: int, pairs: pd.DataFrame) -> list[dict[s
             g, d, s = (resize_frames(x, output_size) for x in (gen, drv, src))
             p = ev.pair(g, d, s[0], f"{i}:{name}", full={"driving": drv, "source": src[0]})
             for which, key in (("generated", name), ("driving", "driving")):
-                e = pair_motion(p, which, ep.motion_backend, str(dataset))
-                rec[key] = {"exp": e.exp, "ok": e.ok, "w": np.asarray(e.extra["exp_weights"]), "backend": e.backend}
-        stride = n // len(rec["driving"]["ok"])
+                if key not in rec:
+                    rec[key] = motion_features(p.face_frames(which), p.faces(which).landmarks68)
+        stride = n // len(rec["driving"]["angles"])
         rec["truth"] = {"exact": drawn[::stride, :N_MORPHS], "driving": truth[::stride, :N_MORPHS]}
         out.append(rec)
     return out
+
+
+class Reader:
+    """An expression estimator on motion features: per domain a predictor ``feats -> (T, 17)`` morphs and the
+    per-morph reliabilities the metric weights by; the domain comes from the board's classifier."""
+
+    def __init__(self, board: PoseVectorRidge, predict: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]],
+                 reliability: dict[str, np.ndarray]) -> None:
+        self.board, self.predictors, self.reliability = board, predict, reliability
+
+    @classmethod
+    def of_board(cls, board: PoseVectorRidge) -> Reader:
+        def one(d: str) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+            return lambda f: board.predict(f, d)[0][:, :N_MORPHS]
+
+        return cls(board, {d: one(d) for d in board.domains}, board.reliability)
+
+    def read(self, feats: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        ok = np.all([np.isfinite(v).all(1) for v in feats.values()], axis=0)
+        dom = self.board.domain_of(feats, ok)
+        exp = np.full((len(ok), N_MORPHS), np.nan)
+        if ok.any():
+            exp[ok] = self.predictors[dom]({k: v[ok] for k, v in feats.items()})
+        return {"exp": exp, "ok": ok, "w": expression_weights(self.reliability[dom])}
+
+
+def read_all(recs: list[dict[str, Any]], reader: Reader) -> list[dict[str, Any]]:
+    """The records with each side's features replaced by ``reader``'s estimates (``exp``, ``ok``, weights ``w``)."""
+    return [{**r, **{k: reader.read(r[k]) for k in ("exact", "copy", "driving")}} for r in recs]
+
+
+# ------------------------------------------------------------------------ other estimators on the same features
+def _within(x: np.ndarray, units: np.ndarray) -> np.ndarray:
+    out = x.copy()
+    for u in np.unique(units):
+        out[units == u] -= x[units == u].mean(0)
+    return out
+
+
+def _calibrated(b: np.ndarray, gains: np.ndarray, raw: Callable[[dict[str, np.ndarray]], np.ndarray]
+                ) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    return lambda f: b + (raw(f) - b) / gains
+
+
+def _linear(m: RidgeMap, mu: np.ndarray) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """A ridge map applied to raw features standardised with ``mu`` (the raw mean; a within fit's own mean is 0)."""
+    def raw(f: dict[str, np.ndarray]) -> np.ndarray:
+        if not m.blocks:
+            return np.tile(m.b, (len(next(iter(f.values()))), 1))
+        return ((np.concatenate([f[k] for k in m.blocks], axis=1) - mu) / m.sd * m.scale) @ m.w + m.b
+    return raw
+
+
+def _rbf(a: np.ndarray, b: np.ndarray, gamma: float) -> np.ndarray:
+    d = (a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None] - 2 * a @ b.T
+    return np.exp(-gamma * np.maximum(d, 0))
+
+
+def estimator_variants(train: tuple[np.ndarray, ...], board: PoseVectorRidge) -> dict[str, Reader]:
+    """Expression readers fitted on the board map's own training rows, each a change one might make to it:
+
+    - ``within_face``: the ridge fitted on changes within a clip (features and morphs minus each clip's mean), the
+      quantity the relative metrics read, instead of on absolute values across identities;
+    - ``per_morph``: each morph its own feature blocks and ridge strength (the board shares them over the 17);
+    - ``rbf_kernel``: kernel ridge with a Gaussian kernel on all feature blocks (width: the blocks' summed variance
+      times 1 / 0.3, ridge 1), nonlinear where pose and identity bend the features."""
+    feats, y, doms, groups, clips = train
+    ok = np.isfinite(y).all(1) & np.all([np.isfinite(v).all(1) for v in feats.values()], axis=0)
+    out: dict[str, tuple[dict, dict]] = {"within_face": ({}, {}), "per_morph": ({}, {}), "rbf_kernel": ({}, {})}
+    for d in board.domains:
+        rows = ok & (doms == d)
+        f = {k: v[rows] for k, v in feats.items()}
+        ym, g = y[rows, :N_MORPHS], groups[rows]
+        raw_mu = {k: v.mean(0) for k, v in f.items()}
+
+        def mu_of(blocks: tuple[str, ...]) -> np.ndarray:
+            return np.concatenate([raw_mu[k] for k in blocks]) if blocks else np.zeros(0)
+
+        # within-clip fit
+        fw, yw = {k: _within(v, clips[rows]) for k, v in f.items()}, _within(ym, clips[rows])
+        dw = Designs(fw)
+        m = fit_ridges(dw, {"morphs": (yw, False)}, g)["morphs"][0]
+        m = RidgeMap(m.blocks, m.lam, m.mu, m.sd, m.scale, m.w, ym.mean(0))
+        gains, rel = morph_calibration(dw, m, yw, g)
+        out["within_face"][0][d] = _calibrated(ym.mean(0), gains, _linear(m, mu_of(m.blocks)))
+        out["within_face"][1][d] = rel
+        # per-morph selection
+        dp = Designs(f)
+        fitted = fit_ridges(dp, {str(k): (ym[:, k:k + 1], False) for k in range(N_MORPHS)}, g)
+        maps = [fitted[str(k)][0] for k in range(N_MORPHS)]
+        cal = [morph_calibration(dp, mk, ym[:, k:k + 1], g) for k, mk in enumerate(maps)]
+        gains, rel = np.array([c[0][0] for c in cal]), np.array([c[1][0] for c in cal])
+        per = [_linear(mk, mu_of(mk.blocks)) for mk in maps]
+        out["per_morph"][0][d] = _calibrated(ym.mean(0), gains,
+                                             lambda x, per=per: np.concatenate([p(x) for p in per], 1))
+        out["per_morph"][1][d] = rel
+        # Gaussian kernel ridge
+        a, mu, sd, scale = dp.design(BLOCKS)
+        gamma, lam = 0.3 / (2 * len(BLOCKS)), 1.0
+        k = _rbf(a, a, gamma)
+        pred = np.empty_like(ym)
+        for test in group_folds(g):
+            alpha = np.linalg.solve(k[np.ix_(~test, ~test)] + lam * np.eye(int((~test).sum())),
+                                    ym[~test] - ym[~test].mean(0))
+            pred[test] = k[np.ix_(test, ~test)] @ alpha + ym[~test].mean(0)
+        gains, rel = heldout_calibration(pred, ym, g)
+        alpha = np.linalg.solve(k + lam * np.eye(len(k)), ym - ym.mean(0))
+
+        def kernel(x: dict[str, np.ndarray], a=a, mu=mu, sd=sd, scale=scale, alpha=alpha, b=ym.mean(0)) -> np.ndarray:
+            z = (np.concatenate([x[k] for k in BLOCKS], axis=1) - mu) / sd * scale
+            return _rbf(z, a, gamma) @ alpha + b
+
+        out["rbf_kernel"][0][d] = _calibrated(ym.mean(0), gains, kernel)
+        out["rbf_kernel"][1][d] = rel
+    return {name: Reader(board, pred, rel) for name, (pred, rel) in out.items()}
 
 
 def _changes(x: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,16 +301,29 @@ def main() -> None:
     args = ap.parse_args()
     out_path = args.out or Path("benchmarks/results/expression_noise"
                                 + ("" if args.cross_start == "built" else f"_{args.cross_start}") + ".json")
+    backend = motion_backend(EvalParams().motion_backend, str(args.dataset))
+    if getattr(backend, "model", None) is None:
+        raise SystemExit(f"error: the board's expression estimator is not fitted on {args.dataset} ({backend.name})")
     recs = collect(args.dataset, args.output_size, pairs_for(args.dataset, args.cross_start))
-    out = {"dataset_version": dataset_version(args.dataset), "backend": recs[0]["driving"]["backend"],
+    train = corpus_features(corpus_train_clips(args.dataset)[1])
+    estimators = {}
+    for name, reader in estimator_variants(train, backend.model).items():
+        tasks = summarise(read_all(recs, reader))
+        estimators[name] = {"reliability": {d: dict(zip(MORPHS, r.round(3).tolist()))
+                                            for d, r in reader.reliability.items()},
+                            **{t: {"ratio": v["ratio"], "generated_error": v["generated"]["error"],
+                                   "driving_error": v["driving"]["error"]} for t, v in tasks.items()}}
+    spec = json.loads((args.dataset / "protocol" / "protocol.json").read_text())
+    out = {"dataset_version": dataset_version(args.dataset), "backend": backend.name,
            "output_size": args.output_size,
-           "cross_start": json.loads((args.dataset / "protocol" / "protocol.json").read_text()).get("cross_start", "any")
-           if args.cross_start == "built" else args.cross_start,
+           "cross_start": spec.get("cross_start", "any") if args.cross_start == "built" else args.cross_start,
            "what": __doc__.split("\n\n")[1].replace("\n", " "),
-           "tasks": summarise(recs), "machine": machine()}
+           "tasks": summarise(read_all(recs, Reader.of_board(backend.model))), "estimators": estimators,
+           "machine": machine()}
     out_path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps({t: {k: v[k] for k in ("ratio", "ratio_on_truth", "generated", "driving", "variants")}
                       for t, v in out["tasks"].items()}, indent=1))
+    print(json.dumps({n: {t: v[t]["ratio"] for t in out["tasks"]} for n, v in estimators.items()}))
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ class BuildParams:
     pairs_per_task: int = 24
     pair_frames: int = 64  # driving window length (shorter clips give their whole length)
     min_motion_deg: float = 8.0  # a driving window must turn the head this much (largest yaw/pitch/roll range)
-    cross_start: typing.Literal["neutral", "any"] = "neutral"  # cross-domain windows start with a closed mouth (or anywhere: protocol 2)
+    # cross-domain driving windows start with a closed mouth (protocol 3), or anywhere (protocol 2)
+    cross_start: typing.Literal["neutral", "any"] = "neutral"
     contact_sheet_clips: int = 8
     shard_mb: int = 256  # target size of one parquet shard
     corpus_check: str = "docs/corpus-check.json"  # the card quotes this check when it read these very clips

@@ -260,7 +260,8 @@ def _card(df: pd.DataFrame, sources: pd.DataFrame, stats: dict, shards: dict[str
               "shards (`video` = mp4 bytes, `annotations` = npz bytes, `first_frame` = PNG).",
               f"- `protocol/pairs.parquet`: fixed evaluation pairs (protocol version {PROTOCOL_VERSION}: driving "
               f"windows of {params.build.pair_frames} frames where the head turns at least "
-              f"{params.build.min_motion_deg:g} degrees; cross-domain windows start {_START[params.build.cross_start]}); "
+              f"{params.build.min_motion_deg:g} degrees; cross-domain windows start "
+              f"{_START[params.build.cross_start]}); "
               "`protocol/protocol.json` its settings; "
               "`protocol/renderer.json` the demo-corpus recipe the oracle-render bracket re-draws clips from; "
               "`stats.json`, `plots/*.csv`: DVC metrics/plots.",

@@ -17,9 +17,10 @@ Where a cross-domain window starts matters for expression (``cross_start``). Rel
 since its first frame to the source's expression, and a morph cannot go below closed: a driver whose window opens
 mid-word, its mouth half open, asks a closed-mouthed source to close its mouth further, and the exact answer differs
 from the driver's change by construction (``python -m benchmarks.expression_noise`` measures how much). ``any``
-(protocol version 2) draws among all eligible windows; ``neutral`` (protocol version 3, the default) only among those that start with the mouth
-among the least open of the clip's eligible starts (inner-lip gap over the inter-ocular distance of the stored
-landmarks, at most its :data:`NEUTRAL_QUANTILE` quantile), so the driver starts from a face as closed as the source's.
+(protocol version 2) draws among all eligible windows; ``neutral`` (protocol version 3, the default) only among those
+that start with the mouth among the least open of the clip's eligible starts (inner-lip gap over the inter-ocular
+distance of the stored landmarks, at most its :data:`NEUTRAL_QUANTILE` quantile), so the driver starts from a face as
+closed as the source's.
 """
 
 from __future__ import annotations

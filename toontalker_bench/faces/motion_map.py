@@ -179,7 +179,7 @@ def _design(feats: dict[str, np.ndarray], blocks: tuple[str, ...]) -> tuple[np.n
     return (x - mu) / sd * scale, mu, sd, scale
 
 
-def _folds(groups: np.ndarray) -> list[np.ndarray]:
+def group_folds(groups: np.ndarray) -> list[np.ndarray]:
     """Leave-one-group-out when there are at most 6 groups, else 5 folds of whole groups (deterministic)."""
     names = sorted(set(groups.tolist()))
     k = len(names) if len(names) <= 6 else 5
@@ -239,7 +239,7 @@ def fit_ridges(feats: dict[str, np.ndarray] | Designs, targets: dict[str, tuple[
         spans[n] = slice(i, i + targets[n][0].shape[1])
         i = spans[n].stop
     var = ys.var(0)
-    folds = _folds(groups)
+    folds = group_folds(groups)
     cv: dict[str, dict[str, float]] = {n: {} for n in names}
 
     def score(name: str, err: np.ndarray) -> float:
@@ -289,13 +289,19 @@ def morph_calibration(designs: Designs, m: RidgeMap, y: np.ndarray, groups: np.n
     - the **reliability**: the correlation of estimate and truth once each identity's mean is taken out of both (so
       it scores the changes within a face, what the relative metrics read, not who the face is), 0 where negative or
       undefined. The expression distances weight each morph by its square (:func:`expression_weights`)."""
-    gains, reliability = np.ones(y.shape[1]), np.zeros(y.shape[1])
-    folds = _folds(groups)
+    folds = group_folds(groups)
     if not m.blocks or len(folds) < 2:
-        return gains, reliability
+        return np.ones(y.shape[1]), np.zeros(y.shape[1])
     pred = np.empty_like(y)
     for p, test in zip(_heldout(designs.gram(m.blocks), y, folds, m.lam), folds):
         pred[test] = p
+    return heldout_calibration(pred, y, groups)
+
+
+def heldout_calibration(pred: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-morph gains and reliabilities (see :func:`morph_calibration`) from any estimator's held-out estimates
+    ``pred`` of ``y`` (rows grouped by identity)."""
+    gains, reliability = np.ones(y.shape[1]), np.zeros(y.shape[1])
     var = y.var(0)
     cols = var > 1e-9
     slope = ((pred - pred.mean(0)) * (y - y.mean(0))).mean(0)[cols] / var[cols]

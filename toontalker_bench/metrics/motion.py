@@ -142,17 +142,19 @@ def corpus_key(root: Path, clips: list[dict[str, object]], frames_per_clip: int)
     return h.hexdigest()
 
 
-def fit_corpus_map(clips: list[dict[str, object]], frames_per_clip: int = 48, analyzer=None):  # noqa: ANN001, ANN201
-    """Fit :class:`~toontalker_bench.faces.motion_map.PoseVectorRidge` on ``frames_per_clip`` evenly spaced frames of
-    each clip (landmarks by the evaluation's face analyzer, so features match what the backend sees later)."""
+def corpus_features(clips: list[dict[str, object]], frames_per_clip: int = 48, analyzer=None  # noqa: ANN001
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What a corpus map is fitted on: the feature blocks of ``frames_per_clip`` evenly spaced frames of each clip
+    (landmarks by the evaluation's face analyzer, so features match what the backend sees later), their pose vectors,
+    and each row's domain, identity and clip id."""
     from ..core.progress import progress
     from ..core.video import read_frames
     from ..faces.analyzer import FaceAnalyzer
-    from ..faces.motion_map import BLOCKS, PoseVectorRidge, motion_features
+    from ..faces.motion_map import BLOCKS, motion_features
 
     analyzer = analyzer or FaceAnalyzer()
     feats: dict[str, list[np.ndarray]] = {k: [] for k in BLOCKS}
-    ys, doms, groups = [], [], []
+    ys, doms, groups, ids = [], [], [], []
     for c in progress(clips, desc="corpus map: train clips", unit="clip"):
         frames = read_frames(c["video"])  # type: ignore[arg-type]
         with np.load(c["npz"]) as z:  # type: ignore[arg-type]
@@ -166,8 +168,17 @@ def fit_corpus_map(clips: list[dict[str, object]], frames_per_clip: int = 48, an
         ys.append(motion[idx])
         doms += [c["domain"]] * len(idx)
         groups += [c["identity"]] * len(idx)
-    return PoseVectorRidge.fit({k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(ys),
-                               np.array(doms), np.array(groups))
+        ids += [c["clip_id"]] * len(idx)
+    return ({k: np.concatenate(v) for k, v in feats.items()}, np.concatenate(ys), np.array(doms), np.array(groups),
+            np.array(ids))
+
+
+def fit_corpus_map(clips: list[dict[str, object]], frames_per_clip: int = 48, analyzer=None):  # noqa: ANN001, ANN201
+    """Fit :class:`~toontalker_bench.faces.motion_map.PoseVectorRidge` on :func:`corpus_features`."""
+    from ..faces.motion_map import PoseVectorRidge
+
+    feats, y, doms, groups, _ = corpus_features(clips, frames_per_clip, analyzer)
+    return PoseVectorRidge.fit(feats, y, doms, groups)
 
 
 @MOTION_BACKENDS.register("corpus-ridge", "CORPUS-SPECIFIC: landmark geometry + HOG -> 17 morphs and yaw/pitch/roll, "
