@@ -167,6 +167,42 @@ def test_checkpoint_over_the_budget_is_not_committed(dataset: Path, work: Path, 
     assert "exact weights" in capsys.readouterr().out
 
 
+def test_committed_checkpoints_are_the_same_bytes_for_the_same_weights() -> None:
+    """safetensors writes its header in hash order (the same weights saved twice differ in bytes); the committed form
+    sorts it, and loads to the same tensors and metadata."""
+    from safetensors.torch import load, save
+
+    weights = {"model.b": torch.randn(3, 4), "model.a": torch.arange(5), "model.c": torch.randn(2).half()}
+    meta = {"method": "x", "step": "3", "config": "{}", "format": "toontalker-bench/1"}
+    saved = [save(weights, metadata=meta) for _ in range(12)]
+    committed = {artifacts.canonical_safetensors(d) for d in saved}
+    assert len(committed) == 1
+    data = committed.pop()
+    assert all(torch.equal(load(data)[k], v) for k, v in weights.items())
+    assert (8 + int.from_bytes(data[:8], "little")) % 8 == 0
+
+
+def test_the_budget_counts_each_checkpoint_content_once(dataset: Path, work: Path, capsys: pytest.CaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs with the same weights (a rescored run and its original) cost the repository one copy: the second is
+    committed within a budget that holds one; different bytes are still refused."""
+    monkeypatch.setattr(artifacts, "CHECKPOINT_BUDGET_BYTES", 200)  # a copy-source checkpoint is 120 bytes
+    def another() -> str:
+        runs = work / "runs" / "copy-source"
+        before = set(runs.iterdir()) if runs.is_dir() else set()
+        published_run(dataset, work, tasks="self_real")
+        return (set(runs.iterdir()) - before).pop().name
+
+    first, second = another(), another()
+    board = work / "leaderboard"
+    assert "not committed" not in capsys.readouterr().err
+    assert {r["checkpoint"] for r in read_rows(board / "demo.csv")[0]} == {
+        f"checkpoints/copy-source-{first}.safetensors", f"checkpoints/copy-source-{second}.safetensors"}
+    (board / "checkpoints" / f"copy-source-{first}.safetensors").write_bytes(b"y" * 120)
+    another()
+    assert "over the 0.0002 MB budget; not committed" in capsys.readouterr().err
+
+
 def test_backfill_then_prune(dataset: Path, work: Path, capsys: pytest.CaptureFixture) -> None:
     """A run published before the artifacts were kept gains them (and its checkpoint column, no other change);
     pruning its rows deletes them."""

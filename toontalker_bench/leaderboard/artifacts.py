@@ -4,7 +4,7 @@
   float32, finite values only), so a re-computation on a few pairs has the published numbers of those same pairs;
 - ``checkpoints/<method>-<run_id>.safetensors``: the run's final weights (no optimiser state) in half precision
   (float tensors as float16, integer tensors as they are) unless they take at most :data:`FULL_PRECISION_BYTES`,
-  within :data:`CHECKPOINT_BUDGET_BYTES` for all checkpoints together; a ``.json`` sidecar records its sha256,
+  within :data:`CHECKPOINT_BUDGET_BYTES` for all distinct checkpoint contents together; a ``.json`` sidecar records its sha256,
   whether it holds the run's weights exactly (float16 moves the face-analysis metrics of a blurry output by a few
   percent, so a small checkpoint is worth its exact re-check) and, where known, the version of the data it was
   trained on (``train_data``, :func:`~toontalker_bench.data.version.train_data_version`: what lets
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,29 @@ def _weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
                                                                  "safetensors file; re-run the run") from None
 
 
-def _published_bytes(folder: Path, leave_out: str) -> int:
-    return sum(p.stat().st_size for p in folder.glob("*.safetensors") if p.stem != leave_out)
+def canonical_safetensors(data: bytes) -> bytes:
+    """The same safetensors file with its header's keys in sorted order. The library writes a file's metadata in hash
+    order, so saving the same weights twice can give different bytes: a committed checkpoint, and a rescored run's
+    copy of it, should be one file to git and to a reader's sha256."""
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(meta.items()))} if meta is not None else {}) | dict(sorted(header.items()))
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data that follows starts 8-byte aligned
+    return struct.pack("<Q", len(text)) + text + data[8 + n:]
+
+
+def _committed_bytes(folder: Path, leave_out: str, data: bytes) -> int:
+    """What the committed checkpoints take with ``data`` in place of ``leave_out``'s: each distinct content once, as
+    git stores it (a rescored run's checkpoint is its original's bytes under a new name)."""
+    import hashlib
+
+    sizes = {hashlib.sha256(data).hexdigest(): len(data)}
+    for p in folder.glob("*.safetensors"):
+        if p.stem != leave_out:
+            sizes.setdefault(sha256_file(p), p.stat().st_size)
+    return sum(sizes.values())
 
 
 def write_checkpoint(run_dir: str | Path, leaderboard_dir: str | Path, method: str, run_id: str,
@@ -128,17 +150,17 @@ def write_checkpoint(run_dir: str | Path, leaderboard_dir: str | Path, method: s
         log.warning("%s has no %s: its rows cannot be re-checked", run_dir, RUN_CHECKPOINT)
         return ""
     weights, meta = _weights(src)
-    data, dtype, lossless, kept = save(weights, metadata=meta), "as trained", True, []
+    data, dtype, lossless, kept = canonical_safetensors(save(weights, metadata=meta)), "as trained", True, []
     if len(data) > FULL_PRECISION_BYTES:
         weights, lossless, kept = half_precision(weights)
-        data, dtype = save(weights, metadata=meta), "float16"
+        data, dtype = canonical_safetensors(save(weights, metadata=meta)), "float16"
     dst = checkpoint_path(leaderboard_dir, method, run_id)
-    used = _published_bytes(dst.parent, dst.stem) if dst.parent.is_dir() else 0
-    if used + len(data) > CHECKPOINT_BUDGET_BYTES:
+    total = _committed_bytes(dst.parent, dst.stem, data) if dst.parent.is_dir() else len(data)
+    if total > CHECKPOINT_BUDGET_BYTES:
         log.warning("%s: its checkpoint (%.3g MB) would take the committed checkpoints to %.3g MB, "
                     "over the %g MB budget; not committed. Host it elsewhere (e.g. a Hugging Face model repository) "
                     "and re-check its rows with `leaderboard verify %s --checkpoint PATH`", run_dir, len(data) / 1e6,
-                    (used + len(data)) / 1e6, CHECKPOINT_BUDGET_BYTES / 1e6, run_id)
+                    total / 1e6, CHECKPOINT_BUDGET_BYTES / 1e6, run_id)
         dst.unlink(missing_ok=True)
         checkpoint_path(leaderboard_dir, method, run_id, ".json").unlink(missing_ok=True)
         return ""
