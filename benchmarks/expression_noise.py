@@ -57,13 +57,11 @@ from toontalker_bench.metrics.pair import resize_frames
 TASKS = ("self_real", "self_cartoon", "real2cartoon", "cartoon2real")
 
 
-def pairs_for(dataset: Path, cross_start: str) -> pd.DataFrame:
+def pairs_for(dataset: Path, spec: dict[str, Any], cross_start: str) -> pd.DataFrame:
     """The built protocol's pairs, or (``cross_start`` ``any`` or ``neutral``) its cross-domain pairs drawn again with
-    that setting and the built protocol's other settings."""
-    pairs = pd.read_parquet(dataset / "protocol" / "pairs.parquet")
+    that setting and the built protocol's other settings (``spec``: its ``protocol.json``)."""
     if cross_start == "built":
-        return pairs
-    spec = json.loads((dataset / "protocol" / "protocol.json").read_text())
+        return pd.read_parquet(dataset / "protocol" / "pairs.parquet")
     redrawn = protocol_pairs(pd.read_parquet(dataset / "clips.parquet"), dataset, spec, cross_start=cross_start)
     return redrawn[redrawn["task"].isin(["real2cartoon", "cartoon2real"])]
 
@@ -297,14 +295,15 @@ def main() -> None:
     ap.add_argument("--cross-start", choices=("built", "any", "neutral"), default="built",
                     help="built: the built protocol's pairs; any/neutral: its cross-domain pairs drawn again so")
     ap.add_argument("--out", type=Path, default=None,
-                    help="default benchmarks/results/expression_noise[_neutral].json")
+                    help="default benchmarks/results/expression_noise[_any|_neutral].json")
     args = ap.parse_args()
     out_path = args.out or Path("benchmarks/results/expression_noise"
                                 + ("" if args.cross_start == "built" else f"_{args.cross_start}") + ".json")
     backend = motion_backend(EvalParams().motion_backend, str(args.dataset))
     if getattr(backend, "model", None) is None:
         raise SystemExit(f"error: the board's expression estimator is not fitted on {args.dataset} ({backend.name})")
-    recs = collect(args.dataset, args.output_size, pairs_for(args.dataset, args.cross_start))
+    spec = json.loads((args.dataset / "protocol" / "protocol.json").read_text())
+    recs = collect(args.dataset, args.output_size, pairs_for(args.dataset, spec, args.cross_start))
     train = corpus_features(corpus_train_clips(args.dataset)[1])
     estimators = {}
     for name, reader in estimator_variants(train, backend.model).items():
@@ -313,7 +312,6 @@ def main() -> None:
                                             for d, r in reader.reliability.items()},
                             **{t: {"ratio": v["ratio"], "generated_error": v["generated"]["error"],
                                    "driving_error": v["driving"]["error"]} for t, v in tasks.items()}}
-    spec = json.loads((args.dataset / "protocol" / "protocol.json").read_text())
     out = {"dataset_version": dataset_version(args.dataset), "backend": backend.name,
            "output_size": args.output_size,
            "cross_start": spec.get("cross_start", "any") if args.cross_start == "built" else args.cross_start,

@@ -19,6 +19,7 @@ was over the budget: such a checkpoint has to be hosted elsewhere (a Hugging Fac
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -130,8 +131,6 @@ def canonical_safetensors(data: bytes) -> bytes:
 def _committed_bytes(folder: Path, leave_out: str, data: bytes) -> int:
     """What the committed checkpoints take with ``data`` in place of ``leave_out``'s: each distinct content once, as
     git stores it (a rescored run's checkpoint is its original's bytes under a new name)."""
-    import hashlib
-
     sizes = {hashlib.sha256(data).hexdigest(): len(data)}
     for p in folder.glob("*.safetensors"):
         if p.stem != leave_out:
