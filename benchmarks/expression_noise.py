@@ -18,18 +18,22 @@ truth. Per task it reports
   estimates), each measured, none adopted;
 - ``estimators``: the ratio and both sides' errors under other expression readers fitted on the board map's own
   training rows and read from the same features (:func:`estimator_variants`: fitted on within-clip changes; each
-  morph its own blocks and ridge; a Gaussian-kernel ridge), with their held-out reliabilities.
+  morph its own blocks and ridge; a Gaussian-kernel ridge), with their held-out reliabilities; with ``--vgg-block``
+  also ``vgg_bands``, the board's map given one more feature block to choose: ImageNet VGG16 features of the aligned
+  face's eye and mouth bands (:func:`vgg_band_features`).
 
 ``--cross-start any|neutral`` measures the cross-domain tasks on the pairs the protocol draws with that setting
 (:mod:`toontalker_bench.data.protocol`; ``neutral``: driving windows that start with a closed mouth) instead of the
 built ones.
 
-    python -m benchmarks.expression_noise [--dataset data/dataset] [--cross-start built|any|neutral] [--out FILE]
+    python -m benchmarks.expression_noise [--dataset data/dataset] [--cross-start built|any|neutral] [--vgg-block]
+        [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -47,9 +51,9 @@ from toontalker_bench.data.protocol import protocol_pairs
 from toontalker_bench.data.synth.oracle import answer, clip_renderer
 from toontalker_bench.data.version import dataset_version
 from toontalker_bench.eval.evaluator import Evaluator
-from toontalker_bench.faces.motion_map import (BLOCKS, Designs, PoseVectorRidge, RidgeMap, expression_weights,
-                                               fit_ridges, group_folds, heldout_calibration, morph_calibration,
-                                               motion_features)
+from toontalker_bench.faces.motion_map import (BLOCKS, FEATURE_SETS, Designs, PoseVectorRidge, RidgeMap,
+                                               aligned_faces, expression_weights, fit_ridges, group_folds,
+                                               heldout_calibration, morph_calibration, motion_features)
 from toontalker_bench.faces.pose import MORPHS, N_MORPHS
 from toontalker_bench.metrics.motion import corpus_features, corpus_train_clips, motion_backend
 from toontalker_bench.metrics.pair import resize_frames
@@ -66,10 +70,14 @@ def pairs_for(dataset: Path, spec: dict[str, Any], cross_start: str) -> pd.DataF
     return redrawn[redrawn["task"].isin(["real2cartoon", "cartoon2real"])]
 
 
-def collect(dataset: Path, output_size: int, pairs: pd.DataFrame) -> list[dict[str, Any]]:
+Extra = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
+
+
+def collect(dataset: Path, output_size: int, pairs: pd.DataFrame, extra: Extra | None = None) -> list[dict[str, Any]]:
     """Per protocol pair: the task, the motion features (:func:`~toontalker_bench.faces.motion_map.motion_features`,
-    what the board's expression estimator reads) of the exact answer, of copying and of the driver, as the board
-    analyses them, and the true morphs of the exact answer and the driver on the analysed frames."""
+    what the board's expression estimator reads, and ``extra``'s blocks) of the exact answer, of copying and of the
+    driver, as the board analyses them, and the true morphs of the exact answer and the driver on the analysed
+    frames."""
     table = clip_table(dataset)
     paths = dict(zip(table["clip_id"], table["path"]))
     ev = Evaluator.from_params(["aed_exp_rel"], EvalParams(), "cpu", motion_dataset=str(dataset))
@@ -86,7 +94,8 @@ def collect(dataset: Path, output_size: int, pairs: pd.DataFrame) -> list[dict[s
             p = ev.pair(g, d, s[0], f"{i}:{name}", full={"driving": drv, "source": src[0]})
             for which, key in (("generated", name), ("driving", "driving")):
                 if key not in rec:
-                    rec[key] = motion_features(p.face_frames(which), p.faces(which).landmarks68)
+                    frames, lm = p.face_frames(which), p.faces(which).landmarks68
+                    rec[key] = motion_features(frames, lm) | (extra(frames, lm) if extra else {})
         stride = n // len(rec["driving"]["angles"])
         rec["truth"] = {"exact": drawn[::stride, :N_MORPHS], "driving": truth[::stride, :N_MORPHS]}
         out.append(rec)
@@ -120,6 +129,41 @@ class Reader:
 def read_all(recs: list[dict[str, Any]], reader: Reader) -> list[dict[str, Any]]:
     """The records with each side's features replaced by ``reader``'s estimates (``exp``, ``ok``, weights ``w``)."""
     return [{**r, **{k: reader.read(r[k]) for k in ("exact", "copy", "driving")}} for r in recs]
+
+
+# ------------------------------------------------------------------------ a candidate feature block
+# VGG16 taps on the 112-px aligned face: relu3_1 (28 px, 256 channels) and relu4_1 (14 px, 512), average-pooled over
+# the eye/brow band (rows 28-72 of 112) and the mouth band (rows 72-108) into small grids
+_VGG_POOLS = ((2, (slice(7, 18), slice(4, 24)), (2, 4)), (2, (slice(18, 27), slice(6, 22)), (2, 3)),
+              (3, (slice(3, 9), slice(2, 12)), (1, 2)), (3, (slice(9, 14), slice(3, 11)), (1, 1)))
+
+
+@functools.cache
+def _vgg() -> Any:
+    from toontalker_bench.models.losses import _find_vgg, _VGGFeatures
+
+    found = _find_vgg()
+    if found is None:
+        raise SystemExit("error: --vgg-block needs the VGG weights (toontalker-bench assets build lpips-vgg)")
+    return _VGGFeatures(*found[:2]).float()
+
+
+def vgg_band_features(frames: np.ndarray, landmarks68: np.ndarray) -> dict[str, np.ndarray]:
+    """``{"vgg": (T, 5120)}``: ImageNet VGG16 (the perceptual loss's weights) features of the eye and mouth bands of
+    each frame's face, aligned as the HOG block's; NaN rows where the 68 landmarks are incomplete."""
+    import torch
+
+    lm = np.asarray(landmarks68, np.float64)
+    has = np.isfinite(lm).all(axis=(1, 2))
+    dim = sum(256 * (1 if tap == 2 else 2) * g[0] * g[1] for tap, _, g in _VGG_POOLS)
+    out = np.full((len(lm), dim), np.nan)
+    if has.any():
+        faces = torch.from_numpy(aligned_faces(frames[has], lm[has])).float().div(255)[:, None].repeat(1, 3, 1, 1)
+        with torch.no_grad():
+            taps = _vgg()(faces)
+        out[has] = torch.cat([torch.nn.functional.adaptive_avg_pool2d(taps[t][:, :, r, c], g).flatten(1)
+                              for t, (r, c), g in _VGG_POOLS], 1).double().numpy()
+    return {"vgg": out}
 
 
 # ------------------------------------------------------------------------ other estimators on the same features
@@ -294,6 +338,8 @@ def main() -> None:
     ap.add_argument("--output-size", type=int, default=64, help="the methods' output size the board reads")
     ap.add_argument("--cross-start", choices=("built", "any", "neutral"), default="built",
                     help="built: the built protocol's pairs; any/neutral: its cross-domain pairs drawn again so")
+    ap.add_argument("--vgg-block", action="store_true",
+                    help="also fit the board's map with a VGG16 eye/mouth block to choose (estimator vgg_bands)")
     ap.add_argument("--out", type=Path, default=None,
                     help="default benchmarks/results/expression_noise[_any|_neutral].json")
     args = ap.parse_args()
@@ -303,10 +349,15 @@ def main() -> None:
     if getattr(backend, "model", None) is None:
         raise SystemExit(f"error: the board's expression estimator is not fitted on {args.dataset} ({backend.name})")
     spec = json.loads((args.dataset / "protocol" / "protocol.json").read_text())
-    recs = collect(args.dataset, args.output_size, pairs_for(args.dataset, spec, args.cross_start))
-    train = corpus_features(corpus_train_clips(args.dataset)[1])
+    extra = vgg_band_features if args.vgg_block else None
+    recs = collect(args.dataset, args.output_size, pairs_for(args.dataset, spec, args.cross_start), extra)
+    train = corpus_features(corpus_train_clips(args.dataset)[1], extra=extra)
+    readers = estimator_variants(train, backend.model)
+    if args.vgg_block:
+        sets = FEATURE_SETS + tuple((*fs, "vgg") for fs in FEATURE_SETS)
+        readers["vgg_bands"] = Reader.of_board(PoseVectorRidge.fit(*train[:4], feature_sets=sets))
     estimators = {}
-    for name, reader in estimator_variants(train, backend.model).items():
+    for name, reader in readers.items():
         tasks = summarise(read_all(recs, reader))
         estimators[name] = {"reliability": {d: dict(zip(MORPHS, r.round(3).tolist()))
                                             for d, r in reader.reliability.items()},

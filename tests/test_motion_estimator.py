@@ -313,3 +313,23 @@ def test_morph_calibration_puts_two_domains_on_the_ground_truths_scale() -> None
     assert rel["cartoon"][16] < 0.2 and rel["real"][16] < 0.2, rel
     loaded = PoseVectorRidge.from_arrays(model.to_arrays())
     assert all(np.array_equal(loaded.reliability[d], rel[d]) for d in rel)
+
+
+def test_candidate_feature_block_is_chosen_only_when_offered() -> None:
+    """``PoseVectorRidge.fit(feature_sets=...)`` lets a benchmark offer a block of its own: a block that carries the
+    morphs is taken (and read well) when offered, and the default sets never look at it."""
+    from toontalker_bench.faces.motion_map import FEATURE_SETS, GEOMETRY, PoseVectorRidge
+
+    rng = np.random.default_rng(5)
+    n = 240
+    feats = {"angles": rng.normal(size=(n, 3)), "exp": rng.normal(size=(n, 10)), "region": rng.normal(size=(n, 15)),
+             "frontal": rng.normal(size=(n, 136)), "hog": rng.normal(size=(n, 50))}
+    y = np.concatenate([rng.uniform(0, 1, (n, 17)), feats["angles"] * 10], axis=1)
+    feats["cand"] = y[:, :17] @ rng.normal(size=(17, 17)) + rng.normal(0, 0.05, (n, 17))
+    groups = np.repeat(np.arange(8), n // 8)
+    domains = np.array(["cartoon"] * n)
+    plain = PoseVectorRidge.fit(feats, y, domains, groups)
+    offered = PoseVectorRidge.fit(feats, y, domains, groups, feature_sets=FEATURE_SETS + ((*GEOMETRY, "cand"),))
+    assert "cand" not in plain.info["cartoon"]["morphs"]["chosen"]
+    assert offered.info["cartoon"]["morphs"]["chosen"].startswith("+".join((*GEOMETRY, "cand")))
+    assert offered.reliability["cartoon"].mean() > 0.8 > 0.2 > plain.reliability["cartoon"].mean()

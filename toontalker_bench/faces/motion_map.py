@@ -341,10 +341,11 @@ class PoseVectorRidge:
         return sorted(self.maps)
 
     @classmethod
-    def fit(cls, feats: dict[str, np.ndarray], y: np.ndarray, domains: np.ndarray, groups: np.ndarray
-            ) -> PoseVectorRidge:
+    def fit(cls, feats: dict[str, np.ndarray], y: np.ndarray, domains: np.ndarray, groups: np.ndarray,
+            feature_sets: tuple[tuple[str, ...], ...] = FEATURE_SETS) -> PoseVectorRidge:
         """``feats`` blocks ``(N, d)``, ``y`` ``(N, 20)`` pose vectors, ``domains`` and ``groups`` (identity) ``(N,)``;
-        rows with a NaN feature or target are ignored."""
+        rows with a NaN feature or target are ignored. ``feature_sets``: the candidate block sets of every map (the
+        domain classifier reads :data:`BLOCKS`)."""
         ok = np.isfinite(y).all(1) & np.all([np.isfinite(v).all(1) for v in feats.values()], axis=0)
         maps: dict[str, dict[str, RidgeMap]] = {}
         info: dict[str, Any] = {}
@@ -357,7 +358,7 @@ class PoseVectorRidge:
                        **{a: (y[rows, N_MORPHS + i:N_MORPHS + i + 1] - f["angles"][:, i:i + 1], True)
                           for i, a in enumerate(ANGLES)}}
             designs = Designs(f)
-            fitted = fit_ridges(designs, targets, groups[rows])
+            fitted = fit_ridges(designs, targets, groups[rows], feature_sets)
             maps[d] = {p: m for p, (m, _) in fitted.items()}
             gains[d], reliability[d] = morph_calibration(designs, maps[d]["morphs"], targets["morphs"][0],
                                                          groups[rows])

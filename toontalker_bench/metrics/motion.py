@@ -36,6 +36,7 @@ import hashlib
 import inspect
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -142,11 +143,13 @@ def corpus_key(root: Path, clips: list[dict[str, object]], frames_per_clip: int)
     return h.hexdigest()
 
 
-def corpus_features(clips: list[dict[str, object]], frames_per_clip: int = 48, analyzer=None  # noqa: ANN001
+def corpus_features(clips: list[dict[str, object]], frames_per_clip: int = 48, analyzer=None,  # noqa: ANN001
+                    extra: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]] | None = None
                     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What a corpus map is fitted on: the feature blocks of ``frames_per_clip`` evenly spaced frames of each clip
     (landmarks by the evaluation's face analyzer, so features match what the backend sees later), their pose vectors,
-    and each row's domain, identity and clip id."""
+    and each row's domain, identity and clip id. ``extra(frames, landmarks68)`` adds blocks of one's own (a
+    benchmark's candidate features)."""
     from ..core.progress import progress
     from ..core.video import read_frames
     from ..faces.analyzer import FaceAnalyzer
@@ -163,8 +166,10 @@ def corpus_features(clips: list[dict[str, object]], frames_per_clip: int = 48, a
         idx = np.unique(np.linspace(0, n - 1, min(n, frames_per_clip)).round().astype(int))
         track = analyzer.track(frames[idx], desc=str(c["clip_id"]))
         f = motion_features(frames[idx], track.landmarks68)
-        for k in BLOCKS:
-            feats[k].append(f[k])
+        if extra is not None:
+            f |= extra(frames[idx], track.landmarks68)
+        for k, v in f.items():
+            feats.setdefault(k, []).append(v)
         ys.append(motion[idx])
         doms += [c["domain"]] * len(idx)
         groups += [c["identity"]] * len(idx)
