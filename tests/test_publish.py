@@ -326,6 +326,9 @@ def test_kid_notes_differing_only_in_their_spread_share_one_line(tmp_path: Path)
     note = "only 600 frames per side (< 2048): unreliable; std {} over subsets"
     publish_rows(path, [{**row(r, method=r, task="real2cartoon", l1=None), "kid": 0.01 * i, "kid_backend": "x",
                          "kid_note": note.format(0.001 * i)} for i, r in enumerate(("a", "b", "c"), start=1)])
+    # two seeds of one method: their notes merge part by part, the shared part once
+    publish_rows(path, [{**row(f"d{i}", method="d", task="real2cartoon", l1=None), "seed": i, "kid": 0.02,
+                         "kid_backend": "x", "kid_note": note.format(0.002 + 0.001 * i)} for i in (0, 1)])
     md = render_markdown(read_leaderboard(path), "demo")
     kid = [ln for ln in md.splitlines() if ln.startswith("- `kid`")]
     assert kid == ["- `kid`‡: only 600 frames per side (< 2048): unreliable; each value's std over its subsets is in "

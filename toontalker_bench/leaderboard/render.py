@@ -54,7 +54,8 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             row[m] = float(vals.mean()) if len(vals) else float("nan")
             row[f"{m}_sd"] = float(vals.std(ddof=1)) if len(vals) > 1 else float("nan")
             row[f"{m}_backend"] = newest[f"{m}_backend"]
-            row[f"{m}_note"] = "; ".join(dict.fromkeys(n for n in g[f"{m}_note"] if n))
+            # the seeds' notes part by part: a part they share (KID's "too few frames") once, their own ones each
+            row[f"{m}_note"] = "; ".join(dict.fromkeys(p for n in g[f"{m}_note"] if n for p in n.split("; ") if p))
         out.append(row)
     summary = pd.DataFrame(out)
     # a configuration shown at several training budgets names its steps, so its rows can be told apart
