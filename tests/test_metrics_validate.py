@@ -179,3 +179,17 @@ def test_motion_part_measures_every_backend_and_writes_the_summary_keys() -> Non
     text = "\n".join(validation_report.render_motion({**m, "source": "test clips", "clips": len(clips), "frames_per_clip": "all"}))
     assert "corpus-ridge:validation-train-clips" in text and "bfm3ddfa-jaw-y+seqshape" in text
     assert "| `mediapipe` | real |" in text and "`mediapipe-matrix` | cartoon |" in text
+
+
+def test_identity_separation_scores_same_against_different_identity_pairs() -> None:
+    from toontalker_bench.eval.validate import identity_separation
+
+    ids = np.array(["a", "a", "b", "b"])
+    clean = np.array([[1, .9, .1, .2], [.9, 1, .3, .1], [.1, .3, 1, .8], [.2, .1, .8, 1]])
+    res = identity_separation(clean, ids)
+    assert res["auc"] == 1.0 and res["identities"] == 2 and res["embeddings"] == 4
+    assert res["same_mean"] == pytest.approx(0.85) and res["diff_mean"] == pytest.approx(0.175)
+    mixed = clean.copy()
+    mixed[0, 2] = mixed[2, 0] = 0.95  # one different-identity pair above every same-identity pair
+    assert identity_separation(mixed, ids)["auc"] == 0.75  # each same pair beats 3 of the 4 different ones
+    assert "only 1 identity" in identity_separation(clean[:2, :2], ids[:2])["reason"]

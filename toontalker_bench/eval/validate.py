@@ -384,9 +384,32 @@ def measure_fid(clips: list[Clip], n: int, device: str, batch_size: int) -> dict
     return out
 
 
+def identity_embeddings(clips: list[Clip], analyzer: FaceAnalyzer, embedder: Any, domain: str, per_clip: int = 6
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Unit embeddings ``(N, D)`` of ``per_clip`` evenly spaced frames of each ``domain`` clip (NaN rows where a frame
+    has no usable face) and each row's identity."""
+    from ..metrics.pair import Pair
+
+    vecs, ids = [], []
+    for c in [c for c in clips if c.domain == domain]:
+        vecs.append(embedder.embed(Pair(c.frames[_pick(len(c.frames), per_clip)], analyzer=analyzer), "generated"))
+        ids += [c.identity] * len(vecs[-1])
+    return np.concatenate(vecs), np.array(ids)
+
+
+def identity_separation(sim: np.ndarray, ids: np.ndarray) -> dict[str, Any]:
+    """Same- against different-identity ROC AUC of a similarity matrix between faces of identities ``ids``."""
+    if len(set(ids.tolist())) < 2:
+        return {"reason": f"only {len(set(ids.tolist()))} identity with faces"}
+    iu = np.triu_indices(len(ids), 1)
+    same = ids[iu[0]] == ids[iu[1]]
+    return {"auc": roc_auc(sim[iu][same], sim[iu][~same]), "identities": len(set(ids.tolist())),
+            "same_mean": float(sim[iu][same].mean()), "diff_mean": float(sim[iu][~same].mean()),
+            "embeddings": len(ids)}
+
+
 def measure_identity(clips: list[Clip], analyzer: FaceAnalyzer, per_clip: int = 6) -> dict[str, Any]:
     from ..metrics.identity import ID_BACKENDS
-    from ..metrics.pair import Pair
 
     out: dict[str, Any] = {}
     for name in ID_BACKENDS.names():
@@ -397,23 +420,9 @@ def measure_identity(clips: list[Clip], analyzer: FaceAnalyzer, per_clip: int = 
             continue
         res: dict[str, Any] = {}
         for domain in sorted({c.domain for c in clips}):
-            vecs, ids = [], []
-            for c in [c for c in clips if c.domain == domain]:
-                pair = Pair(c.frames[_pick(len(c.frames), per_clip)], analyzer=analyzer)
-                e = emb.embed(pair, "generated")
-                keep = np.isfinite(e).all(1)
-                vecs.append(e[keep])
-                ids += [c.identity] * int(keep.sum())
-            v, ids_arr = np.concatenate(vecs), np.array(ids)
-            if len(set(ids)) < 2:
-                res[domain] = {"reason": f"only {len(set(ids))} identity with faces"}
-                continue
-            sim = v @ v.T
-            iu = np.triu_indices(len(v), 1)
-            same = ids_arr[iu[0]] == ids_arr[iu[1]]
-            res[domain] = {"auc": roc_auc(sim[iu][same], sim[iu][~same]), "identities": int(len(set(ids))),
-                           "same_mean": float(sim[iu][same].mean()), "diff_mean": float(sim[iu][~same].mean()),
-                           "embeddings": int(len(v))}
+            v, ids = identity_embeddings(clips, analyzer, emb, domain, per_clip)
+            keep = np.isfinite(v).all(1)
+            res[domain] = identity_separation(v[keep] @ v[keep].T, ids[keep])
         out[name] = res
     return out
 
