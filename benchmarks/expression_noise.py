@@ -132,10 +132,10 @@ def read_all(recs: list[dict[str, Any]], reader: Reader) -> list[dict[str, Any]]
 
 
 # ------------------------------------------------------------------------ a candidate feature block
-# VGG16 taps on the 112-px aligned face: relu3_1 (28 px, 256 channels) and relu4_1 (14 px, 512), average-pooled over
-# the eye/brow band (rows 28-72 of 112) and the mouth band (rows 72-108) into small grids
-_VGG_POOLS = ((2, (slice(7, 18), slice(4, 24)), (2, 4)), (2, (slice(18, 27), slice(6, 22)), (2, 3)),
-              (3, (slice(3, 9), slice(2, 12)), (1, 2)), (3, (slice(9, 14), slice(3, 11)), (1, 1)))
+# VGG16 taps on the 112-px aligned face: (tap, channels, rows, cols, grid): relu3_1 (28 px) and relu4_1 (14 px),
+# average-pooled over the eye/brow band (rows 28-72 of 112) and the mouth band (rows 72-108) into small grids
+_VGG_POOLS = ((2, 256, slice(7, 18), slice(4, 24), (2, 4)), (2, 256, slice(18, 27), slice(6, 22), (2, 3)),
+              (3, 512, slice(3, 9), slice(2, 12), (1, 2)), (3, 512, slice(9, 14), slice(3, 11), (1, 1)))
 
 
 @functools.cache
@@ -155,14 +155,14 @@ def vgg_band_features(frames: np.ndarray, landmarks68: np.ndarray) -> dict[str, 
 
     lm = np.asarray(landmarks68, np.float64)
     has = np.isfinite(lm).all(axis=(1, 2))
-    dim = sum(256 * (1 if tap == 2 else 2) * g[0] * g[1] for tap, _, g in _VGG_POOLS)
+    dim = sum(ch * g[0] * g[1] for _, ch, _, _, g in _VGG_POOLS)
     out = np.full((len(lm), dim), np.nan)
     if has.any():
         faces = torch.from_numpy(aligned_faces(frames[has], lm[has])).float().div(255)[:, None].repeat(1, 3, 1, 1)
         with torch.no_grad():
             taps = _vgg()(faces)
         out[has] = torch.cat([torch.nn.functional.adaptive_avg_pool2d(taps[t][:, :, r, c], g).flatten(1)
-                              for t, (r, c), g in _VGG_POOLS], 1).double().numpy()
+                              for t, _, r, c, g in _VGG_POOLS], 1).double().numpy()
     return {"vgg": out}
 
 

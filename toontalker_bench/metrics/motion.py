@@ -153,10 +153,10 @@ def corpus_features(clips: list[dict[str, object]], frames_per_clip: int = 48, a
     from ..core.progress import progress
     from ..core.video import read_frames
     from ..faces.analyzer import FaceAnalyzer
-    from ..faces.motion_map import BLOCKS, motion_features
+    from ..faces.motion_map import motion_features
 
     analyzer = analyzer or FaceAnalyzer()
-    feats: dict[str, list[np.ndarray]] = {k: [] for k in BLOCKS}
+    feats: dict[str, list[np.ndarray]] = {}  # every block motion_features (and ``extra``) returns, in its order
     ys, doms, groups, ids = [], [], [], []
     for c in progress(clips, desc="corpus map: train clips", unit="clip"):
         frames = read_frames(c["video"])  # type: ignore[arg-type]
